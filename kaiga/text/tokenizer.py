@@ -8,8 +8,10 @@ to `<unk>`, which lets the studio name them in a warning.
 
 Example:
     >>> tok = build_word_tokenizer({"red", "car"}, max_length=8)
-    >>> tok("a red car")["input_ids"][:4]
-    [2, 1, 5, 4]
+    >>> tok.convert_ids_to_tokens(tok("A red zebra")["input_ids"])
+    ['<bos>', '<unk>', 'red', '<unk>', '<eos>']
+    >>> unknown_words(tok, "A red zebra")
+    ['A', 'zebra']
 """
 
 from __future__ import annotations

@@ -32,15 +32,6 @@ class Sampler(str, Enum):
     LCM = "lcm"
 
 
-# A1111 spells samplers differently; its names go into the `parameters` text chunk.
-A1111_NAMES = {
-    Sampler.DDIM: "DDIM",
-    Sampler.EULER: "Euler",
-    Sampler.EULER_A: "Euler a",
-    Sampler.DPMPP_2M: "DPM++ 2M",
-    Sampler.LCM: "LCM",
-}
-
 _SCHEDULERS = {
     Sampler.DDIM: (DDIMScheduler, {}),
     Sampler.EULER: (EulerDiscreteScheduler, {}),

@@ -1,0 +1,458 @@
+"""Stable Diffusion "single-file" checkpoints: one ``.safetensors`` in the original CompVis/A1111 layout.
+
+A single-file SD 1.x checkpoint keeps the three networks under the names of the original code:
+``model.diffusion_model.*`` (UNet), ``first_stage_model.*`` (VAE) and
+``cond_stage_model.transformer.text_model.*`` (CLIP text encoder). This is the file that A1111 and
+ComfyUI users download and share.
+
+* :func:`save_single_file` writes our model in that layout and puts everything needed to rebuild it
+  (component configs, tokenizer, scheduler, our ``info``) in the safetensors metadata under
+  ``kaiga.*`` keys, so the one file is a complete kaiga model.
+* :func:`load_single_file` reads such a file back from the metadata alone. A file without kaiga
+  metadata (a real SD 1.x/2.x checkpoint) holds weights but no configs; diffusers would fetch those
+  from the Hugging Face Hub, which offline means the caller must name a diffusers-layout config folder
+  (``config_dir``, the CLI's ``--config DIR``).
+* :func:`looks_like_sd_single_file` tells such a file by its content (the safetensors header).
+
+What is hand-written and why: diffusers ships the original-to-diffusers direction as library code
+(``diffusers.loaders.single_file_utils``: ``convert_ldm_unet_checkpoint``, ``convert_ldm_vae_checkpoint``,
+``convert_ldm_clip_checkpoint``, ``create_diffusers_clip_model_from_ldm`` and ``from_single_file``), and
+every load here goes through it. The opposite direction (diffusers to original) exists only as a script
+in the diffusers repository (``scripts/convert_diffusers_to_original_stable_diffusion.py``), which is
+not installed and is hard-wired to SD 1.x's four blocks of two layers. ``_unet_to_ldm`` and
+``_vae_to_ldm`` below are therefore our own mapping, derived from the block structure in the model
+config (any number of blocks and ``layers_per_block``), reusing only the library's table of fixed
+renames (``DIFFUSERS_TO_LDM_MAPPING``). Saving then loading through the library converter checks the
+two directions against each other (see ``tests/families/diffusion/test_single_file.py``).
+
+Example:
+    >>> import tempfile, torch
+    >>> from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
+    >>> m = LatentDiffusion.create(tiny_config()).eval()
+    >>> path = save_single_file(m, Path(tempfile.mkdtemp()) / "tiny.safetensors")
+    >>> looks_like_sd_single_file(path)
+    True
+    >>> back = load_single_file(path)
+    >>> ids = m.tokenize(["a red car"])
+    >>> torch.equal(back.encode_text(ids), m.encode_text(ids))
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import struct
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.loaders.single_file_utils import (
+    DIFFUSERS_DEFAULT_PIPELINE_PATHS,
+    DIFFUSERS_TO_LDM_MAPPING,
+    convert_ldm_clip_checkpoint,
+    convert_ldm_unet_checkpoint,
+    convert_ldm_vae_checkpoint,
+    create_diffusers_clip_model_from_ldm,
+    infer_diffusers_model_type,
+    load_single_file_checkpoint,
+)
+from safetensors.torch import save_file
+from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
+
+from kaiga.families.diffusion.model import KAIGA_JSON, LatentDiffusion
+
+__all__ = ["SingleFileError", "save_single_file", "load_single_file", "looks_like_sd_single_file", "FORMAT"]
+
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+TEXT_PREFIX = "cond_stage_model.transformer."  # + "text_model.<transformers CLIPTextModel name>"
+FORMAT = "kaiga-sd1-single-file/1"  # value of the "kaiga.format" metadata key
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit on the JSON header
+
+
+class SingleFileError(ValueError):
+    """A single-file checkpoint that this module cannot read or write, with the reason and the way out."""
+
+
+# --- detection ------------------------------------------------------------------------------------
+def _read_header(path: str | Path) -> dict[str, Any] | None:
+    """The JSON header of a safetensors file (tensor entries plus ``__metadata__``), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) != 8:
+                return None
+            (n,) = struct.unpack("<Q", head)
+            if n < 2 or n > _MAX_HEADER:
+                return None
+            raw = f.read(n)
+        if len(raw) != n:
+            return None
+        header = json.loads(raw)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def looks_like_sd_single_file(path: str | Path) -> bool:
+    """True when `path` is a safetensors file whose tensors use the original SD layout (``model.diffusion_model.*``).
+
+    Only the header is read, so this is cheap even for multi-GB files; the file name is not looked at.
+    """
+    header = _read_header(path)
+    return header is not None and any(k.startswith(UNET_PREFIX) for k in header if k != "__metadata__")
+
+
+def _metadata(path: str | Path) -> dict[str, str]:
+    header = _read_header(path)
+    meta = (header or {}).get("__metadata__") or {}
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+# --- diffusers -> original names (hand-written, see the module docstring) --------------------------
+_RESNET_TO_LDM = {  # UNet ResnetBlock2D -> ldm ResBlock
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "time_emb_proj": "emb_layers.1",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "conv_shortcut": "skip_connection",
+}
+_VAE_ATTN_TO_LDM = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+
+
+def _resnet(rest: str, table: dict[str, str]) -> str:
+    for new, old in table.items():
+        if rest.startswith(new + "."):
+            return old + rest[len(new):]
+    return rest
+
+
+def _layers_per_block(config: dict) -> int:
+    lpb = config["layers_per_block"]
+    if not isinstance(lpb, int):
+        raise SingleFileError(f"layers_per_block={lpb!r} differs between blocks; the original layout needs one number")
+    return lpb
+
+
+def _unet_to_ldm(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+    """UNet2DConditionModel names -> ``openaimodel.UNetModel`` names (without the ``model.diffusion_model.`` prefix).
+
+    Original layout: ``input_blocks.0`` is conv_in; then per down block `lpb` × [ResBlock, SpatialTransformer?]
+    and, except for the last block, one ``Downsample`` (``.0.op``); ``middle_block`` = ResBlock, transformer,
+    ResBlock; ``output_blocks`` hold `lpb + 1` × [ResBlock, transformer?, Upsample?] per up block.
+    """
+    lpb = _layers_per_block(config)
+    fixed = dict(DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"])
+    if config.get("class_embed_type") in ("timestep", "projection"):
+        fixed.update(DIFFUSERS_TO_LDM_MAPPING["unet"]["class_embed_type"])
+    if config.get("addition_embed_type") == "text_time":
+        fixed.update(DIFFUSERS_TO_LDM_MAPPING["unet"]["addition_embed_type"])
+    up_with_attn = {int(m.group(1)) for k in state if (m := re.match(r"up_blocks\.(\d+)\.attentions\.", k))}
+
+    def name(k: str) -> str:
+        if k in fixed:
+            return fixed[k]
+        if m := re.fullmatch(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", k):
+            b, kind, j, rest = int(m[1]), m[2], int(m[3]), m[4]
+            i = 1 + b * (lpb + 1) + j
+            if kind == "resnets":
+                return f"input_blocks.{i}.0.{_resnet(rest, _RESNET_TO_LDM)}"
+            return f"input_blocks.{i}.1.{rest}"
+        if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", k):
+            return f"input_blocks.{1 + int(m[1]) * (lpb + 1) + lpb}.0.op.{m[2]}"
+        if m := re.fullmatch(r"mid_block\.resnets\.(\d+)\.(.+)", k):
+            return f"middle_block.{2 * int(m[1])}.{_resnet(m[2], _RESNET_TO_LDM)}"
+        if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", k):
+            return f"middle_block.1.{m[1]}"
+        if m := re.fullmatch(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", k):
+            b, kind, j, rest = int(m[1]), m[2], int(m[3]), m[4]
+            i = b * (lpb + 1) + j
+            if kind == "resnets":
+                return f"output_blocks.{i}.0.{_resnet(rest, _RESNET_TO_LDM)}"
+            return f"output_blocks.{i}.1.{rest}"
+        if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", k):
+            b = int(m[1])
+            return f"output_blocks.{b * (lpb + 1) + lpb}.{2 if b in up_with_attn else 1}.conv.{m[2]}"
+        raise SingleFileError(f"UNet weight {k!r} has no name in the original SD layout (unsupported UNet feature)")
+
+    return {name(k): v for k, v in state.items()}
+
+
+def _vae_to_ldm(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+    """AutoencoderKL names -> ``ldm.models.autoencoder`` names (without the ``first_stage_model.`` prefix).
+
+    The decoder's up blocks are numbered from the lowest resolution in diffusers and from the highest in
+    the original code; mid-block attention projections are 1×1 convolutions there, linears here.
+    """
+    fixed = DIFFUSERS_TO_LDM_MAPPING["vae"]
+    n_up = len(config["up_block_types"])
+    vae_resnet = {"conv_shortcut": "nin_shortcut"}
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k in fixed:
+            out[fixed[k]] = v
+        elif m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", k):
+            out[f"encoder.down.{m[1]}.block.{m[2]}.{_resnet(m[3], vae_resnet)}"] = v
+        elif m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", k):
+            out[f"encoder.down.{m[1]}.downsample.conv.{m[2]}"] = v
+        elif m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", k):
+            out[f"decoder.up.{n_up - 1 - int(m[1])}.block.{m[2]}.{_resnet(m[3], vae_resnet)}"] = v
+        elif m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", k):
+            out[f"decoder.up.{n_up - 1 - int(m[1])}.upsample.conv.{m[2]}"] = v
+        elif m := re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)", k):
+            out[f"{m[1]}.mid.block_{int(m[2]) + 1}.{_resnet(m[3], vae_resnet)}"] = v
+        elif m := re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.+)", k):
+            rest = _resnet(m[2], _VAE_ATTN_TO_LDM)
+            if v.ndim == 2:  # linear [out, in] -> 1×1 conv [out, in, 1, 1]
+                v = v[:, :, None, None]
+            out[f"{m[1]}.mid.attn_1.{rest}"] = v
+        else:
+            raise SingleFileError(f"VAE weight {k!r} has no name in the original SD layout (unsupported VAE feature)")
+    return out
+
+
+def _text_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CLIPTextModel names -> ``cond_stage_model.transformer.text_model.*`` (transformers 4.x and 5.x naming)."""
+    return {f"{TEXT_PREFIX}text_model.{k.removeprefix('text_model.')}": v for k, v in state.items()}
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(config).items() if not k.startswith("_")}
+
+
+def _tokenizer_files(tokenizer: Any) -> dict[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        files = {p.name: p.read_text(encoding="utf-8") for p in Path(tmp).iterdir() if p.suffix == ".json"}
+    if "tokenizer.json" not in files:
+        raise SingleFileError("the tokenizer wrote no tokenizer.json (not a fast tokenizer), so it cannot go in the "
+                              "file's metadata")
+    return files
+
+
+def save_single_file(model: LatentDiffusion, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write `model` as one SD 1.x-layout ``.safetensors`` with everything to rebuild it in ``kaiga.*`` metadata.
+
+    `dtype=torch.float16` halves the file, as in :meth:`LatentDiffusion.save`. Returns the path.
+    """
+    path = Path(path)
+    unet_cfg, vae_cfg = _config_dict(model.unet.config), _config_dict(model.vae.config)
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, converted in (
+        (UNET_PREFIX, _unet_to_ldm(model.unet.state_dict(), unet_cfg)),
+        (VAE_PREFIX, _vae_to_ldm(model.vae.state_dict(), vae_cfg)),
+        ("", _text_to_ldm(model.text_encoder.state_dict())),
+    ):
+        for k, v in converted.items():
+            v = v.detach().to("cpu")
+            if dtype is not None and v.is_floating_point():
+                v = v.to(dtype)
+            tensors[prefix + k] = v.contiguous()
+    tok = _tokenizer_files(model.tokenizer)
+    metadata = {
+        "format": "pt",
+        "kaiga.format": FORMAT,
+        "kaiga.unet_config": json.dumps(unet_cfg),
+        "kaiga.vae_config": json.dumps(vae_cfg),
+        "kaiga.text_config": model.text_encoder.config.to_json_string(use_diff=False),
+        "kaiga.scheduler_config": json.dumps(dict(model.scheduler_config)),
+        "kaiga.tokenizer": tok.pop("tokenizer.json"),
+        "kaiga.tokenizer_files": json.dumps(tok),  # tokenizer_config.json etc.: special tokens, max length
+        "kaiga.info": json.dumps(model.info),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+# --- loading --------------------------------------------------------------------------------------
+@contextmanager
+def _quiet_cast_warning() -> Iterator[None]:
+    """Mute diffusers' "should be kept in float32: []" warning, which `from_single_file(torch_dtype=...)` always
+    triggers (diffusers 0.42 warns even when no module needs float32); other loading warnings still show."""
+    log = logging.getLogger("diffusers.models.modeling_utils")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _check_loaded(module: torch.nn.Module, what: str, path: Path) -> None:
+    """diffusers' low-memory loading leaves weights absent from the file on the meta device: say so here."""
+    missing = [n for n, p in module.named_parameters() if p.is_meta]
+    if missing:
+        raise SingleFileError(f"{path.name}: the {what} weights {missing[:5]}{' ...' if len(missing) > 5 else ''} "
+                              "are missing from the checkpoint (does the config folder match it?)")
+
+
+def _build(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    try:
+        module.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        raise SingleFileError(f"{path.name}: the {what} weights do not fit the config in its metadata: {e}") from e
+
+
+def _materialize(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Give every floating tensor `dtype` and its own 64-byte-aligned storage.
+
+    Tensors read from a safetensors file sit at arbitrary offsets of the file's buffer, and oneDNN/MKL
+    kernels sum in a different order on unaligned memory: outputs then drift by ~1e-7 from the same
+    weights in fresh memory. Copying here makes a loaded model bit-identical to the one that was saved,
+    and casting per tensor avoids `ModelMixin.to(dtype)` (and its spurious float32 warning).
+    """
+    with torch.no_grad():
+        for t in (*module.parameters(), *module.buffers()):
+            want = dtype if t.is_floating_point() else t.dtype
+            if t.dtype != want or t.data_ptr() % 64:
+                t.data = t.data.to(want, copy=True)
+
+
+def _split(checkpoint: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """The UNet, VAE and text-encoder tensors, full names kept; EMA copies and schedule buffers are dropped.
+
+    Handing each loader only its part (and clearing it after) keeps the peak near one model's size.
+    """
+    parts: dict[str, dict[str, torch.Tensor]] = {"unet": {}, "vae": {}, "text": {}}
+    prefixes = (("unet", UNET_PREFIX), ("vae", VAE_PREFIX), ("text", "cond_stage_model."))
+    for k in list(checkpoint):
+        for part, prefix in prefixes:
+            if k.startswith(prefix):
+                parts[part][k] = checkpoint.pop(k)
+                break
+    return parts
+
+
+def _from_metadata(path: Path, parts: dict[str, dict[str, torch.Tensor]], meta: dict[str, str],
+                   dtype: torch.dtype) -> LatentDiffusion:
+    fmt = meta.get("kaiga.format", FORMAT)
+    if fmt != FORMAT:
+        raise SingleFileError(f"{path.name} was written as {fmt!r}; this kaiga reads {FORMAT!r}")
+    try:
+        unet_cfg, vae_cfg = json.loads(meta["kaiga.unet_config"]), json.loads(meta["kaiga.vae_config"])
+        text_cfg = CLIPTextConfig.from_dict(json.loads(meta["kaiga.text_config"]))
+        scheduler_config = json.loads(meta["kaiga.scheduler_config"])
+        info = json.loads(meta.get("kaiga.info", "{}"))
+        tok_files = {"tokenizer.json": meta["kaiga.tokenizer"], **json.loads(meta.get("kaiga.tokenizer_files", "{}"))}
+    except (KeyError, ValueError) as e:
+        raise SingleFileError(f"{path.name}: incomplete or unreadable kaiga metadata ({e})") from e
+
+    with init_empty_weights():  # parameters on meta; load_state_dict(assign=True) puts the file's in place
+        unet = UNet2DConditionModel.from_config(unet_cfg)
+        vae = AutoencoderKL.from_config(vae_cfg)
+        text_encoder = CLIPTextModel(text_cfg)
+    # The library's original->diffusers converters, the same ones from_single_file uses.
+    _build(unet, convert_ldm_unet_checkpoint(parts["unet"], dict(unet.config)), "UNet", path)
+    _build(vae, convert_ldm_vae_checkpoint(parts["vae"], dict(vae.config)), "VAE", path)
+    text_state = convert_ldm_clip_checkpoint(parts["text"])  # -> "text_model.*"
+    if not hasattr(text_encoder, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
+        text_state = {k.removeprefix("text_model."): v for k, v in text_state.items()}
+    for k in [k for k in text_state if k.endswith("embeddings.position_ids")]:  # a buffer older files carry
+        del text_state[k]
+    _build(text_encoder, text_state, "text encoder", path)
+    del text_state
+    for part, module in zip(("unet", "vae", "text"), (unet, vae, text_encoder)):
+        parts[part].clear()
+        _materialize(module, dtype)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in tok_files.items():
+            (Path(tmp) / Path(name).name).write_text(text, encoding="utf-8")
+        tokenizer = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+    return LatentDiffusion(unet, vae, text_encoder, tokenizer, scheduler_config, info).eval()
+
+
+def _offline_help(path: Path, checkpoint: dict[str, torch.Tensor]) -> str:
+    try:
+        kind = infer_diffusers_model_type(checkpoint)
+        repo = DIFFUSERS_DEFAULT_PIPELINE_PATHS[kind]["pretrained_model_name_or_path"]
+        guess = f" diffusers takes it for an SD {kind!r} checkpoint, whose configs it would fetch from {repo}."
+    except Exception:  # a guess for the message only
+        guess = ""
+    return (f"{path.name} is a Stable Diffusion single-file checkpoint without kaiga metadata: it holds the weights "
+            "but not the model configs, text-encoder config, tokenizer or scheduler, which diffusers would download "
+            f"from the Hugging Face Hub, and kaiga works offline.{guess} Pass a diffusers-layout config folder "
+            "for this model version (--config DIR; a folder with unet/, vae/, text_encoder/ configs, tokenizer/ and "
+            "scheduler/, e.g. a copy of that Hub repository without its weight files).")
+
+
+def _from_diffusers(path: Path, parts: dict[str, dict[str, torch.Tensor]], config_dir: Path,
+                    dtype: torch.dtype) -> LatentDiffusion:
+    if not config_dir.is_dir():
+        raise SingleFileError(f"config folder {config_dir} does not exist")
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if not (config_dir / sub).is_dir():
+            raise SingleFileError(f"config folder {config_dir} has no {sub}/ (a diffusers-layout folder is needed)")
+    cfg = str(config_dir)  # from_single_file takes the folder as a str (it refuses a Path)
+    kw: dict[str, Any] = {"config": cfg, "local_files_only": True, "torch_dtype": dtype}
+    loaders = (
+        ("unet", "UNet", lambda sd: UNet2DConditionModel.from_single_file(sd, subfolder="unet", **kw)),
+        ("vae", "VAE", lambda sd: AutoencoderKL.from_single_file(sd, subfolder="vae", **kw)),
+        # diffusers has no CLIPTextModel.from_single_file; this is what its pipeline loader calls for CLIP/OpenCLIP.
+        ("text", "text encoder", lambda sd: create_diffusers_clip_model_from_ldm(
+            CLIPTextModel, sd, subfolder="text_encoder", **kw)),
+    )
+    modules = []
+    for part, what, load in loaders:
+        if not parts[part]:
+            raise SingleFileError(f"{path.name} has no {what} weights")
+        try:
+            with _quiet_cast_warning():
+                module = load(parts[part])
+        except (RuntimeError, ValueError, KeyError, OSError) as e:
+            raise SingleFileError(f"{path.name}: the {what} does not load with the configs in {config_dir}: {e}") from e
+        parts[part].clear()
+        _check_loaded(module, what, path)
+        _materialize(module, dtype)
+        modules.append(module.eval())
+    unet, vae, text_encoder = modules
+    tokenizer = AutoTokenizer.from_pretrained(config_dir / "tokenizer", local_files_only=True)
+    scheduler_config = dict(DDPMScheduler.load_config(config_dir / "scheduler", local_files_only=True))
+    info_path = config_dir / KAIGA_JSON
+    info = json.loads(info_path.read_text()) if info_path.exists() else {  # as LatentDiffusion.load
+        "family": "diffusion", "samplers": ["ddim", "euler", "euler-a", "dpm++2m", "lcm"],
+        "native_size": vae.config.sample_size if isinstance(vae.config.sample_size, int) else 512,
+        "max_size": 2048,
+    }
+    return LatentDiffusion(unet, vae, text_encoder, tokenizer, scheduler_config, info).eval()
+
+
+def load_single_file(path: str | Path, config_dir: str | Path | None = None,
+                     dtype: torch.dtype = torch.float32) -> LatentDiffusion:
+    """Load an SD single-file checkpoint offline.
+
+    A file written by :func:`save_single_file` rebuilds from its own metadata (`config_dir` is not needed and
+    is ignored). Any other SD 1.x/2.x file (``.safetensors``, or a ``.ckpt`` read with ``weights_only``) goes
+    through diffusers' ``from_single_file`` machinery with the configs, tokenizer and scheduler of
+    `config_dir`, a diffusers-layout folder; without one this raises :class:`SingleFileError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SingleFileError(f"{path} is not a file")
+    meta = _metadata(path)
+    try:
+        checkpoint = load_single_file_checkpoint(str(path), local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise SingleFileError(f"{path.name} is not a readable checkpoint: {e}") from e
+    if any(k.startswith("conditioner.embedders.") for k in checkpoint):
+        raise SingleFileError(f"{path.name} is an SDXL-style checkpoint (two text encoders, size conditioning); "
+                              "kaiga's latent diffusion family loads SD 1.x/2.x only")
+    parts = _split(checkpoint)
+    del checkpoint
+    if not parts["unet"]:
+        raise SingleFileError(f"{path.name} has no {UNET_PREFIX}* weights: "
+                              "not a Stable Diffusion single-file checkpoint")
+    if "kaiga.unet_config" in meta:
+        return _from_metadata(path, parts, meta, dtype)
+    if config_dir is None:
+        raise SingleFileError(_offline_help(path, parts["unet"]))
+    return _from_diffusers(path, parts, Path(config_dir), dtype)

@@ -1,0 +1,189 @@
+"""Find, identify and load models: bundled ones, the user's model directory, explicit paths.
+
+A model is a diffusers-layout folder or a single-file Stable Diffusion `.safetensors`. The format is
+decided by content, never by extension: pickle checkpoints (`.ckpt`, `.pt`, `.bin` that unpickle)
+can run arbitrary code when loaded, so they are refused with the command that converts them.
+
+Example:
+    >>> ref = resolve_model(None)
+    >>> ref.name, ref.source
+    ('scenes-diffusion', 'bundled')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import platformdirs
+import torch
+
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+DEFAULT_MODEL = "scenes-diffusion"
+
+
+class ModelFormat(str, Enum):
+    DIFFUSERS_FOLDER = "diffusers-folder"
+    SINGLE_FILE = "single-file"
+
+
+class ModelError(ValueError):
+    """A model that cannot be found or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    path: Path
+    format: ModelFormat
+    source: str  # "bundled", "user" or "path"
+
+    @property
+    def family(self) -> str:
+        info = self.path / "kaiga.json"
+        if self.format is ModelFormat.DIFFUSERS_FOLDER and info.exists():
+            return json.loads(info.read_text()).get("family", "diffusion")
+        return "diffusion"
+
+
+def model_home() -> Path:
+    """The user's kaiga directory: $KAIGA_HOME, else the platform's user data dir."""
+    return Path(os.environ.get("KAIGA_HOME") or platformdirs.user_data_dir("kaiga"))
+
+
+def user_models_dir() -> Path:
+    return model_home() / "models"
+
+
+def _read_head(path: Path, n: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with an 8-byte little-endian header length, then a JSON object."""
+    head = _read_head(path, 9)
+    if len(head) < 9:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return head[8:9] == b"{" and 0 < length <= path.stat().st_size - 8
+
+
+def is_pickle(path: Path) -> bool:
+    """torch.save zip archives and raw pickles (protocol 2+ starts with 0x80)."""
+    head = _read_head(path, 4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def _pickle_refusal(path: Path) -> ModelError:
+    return ModelError(
+        f"{path} is a pickle checkpoint: loading pickles can run arbitrary code, so kaiga refuses them. "
+        "Convert it once in a trusted environment, e.g. "
+        "`python -c \"import torch, safetensors.torch as s; sd = torch.load('IN', weights_only=True); "
+        "s.save_file({k: v.contiguous() for k, v in sd.get('state_dict', sd).items()}, 'OUT.safetensors')\"`, "
+        "then pass the .safetensors file."
+    )
+
+
+def identify(path: Path) -> ModelFormat:
+    """The format of the model at `path`, read from its content."""
+    if path.is_dir():
+        if (path / "model_index.json").exists() or (path / "unet").is_dir():
+            return ModelFormat.DIFFUSERS_FOLDER
+        raise ModelError(f"{path} is a folder but not a diffusers model (no model_index.json)")
+    if not path.is_file():
+        raise ModelError(f"{path} does not exist")
+    if is_safetensors(path):
+        return ModelFormat.SINGLE_FILE
+    if is_pickle(path):
+        raise _pickle_refusal(path)
+    raise ModelError(f"{path} is neither a safetensors file nor a diffusers folder")
+
+
+def _scan(folder: Path, source: str) -> list[ModelRef]:
+    refs = []
+    if not folder.is_dir():
+        return refs
+    for p in sorted(folder.iterdir()):
+        try:
+            fmt = identify(p)
+        except ModelError:
+            continue
+        refs.append(ModelRef(p.stem if p.is_file() else p.name, p, fmt, source))
+    return refs
+
+
+def list_models(extra_paths: list[Path] = ()) -> list[ModelRef]:
+    """Bundled models, then the user's model directory, then explicit paths."""
+    refs = _scan(BUNDLED_DIR, "bundled") + _scan(user_models_dir(), "user")
+    for p in extra_paths:
+        p = Path(p)
+        refs.append(ModelRef(p.stem if p.is_file() else p.name, p, identify(p), "path"))
+    return refs
+
+
+def resolve_model(name_or_path: str | None) -> ModelRef:
+    """A model by name (bundled or in the user's directory) or by path; None is the default model."""
+    name = name_or_path or DEFAULT_MODEL
+    for ref in list_models():
+        if ref.name == name:
+            return ref
+    p = Path(name).expanduser()
+    if p.exists():
+        return ModelRef(p.stem if p.is_file() else p.name, p, identify(p), "path")
+    known = ", ".join(r.name for r in list_models()) or "none"
+    raise ModelError(f"model {name!r} not found: known models are {known}; or give a path "
+                     f"(a diffusers folder or a .safetensors file); user models live in {user_models_dir()}")
+
+
+def model_hash(ref: ModelRef) -> str:
+    """A1111-style short hash: the first 10 hex digits of SHA-256 over the weight files."""
+    files = [ref.path] if ref.path.is_file() else sorted(ref.path.rglob("*.safetensors"))
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:10]
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The requested device, else cuda, then mps, then cpu."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _quiet_libraries() -> None:
+    """Loading bars and float32 notices of diffusers/transformers would drown our own progress bar."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def load_model(ref: ModelRef, device: torch.device, config_dir: Path | None = None):
+    """Load `ref` on `device`, fp16 on GPUs and fp32 elsewhere."""
+    from kaiga.families.diffusion.model import LatentDiffusion
+
+    _quiet_libraries()
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if ref.format is ModelFormat.SINGLE_FILE:
+        from kaiga.families.diffusion.single_file import load_single_file
+
+        model = load_single_file(ref.path, config_dir=config_dir, dtype=dtype)
+    else:
+        model = LatentDiffusion.load(ref.path, dtype=dtype)
+    return model.to(device).eval()

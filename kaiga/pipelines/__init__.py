@@ -1,0 +1,1 @@
+"""Inference pipelines: each turns a validated request and a loaded model into images."""

@@ -1,0 +1,105 @@
+"""`GenerationRequest`: the one validated description of what to make, shared by CLI, API and UI.
+
+Every limit lives here, so an out-of-range value is refused the same way whichever interface it came
+through, with a message naming the field and the allowed range (`describe_error`).
+
+Example:
+    >>> GenerationRequest(prompt="a red car", seed=7).steps
+    20
+    >>> try:
+    ...     GenerationRequest(prompt="a red car", steps=0)
+    ... except Exception as e:
+    ...     print(describe_error(e))
+    steps: must be between 1 and 150 (got 0)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kaiga.families.diffusion.sampling import Sampler
+
+MAX_PROMPT_CHARS = 1000  # OpenAI's dall-e-2 limit; also keeps the record small
+MAX_SEED = 2**32 - 1
+LIMITS = {
+    "n": (1, 16),
+    "steps": (1, 150),
+    "guidance": (0.0, 30.0),
+    "width": (16, 2048),
+    "height": (16, 2048),
+    "seed": (0, MAX_SEED),
+    "upscale": (1, 8),
+}
+
+
+def _range(name: str, **kw):
+    lo, hi = LIMITS[name]
+    return Field(ge=lo, le=hi, **kw)
+
+
+class GenerationRequest(BaseModel):
+    """What to generate. `None` means "the model's default" (size, model) or "draw one" (seed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+    negative_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] = ""
+    seed: Annotated[int | None, _range("seed")] = None
+    n: Annotated[int, _range("n")] = 1
+    steps: Annotated[int, _range("steps")] = 20
+    guidance: Annotated[float, _range("guidance")] = 3.0
+    sampler: Sampler = Sampler.DDIM
+    width: Annotated[int | None, _range("width")] = None
+    height: Annotated[int | None, _range("height")] = None
+    model: str | None = None
+    upscale: Annotated[int, _range("upscale")] = 1  # Lanczos resize of the output for viewing
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must contain some text")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, v: int | None) -> int | None:
+        if v is not None and v % 8:
+            raise ValueError(f"must be a multiple of 8 (got {v})")
+        return v
+
+    def seeds(self, first: int) -> list[int]:
+        """Seed of each image: consecutive from the first, as A1111 does for a batch."""
+        return [(first + i) % (MAX_SEED + 1) for i in range(self.n)]
+
+
+class RequestError(ValueError):
+    """A request that cannot be served; the message names the field and what is allowed."""
+
+
+def describe_error(e: Exception) -> str:
+    """One line per problem: `field: what is allowed (got value)`."""
+    if not isinstance(e, ValidationError):
+        return str(e)
+    lines = []
+    for err in e.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "request"
+        got = err.get("input")
+        kind = err["type"]
+        if field in LIMITS and kind in ("greater_than_equal", "less_than_equal"):
+            lo, hi = LIMITS[field]
+            lines.append(f"{field}: must be between {lo} and {hi} (got {got})")
+        elif kind == "string_too_long":
+            lines.append(f"{field}: at most {err['ctx']['max_length']} characters (got {len(got)})")
+        elif kind == "string_too_short":
+            lines.append(f"{field}: must not be empty")
+        elif kind == "enum":
+            lines.append(f"{field}: must be one of {err['ctx']['expected']} (got {got!r})")
+        elif kind == "extra_forbidden":
+            lines.append(f"{field}: unknown field")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{field}: {msg}" + ("" if "got" in msg else f" (got {got!r})"))
+    return "\n".join(lines)

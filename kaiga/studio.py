@@ -1,0 +1,122 @@
+"""The Studio: the one façade that makes images, for every interface (CLI, HTTP API, UI, Python).
+
+It validates a request, loads and caches models, runs the pipeline, and attaches to every image
+the `GenerationRecord` that makes it reproducible and traceable.
+
+Example:
+    >>> studio = Studio()
+    >>> [img] = studio.generate("a red car on a snowy road at night", seed=7, steps=4)
+    >>> img.record.seed, img.image.size
+    (7, (64, 64))
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from kaiga import __version__
+from kaiga.metadata import GenerationRecord, save_png
+from kaiga.models import ModelRef, load_model, model_hash, pick_device, resolve_model
+from kaiga.pipelines.text_to_image import text_to_image
+from kaiga.request import MAX_SEED, GenerationRequest
+from kaiga.text.tokenizer import unknown_words
+
+log = logging.getLogger("kaiga")
+
+
+@dataclass
+class GeneratedImage:
+    """An image and the record of how it was made."""
+
+    image: Image.Image
+    record: GenerationRecord
+
+    def save(self, path) -> Path:
+        """Write a PNG carrying the record (kaiga JSON + A1111 `parameters`)."""
+        return save_png(self.image, self.record, path)
+
+
+@dataclass
+class LoadedModel:
+    ref: ModelRef
+    model: torch.nn.Module
+    hash: str
+    load_seconds: float
+
+
+class Studio:
+    """Makes images from requests. Models load on first use and stay cached."""
+
+    def __init__(self, device: str | None = None, batch_size: int = 16, config_dir: Path | None = None):
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self.config_dir = config_dir
+        self._loaded: dict[Path, LoadedModel] = {}
+
+    def load(self, name: str | None = None) -> LoadedModel:
+        ref = resolve_model(name)
+        key = ref.path.resolve()
+        if key not in self._loaded:
+            t0 = time.perf_counter()
+            model = load_model(ref, self.device, self.config_dir)
+            self._loaded[key] = LoadedModel(ref, model, model_hash(ref), time.perf_counter() - t0)
+        return self._loaded[key]
+
+    def generate(
+        self,
+        request: GenerationRequest | str,
+        *,
+        on_step: Callable[[int, int], None] | None = None,
+        **fields,
+    ) -> list[GeneratedImage]:
+        """Generate `request.n` images; a string is a prompt, keyword arguments fill the request."""
+        if isinstance(request, str):
+            request = GenerationRequest(prompt=request, **fields)
+        elif fields:
+            request = request.model_copy(update=fields)
+            request = GenerationRequest.model_validate(request.model_dump())
+        loaded = self.load(request.model)
+        model = loaded.model
+        unknown = unknown_words(model.tokenizer, request.prompt + " " + request.negative_prompt)
+        if unknown:
+            log.warning("the model does not know these words and ignores them: %s", ", ".join(dict.fromkeys(unknown)))
+        first = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        seeds = request.seeds(first)
+        t0 = time.perf_counter()
+        images = text_to_image(model, request, seeds, self.batch_size, on_step)
+        per_image_ms = (time.perf_counter() - t0) * 1000 / len(images)
+        native = int(model.info.get("native_size", 64))
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return [
+            GeneratedImage(
+                image,
+                GenerationRecord(
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt,
+                    seed=seed,
+                    sampler=request.sampler.value,
+                    steps=request.steps,
+                    guidance=request.guidance,
+                    width=request.width or native,
+                    height=request.height or native,
+                    model=loaded.ref.name,
+                    model_hash=loaded.hash,
+                    family=loaded.ref.family,
+                    upscale=request.upscale,
+                    timings={"ms_per_image": round(per_image_ms, 1), "load_s": round(loaded.load_seconds, 3)},
+                    kaiga_version=__version__,
+                    created=created,
+                    extra={"unknown_words": unknown} if unknown else {},
+                ),
+            )
+            for image, seed in zip(images, seeds)
+        ]

@@ -1,0 +1,103 @@
+"""The `kaiga` command end to end, as a person runs it: a real subprocess, the bundled model."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from kaiga.metadata import read_metadata
+
+
+def kaiga(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "kaiga.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_generate_writes_pngs_that_carry_their_record(tmp_path):
+    r = kaiga("generate", "a red car in the snow at night", "--seed", "7", "--n", "2", "--steps", "4",
+              "--out", str(tmp_path), "--grid", "--negative", "blurry")
+    assert r.returncode == 0, r.stderr
+    paths = [p for p in r.stdout.split() if p.endswith(".png")]
+    assert len(paths) == 3 and "grid-" in paths[-1]
+    meta = read_metadata(paths[0])
+    assert meta.source == "kaiga"
+    rec = meta.record
+    assert (rec.prompt, rec.negative_prompt, rec.seed, rec.steps, rec.model) == (
+        "a red car in the snow at night", "blurry", 7, 4, "scenes-diffusion")
+    assert read_metadata(paths[1]).record.seed == 8
+    assert Image.open(paths[0]).size == (256, 256)  # 64 px upscaled ×4 for viewing
+    params = meta.raw["parameters"].splitlines()
+    assert params[0] == "a red car in the snow at night" and params[1] == "Negative prompt: blurry"
+    assert re.match(r"Steps: 4, Sampler: DDIM, CFG scale: 3.0, Seed: 7, Size: 64x64, Model hash: [0-9a-f]{10}, "
+                    r"Model: scenes-diffusion", params[2])
+
+    info = kaiga("info", paths[0])
+    assert info.returncode == 0 and "Seed: 7" in info.stdout.replace("seed", "Seed") or "7" in info.stdout
+
+
+def test_same_seed_same_image_whatever_n(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert kaiga("generate", "a blue boat", "--seed", "3", "--steps", "3", "--out", str(a), "--upscale", "1").returncode == 0
+    assert kaiga("generate", "a blue boat", "--seed", "2", "--n", "3", "--steps", "3", "--out", str(b),
+                 "--upscale", "1").returncode == 0
+    one = Image.open(next(a.glob("0000000003-*.png")))
+    same = Image.open(next(b.glob("0000000003-*.png")))
+    diff = max(abs(x - y) for p, q in zip(one.getdata(), same.getdata()) for x, y in zip(p, q))
+    assert diff <= 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "steps: must be between 1 and 150 (got 0)"),
+    (["--n", "99"], "n: must be between 1 and 16 (got 99)"),
+    (["--guidance", "31"], "guidance: must be between 0.0 and 30.0"),
+    (["--width", "60"], "width: must be a multiple of 8 (got 60)"),
+    (["--width", "72"], "width: must be a multiple of 16 for this model (got 72)"),
+    (["--sampler", "plms"], "sampler: must be one of"),
+    (["--sampler", "lcm"], "sampler: this model supports"),
+    (["--model", "no-such-model"], "model 'no-such-model' not found"),
+])
+def test_bad_input_is_one_line_exit_2_no_traceback(tmp_path, args, message):
+    r = kaiga("generate", "a red car", "--out", str(tmp_path), *args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("prompt, message", [("", "prompt: must not be empty"), ("x" * 1001, "prompt: at most 1000")])
+def test_empty_or_long_prompt(tmp_path, prompt, message):
+    r = kaiga("generate", prompt, "--out", str(tmp_path))
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_words_are_named_in_a_warning(tmp_path):
+    r = kaiga("generate", "a red zebra on a skateboard", "--steps", "2", "--out", str(tmp_path))
+    assert r.returncode == 0
+    assert "warning" in r.stderr and "zebra" in r.stderr and "skateboard" in r.stderr
+
+
+def test_pickle_model_is_refused(tmp_path):
+    import torch
+
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {}}, ckpt)
+    r = kaiga("generate", "a car", "--model", str(ckpt), "--out", str(tmp_path))
+    assert r.returncode == 2 and "pickle" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_models_lists_the_bundled_model():
+    r = kaiga("models")
+    assert r.returncode == 0 and "scenes-diffusion" in r.stdout and "bundled" in r.stdout
+
+
+def test_data_scenes(tmp_path):
+    r = kaiga("data", "scenes", "--n", "6", "--out", str(tmp_path / "d"), "--seed", "1")
+    assert r.returncode == 0 and "images/s" in r.stdout
+    assert len((tmp_path / "d" / "metadata.jsonl").read_text().splitlines()) == 6
+    assert json.loads((tmp_path / "d" / "manifest.json").read_text())["count"] == 6
+
+
+def test_help_teaches():
+    r = kaiga("generate", "--help")
+    assert r.returncode == 0 and "--seed" in r.stdout and "--sampler" in r.stdout

