@@ -181,9 +181,12 @@ def load_model(ref: ModelRef, device: torch.device, config_dir: Path | None = No
     _quiet_libraries()
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     if ref.format is ModelFormat.SINGLE_FILE:
-        from kaiga.families.diffusion.single_file import load_single_file
+        from kaiga.families.diffusion.single_file import SingleFileError, load_single_file
 
-        model = load_single_file(ref.path, config_dir=config_dir, dtype=dtype)
+        try:
+            model = load_single_file(ref.path, config_dir=config_dir, dtype=dtype)
+        except SingleFileError as e:
+            raise ModelError(str(e)) from None
     else:
         model = LatentDiffusion.load(ref.path, dtype=dtype)
     return model.to(device).eval()

@@ -101,3 +101,15 @@ def test_data_scenes(tmp_path):
 def test_help_teaches():
     r = kaiga("generate", "--help")
     assert r.returncode == 0 and "--seed" in r.stdout and "--sampler" in r.stdout
+
+
+def test_generate_with_a_single_file_checkpoint_and_a_diffusers_folder(tmp_path, tiny_model_dir):
+    from kaiga.families.diffusion.model import LatentDiffusion
+    from kaiga.families.diffusion.single_file import save_single_file
+
+    single = save_single_file(LatentDiffusion.load(tiny_model_dir), tmp_path / "tiny.safetensors")
+    for model in (single, tiny_model_dir):
+        r = kaiga("generate", "a red car", "--model", str(model), "--steps", "2", "--out", str(tmp_path / "o"))
+        assert r.returncode == 0, r.stderr
+    records = [read_metadata(p).record for p in (tmp_path / "o").glob("*.png")]
+    assert {r.model for r in records} <= {"tiny", "tiny-diffusion"} and records

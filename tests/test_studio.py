@@ -1,0 +1,54 @@
+import logging
+
+import pytest
+
+from kaiga import GenerationRequest, Studio
+from kaiga.request import RequestError
+
+
+@pytest.fixture(scope="module")
+def studio():
+    return Studio()
+
+
+def test_generate_returns_images_with_full_records(studio, tiny_model_dir):
+    images = studio.generate("a red car", seed=41, n=2, steps=2, model=str(tiny_model_dir), negative_prompt="fog")
+    assert [i.record.seed for i in images] == [41, 42]
+    rec = images[0].record
+    assert (rec.prompt, rec.negative_prompt, rec.steps, rec.sampler, rec.width, rec.height) == (
+        "a red car", "fog", 2, "ddim", 64, 64)
+    assert rec.model == "tiny-diffusion" and len(rec.model_hash) == 10 and rec.timings["ms_per_image"] > 0
+
+
+def test_a_request_object_and_field_overrides(studio, tiny_model_dir):
+    req = GenerationRequest(prompt="a blue boat", seed=5, steps=2, model=str(tiny_model_dir))
+    [a] = studio.generate(req)
+    [b] = studio.generate(req, seed=6)
+    assert (a.record.seed, b.record.seed) == (5, 6)
+    with pytest.raises(Exception, match="steps"):
+        studio.generate(req, steps=0)  # overrides are validated like everything else
+
+
+def test_no_seed_draws_one_and_records_it(studio, tiny_model_dir):
+    [img] = studio.generate("a cat", steps=1, model=str(tiny_model_dir))
+    [again] = studio.generate("a cat", steps=1, seed=img.record.seed, model=str(tiny_model_dir))
+    assert list(img.image.getdata()) == list(again.image.getdata())
+
+
+def test_unknown_words_are_warned_and_recorded(studio, tiny_model_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="kaiga"):
+        [img] = studio.generate("a red zebra", steps=1, seed=0, model=str(tiny_model_dir))
+    assert "zebra" in caplog.text and img.record.extra["unknown_words"] == ["zebra"]
+
+
+def test_model_limits_are_errors(studio, tiny_model_dir):
+    with pytest.raises(RequestError, match="width"):
+        studio.generate("a car", width=1024, steps=1, model=str(tiny_model_dir))
+
+
+def test_saved_png_round_trips_the_record(studio, tiny_model_dir, tmp_path):
+    from kaiga.metadata import read_metadata
+
+    [img] = studio.generate("a car", steps=1, seed=3, model=str(tiny_model_dir))
+    path = img.save(tmp_path / "x.png")
+    assert read_metadata(path).record == img.record
