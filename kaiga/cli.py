@@ -190,15 +190,17 @@ _Size = Annotated[str, typer.Option(help="Model size preset: default or tiny (fo
 def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 1000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
               checkpoint_every: int = 100, sample_every: int = 100, seed: int = 0,
-              resume: _Resume = False, size: _Size = "default"):
+              resume: _Resume = False, size: _Size = "default",
+              init: Annotated[Optional[Path], typer.Option(help="Start from this trained autoencoder (run or model folder).")] = None,
+              decoder_only: Annotated[bool, typer.Option(help="Keep the encoder (and so the latents) fixed; sharpen the decoder.")] = False):
     """Train the autoencoder (AutoencoderKL) whose latent space the diffusion model works in."""
     from kaiga.data.dataset import DatasetError
     from kaiga.train.commands import train_autoencoder
 
     try:
         state = train_autoencoder(data, out_dir, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed),
-                                  size=size, resume=resume)
-    except (DatasetError, ValueError) as e:
+                                  size=size, resume=resume, init=init, decoder_only=decoder_only)
+    except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"autoencoder: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir / 'vae'}")
 

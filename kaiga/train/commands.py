@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from diffusers import AutoencoderKL
 
 from kaiga.families.diffusion.config import DiffusionConfig
@@ -29,10 +30,26 @@ def diffusion_config(size: str) -> DiffusionConfig:
     raise ValueError(f"size must be tiny or default, not {size!r}")
 
 
-def train_autoencoder(data: Path, out: Path, loop: LoopConfig, size: str = "default", resume: bool = False) -> dict:
-    """Fit the latent autoencoder; writes `out/vae/` (a diffusers AutoencoderKL folder)."""
+def _load_vae(path: Path) -> AutoencoderKL:
+    """An AutoencoderKL from its folder, a model folder or an autoencoder run (both hold `vae/`)."""
+    path = Path(path)
+    if (path / "vae").is_dir():
+        path = path / "vae"
+    return AutoencoderKL.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32)
+
+
+def train_autoencoder(data: Path, out: Path, loop: LoopConfig, size: str = "default", resume: bool = False,
+                      init: Path | None = None, decoder_only: bool = False) -> dict:
+    """Fit the latent autoencoder; writes `out/vae/` (a diffusers AutoencoderKL folder).
+
+    `init` starts from a trained autoencoder; with `decoder_only` its encoder (so its latents) stays fixed.
+    """
     model = LatentDiffusion.create(diffusion_config(size))
-    task = AutoencoderTask(model, data)
+    if init is not None:
+        model.vae = _load_vae(init)
+    elif decoder_only:
+        raise ValueError("decoder-only training needs --init: the autoencoder whose encoder to keep")
+    task = AutoencoderTask(model, data, decoder_only=decoder_only)
     task.batch_size = loop.batch_size
     return train(task, loop, out, resume=resume)
 
@@ -41,9 +58,6 @@ def train_denoiser(data: Path, out: Path, vae: Path, loop: LoopConfig, size: str
                    resume: bool = False) -> dict:
     """Train UNet + text encoder over the frozen autoencoder at `vae`; writes a model folder to `out`."""
     model = LatentDiffusion.create(diffusion_config(size))
-    vae_dir = Path(vae)
-    if (vae_dir / "vae").is_dir():  # a model folder or an autoencoder run: take its vae/
-        vae_dir = vae_dir / "vae"
-    model.vae = AutoencoderKL.from_pretrained(vae_dir, local_files_only=True)
+    model.vae = _load_vae(vae)
     task = DenoiserTask(model, data, batch_size=loop.batch_size)
     return train(task, loop, out, resume=resume)

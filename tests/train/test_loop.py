@@ -49,3 +49,18 @@ def test_training_writes_checkpoint_samples_log_and_the_model(tiny_scenes, tmp_p
     model = LatentDiffusion.load(tmp_path)  # the exported EMA model loads as a model folder
     assert model.unet.config.block_out_channels == tuple(tiny_config().unet.block_out_channels) or True
     assert json.loads((tmp_path / "kaiga.json").read_text())["family"] == "diffusion"
+
+
+def test_decoder_only_training_keeps_the_latents(tiny_scenes, tmp_path):
+    from kaiga.families.diffusion.train import AutoencoderTask, to_float
+
+    torch.manual_seed(0)
+    model = LatentDiffusion.create(tiny_config())
+    task = AutoencoderTask(model, tiny_scenes, decoder_only=True)
+    task.batch_size = 4
+    x = to_float(task.pixels[:2])
+    before_z = model.vae.encode(x).latent_dist.mode().detach().clone()
+    before_dec = model.vae.decoder.conv_out.weight.detach().clone()
+    train(task, LoopConfig(steps=3, lr=1e-2, warmup_steps=0, progress=False, sample_every=0), tmp_path)
+    torch.testing.assert_close(model.vae.encode(x).latent_dist.mode(), before_z)
+    assert not torch.equal(model.vae.decoder.conv_out.weight, before_dec)

@@ -17,17 +17,26 @@ import torch
 import torch.nn.functional as F
 
 
-def vae_loss(vae, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+def vae_loss(vae, x: torch.Tensor, kl_weight: float, generator=None) -> tuple[torch.Tensor, dict[str, float]]:
     """Reconstruction (L1 + L2) plus kl_weight · KL(q(z|x) ‖ N(0, I)), all per pixel.
 
-    x: [N, 3, H, W] in [-1, 1].
+    x: [N, 3, H, W] in [-1, 1]; `generator` draws the posterior sample z ~ q(z|x).
     """
     posterior = vae.encode(x).latent_dist
-    x_hat = vae.decode(posterior.sample()).sample
+    x_hat = vae.decode(posterior.sample(generator)).sample
     rec = F.l1_loss(x_hat, x) + F.mse_loss(x_hat, x)
     kl = posterior.kl().mean() / x[0].numel()
     loss = rec + kl_weight * kl
     return loss, {"rec": rec.item(), "kl": kl.item()}
+
+
+def decoder_loss(vae, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Reconstruction from the frozen encoder's mean latent: trains the decoder alone."""
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mode()
+    x_hat = vae.decode(z).sample
+    rec = F.l1_loss(x_hat, x) + F.mse_loss(x_hat, x)
+    return rec, {"rec": rec.item()}
 
 
 def min_snr_weight(snr: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -41,19 +50,18 @@ def v_target(x0: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor, sigma: 
 
 
 def diffusion_loss(
-    unet, scheduler, latents: torch.Tensor, text_states: torch.Tensor, generator=None, snr_gamma: float = 5.0
+    unet, alphas_cumprod: torch.Tensor, latents: torch.Tensor, text_states: torch.Tensor, noise: torch.Tensor,
+    t: torch.Tensor, snr_gamma: float = 5.0,
 ) -> torch.Tensor:
-    """Weighted v-prediction MSE at uniformly drawn timesteps.
+    """Weighted v-prediction MSE at the given timesteps.
 
-    latents: [N, C, h, w] already scaled; text_states: [N, T, D].
+    latents, noise: [N, C, h, w] (latents already scaled); text_states: [N, T, D]; t: [N] integer steps.
+    Noise and timesteps come from the caller, so a training step is a pure function of its batch.
     """
-    n = latents.shape[0]
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator)
-    noise = torch.randn(latents.shape, generator=generator)
-    abar = scheduler.alphas_cumprod[t].to(latents)
+    abar = alphas_cumprod.to(latents.device)[t].to(latents.dtype)
     alpha, sigma = abar.sqrt().view(-1, 1, 1, 1), (1 - abar).sqrt().view(-1, 1, 1, 1)
-    x_t = alpha * latents + sigma * noise
-    pred = unet(x_t, t.to(latents.device), text_states).sample
+    x_t = alpha * latents + sigma * noise  # forward process q(x_t | x_0)
+    pred = unet(x_t, t, text_states).sample
     per_item = F.mse_loss(pred.float(), v_target(latents, noise, alpha, sigma).float(), reduction="none")
     snr = abar / (1 - abar).clamp(min=1e-8)
     # With zero terminal SNR, snr=0 at t=T: its weight min(0,γ)/(0+1)=0 would drop the step that

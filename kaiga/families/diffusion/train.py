@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from kaiga.data.dataset import Example, load_image, read_metadata
-from kaiga.families.diffusion.losses import diffusion_loss, vae_loss
+from kaiga.families.diffusion.losses import decoder_loss, diffusion_loss, vae_loss
 from kaiga.families.diffusion.model import LatentDiffusion
 from kaiga.families.diffusion.sampling import DEFAULT_SCHEDULER, make_scheduler, denoise
 from kaiga.train.loop import TrainTask
@@ -65,26 +65,35 @@ def grid(images: torch.Tensor, cols: int = 8, scale: int = 2) -> Image.Image:
 
 
 class _AutoencoderModule(torch.nn.Module):
-    def __init__(self, vae, kl_weight: float):
+    def __init__(self, vae, kl_weight: float, decoder_only: bool):
         super().__init__()
-        self.vae, self.kl_weight = vae, kl_weight
+        self.vae, self.kl_weight, self.decoder_only = vae, kl_weight, decoder_only
 
-    def forward(self, x):
-        return vae_loss(self.vae, x, self.kl_weight)
+    def forward(self, batch):
+        if self.decoder_only:
+            return decoder_loss(self.vae, batch["x"])
+        return vae_loss(self.vae, batch["x"], self.kl_weight, batch["generator"])
 
 
 class AutoencoderTask(TrainTask):
-    """Fit the VAE of `model` to the images of a dataset folder."""
+    """Fit the VAE of `model` to the images of a dataset folder.
 
-    def __init__(self, model: LatentDiffusion, data: Path, kl_weight: float = 1e-4):
-        self.model = model
+    `decoder_only` freezes the encoder and sharpens the decoder alone: the latents stay exactly the
+    same, so a diffusion model trained on them keeps working (as Stable Diffusion's ft-MSE VAE did).
+    """
+
+    def __init__(self, model: LatentDiffusion, data: Path, kl_weight: float = 1e-4, decoder_only: bool = False):
+        self.model, self.decoder_only = model, decoder_only
         self.pixels = load_pixels(read_metadata(data), model.vae.config.sample_size)
-        self.module = _AutoencoderModule(model.vae, kl_weight)
+        if decoder_only:
+            model.vae.encoder.requires_grad_(False)
+            model.vae.quant_conv.requires_grad_(False)
+        self.module = _AutoencoderModule(model.vae, kl_weight, decoder_only)
         self.batch_size = 32
 
     def batch(self, step, rank, generator):
         idx = torch.randint(0, len(self.pixels), (self.batch_size,), generator=generator)
-        return to_float(self.pixels[idx])
+        return {"x": to_float(self.pixels[idx]), "generator": generator}
 
     def sample_grid(self, module, step):
         x = to_float(self.pixels[:8])
@@ -93,6 +102,9 @@ class AutoencoderTask(TrainTask):
 
     def export(self, state_dict, out):
         self.module.load_state_dict(state_dict)
+        if self.decoder_only:  # same encoder, same latents: keep the scaling factor
+            self.model.vae.save_pretrained(Path(out) / "vae")
+            return
         # Scale latents to unit variance, as Stable Diffusion's 0.18215 does for its VAE.
         with torch.no_grad():
             z = torch.cat([self.model.vae.encode(to_float(self.pixels[i : i + 64])).latent_dist.mode()
@@ -102,13 +114,15 @@ class AutoencoderTask(TrainTask):
 
 
 class _DenoiserModule(torch.nn.Module):
-    def __init__(self, unet, text_encoder, scheduler):
+    def __init__(self, unet, text_encoder, alphas_cumprod: torch.Tensor):
         super().__init__()
-        self.unet, self.text_encoder, self.scheduler = unet, text_encoder, scheduler
+        self.unet, self.text_encoder = unet, text_encoder
+        self.alphas_cumprod = alphas_cumprod  # not a buffer: the schedule is config, not weights
 
     def forward(self, batch):
         states = self.text_encoder(batch["input_ids"])[0]
-        return diffusion_loss(self.unet, self.scheduler, batch["latents"], states, batch.get("generator")), {}
+        loss = diffusion_loss(self.unet, self.alphas_cumprod, batch["latents"], states, batch["noise"], batch["t"])
+        return loss, {}
 
 
 class DenoiserTask(TrainTask):
@@ -128,15 +142,21 @@ class DenoiserTask(TrainTask):
         self.ids = model.tokenize(captions)
         self.empty_ids = model.tokenize([""])[0]
         scheduler = make_scheduler("ddim", {**DEFAULT_SCHEDULER, **model.scheduler_config})
-        scheduler.alphas_cumprod = scheduler.alphas_cumprod.float()
-        self.module = _DenoiserModule(model.unet, model.text_encoder, scheduler)
+        self.num_timesteps = scheduler.config.num_train_timesteps
+        self.module = _DenoiserModule(model.unet, model.text_encoder, scheduler.alphas_cumprod.float())
 
     def batch(self, step, rank, generator):
         pick = torch.randint(0, len(self.ids), (self.batch_size,), generator=generator)
         ids = self.ids[pick].clone()
         drop = torch.rand(self.batch_size, generator=generator) < self.uncond_prob
         ids[drop] = self.empty_ids  # the unconditional branch of classifier-free guidance
-        return {"latents": self.latents[self.owner[pick]], "input_ids": ids}
+        latents = self.latents[self.owner[pick]]
+        return {
+            "latents": latents,
+            "input_ids": ids,
+            "noise": torch.randn(latents.shape, generator=generator),
+            "t": torch.randint(0, self.num_timesteps, (self.batch_size,), generator=generator),
+        }
 
     def sample_grid(self, module, step):
         m = self.model
