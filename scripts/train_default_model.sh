@@ -23,6 +23,6 @@ $K train vae --data data/scenes-vae --out "$RUNS/decoder" --init "$RUNS/vae" --d
    --steps "$DECODER_STEPS" --lr 5e-4 --resume
 # 4. Assemble: the diffusion run's model with the sharpened decoder.
 rm -rf "$RUNS/model" && cp -r "$RUNS/diffusion" "$RUNS/model"
-rm -rf "$RUNS/model/checkpoint" "$RUNS/model/samples" "$RUNS/model/vae"
+rm -rf "$RUNS/model/checkpoint" "$RUNS/model/samples" "$RUNS/model/cache" "$RUNS/model/vae"
 cp -r "$RUNS/decoder/vae" "$RUNS/model/vae"
 echo "model in $RUNS/model; copy its model files to kaiga/bundled/scenes-diffusion to ship it"

@@ -59,5 +59,5 @@ def train_denoiser(data: Path, out: Path, vae: Path, loop: LoopConfig, size: str
     """Train UNet + text encoder over the frozen autoencoder at `vae`; writes a model folder to `out`."""
     model = LatentDiffusion.create(diffusion_config(size))
     model.vae = _load_vae(vae)
-    task = DenoiserTask(model, data, batch_size=loop.batch_size)
+    task = DenoiserTask(model, data, batch_size=loop.batch_size, cache_dir=Path(out) / "cache")
     return train(task, loop, out, resume=resume)

@@ -64,3 +64,14 @@ def test_decoder_only_training_keeps_the_latents(tiny_scenes, tmp_path):
     train(task, LoopConfig(steps=3, lr=1e-2, warmup_steps=0, progress=False, sample_every=0), tmp_path)
     torch.testing.assert_close(model.vae.encode(x).latent_dist.mode(), before_z)
     assert not torch.equal(model.vae.decoder.conv_out.weight, before_dec)
+
+
+def test_latents_are_cached_for_resumed_runs(tiny_scenes, tmp_path):
+    first = DenoiserTask(LatentDiffusion.create(tiny_config()), tiny_scenes, cache_dir=tmp_path)
+    assert (tmp_path / "latents.safetensors").is_file()
+    model = LatentDiffusion.create(tiny_config())
+    model.vae.load_state_dict(first.model.vae.state_dict())
+    again = DenoiserTask(model, tiny_scenes, cache_dir=tmp_path)
+    torch.testing.assert_close(again.latents, first.latents)
+    other = DenoiserTask(LatentDiffusion.create(tiny_config()), tiny_scenes, cache_dir=tmp_path)  # new VAE weights
+    assert not torch.equal(other.latents, first.latents)

@@ -16,13 +16,16 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from kaiga.data.dataset import Example, load_image, read_metadata
+from kaiga.data.dataset import METADATA, Example, load_image, read_metadata
 from kaiga.families.diffusion.losses import decoder_loss, diffusion_loss, vae_loss
 from kaiga.families.diffusion.model import LatentDiffusion
 from kaiga.families.diffusion.sampling import DEFAULT_SCHEDULER, make_scheduler, denoise
@@ -113,6 +116,34 @@ class AutoencoderTask(TrainTask):
         self.model.vae.save_pretrained(Path(out) / "vae")
 
 
+def _fingerprint(model: LatentDiffusion, data: Path) -> str:
+    """Identity of (dataset, autoencoder): the latents are valid while neither changes."""
+    h = hashlib.sha256((data / METADATA).read_bytes())
+    for name, t in sorted(model.vae.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    h.update(str(model.scaling_factor).encode())
+    return h.hexdigest()
+
+
+def _cached_latents(model: LatentDiffusion, examples: list[Example], data: Path, cache_dir: Path | None) -> torch.Tensor:
+    """Latents [N, C, h, w] of every image, encoded once and kept in `cache_dir` for resumed runs."""
+    key = _fingerprint(model, data)
+    cache = cache_dir / "latents.safetensors" if cache_dir is not None else None
+    if cache is not None and cache.exists():
+        with safe_open(str(cache), "pt") as f:
+            if f.metadata().get("fingerprint") == key:
+                return f.get_tensor("latents")
+    pixels = load_pixels(examples, model.vae.config.sample_size)
+    with torch.no_grad():
+        latents = torch.cat([model.encode_images(to_float(pixels[i : i + 128])).cpu()
+                             for i in range(0, len(pixels), 128)])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"latents": latents.contiguous()}, str(cache), metadata={"fingerprint": key})
+    return latents
+
+
 class _DenoiserModule(torch.nn.Module):
     def __init__(self, unet, text_encoder, alphas_cumprod: torch.Tensor):
         super().__init__()
@@ -128,14 +159,12 @@ class _DenoiserModule(torch.nn.Module):
 class DenoiserTask(TrainTask):
     """Train UNet + text encoder of `model` on a dataset folder (its VAE stays frozen)."""
 
-    def __init__(self, model: LatentDiffusion, data: Path, batch_size: int = 32, uncond_prob: float = 0.1):
+    def __init__(self, model: LatentDiffusion, data: Path, batch_size: int = 32, uncond_prob: float = 0.1,
+                 cache_dir: Path | None = None):
         self.model, self.batch_size, self.uncond_prob = model, batch_size, uncond_prob
         examples = read_metadata(data)
-        pixels = load_pixels(examples, model.vae.config.sample_size)
         model.vae.requires_grad_(False).eval()
-        with torch.no_grad():
-            self.latents = torch.cat([model.encode_images(to_float(pixels[i : i + 128]))
-                                      for i in range(0, len(pixels), 128)]).cpu()
+        self.latents = _cached_latents(model, examples, Path(data), cache_dir)
         # Every caption tokenized once: ids [N_captions, T], and which image each belongs to.
         captions = [c for ex in examples for c in ex.captions]
         self.owner = torch.tensor([i for i, ex in enumerate(examples) for _ in ex.captions])
