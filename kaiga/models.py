@@ -188,5 +188,8 @@ def load_model(ref: ModelRef, device: torch.device, config_dir: Path | None = No
         except SingleFileError as e:
             raise ModelError(str(e)) from None
     else:
-        model = LatentDiffusion.load(ref.path, dtype=dtype)
+        try:
+            model = LatentDiffusion.load(ref.path, dtype=dtype)
+        except (OSError, ValueError, KeyError) as e:  # missing or malformed component files
+            raise ModelError(f"{ref.path} is not a loadable diffusers model folder: {e}") from None
     return model.to(device).eval()

@@ -8,7 +8,7 @@ K=.venv/bin/kaiga
 RUNS=${RUNS:-runs/default}
 VAE_STEPS=${VAE_STEPS:-700}
 DIFFUSION_STEPS=${DIFFUSION_STEPS:-4000}
-DECODER_STEPS=${DECODER_STEPS:-400}
+DECODER_STEPS=${DECODER_STEPS:-300}
 
 [ -f data/scenes-vae/manifest.json ] || $K data scenes --n 4000 --seed 1 --out data/scenes-vae
 [ -f data/scenes-30k/manifest.json ] || $K data scenes --n 30000 --seed 2 --out data/scenes-30k

@@ -45,3 +45,16 @@ def test_user_models_are_listed_and_resolved_by_name(tiny_model_dir):
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(ModelError, match="not found: known models are scenes-diffusion"):
         resolve_model("no-such-model")
+
+
+def test_a_broken_folder_is_a_model_error(tmp_path, tiny_model_dir):
+    import shutil
+
+    from kaiga.models import load_model
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    shutil.rmtree(broken / "unet")
+    (broken / "unet").mkdir()
+    with pytest.raises(ModelError, match="not a loadable diffusers model folder"):
+        load_model(resolve_model(str(broken)), torch.device("cpu"))
