@@ -104,14 +104,14 @@ def generate(
     for img in images:
         path = out_dir / f"{img.record.seed:010d}-{_slug(prompt)}.png"
         paths.append(img.save(path))
-        out.print(str(path), highlight=False)
+        typer.echo(str(path))  # plain: paths are for scripts too, never wrapped
     if grid and len(images) > 1:
         from kaiga.metadata import save_png
         from kaiga.pipelines.grid import contact_sheet
 
         sheet = out_dir / f"grid-{images[0].record.seed:010d}-{_slug(prompt)}.png"
         save_png(contact_sheet([i.image for i in images]), images[0].record, sheet)
-        out.print(str(sheet), highlight=False)
+        typer.echo(str(sheet))
 
 
 @app.command()

@@ -19,7 +19,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kaiga.families.diffusion.sampling import Sampler
+from kaiga.samplers import Sampler
 
 MAX_PROMPT_CHARS = 1000  # OpenAI's dall-e-2 limit; also keeps the record small
 MAX_SEED = 2**32 - 1

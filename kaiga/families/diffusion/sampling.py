@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Callable
 
 import torch
@@ -23,13 +22,7 @@ from diffusers import (
     LCMScheduler,
 )
 
-
-class Sampler(str, Enum):
-    DDIM = "ddim"
-    EULER = "euler"
-    EULER_A = "euler-a"
-    DPMPP_2M = "dpm++2m"
-    LCM = "lcm"
+from kaiga.samplers import Sampler
 
 
 _SCHEDULERS = {
