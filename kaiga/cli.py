@@ -207,18 +207,26 @@ def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 1000, batch_size: _Bat
 
 @train_app.command("diffusion")
 def train_diffusion(data: _Data, out_dir: _Out,
-                    vae: Annotated[Path, typer.Option(help="Trained autoencoder: a `kaiga train vae` run folder or a model folder.")],
+                    vae: Annotated[Optional[Path], typer.Option(help="Trained autoencoder: a `kaiga train vae` run folder or a model folder.")] = None,
+                    init: Annotated[Optional[str], typer.Option(help="Fine-tune this model (name or folder) instead of starting from scratch.")] = None,
                     steps: _Steps = 5000, batch_size: _Batch = 32,
                     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
                     checkpoint_every: int = 100, sample_every: int = 250, seed: int = 0,
                     resume: _Resume = False, size: _Size = "default"):
     """Train the denoising UNet and text encoder (v-prediction, zero-terminal-SNR, min-SNR-5)."""
     from kaiga.data.dataset import DatasetError
+    from kaiga.models import ModelFormat, resolve_model
     from kaiga.train.commands import train_denoiser
 
     try:
+        init_path = None
+        if init is not None:
+            ref = resolve_model(init)
+            if ref.format is not ModelFormat.DIFFUSERS_FOLDER:
+                fail("init: fine-tuning needs a diffusers model folder")
+            init_path = ref.path
         state = train_denoiser(data, out_dir, vae, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed),
-                               size=size, resume=resume)
+                               size=size, resume=resume, init=init_path)
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"diffusion: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")

@@ -54,10 +54,21 @@ def train_autoencoder(data: Path, out: Path, loop: LoopConfig, size: str = "defa
     return train(task, loop, out, resume=resume)
 
 
-def train_denoiser(data: Path, out: Path, vae: Path, loop: LoopConfig, size: str = "default",
-                   resume: bool = False) -> dict:
-    """Train UNet + text encoder over the frozen autoencoder at `vae`; writes a model folder to `out`."""
-    model = LatentDiffusion.create(diffusion_config(size))
-    model.vae = _load_vae(vae)
+def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, size: str = "default",
+                   resume: bool = False, init: Path | None = None) -> dict:
+    """Train UNet + text encoder over a frozen autoencoder; writes a model folder to `out`.
+
+    From scratch (`size` preset, autoencoder from `vae`), or fine-tuning the model folder `init`
+    (its own autoencoder unless `vae` is given): the way to continue the shipped model or adapt it
+    to your own images.
+    """
+    if init is not None:
+        model = LatentDiffusion.load(init, dtype=torch.float32)
+    elif vae is None:
+        raise ValueError("--vae is needed when training from scratch (or give --init MODEL to fine-tune)")
+    else:
+        model = LatentDiffusion.create(diffusion_config(size))
+    if vae is not None:
+        model.vae = _load_vae(vae)
     task = DenoiserTask(model, data, batch_size=loop.batch_size, cache_dir=Path(out) / "cache")
     return train(task, loop, out, resume=resume)

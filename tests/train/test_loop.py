@@ -75,3 +75,17 @@ def test_latents_are_cached_for_resumed_runs(tiny_scenes, tmp_path):
     torch.testing.assert_close(again.latents, first.latents)
     other = DenoiserTask(LatentDiffusion.create(tiny_config()), tiny_scenes, cache_dir=tmp_path)  # new VAE weights
     assert not torch.equal(other.latents, first.latents)
+
+
+def test_fine_tuning_starts_from_the_given_model(tiny_scenes, tiny_model_dir, tmp_path):
+    from kaiga.train.commands import train_denoiser
+
+    start = LatentDiffusion.load(tiny_model_dir)
+    train_denoiser(tiny_scenes, tmp_path, None, LoopConfig(steps=2, batch_size=4, lr=1e-4, warmup_steps=0,
+                                                            progress=False, sample_every=0), init=tiny_model_dir)
+    tuned = LatentDiffusion.load(tmp_path)
+    before, after = start.unet.conv_in.weight, tuned.unet.conv_in.weight
+    assert before.shape == after.shape and (before - after).abs().max() < 0.01  # started from it, moved a little
+    torch.testing.assert_close(tuned.vae.encoder.conv_in.weight, start.vae.encoder.conv_in.weight.to(torch.float16).float())
+    with pytest.raises(ValueError, match="--vae is needed"):
+        train_denoiser(tiny_scenes, tmp_path / "x", None, LoopConfig(steps=1, progress=False))
