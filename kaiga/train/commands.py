@@ -3,8 +3,8 @@
 Kept apart from the CLI so that scripts and tests train the same way the command does.
 
 Example:
-    >>> sorted(FAMILIES)
-    ['diffusion', 'vae-autoencoder']
+    >>> diffusion_config("tiny").unet.block_out_channels
+    (16, 16, 16)
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from kaiga.families.diffusion.config import DiffusionConfig
 from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
 from kaiga.families.diffusion.train import AutoencoderTask, DenoiserTask
 from kaiga.train.loop import LoopConfig, train
-
-FAMILIES = ("diffusion", "vae-autoencoder")
-
 
 def diffusion_config(size: str) -> DiffusionConfig:
     if size == "tiny":
