@@ -107,7 +107,7 @@ def generate(
         typer.echo(str(path))  # plain: paths are for scripts too, never wrapped
     if grid and len(images) > 1:
         from kaiga.metadata import save_png
-        from kaiga.pipelines.grid import contact_sheet
+        from kaiga.images import contact_sheet
 
         sheet = out_dir / f"grid-{images[0].record.seed:010d}-{_slug(prompt)}.png"
         save_png(contact_sheet([i.image for i in images]), images[0].record, sheet)

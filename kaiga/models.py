@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 import platformdirs
 import torch
+
+from kaiga.safetensors_header import read_header
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 DEFAULT_MODEL = "scenes-diffusion"
@@ -60,23 +61,10 @@ def user_models_dir() -> Path:
     return model_home() / "models"
 
 
-def _read_head(path: Path, n: int) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(n)
-
-
-def is_safetensors(path: Path) -> bool:
-    """A safetensors file starts with an 8-byte little-endian header length, then a JSON object."""
-    head = _read_head(path, 9)
-    if len(head) < 9:
-        return False
-    (length,) = struct.unpack("<Q", head[:8])
-    return head[8:9] == b"{" and 0 < length <= path.stat().st_size - 8
-
-
 def is_pickle(path: Path) -> bool:
     """torch.save zip archives and raw pickles (protocol 2+ starts with 0x80)."""
-    head = _read_head(path, 4)
+    with open(path, "rb") as f:
+        head = f.read(4)
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
@@ -98,11 +86,16 @@ def identify(path: Path) -> ModelFormat:
         raise ModelError(f"{path} is a folder but not a diffusers model (no model_index.json)")
     if not path.is_file():
         raise ModelError(f"{path} does not exist")
-    if is_safetensors(path):
+    if read_header(path) is not None:
         return ModelFormat.SINGLE_FILE
     if is_pickle(path):
         raise _pickle_refusal(path)
     raise ModelError(f"{path} is neither a safetensors file nor a diffusers folder")
+
+
+def _ref(path: Path, source: str) -> ModelRef:
+    """A ModelRef named after the folder, or the file without its suffix."""
+    return ModelRef(path.stem if path.is_file() else path.name, path, identify(path), source)
 
 
 def _scan(folder: Path, source: str) -> list[ModelRef]:
@@ -111,32 +104,29 @@ def _scan(folder: Path, source: str) -> list[ModelRef]:
         return refs
     for p in sorted(folder.iterdir()):
         try:
-            fmt = identify(p)
+            refs.append(_ref(p, source))
         except ModelError:
             continue
-        refs.append(ModelRef(p.stem if p.is_file() else p.name, p, fmt, source))
     return refs
 
 
 def list_models(extra_paths: list[Path] = ()) -> list[ModelRef]:
     """Bundled models, then the user's model directory, then explicit paths."""
     refs = _scan(BUNDLED_DIR, "bundled") + _scan(user_models_dir(), "user")
-    for p in extra_paths:
-        p = Path(p)
-        refs.append(ModelRef(p.stem if p.is_file() else p.name, p, identify(p), "path"))
-    return refs
+    return refs + [_ref(Path(p), "path") for p in extra_paths]
 
 
 def resolve_model(name_or_path: str | None) -> ModelRef:
     """A model by name (bundled or in the user's directory) or by path; None is the default model."""
     name = name_or_path or DEFAULT_MODEL
-    for ref in list_models():
+    known = list_models()
+    for ref in known:
         if ref.name == name:
             return ref
     p = Path(name).expanduser()
     if p.exists():
-        return ModelRef(p.stem if p.is_file() else p.name, p, identify(p), "path")
-    known = ", ".join(r.name for r in list_models()) or "none"
+        return _ref(p, "path")
+    known = ", ".join(r.name for r in known) or "none"
     raise ModelError(f"model {name!r} not found: known models are {known}; or give a path "
                      f"(a diffusers folder or a .safetensors file); user models live in {user_models_dir()}")
 

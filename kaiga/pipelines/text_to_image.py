@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 from PIL import Image
 
 from kaiga.families.diffusion.model import LatentDiffusion
 from kaiga.families.diffusion.sampling import denoise, make_scheduler
+from kaiga.images import to_pil
 from kaiga.request import GenerationRequest, RequestError
 
 
@@ -37,12 +37,6 @@ def latent_shape(model: LatentDiffusion, width: int, height: int) -> tuple[int, 
         if v > max_size:
             raise RequestError(f"{name}: at most {max_size} for this model (got {v})")
     return (model.unet.config.in_channels, height // vae_factor, width // vae_factor)
-
-
-def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
-    """[N, 3, H, W] in [-1, 1] -> PIL images."""
-    x = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(np.ascontiguousarray(a)) for a in x]
 
 
 @torch.no_grad()

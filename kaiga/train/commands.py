@@ -19,6 +19,7 @@ from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
 from kaiga.families.diffusion.train import AutoencoderTask, DenoiserTask
 from kaiga.train.loop import LoopConfig, train
 
+
 def diffusion_config(size: str) -> DiffusionConfig:
     if size == "tiny":
         return tiny_config()

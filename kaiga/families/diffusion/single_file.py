@@ -43,7 +43,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import struct
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +66,7 @@ from safetensors.torch import save_file
 from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
 
 from kaiga.families.diffusion.model import KAIGA_JSON, LatentDiffusion
+from kaiga.safetensors_header import read_header
 
 __all__ = ["SingleFileError", "save_single_file", "load_single_file", "looks_like_sd_single_file", "FORMAT"]
 
@@ -74,7 +74,6 @@ UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_PREFIX = "cond_stage_model.transformer."  # + "text_model.<transformers CLIPTextModel name>"
 FORMAT = "kaiga-sd1-single-file/1"  # value of the "kaiga.format" metadata key
-_MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit on the JSON header
 
 
 class SingleFileError(ValueError):
@@ -82,36 +81,17 @@ class SingleFileError(ValueError):
 
 
 # --- detection ------------------------------------------------------------------------------------
-def _read_header(path: str | Path) -> dict[str, Any] | None:
-    """The JSON header of a safetensors file (tensor entries plus ``__metadata__``), or None."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) != 8:
-                return None
-            (n,) = struct.unpack("<Q", head)
-            if n < 2 or n > _MAX_HEADER:
-                return None
-            raw = f.read(n)
-        if len(raw) != n:
-            return None
-        header = json.loads(raw)
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return header if isinstance(header, dict) else None
-
-
 def looks_like_sd_single_file(path: str | Path) -> bool:
     """True when `path` is a safetensors file whose tensors use the original SD layout (``model.diffusion_model.*``).
 
     Only the header is read, so this is cheap even for multi-GB files; the file name is not looked at.
     """
-    header = _read_header(path)
+    header = read_header(path)
     return header is not None and any(k.startswith(UNET_PREFIX) for k in header if k != "__metadata__")
 
 
 def _metadata(path: str | Path) -> dict[str, str]:
-    header = _read_header(path)
+    header = read_header(path)
     meta = (header or {}).get("__metadata__") or {}
     return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 

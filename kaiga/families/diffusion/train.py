@@ -29,6 +29,7 @@ from kaiga.data.dataset import METADATA, Example, load_image, read_metadata
 from kaiga.families.diffusion.losses import decoder_loss, diffusion_loss, vae_loss
 from kaiga.families.diffusion.model import LatentDiffusion
 from kaiga.families.diffusion.sampling import DEFAULT_SCHEDULER, make_scheduler, denoise
+from kaiga.images import contact_sheet, to_pil
 from kaiga.train.loop import TrainTask
 
 GRID_PROMPTS = (
@@ -56,15 +57,9 @@ def to_float(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def grid(images: torch.Tensor, cols: int = 8, scale: int = 2) -> Image.Image:
-    """[N, 3, H, W] in [-1, 1] -> one PIL image, upscaled by `scale` for viewing."""
-    x = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    n, h, w, _ = x.shape
-    rows = (n + cols - 1) // cols
-    canvas = np.zeros((rows * h, cols * w, 3), np.uint8)
-    for i in range(n):
-        canvas[(i // cols) * h : (i // cols + 1) * h, (i % cols) * w : (i % cols + 1) * w] = x[i]
-    im = Image.fromarray(canvas)
-    return im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    """[N, 3, H, W] in [-1, 1] -> one PIL image, upscaled by `scale` (nearest) for viewing."""
+    sheet = contact_sheet(to_pil(images), cols=cols, gap=0)
+    return sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
 
 
 class _AutoencoderModule(torch.nn.Module):
