@@ -49,6 +49,7 @@ __all__ = [
     "read_metadata",
     "save_png",
     "to_a1111_parameters",
+    "write_atomic",
 ]
 
 PARAMETERS_KEY = "parameters"  # A1111's PNG text key
@@ -219,8 +220,12 @@ def png_bytes(image: Image.Image, record: GenerationRecord) -> bytes:
 
 def save_png(image: Image.Image, record: GenerationRecord, path: str | os.PathLike[str]) -> Path:
     """Write `png_bytes` to `path` atomically: a crash leaves the old file or none, never half a PNG."""
-    path = Path(path)
-    data = png_bytes(image, record)  # encode first: an encoding error must not leave a temp file
+    # encode first: an encoding error must not leave a temp file
+    return write_atomic(Path(path), png_bytes(image, record))
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` through a synced temporary file and a rename: all of it or nothing."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

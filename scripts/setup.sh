@@ -17,7 +17,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import kaiga, torch, pytest" 2>/dev/null; then
+if ! .venv/bin/python -c "import kaiga, torch, torchmetrics, pytest, fastapi, uvicorn, sqlalchemy, alembic, openai, webuiapi, httpx" 2>/dev/null; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[test]"
 fi

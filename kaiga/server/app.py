@@ -1,0 +1,108 @@
+"""`create_app(settings)`: the FastAPI app with the OpenAI-, A1111-compatible and job APIs.
+
+On start-up it opens the database (applying migrations), re-queues jobs a crash interrupted, and
+starts the worker thread; on shutdown it stops the worker, whose unfinished job goes back to the
+queue. The OpenAPI schema is at /docs.
+
+Example:
+    >>> app = create_app(ServerSettings(data_dir="/tmp/kaiga-doc"))
+    >>> "/v1/images/generations" in app.openapi()["paths"]
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from kaiga import __version__
+from kaiga.server import a1111_api, jobs_api, openai_api
+from kaiga.server.catalog import Catalog
+from kaiga.server.errors import ApiError, a1111_body, openai_body
+from kaiga.server.settings import ServerSettings
+from kaiga.server.state import ServerState
+from kaiga.server.worker import Waiters, Worker
+from kaiga.store.db import open_database
+from kaiga.store.gallery import Gallery
+from kaiga.store.jobs import JobQueue
+
+log = logging.getLogger("kaiga.server")
+
+
+def build_state(settings: ServerSettings) -> ServerState:
+    """Open everything the server needs (without starting the worker)."""
+    db = open_database(settings.database_url())
+    queue = JobQueue(db, max_queued=settings.max_queued, max_attempts=settings.max_attempts)
+    gallery = Gallery(db, settings.gallery_dir())
+    catalog = Catalog(settings.default_model, settings.extra_models)
+    waiters = Waiters(queue, settings.poll_s)
+    worker = None
+    if settings.run_worker:
+        worker = Worker(queue, gallery, catalog, device=settings.device, batch_size=settings.batch_size,
+                        poll_s=settings.poll_s, on_finished=waiters.notify)
+    return ServerState(settings, db, queue, gallery, catalog, waiters, worker)
+
+
+def _is_a1111(request: Request) -> bool:
+    return request.url.path.startswith("/sdapi/")
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = build_state(settings)
+        requeued, failed = state.queue.recover()
+        if requeued or failed:
+            log.warning("recovered after a stop: %d interrupted jobs re-queued, %d failed after %d attempts",
+                        requeued, failed, settings.max_attempts)
+        app.state.kaiga = state
+        if state.worker is not None:
+            state.worker.start()
+        yield
+        if state.worker is not None:
+            state.worker.stop()
+        state.db.engine.dispose()
+
+    app = FastAPI(title="kaiga", version=__version__, lifespan=lifespan,
+                  description="kaiga's studio server: OpenAI- and AUTOMATIC1111-compatible image generation "
+                              "over a durable job queue.")
+    app.include_router(openai_api.router)
+    app.include_router(jobs_api.router)
+    app.include_router(a1111_api.router)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError):
+        body = a1111_body(e) if _is_a1111(request) else openai_body(e)
+        return JSONResponse(body, status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, e: RequestValidationError):
+        if _is_a1111(request):  # A1111 answers FastAPI's own 422
+            return JSONResponse({"detail": jsonable(e.errors())}, status_code=422)
+        err = e.errors()[0]
+        loc = [str(p) for p in err["loc"] if p != "body"]
+        param = loc[0] if loc else None
+        if err["type"] == "extra_forbidden":
+            message = f"Unrecognized request argument supplied: {param}"
+        elif err["type"] == "missing":
+            message = f"Missing required parameter: '{param}'."
+        elif err["type"] == "literal_error":
+            message = f"Invalid value for '{param}': {err['msg'].removeprefix('Input should be ')} (got {err.get('input')!r})"
+        else:
+            message = f"{param or 'body'}: {err['msg']}"
+        return JSONResponse(openai_body(ApiError(400, message, param=param, code="invalid_value")), status_code=400)
+
+    return app
+
+
+def jsonable(errors: list[dict]) -> list[dict]:
+    """Validation errors with the exception objects pydantic may put in `ctx` made printable."""
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(errors, custom_encoder={Exception: str})

@@ -1,0 +1,76 @@
+"""kaiga's own job endpoints: queue without waiting, follow a job's progress, cancel it.
+
+`POST /v1/jobs` takes a `GenerationRequest` (plus priority) and answers 202 at once;
+`GET /v1/jobs/{id}` gives status, progress and, when done, the images' URLs;
+`POST /v1/jobs/{id}/cancel` cancels a pending job or stops a running one between steps.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kaiga.request import GenerationRequest
+from kaiga.server.auth import authenticate
+from kaiga.server.errors import from_validation
+from kaiga.server.openai_api import file_url
+from kaiga.server.state import Principal, ServerState
+from kaiga.store.jobs import JobView
+
+router = APIRouter(prefix="/v1/jobs", tags=["kaiga jobs"], dependencies=[Depends(authenticate)])
+
+
+class JobBody(BaseModel):
+    """A generation request (the fields of `GenerationRequest`) with a priority and a user."""
+
+    model_config = ConfigDict(extra="allow")
+
+    priority: Annotated[int, Field(ge=-100, le=100)] = 0  # higher runs first
+    user: Annotated[str | None, Field(max_length=255)] = None
+
+
+async def _describe(state: ServerState, request: Request, job: JobView) -> dict:
+    images = [row for row, _ in await state.images(job)] if job.result_image_ids else []
+    return {"id": job.id, "status": job.status, "progress": state.progress(job), "priority": job.priority,
+            "user": job.user, "attempts": job.attempts, "error": job.error, "request": job.request,
+            "created": job.created.isoformat(), "started": job.started.isoformat() if job.started else None,
+            "finished": job.finished.isoformat() if job.finished else None,
+            "images": [{"id": r.id, "sha256": r.sha256, "url": file_url(request, r.sha256), "record": r.record}
+                       for r in images]}
+
+
+@router.post("", status_code=202)
+async def submit_job(body: JobBody, request: Request, principal: Principal = Depends(authenticate),
+                     idempotency_key: Annotated[str | None, Header()] = None):
+    """Queue a generation and answer at once (202) with the job."""
+    state: ServerState = request.app.state.kaiga
+    try:
+        gen = GenerationRequest(**(body.model_extra or {}))
+    except ValidationError as e:
+        raise from_validation(e) from None
+    job = await state.submit(gen, principal=principal, user=body.user, priority=body.priority,
+                             idempotency_key=idempotency_key, fingerprint={"api": "jobs", "body": body.model_dump()})
+    return JSONResponse(await _describe(state, request, job), status_code=202)
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: str, request: Request):
+    """A job's status, progress (0-1) and, once done, its images."""
+    state: ServerState = request.app.state.kaiga
+    return await _describe(state, request, await state.job(job_id))
+
+
+@router.post("/{job_id}/cancel")
+async def cancel_job(job_id: str, request: Request):
+    """Cancel a pending job now; a running one stops at its next denoising step."""
+    from starlette.concurrency import run_in_threadpool
+
+    state: ServerState = request.app.state.kaiga
+    await state.job(job_id)  # 404 if unknown
+    job = await run_in_threadpool(state.queue.cancel, job_id)
+    if state.worker is not None:
+        state.worker.interrupt(job_id)
+    return await _describe(state, request, job)

@@ -1,0 +1,159 @@
+"""OpenAI-compatible Images API: `POST /v1/images/generations`, `GET /v1/models`, image files.
+
+Field mapping onto `GenerationRequest` (every limit stays enforced there):
+
+| OpenAI field | kaiga |
+|---|---|
+| prompt, n, model | prompt, n, model (a name from `GET /v1/models`; default: the server's model) |
+| size `WxH` / `auto` | width, height / the model's native size |
+| quality low / standard, medium, auto / hd, high | steps 10 / 20 / 40 |
+| style natural / vivid | guidance 2 / 4.5 (default: the request's guidance, 3) |
+| response_format url / b64_json | a URL on this server (the gallery's content-addressed file) / base64 PNG |
+| user | the job's user, for fair queueing |
+
+kaiga's own fields may be added (the openai client's `extra_body`): negative_prompt, seed, steps,
+guidance, sampler. Any other field is refused, as OpenAI does.
+
+Example:
+    >>> to_request(ImageGenerationBody(prompt="a red car", size="64x64", quality="hd")).steps
+    40
+    >>> try:
+    ...     parse_size("64 by 64")
+    ... except ApiError as e:
+    ...     print(e.param, e.message)
+    size size: must be WIDTHxHEIGHT in pixels, e.g. 64x64, or auto (got '64 by 64')
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kaiga.request import GenerationRequest
+from kaiga.server.auth import authenticate
+from kaiga.server.errors import ApiError, from_validation
+from kaiga.server.state import Principal, ServerState
+from kaiga.store.gallery import is_sha256
+
+router = APIRouter(tags=["OpenAI-compatible"])
+
+QUALITY_STEPS = {"low": 10, "medium": 20, "standard": 20, "auto": None, "high": 40, "hd": 40}
+STYLE_GUIDANCE = {"natural": 2.0, "vivid": 4.5}
+_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+
+
+class ImageGenerationBody(BaseModel):
+    """The body of `POST /v1/images/generations`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    model: str | None = None
+    n: int | None = None
+    size: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    quality: Literal["low", "medium", "standard", "auto", "high", "hd"] | None = None
+    style: Literal["vivid", "natural"] | None = None
+    user: Annotated[str | None, Field(max_length=255)] = None
+    output_format: Literal["png"] | None = None  # the only format kaiga writes
+    # kaiga's own fields
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+
+
+class ImageData(BaseModel):
+    b64_json: str | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+
+class ImagesResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+
+
+def parse_size(size: str | None) -> tuple[int | None, int | None]:
+    if size is None or size == "auto":
+        return None, None
+    m = _SIZE.match(size)
+    if m is None:
+        raise ApiError(400, f"size: must be WIDTHxHEIGHT in pixels, e.g. 64x64, or auto (got {size!r})",
+                       param="size", code="invalid_value")
+    return int(m[1]), int(m[2])
+
+
+def to_request(body: ImageGenerationBody) -> GenerationRequest:
+    """The kaiga request an OpenAI body asks for; ApiError(400, param=...) when it is out of range."""
+    width, height = parse_size(body.size)
+    fields = {"prompt": body.prompt, "model": body.model, "n": body.n, "width": width, "height": height,
+              "steps": body.steps if body.steps is not None else QUALITY_STEPS[body.quality or "auto"],
+              "guidance": body.guidance if body.guidance is not None else STYLE_GUIDANCE.get(body.style or ""),
+              "negative_prompt": body.negative_prompt, "seed": body.seed, "sampler": body.sampler}
+    try:
+        return GenerationRequest(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as e:
+        rename = {"width": "size", "height": "size", "negative_prompt": "negative_prompt"}
+        if body.steps is None:
+            rename["steps"] = "quality"
+        raise from_validation(e, rename) from None
+
+
+def file_url(request: Request, sha256: str) -> str:
+    return str(request.url_for("image_file", name=f"{sha256}.png"))
+
+
+@router.post("/v1/images/generations", response_model=ImagesResponse, response_model_exclude_none=True)
+async def create_image(body: ImageGenerationBody, request: Request, response: Response,
+                       principal: Principal = Depends(authenticate),
+                       idempotency_key: Annotated[str | None, Header()] = None):
+    """Generate images (waits for the job). Send `Idempotency-Key` to make a retry safe."""
+    state: ServerState = request.app.state.kaiga
+    gen = to_request(body)
+    try:
+        state.catalog.ref(gen.model)
+    except ValueError as e:
+        raise ApiError(400, str(e), param="model", code="invalid_value") from None
+    job = await state.submit(gen, principal=principal, user=body.user, idempotency_key=idempotency_key,
+                             fingerprint={"api": "openai", "body": body.model_dump(exclude_none=True)})
+    response.headers["X-Kaiga-Job-Id"] = job.id
+    job = await state.wait(job)
+    if job.status != "done":
+        raise ApiError(409, f"job {job.id} was {job.status}", code=f"job_{job.status}")
+    as_url = (body.response_format or "url") == "url"
+    images = await state.images(job, with_bytes=not as_url)
+    if as_url:
+        data = [ImageData(url=file_url(request, row.sha256)) for row, _ in images]
+    else:
+        data = [ImageData(b64_json=base64.b64encode(png).decode()) for _, png in images]
+    return ImagesResponse(created=int(job.created.timestamp()), data=data)
+
+
+@router.get("/v1/models")
+async def list_models(request: Request, principal: Principal = Depends(authenticate)):
+    """The models this server can generate with, as OpenAI lists models."""
+    state: ServerState = request.app.state.kaiga
+    return {"object": "list", "data": [{"id": ref.name, "object": "model", "created": 0, "owned_by": f"kaiga ({ref.source})"}
+                                       for ref in state.catalog.models]}
+
+
+@router.get("/v1/images/files/{name}", name="image_file", response_class=FileResponse)
+async def image_file(name: str, request: Request):
+    """An image of the gallery by its SHA-256 (`<hash>.png`); the hash is the capability, no key needed."""
+    state: ServerState = request.app.state.kaiga
+    sha = name.removesuffix(".png")
+    if not name.endswith(".png") or not is_sha256(sha):
+        raise ApiError(404, "no such image", code="not_found")
+    path = state.gallery.file(sha)
+    if not path.is_file():
+        raise ApiError(404, "no such image", code="not_found")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+

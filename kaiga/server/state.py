@@ -1,0 +1,118 @@
+"""What the request handlers share: database, queue, gallery, models, worker, and `run`.
+
+`run` is the path of every generation request, whatever API it came through: check the request
+against the model, fix its seed (so that a job re-run after a crash makes the same images), queue it
+(idempotently), and wait for it.
+
+Example:
+    >>> from kaiga.request import GenerationRequest
+    >>> with_seed(GenerationRequest(prompt="a red car", seed=5)).seed
+    5
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from starlette.concurrency import run_in_threadpool
+
+from kaiga.models import ModelError
+from kaiga.request import MAX_SEED, GenerationRequest, RequestError
+from kaiga.server.catalog import Catalog
+from kaiga.server.errors import ApiError
+from kaiga.server.settings import ServerSettings
+from kaiga.server.worker import INVALID_REQUEST, Waiters, Worker
+from kaiga.store.db import Database
+from kaiga.store.gallery import Gallery
+from kaiga.store.jobs import IdempotencyConflict, JobNotFound, JobQueue, JobView, QueueFull, request_hash
+from kaiga.store.models import Image, JobStatus
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def with_seed(request: GenerationRequest) -> GenerationRequest:
+    if request.seed is not None:
+        return request
+    return request.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
+
+
+@dataclass
+class Principal:
+    """Who is calling: a key's name, an A1111 user, or "anonymous"; `scope` separates idempotency keys."""
+
+    name: str
+    scope: str
+
+
+@dataclass
+class ServerState:
+    settings: ServerSettings
+    db: Database
+    queue: JobQueue
+    gallery: Gallery
+    catalog: Catalog
+    waiters: Waiters
+    worker: Worker | None
+    a1111_options: dict = field(default_factory=dict)
+
+    async def submit(self, request: GenerationRequest, *, principal: Principal, user: str | None = None,
+                     priority: int = 0, idempotency_key: str | None = None, fingerprint: dict) -> JobView:
+        """Queue `request` (or find the job an earlier try with the same idempotency key queued)."""
+        try:
+            self.catalog.check(request)
+        except (RequestError, ModelError) as e:
+            field_name = str(e).split(":", 1)[0]
+            raise ApiError(400, str(e), param=field_name if field_name.isidentifier() else None,
+                           code="invalid_value") from None
+        key = None
+        if idempotency_key is not None:
+            if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+                raise ApiError(400, f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", param="Idempotency-Key")
+            key = f"{principal.scope}:{idempotency_key}"
+        stored = with_seed(request).model_dump(mode="json")
+        try:
+            job, created = await run_in_threadpool(
+                self.queue.submit, stored, user=user or principal.name, priority=priority, idempotency_key=key,
+                fingerprint=request_hash(fingerprint))
+        except QueueFull as e:
+            raise ApiError(429, str(e), code="queue_full", headers={"Retry-After": str(e.retry_after)}) from None
+        except IdempotencyConflict as e:
+            raise ApiError(409, str(e), param="Idempotency-Key", code="idempotency_key_reused") from None
+        if created and self.worker is not None:
+            self.worker.wake()
+        return job
+
+    async def wait(self, job: JobView) -> JobView:
+        """The finished job; an ApiError if it failed, was cancelled or took too long."""
+        try:
+            job = await self.waiters.wait(job.id, self.settings.wait_timeout_s)
+        except TimeoutError:
+            raise ApiError(504, f"job {job.id} is still {job.status} after {self.settings.wait_timeout_s:g} s; "
+                                f"GET /v1/jobs/{job.id} tells when it is done", code="timeout") from None
+        if job.status == JobStatus.FAILED.value:
+            if job.error and job.error.startswith(INVALID_REQUEST):
+                raise ApiError(400, job.error.removeprefix(INVALID_REQUEST), code="invalid_value")
+            raise ApiError(500, f"job {job.id} failed: {job.error}", code="generation_failed")
+        return job
+
+    async def images(self, job: JobView, with_bytes: bool = False) -> list[tuple[Image, bytes | None]]:
+        """The job's image rows and, if asked, their PNG files' bytes (one trip to the thread pool)."""
+        def load():
+            rows = self.gallery.get(job.result_image_ids or [])
+            return [(r, (self.gallery.folder / r.path).read_bytes() if with_bytes else None) for r in rows]
+
+        return await run_in_threadpool(load)
+
+    async def job(self, job_id: str) -> JobView:
+        try:
+            return await run_in_threadpool(self.queue.get, job_id)
+        except JobNotFound:
+            raise ApiError(404, f"no job {job_id!r}", param="job_id", code="not_found") from None
+
+    def progress(self, job: JobView) -> float:
+        """Live progress of a running job in this process, else what the database holds."""
+        current = self.worker.current if self.worker is not None else None
+        if current is not None and current.job_id == job.id:
+            return current.progress
+        return job.progress

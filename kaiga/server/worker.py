@@ -1,0 +1,218 @@
+"""The worker: one thread per server process that takes jobs from the queue and runs them.
+
+It claims a job, generates with the Studio (reporting progress, and stopping between denoising
+steps when the job is cancelled or the server shuts down), stores the images in the gallery and marks
+the job done in one transaction, then tells the waiting HTTP requests. Waiters also poll the
+database, so a job finished by another process (or before a restart) is seen too.
+
+Example (a worker on the tiny test model; `run_one` does one job in the calling thread):
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
+    >>> from kaiga.server.catalog import Catalog
+    >>> from kaiga.store.db import open_database
+    >>> from kaiga.store.gallery import Gallery
+    >>> from kaiga.store.jobs import JobQueue
+    >>> path = LatentDiffusion.create(tiny_config()).save(Path(tempfile.mkdtemp()) / "tiny")
+    >>> db = open_database("sqlite://")
+    >>> worker = Worker(JobQueue(db), Gallery(db, tempfile.mkdtemp()), Catalog(str(path)))
+    >>> job, _ = worker.queue.submit({"prompt": "a red car", "seed": 1, "steps": 1, "n": 2})
+    >>> worker.run_one().result_image_ids
+    [1, 2]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from kaiga.models import ModelError
+from kaiga.request import GenerationRequest, RequestError
+from kaiga.server.catalog import Catalog
+from kaiga.store.gallery import Gallery
+from kaiga.store.jobs import JobQueue, JobView, StaleClaim
+
+log = logging.getLogger("kaiga.server")
+
+INVALID_REQUEST = "invalid request: "  # prefix of errors that were the request's fault (HTTP 400, not 500)
+_PROGRESS_EVERY_S = 0.25  # how often progress is written to the database (and cancellation looked for)
+
+
+class _Stop(Exception):
+    def __init__(self, cancelled: bool):
+        self.cancelled = cancelled
+
+
+@dataclass
+class Current:
+    """The job the worker is running now, for progress reports."""
+
+    job_id: str
+    step: int = 0
+    total: int = 1
+    started: float = 0.0
+
+    @property
+    def progress(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+
+class Worker:
+    """Runs queued jobs one after another in a background thread."""
+
+    def __init__(self, queue: JobQueue, gallery: Gallery, catalog: Catalog, *, device: str | None = None,
+                 batch_size: int = 16, poll_s: float = 0.5, on_finished: Callable[[str], None] = lambda job_id: None):
+        self.queue, self.gallery, self.catalog = queue, gallery, catalog
+        self.device, self.batch_size, self.poll_s = device, batch_size, poll_s
+        self.on_finished = on_finished
+        self.current: Current | None = None
+        self._studio = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._interrupt: set[str] = set()
+        self._thread: threading.Thread | None = None
+
+    # --- control ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="kaiga-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the current denoising step; a job cut short goes back to the queue."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """A job was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def interrupt(self, job_id: str | None = None) -> str | None:
+        """Cancel the running job (or `job_id` if it is the running one); returns the job id stopped."""
+        current = self.current
+        if current is not None and job_id in (None, current.job_id):
+            self._interrupt.add(current.job_id)
+            return current.job_id
+        return None
+
+    # --- running ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                job = self.run_one()
+            except Exception:  # the database went away for a moment, say: never kill the thread
+                log.exception("worker: unexpected error; going on")
+                job = None
+            if job is None:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+
+    def studio(self):
+        if self._studio is None:
+            from kaiga.studio import Studio  # imports torch: only when there is work
+
+            self._studio = Studio(device=self.device, batch_size=self.batch_size)
+        return self._studio
+
+    def run_one(self) -> JobView | None:
+        """Claim and run one job; None if the queue is empty."""
+        job = self.queue.claim()
+        if job is None:
+            return None
+        attempt = job.attempts
+        self.current = Current(job.id, started=time.monotonic())
+        try:
+            result = self._run(job, attempt)
+        finally:
+            self.current = None
+            self._interrupt.discard(job.id)
+        self.on_finished(job.id)
+        return result
+
+    def _run(self, job: JobView, attempt: int) -> JobView:
+        last_write = [time.monotonic()]  # a job shorter than _PROGRESS_EVERY_S never writes progress
+
+        def on_step(done: int, total: int) -> None:
+            current = self.current
+            current.step, current.total = done, total
+            if self._stopping.is_set():
+                raise _Stop(cancelled=False)
+            if job.id in self._interrupt:
+                raise _Stop(cancelled=True)
+            now = time.monotonic()
+            if now - last_write[0] >= _PROGRESS_EVERY_S:
+                last_write[0] = now
+                if self.queue.set_progress(job.id, done / total if total else 0.0):  # cancelled via the API
+                    raise _Stop(cancelled=True)
+
+        try:
+            request = GenerationRequest.model_validate(job.request)
+            ref = self.catalog.ref(request.model)
+            request = request.model_copy(update={"model": str(ref.path)})
+            images = self.studio().generate(request, on_step=on_step)
+            return self.queue.finish(job.id, attempt, add_images=lambda s: [
+                self.gallery.add(s, img.image, img.record, job_id=job.id) for img in images])
+        except _Stop as stop:
+            if stop.cancelled:
+                return self.queue.mark_cancelled(job.id, attempt)
+            return self.queue.release(job.id, attempt)
+        except StaleClaim as e:
+            log.warning("worker: %s", e)
+            return self.queue.get(job.id)
+        except (RequestError, ModelError, ValueError) as e:  # ValueError: pydantic's, from a bad stored request
+            return self.queue.fail(job.id, attempt, INVALID_REQUEST + str(e))
+        except Exception as e:
+            log.exception("worker: job %s failed", job.id)
+            return self.queue.fail(job.id, attempt, f"{type(e).__name__}: {e}")
+
+
+class Waiters:
+    """Lets async request handlers wait for a job that the worker thread finishes."""
+
+    def __init__(self, queue: JobQueue, poll_s: float = 0.5):
+        self.queue = queue
+        self.poll_s = poll_s
+        self._events: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._lock = threading.Lock()
+
+    def notify(self, job_id: str) -> None:
+        """Called from the worker thread when `job_id` finished."""
+        with self._lock:
+            waiting = self._events.pop(job_id, [])
+        for loop, event in waiting:
+            loop.call_soon_threadsafe(event.set)
+
+    async def wait(self, job_id: str, timeout: float) -> JobView:
+        """The job once it is finished; TimeoutError after `timeout` seconds."""
+        from starlette.concurrency import run_in_threadpool
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            event = asyncio.Event()
+            with self._lock:
+                self._events.setdefault(job_id, []).append((loop, event))
+            job = await run_in_threadpool(self.queue.get, job_id)
+            if job.is_finished:
+                return job
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(job_id)
+            try:
+                await asyncio.wait_for(event.wait(), min(self.poll_s, remaining))
+            except TimeoutError:
+                pass
+            finally:
+                with self._lock:
+                    entries = self._events.get(job_id, [])
+                    if (loop, event) in entries:
+                        entries.remove((loop, event))
+                        if not entries:
+                            del self._events[job_id]
+
+

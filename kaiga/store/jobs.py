@@ -1,0 +1,247 @@
+"""The durable job queue: every generation request is a row in `jobs`, so a crash loses none.
+
+Order: higher priority first; among equals, the user whose last job started longest ago (users
+never served come first), which is round-robin across users; then first come, first served.
+A worker claims a job with a conditional UPDATE (pending -> running), so two workers, even in two
+processes, never take the same job; finishing is conditional on the claim's attempt number, so a
+stale worker cannot finish a job twice. On start-up `recover()` puts jobs that were running when the
+process died back in the queue, or fails them once they have been started `max_attempts` times.
+
+Example:
+    >>> from kaiga.store.db import open_database
+    >>> q = JobQueue(open_database("sqlite://"))
+    >>> job, created = q.submit({"prompt": "a red car", "seed": 1}, user="ann")
+    >>> created, job.status
+    (True, 'pending')
+    >>> q.claim().id == job.id
+    True
+    >>> q.finish(job.id, attempt=1, image_ids=[]).status
+    'done'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from kaiga.store.db import Database
+from kaiga.store.models import FINISHED, Job, JobStatus, utcnow
+
+
+class QueueFull(Exception):
+    """The queue holds `max_queued` unfinished jobs; try again after `retry_after` seconds."""
+
+    def __init__(self, depth: int, retry_after: int):
+        super().__init__(f"the queue is full ({depth} jobs waiting or running); retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key was reused with a different request."""
+
+
+class JobNotFound(KeyError):
+    pass
+
+
+class StaleClaim(RuntimeError):
+    """A worker tried to finish a job it no longer holds; nothing was written."""
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as read at one moment (detached from any database session)."""
+
+    id: str
+    status: str
+    priority: int
+    user: str
+    request: dict
+    progress: float
+    error: str | None
+    attempts: int
+    result_image_ids: list[int] | None
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status == JobStatus.DONE.value
+
+    @property
+    def is_finished(self) -> bool:
+        return JobStatus(self.status) in FINISHED
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        return cls(job.id, job.status, job.priority, job.user, dict(job.request), job.progress, job.error,
+                   job.attempts, list(job.result_image_ids) if job.result_image_ids is not None else None,
+                   job.created, job.started, job.finished)
+
+
+def request_hash(request: dict) -> str:
+    """A stable hash of a request (sorted-key JSON), to tell a retry from a different request."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class JobQueue:
+    """Submit, claim, finish, cancel and recover jobs stored in `db`."""
+
+    def __init__(self, db: Database, max_queued: int = 64, max_attempts: int = 3):
+        self.db = db
+        self.max_queued = max_queued
+        self.max_attempts = max_attempts
+
+    # --- clients ---------------------------------------------------------------------------
+    def submit(self, request: dict, *, user: str = "", priority: int = 0, idempotency_key: str | None = None,
+               fingerprint: str | None = None) -> tuple[JobView, bool]:
+        """Queue `request`; returns (job, created). With a known idempotency key: the existing job.
+
+        `fingerprint` identifies the request as the client sent it (default: `request`'s hash); a key
+        reused with another fingerprint raises IdempotencyConflict.
+        """
+        fingerprint = fingerprint or request_hash(request)
+        if idempotency_key is not None:
+            existing = self._by_key(idempotency_key, fingerprint)
+            if existing is not None:
+                return existing, False
+        depth = self.depth()
+        if depth >= self.max_queued:
+            raise QueueFull(depth, self.retry_after(depth))
+        job = Job(id=str(uuid.uuid4()), status=JobStatus.PENDING.value, priority=priority, user=user,
+                  idempotency_key=idempotency_key, request_hash=fingerprint, request=request, progress=0.0,
+                  attempts=0, cancel_requested=False, created=utcnow())
+        try:
+            with self.db.session() as s:
+                s.add(job)
+        except IntegrityError:  # the same key submitted concurrently: the other request won
+            existing = self._by_key(idempotency_key, fingerprint) if idempotency_key else None
+            if existing is None:
+                raise
+            return existing, False
+        return JobView.of(job), True
+
+    def _by_key(self, key: str, fingerprint: str) -> JobView | None:
+        with self.db.session() as s:
+            job = s.scalar(select(Job).where(Job.idempotency_key == key))
+            if job is None:
+                return None
+            if job.request_hash != fingerprint:
+                raise IdempotencyConflict("this Idempotency-Key was used before with a different request")
+            return JobView.of(job)
+
+    def get(self, job_id: str) -> JobView:
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            return JobView.of(job)
+
+    def cancel(self, job_id: str) -> JobView:
+        """Cancel a pending job now; ask the worker to stop a running one (it checks between steps)."""
+        with self.db.session() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.PENDING.value)
+                      .values(status=JobStatus.CANCELLED.value, finished=utcnow(), cancel_requested=True))
+            s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+                      .values(cancel_requested=True))
+        return self.get(job_id)
+
+    def depth(self) -> int:
+        """Jobs not finished yet (pending or running)."""
+        with self.db.session() as s:
+            return s.scalar(select(func.count()).select_from(Job).where(
+                Job.status.in_([JobStatus.PENDING.value, JobStatus.RUNNING.value]))) or 0
+
+    def retry_after(self, depth: int) -> int:
+        """Seconds until about one place frees up: the mean run time of recent jobs (1 s if none)."""
+        with self.db.session() as s:
+            rows = s.execute(select(Job.started, Job.finished).where(Job.status == JobStatus.DONE.value)
+                             .order_by(Job.finished.desc()).limit(20)).all()
+        times = [(f - st).total_seconds() for st, f in rows if st is not None and f is not None]
+        mean = sum(times) / len(times) if times else 1.0
+        return max(1, min(3600, math.ceil(mean)))
+
+    # --- the worker ------------------------------------------------------------------------
+    def claim(self) -> JobView | None:
+        """Take the next job (see the module docstring for the order) and mark it running."""
+        for _ in range(10):  # another worker may win the race for a row; then look again
+            with self.db.session() as s:
+                other = aliased(Job)
+                last_start = (select(func.max(other.started)).where(other.user == Job.user)
+                              .correlate(Job).scalar_subquery())
+                job_id = s.scalar(select(Job.id).where(Job.status == JobStatus.PENDING.value)
+                                  .order_by(Job.priority.desc(), last_start.asc().nulls_first(), Job.created, Job.id)
+                                  .limit(1))
+                if job_id is None:
+                    return None
+                claimed = s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.PENDING.value)
+                                    .values(status=JobStatus.RUNNING.value, attempts=Job.attempts + 1,
+                                            started=utcnow(), progress=0.0)).rowcount
+                if claimed == 1:
+                    return JobView.of(s.get(Job, job_id, populate_existing=True))
+        return None
+
+    def _finish(self, job_id: str, attempt: int, **values) -> JobView:
+        with self.db.session() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value,
+                                        Job.attempts == attempt).values(**({"finished": utcnow()} | values)))
+        return self.get(job_id)
+
+    def finish(self, job_id: str, attempt: int, image_ids: list[int] | None = None,
+               add_images: Callable[[Session], list[int]] | None = None) -> JobView:
+        """Mark a claimed job done with its images, all in one transaction.
+
+        `add_images(session)` stores the images and returns their ids. If the claim is stale (the job
+        was re-queued, cancelled or finished meanwhile) nothing is committed: StaleClaim.
+        """
+        with self.db.session() as s:
+            ids = list(image_ids or []) + (add_images(s) if add_images else [])
+            done = s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value,
+                                               Job.attempts == attempt)
+                             .values(status=JobStatus.DONE.value, progress=1.0, result_image_ids=ids,
+                                     finished=utcnow())).rowcount
+            if done != 1:
+                raise StaleClaim(f"job {job_id} attempt {attempt} is no longer running here")
+        return self.get(job_id)
+
+    def fail(self, job_id: str, attempt: int, error: str) -> JobView:
+        return self._finish(job_id, attempt, status=JobStatus.FAILED.value, error=error)
+
+    def release(self, job_id: str, attempt: int) -> JobView:
+        """Put a claimed job back in the queue (the worker is shutting down), not counting the attempt."""
+        return self._finish(job_id, attempt, status=JobStatus.PENDING.value, progress=0.0, finished=None,
+                            attempts=attempt - 1)
+
+    def mark_cancelled(self, job_id: str, attempt: int) -> JobView:
+        return self._finish(job_id, attempt, status=JobStatus.CANCELLED.value, error="cancelled while running")
+
+    def set_progress(self, job_id: str, progress: float) -> bool:
+        """Store progress; returns whether cancellation was requested meanwhile."""
+        with self.db.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(progress=progress))
+            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    def recover(self) -> tuple[int, int]:
+        """After a crash: re-queue interrupted jobs, fail those started `max_attempts` times. (requeued, failed)
+
+        Assumes one server process per database (no other process is running these jobs now).
+        """
+        with self.db.session() as s:
+            running = JobStatus.RUNNING.value
+            failed = s.execute(update(Job).where(Job.status == running, Job.attempts >= self.max_attempts)
+                               .values(status=JobStatus.FAILED.value, finished=utcnow(),
+                                       error=f"interrupted {self.max_attempts} times (the server stopped while "
+                                             "it ran); not retried again")).rowcount
+            requeued = s.execute(update(Job).where(Job.status == running)
+                                 .values(status=JobStatus.PENDING.value, progress=0.0)).rowcount
+        return requeued, failed

@@ -1,0 +1,89 @@
+"""The tables: images (the gallery), jobs (the queue), api_keys.
+
+Every timestamp is UTC. JSON columns hold what other layers define: a job's request is a
+`GenerationRequest` dump, an image's record a `GenerationRecord` dump.
+
+Example:
+    >>> JobStatus.PENDING.value, JobStatus.PENDING in FINISHED
+    ('pending', False)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobStatus(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Image(Base):
+    """One stored image: its PNG lives at `path` (relative to the gallery folder), named by its hash."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the PNG bytes: stored once
+    path: Mapped[str] = mapped_column(String(255))
+    record: Mapped[dict] = mapped_column(JSON)  # GenerationRecord
+    prompt: Mapped[str] = mapped_column(Text)  # copied out of the record, for search
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    favourite: Mapped[bool] = mapped_column(Boolean, default=False)
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1-5
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), nullable=True)
+
+
+class Job(Base):
+    """One generation request on its way through the queue."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_queue", "status", "priority", "created"),
+                      Index("ix_jobs_user_started", "user", "started"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING.value, index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher runs first
+    user: Mapped[str] = mapped_column(String(255), default="", index=True)  # fairness is per user
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # a reused idempotency key must carry the same request
+    request: Mapped[dict] = mapped_column(JSON)  # GenerationRequest, seed always filled in
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # times a worker started it
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    result_image_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ApiKey(Base):
+    """A bearer API key, stored as the SHA-256 of the key (see `kaiga.store.keys` for why not scrypt)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to tell keys apart
+    name: Mapped[str] = mapped_column(String(255), default="")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,96 @@
+"""The A1111-compatible API, called with the `webuiapi` package against a real server."""
+
+import base64
+import io
+import json
+
+import httpx
+import pytest
+import webuiapi
+from PIL import Image
+
+from kaiga.metadata import read_metadata
+
+
+def _api(server, **auth) -> webuiapi.WebUIApi:
+    return webuiapi.WebUIApi(baseurl=server.url + "/sdapi/v1", sampler="Euler a", steps=2, **auth)
+
+
+def test_txt2img_answers_as_a1111_does(server):
+    api = _api(server)
+    r = api.txt2img(prompt="a red car in the snow", negative_prompt="fog", seed=5, width=64, height=64,
+                    batch_size=2, cfg_scale=4)
+    assert [im.size for im in r.images] == [(64, 64), (64, 64)]
+    raw = r.json
+    assert isinstance(raw["info"], str) and not raw["images"][0].startswith("data:")
+    info = r.info  # webuiapi parsed the JSON string
+    assert (info["seed"], info["all_seeds"], info["sampler_name"], info["steps"]) == (5, [5, 6], "Euler a", 2)
+    assert info["width"] == 64 and info["cfg_scale"] == 4 and info["sd_model_name"] == "tiny-diffusion"
+    assert "Negative prompt: fog" in info["infotexts"][0] and "Seed: 6" in info["infotexts"][1]
+    assert r.parameters["prompt"] == "a red car in the snow" and r.parameters["batch_size"] == 2
+    rec = read_metadata(r.images[1]).record
+    assert (rec.seed, rec.sampler, rec.negative_prompt) == (6, "euler-a", "fog")
+
+
+def test_bad_values_are_422_naming_the_field(server):
+    got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "steps": 500})
+    assert got.status_code == 422 and got.json()["detail"].startswith("steps: must be between 1 and 150")
+    got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "enable_hr": True})
+    assert got.status_code == 422 and "enable_hr" in got.json()["detail"]
+    got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "sampler_name": "PLMS"})
+    assert got.status_code == 422 and got.json()["detail"].startswith("sampler")
+
+
+def test_models_samplers_and_options(server):
+    api = _api(server)
+    models = api.get_sd_models()
+    tiny = next(m for m in models if m["model_name"] == "tiny-diffusion")
+    assert tiny["title"] == f"tiny-diffusion [{tiny['hash']}]" and len(tiny["hash"]) == 10
+    assert {"Euler a", "DDIM", "DPM++ 2M"} <= {s["name"] for s in api.get_samplers()}
+    assert api.get_options()["sd_model_checkpoint"] == tiny["title"]
+    api.set_options({"sd_model_checkpoint": "scenes-diffusion"})
+    assert api.get_options()["sd_model_checkpoint"].startswith("scenes-diffusion [")
+    bad = httpx.post(server.url + "/sdapi/v1/options", json={"sd_model_checkpoint": "nope"})
+    assert bad.status_code == 422 and "nope" in bad.json()["detail"]
+
+
+def test_progress_and_interrupt_shapes(server):
+    api = _api(server)
+    p = api.get_progress()
+    assert p["progress"] == 0.0 and {"job_count", "sampling_step", "sampling_steps"} <= set(p["state"])
+    assert api.interrupt() == {}
+
+
+def test_png_info_reads_kaiga_and_a1111_metadata(server):
+    api = _api(server)
+    r = api.txt2img(prompt="a red car", seed=3, width=64, height=64)
+    buf = io.BytesIO()
+    r.images[0].save(buf, format="PNG", pnginfo=_pnginfo(r.images[0]))
+    got = httpx.post(server.url + "/sdapi/v1/png-info",
+                     json={"image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}).json()
+    assert got["info"].startswith("a red car\nSteps: 2, Sampler: Euler a") and got["parameters"]["Seed"] == "3"
+    assert json.loads(got["items"]["kaiga"])["seed"] == 3
+    bad = httpx.post(server.url + "/sdapi/v1/png-info", json={"image": "bm90IGFuIGltYWdl"})
+    assert bad.status_code == 422
+
+
+def _pnginfo(image: Image.Image):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for k, v in image.text.items():
+        info.add_text(k, v)
+    return info
+
+
+def test_api_auth_like_a1111(serve):
+    from kaiga.store.keys import create_key
+
+    server = serve(api_auth=("ann:s3cret",))
+    assert httpx.get(server.url + "/sdapi/v1/samplers").status_code == 401
+    assert httpx.get(server.url + "/sdapi/v1/samplers", auth=("ann", "wrong")).status_code == 401
+    assert _api(server, username="ann", password="s3cret").get_samplers()
+    key = create_key(server.state.db, name="krita")  # any user name with an API key as the password
+    assert httpx.get(server.url + "/sdapi/v1/samplers", auth=("me", key)).status_code == 200
+    with pytest.raises(RuntimeError):
+        _api(server, username="ann", password="wrong").txt2img(prompt="a car", width=64, height=64)

@@ -1,0 +1,74 @@
+"""kaiga's job endpoints, the full queue's 429, and cancellation, over HTTP."""
+
+import time
+
+import httpx
+import openai
+import pytest
+
+JOB = {"prompt": "a red car", "width": 64, "height": 64, "steps": 1}
+
+
+def _wait(server, job_id, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{server.url}/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_submit_follow_and_fetch(server):
+    r = httpx.post(server.url + "/v1/jobs", json={**JOB, "n": 2, "seed": 4})
+    assert r.status_code == 202 and r.json()["status"] in ("pending", "running", "done")
+    job = _wait(server, r.json()["id"])
+    assert job["status"] == "done" and job["progress"] == 1.0 and job["attempts"] == 1
+    assert [im["record"]["seed"] for im in job["images"]] == [4, 5]
+    assert httpx.get(job["images"][0]["url"]).status_code == 200
+    assert httpx.get(server.url + "/v1/jobs/nope").json()["error"]["code"] == "not_found"
+
+
+def test_bad_job_request_names_the_field(server):
+    r = httpx.post(server.url + "/v1/jobs", json={**JOB, "steps": 0})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "steps"
+    r = httpx.post(server.url + "/v1/jobs", json={**JOB, "width": 72})  # the tiny model needs multiples of 16
+    assert r.status_code == 400 and r.json()["error"]["param"] == "width"
+
+
+def test_full_queue_is_429_with_retry_after(serve):
+    server = serve(run_worker=False, max_queued=2)  # nothing runs: jobs stay queued
+    for _ in range(2):
+        assert httpx.post(server.url + "/v1/jobs", json=JOB).status_code == 202
+    r = httpx.post(server.url + "/v1/jobs", json=JOB)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and r.json()["error"]["type"] == "rate_limit_error"
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        client.images.generate(prompt="a red car", size="64x64")
+
+
+def test_cancel_a_pending_job(serve):
+    server = serve(run_worker=False)
+    job = httpx.post(server.url + "/v1/jobs", json=JOB).json()
+    assert httpx.post(f"{server.url}/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+    assert server.state.queue.depth() == 0
+
+
+def test_cancel_a_running_job_stops_it_between_steps(server):
+    job = httpx.post(server.url + "/v1/jobs", json={**JOB, "steps": 150, "n": 16}).json()  # many seconds of work
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{server.url}/v1/jobs/{job['id']}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    httpx.post(f"{server.url}/v1/jobs/{job['id']}/cancel")
+    final = _wait(server, job["id"])
+    assert final["status"] == "cancelled" and final["images"] == [] and time.monotonic() - t0 < 5
+
+
+def test_priority_runs_first(serve):
+    server = serve(run_worker=False)
+    low = httpx.post(server.url + "/v1/jobs", json=JOB).json()
+    high = httpx.post(server.url + "/v1/jobs", json={**JOB, "priority": 10}).json()
+    assert server.state.queue.claim().id == high["id"]
+    assert server.state.queue.claim().id == low["id"]

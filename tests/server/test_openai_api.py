@@ -1,0 +1,92 @@
+"""The OpenAI-compatible API, called with the official `openai` package against a real server."""
+
+import base64
+import io
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+
+from kaiga.metadata import read_metadata
+
+FAST = {"steps": 1}  # kaiga's own field, sent through the client's extra_body
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_b64_json_images_carry_their_record(client):
+    r = client.images.generate(prompt="a red car", n=2, size="64x64", response_format="b64_json",
+                               extra_body={**FAST, "seed": 11})
+    assert len(r.data) == 2 and r.created > 0
+    records = [read_metadata(base64.b64decode(d.b64_json)).record for d in r.data]
+    assert [rec.seed for rec in records] == [11, 12]
+    assert {(rec.width, rec.height, rec.steps, rec.model) for rec in records} == {(64, 64, 1, "tiny-diffusion")}
+
+
+def test_url_images_are_served_from_the_gallery(client, server):
+    r = client.images.generate(prompt="a blue boat", size="64x64", response_format="url", extra_body=FAST)
+    url = r.data[0].url
+    assert url.startswith(server.url + "/v1/images/files/") and url.endswith(".png")
+    got = httpx.get(url)
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(got.content)).size == (64, 64)
+    assert httpx.get(server.url + "/v1/images/files/" + "0" * 64 + ".png").status_code == 404
+    assert httpx.get(server.url + "/v1/images/files/..%2F..%2Fkaiga.db").status_code == 404
+
+
+def test_quality_and_style_map_onto_steps_and_guidance(client):
+    r = client.images.generate(prompt="a red car", size="64x64", quality="low", style="natural",
+                               response_format="b64_json")
+    rec = read_metadata(base64.b64decode(r.data[0].b64_json)).record
+    assert (rec.steps, rec.guidance) == (10, 2.0)
+
+
+@pytest.mark.parametrize("kwargs, param", [
+    ({"size": "64 by 64"}, "size"),
+    ({"size": "60x64"}, "size"),  # GenerationRequest: multiple of 8
+    ({"size": "4096x64"}, "size"),  # GenerationRequest: at most 2048
+    ({"n": 40}, "n"),
+    ({"model": "dall-e-3"}, "model"),
+    ({"response_format": "jpeg"}, "response_format"),
+    ({"quality": "ultra"}, "quality"),
+    ({"extra_body": {"sampler": "plms"}}, "sampler"),
+    ({"extra_body": {"colour": "red"}}, "colour"),  # an unknown field, refused as OpenAI does
+])
+def test_bad_values_give_openai_shaped_400(client, kwargs, param):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.images.generate(prompt="a red car", **kwargs)
+    err = e.value.body  # the client unwraps {"error": {...}}
+    assert err["type"] == "invalid_request_error" and err["param"] == param and err["message"]
+
+
+def test_an_empty_prompt_names_the_field(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.images.generate(prompt="", size="64x64")
+    assert e.value.body["param"] == "prompt" and "prompt" in e.value.body["message"]
+
+
+def test_models_lists_the_served_models(client):
+    ids = [m.id for m in client.models.list()]
+    assert "tiny-diffusion" in ids and "scenes-diffusion" in ids
+
+
+def test_idempotency_key_makes_a_retry_return_the_same_images(client, server):
+    headers = {"Idempotency-Key": "retry-1"}
+    raw1 = client.images.with_raw_response.generate(prompt="a red car", size="64x64", extra_headers=headers,
+                                                    extra_body=FAST)
+    raw2 = client.images.with_raw_response.generate(prompt="a red car", size="64x64", extra_headers=headers,
+                                                    extra_body=FAST)
+    assert raw1.headers["x-kaiga-job-id"] == raw2.headers["x-kaiga-job-id"]
+    assert raw1.parse().data[0].url == raw2.parse().data[0].url  # the seed was drawn once, the job ran once
+    assert server.state.queue.depth() == 0
+    with server.state.db.session() as s:
+        from kaiga.store.models import Job
+
+        assert s.query(Job).count() == 1
+    with pytest.raises(openai.APIStatusError) as e:  # the same key with another request
+        client.images.generate(prompt="a blue car", size="64x64", extra_headers=headers, extra_body=FAST)
+    assert e.value.status_code == 409 and e.value.body["param"] == "Idempotency-Key"
