@@ -21,7 +21,12 @@ app = typer.Typer(help="kaiga: an AI image-generation studio. Every image carrie
 data_app = typer.Typer(help="Make datasets.", no_args_is_help=True)
 train_app = typer.Typer(help="Train models (Accelerate: 1..N processes, CPU or GPU).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+eval_app = typer.Typer(help="Measure models: prompt alignment, fidelity, and the report (docs/EVAL.md).",
+                       no_args_is_help=True)
 app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+keys_app = typer.Typer(help="API keys of `kaiga serve` (stored hashed; a key is shown once).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
 out = Console()
@@ -230,6 +235,387 @@ def train_diffusion(data: _Data, out_dir: _Out,
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"diffusion: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
+
+
+@train_app.command("readout")
+def train_readout_cmd(out_dir: _Out, steps: _Steps = 3000, batch_size: _Batch = 64,
+                      lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-3,
+                      n_train: Annotated[int, typer.Option("--n-train", min=100, help="Renders to train on (all kept in memory: 12 KB each).")] = 30000,
+                      n_test: Annotated[int, typer.Option("--n-test", min=10, help="Fresh renders per accuracy measurement.")] = 3000,
+                      checkpoint_every: int = 250, seed: Annotated[int, typer.Option(help="Seed of the training renders; accuracy is measured on seed+1 and seed+2.")] = 100,
+                      resume: _Resume = False):
+    """Train the readout network, the judge of `kaiga eval`, on fresh renders; writes OUT/readout/.
+
+    It learns to read every scenes attribute back from an image, with blur and noise so that it
+    also reads soft generated images. The bundled judge (kaiga/bundled/scenes-readout) was made
+    with the defaults (about 35 minutes on 2 CPU cores); its accuracy is in its readout.json.
+    """
+    from dataclasses import replace
+
+    from rich.progress import Progress
+
+    from kaiga.eval.readout_train import train_readout
+
+    loop = replace(_loop_options(steps, batch_size, lr, checkpoint_every, 0, 0), warmup_steps=min(100, steps // 10))
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("rendering", total=n_train)
+        measured = train_readout(out_dir, loop, n_train=n_train, seed=seed, n_test=n_test, resume=resume,
+                                 progress=lambda i, n: bar.update(task, completed=i))
+    for name, acc in measured.items():
+        if isinstance(acc, dict):
+            out.print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), highlight=False)
+    out.print(f"readout network -> {out_dir / 'readout'}")
+
+
+def _wide() -> Console:
+    """The terminal's console, or a wide one when output goes to a file: no wrapped table columns in logs."""
+    return out if sys.stdout.isatty() else Console(width=160)
+
+
+def _eval_model(model: Optional[str]):
+    """(name, hash, loaded model) of the model to evaluate; name `renders` is the renderer itself."""
+    from kaiga.eval.report import ORACLE
+    from kaiga.models import ModelError
+    from kaiga.studio import Studio
+
+    if model == ORACLE:
+        return ORACLE, None, None
+    try:
+        loaded = Studio().load(model)
+    except ModelError as e:
+        fail(str(e))
+    return loaded.ref.name, loaded.hash, loaded.model
+
+
+def _generator(loaded_model, steps: int, guidance: Optional[float], sampler: str, total: int, bar, label: str):
+    from kaiga.eval.alignment import model_generate
+    from pydantic import ValidationError
+
+    from kaiga.request import GenerationRequest, describe_error
+
+    try:  # the request type holds every limit: check them before any image is made
+        GenerationRequest(prompt="check", steps=steps, sampler=sampler, **({"guidance": guidance} if guidance is not None else {}))
+    except ValidationError as e:
+        fail(describe_error(e))
+    task = bar.add_task(label, total=total)
+    return model_generate(loaded_model, steps=steps, guidance=guidance, sampler=sampler,
+                          on_image=lambda done: bar.update(task, completed=done))
+
+
+_EvalModel = Annotated[Optional[str], typer.Option(help="Model name or path (default: the bundled default); `renders` scores the renderer itself (the ceiling).")]
+_EvalSteps = Annotated[int, typer.Option(min=1, max=150, help="Sampling steps.")]
+_EvalGuidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance (default: the request default).")]
+_EvalSampler = Annotated[str, typer.Option(help="Sampler: ddim, euler, euler-a, dpm++2m.")]
+
+
+@eval_app.command("alignment")
+def eval_alignment(
+    model: _EvalModel = None,
+    samples_per_prompt: Annotated[int, typer.Option("--samples-per-prompt", "-k", min=1, max=64, help="Images per prompt (fixed seeds).")] = 4,
+    steps: _EvalSteps = 20, guidance: _EvalGuidance = None, sampler: _EvalSampler = "ddim",
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Result file (default: docs/eval/<model>/alignment.json).")] = None,
+    grid: Annotated[Optional[Path], typer.Option(help="Worst-prompts grid PNG (default: beside the JSON).")] = None,
+    readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
+    through_autoencoder: Annotated[bool, typer.Option("--through-autoencoder", help="Score renders passed through the model's autoencoder instead of generating: the ceiling its latent space allows (results under <model>+autoencoder).")] = False,
+):
+    """Score prompt-following on the fixed suite: GenEval categories plus scene, weather, time, style.
+
+    Every suite prompt gets K images from fixed seeds; the readout network reads each image and it
+    passes when every attribute the prompt asks for is right. Scores are reported for seen and for
+    held-out attribute combinations, per category and overall; the worst prompts go to a PNG grid.
+    The bundled model at K=4 takes about 5 minutes on 2 CPU cores.
+    """
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from kaiga.eval.alignment import autoencoder_generate, evaluate_alignment, oracle_generate, write_alignment
+    from kaiga.eval.prompts import CATEGORIES, prompt_suite
+    from kaiga.eval.readout import ReadoutNet
+
+    name, model_hash, loaded = _eval_model(model)
+    suite = prompt_suite()
+    judge = ReadoutNet.load(readout)
+    if through_autoencoder and loaded is None:
+        fail("through-autoencoder: give a model whose autoencoder to use (not `renders`)")
+    with Progress(console=err, transient=True) as bar:
+        if loaded is None:
+            generate = oracle_generate(suite)
+        elif through_autoencoder:
+            generate, name = autoencoder_generate(loaded, suite), f"{name}+autoencoder"
+        else:
+            generate = _generator(loaded, steps, guidance, sampler, len(suite) * samples_per_prompt, bar, "generating")
+        result, cases = evaluate_alignment(generate, judge, k=samples_per_prompt, suite=suite)
+    generated = loaded is not None and not through_autoencoder
+    result = {"model": name, "model_hash": model_hash,
+              "settings": {"steps": steps, "guidance": guidance, "sampler": sampler} if generated else None} | result
+    json_path = json_path or Path("docs/eval") / name / "alignment.json"
+    grid = grid or json_path.with_name("alignment-worst.png")
+    write_alignment(result, cases, json_path, grid)
+    table = Table("", "overall", *[c.replace("_", " ") for c in CATEGORIES], title=f"alignment of {name}")
+    for split in ("seen", "held_out"):
+        r = result[split]
+        for label, overall, cats in ((split, "overall", "categories"), (f"{split} strict", "strict_overall", "strict_categories")):
+            table.add_row(label.replace("_", "-"), f"{r[overall]:.3f}",
+                          *[f"{r[cats][c]:.2f}" if c in r[cats] else "–" for c in CATEGORIES])
+    _wide().print(table)
+    acc = result["readout_accuracy"]
+    if acc:
+        out.print("judge accuracy on renders: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), highlight=False)
+    out.print(f"wrote {json_path} and {grid}", highlight=False)
+
+
+@eval_app.command("fidelity")
+def eval_fidelity(
+    model: _EvalModel = None,
+    n: Annotated[int, typer.Option("--n", min=10, max=100_000, help="Images to generate, and held-out renders to compare with.")] = 1000,
+    steps: _EvalSteps = 20, guidance: _EvalGuidance = None, sampler: _EvalSampler = "ddim",
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Result file (default: docs/eval/<model>/fidelity.json).")] = None,
+    readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
+    features: Annotated[Optional[Path], typer.Option(help="Also score in this network's feature space: a TorchScript file such as the standard FID Inception (inception-2015-12-05.pt), uint8 images in, features out.")] = None,
+):
+    """FID, KID, precision and recall against held-out renders, with the floor at the same N.
+
+    Features are the readout network's (Inception cannot be downloaded here). The model is prompted
+    with the captions of N fresh renders; the floor compares those renders with N other renders:
+    what a perfect model would score at this N. N=1000 takes about 8 minutes on 2 CPU cores.
+    """
+    import json
+
+    from rich.progress import Progress
+
+    from kaiga.eval.fidelity import FeatureExtractorError, evaluate_fidelity, torchscript_features
+    from kaiga.eval.readout import ReadoutNet
+
+    name, model_hash, loaded = _eval_model(model)
+    if loaded is None:
+        fail("fidelity: `renders` is the reference itself; its score is the floor printed for every model")
+    try:
+        extra = torchscript_features(features) if features is not None else None
+    except FeatureExtractorError as e:
+        fail(str(e))
+    judge = ReadoutNet.load(readout)
+    with Progress(console=err, transient=True) as bar:
+        generate = _generator(loaded, steps, guidance, sampler, n, bar, "generating")
+        result = evaluate_fidelity(generate, judge, n=n, extra_features=extra,
+                                   extra_name=features.name if features is not None else "")
+    result = {"model_name": name, "model_hash": model_hash,
+              "settings": {"steps": steps, "guidance": guidance, "sampler": sampler}} | result
+    json_path = json_path or Path("docs/eval") / name / "fidelity.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=1) + "\n")
+    m, f = result["model"], result["floor"]
+    out.print(f"{name} at N={n}: FID {m['fid']:.2f} (floor {f['fid']:.2f}, ratio {m['fid'] / f['fid']:.1f}), "
+              f"KID {m['kid_mean']:.4f} (floor {f['kid_mean']:.4f}), precision {m['precision']:.3f}, "
+              f"recall {m['recall']:.3f}", highlight=False)
+    if "extra" in result:
+        m, f = result["extra"]["model"], result["extra"]["floor"]
+        out.print(f"in {result['extra']['features']}: FID {m['fid']:.2f} (floor {f['fid']:.2f}), "
+                  f"KID {m['kid_mean']:.4f} (floor {f['kid_mean']:.4f})", highlight=False)
+    out.print(f"wrote {json_path}", highlight=False)
+
+
+@eval_app.command("report")
+def eval_report(
+    out_path: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path("docs/EVAL.md"),
+    results: Annotated[Path, typer.Option(help="Folder of per-model results (<model>/alignment.json, fidelity.json).")] = Path("docs/eval"),
+    bench_json: Annotated[Path, typer.Option("--bench", help="Speed results of `kaiga bench`.")] = Path("bench/results/generate.json"),
+):
+    """Write docs/EVAL.md (tables and grids) from the JSON files the eval commands and `kaiga bench` wrote."""
+    from kaiga.eval.report import write_report
+
+    out.print(f"wrote {write_report(out_path, results, bench_json)}")
+
+
+def _int_list(text: Optional[str], name: str) -> Optional[tuple[int, ...]]:
+    """'4,20' -> (4, 20); ranges are checked by SpeedConfig."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        fail(f"{name}: a comma-separated list of whole numbers, e.g. 4,20 (got {text!r})")
+
+
+def _speed_tables(result: dict) -> list:
+    """The bench results as Rich tables: throughput, then cold start (when measured)."""
+    from rich.table import Table
+
+    s, env = result["settings"], result["environment"]
+    t = Table(title=f"generation, {s['width']}×{s['height']} {s['sampler']} cfg {s['guidance']} — {env['device']} "
+                    f"({env['device_name']}), {env['torch_threads']} threads, median of {s['repeats']}; "
+                    f"kaiga/stock < 1: kaiga faster")
+    for col in ("steps", "batch", "kaiga ms/img", "stock ms/img", "kaiga img/s", "stock img/s", "kaiga/stock",
+                "max px diff"):
+        t.add_column(col, justify="right")
+    for c in result["throughput"]:
+        k, st = c["kaiga"], c["stock"]
+        t.add_row(str(c["steps"]), str(c["batch"]), f"{k['ms_per_image']:.1f}", f"{st['ms_per_image']:.1f}",
+                  f"{k['images_per_s']:.2f}", f"{st['images_per_s']:.2f}", f"{c['ratio_kaiga_over_stock']:.3f}",
+                  str(c["max_pixel_diff"]))
+    tables = [t]
+    cold = result["cold_start"]
+    if cold is not None:
+        cuda = cold["ratio_peak_cuda_kaiga_over_stock"] is not None
+        t = Table(title=f"cold start: a fresh process to its first image ({cold['steps']} steps), seconds")
+        for col in ("", "wall", "start+exit", "import", "load", "generate", "peak RSS MiB",
+                    *(["peak CUDA MiB"] if cuda else []), "loader"):
+            t.add_column(col, justify="right")
+        for name in ("kaiga", "stock"):
+            c = cold[name]
+            t.add_row(name, f"{c['wall_s']:.2f}", f"{c['outside_s']:.2f}", f"{c['import_s']:.2f}",
+                      f"{c['load_s']:.2f}", f"{c['generate_s']:.2f}", f"{c['peak_rss_mib']:.0f}",
+                      *([f"{c['peak_cuda_mib']:.0f}"] if cuda else []), c.get("loader", "Studio"))
+        t.add_row("kaiga/stock", f"{cold['ratio_wall_kaiga_over_stock']:.3f}", "", "", "", "",
+                  f"{cold['ratio_peak_rss_kaiga_over_stock']:.3f}",
+                  *([f"{cold['ratio_peak_cuda_kaiga_over_stock']:.3f}"] if cuda else []), "", style="bold")
+        tables.append(t)
+    return tables
+
+
+@app.command()
+def bench(
+    model: Annotated[Optional[str], typer.Option(help="Model name or path (default: the bundled default model).")] = None,
+    json_path: Annotated[Path, typer.Option("--json", show_default=False, help="Where to write every figure (default: bench/results/generate.json under the current folder).")] = Path("bench/results/generate.json"),
+    steps: Annotated[Optional[str], typer.Option(help="Sampling steps of the throughput cells, comma-separated (default 4,20; 2 with --quick).")] = None,
+    batch_sizes: Annotated[Optional[str], typer.Option("--batch-sizes", help="Images per call, comma-separated, each 1-16 (default 1,16; 1,2 with --quick).")] = None,
+    repeats: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Timed calls per side per cell, and cold starts per side; the median is reported (default 3; 1 with --quick).")] = None,
+    cold_start: Annotated[bool, typer.Option("--cold-start/--no-cold-start", help="Also time fresh processes to their first image (the slowest part).")] = True,
+    size: Annotated[Optional[int], typer.Option(help="Image width and height in pixels (default: the model's native size).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Torch threads, here and in the cold-start processes (default: torch's choice, usually every core).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 2 steps, batch 1 and 2, 1 repeat; options given beside it still apply.")] = False,
+):
+    """Time kaiga's generation against stock diffusers on the same weights, in one run.
+
+    For each cell (steps × batch size) it times kaiga's text-to-image pipeline
+    and diffusers' StableDiffusionPipeline built from the very same loaded
+    modules, interleaved, and reports ms/image, images/s and the ratio
+    kaiga/stock (below 1: kaiga faster). The cold start is a fresh Python
+    process per side that imports, loads the model and makes one image; its
+    peak memory is reported too. Both sides make the same pixels (max px
+    diff 0 on a CPU), so the ratios compare equal work.
+
+    The full run takes 2-3 minutes on 2 CPU cores with the bundled model
+    (--quick: under a minute; a 512-pixel Stable Diffusion model on a CPU:
+    hours). Times are wall-clock: leave the machine otherwise idle, or bound
+    the cores with --threads. bench/README.md explains every field.
+    """
+    from dataclasses import replace
+
+    from kaiga.eval.speed import FULL, QUICK, ColdStartError, run, write_json
+
+    given = {"model": model, "device": device, "steps": _int_list(steps, "steps"),
+             "batch_sizes": _int_list(batch_sizes, "batch-sizes"), "repeats": repeats, "size": size,
+             "threads": threads}
+    try:
+        config = replace(QUICK if quick else FULL, cold_start=cold_start,
+                         **{k: v for k, v in given.items() if v is not None})
+    except ValueError as e:
+        fail(str(e).replace("batch_sizes", "batch-sizes"))
+
+    from kaiga.models import ModelError
+    from kaiga.request import RequestError
+
+    try:
+        # Plain lines, not a spinner: a redrawing thread would take CPU from what is being timed.
+        result = run(config, on_progress=lambda message: err.print(f"[dim]{message}[/]", highlight=False))
+    except (ModelError, RequestError) as e:
+        fail(str(e))
+    except ColdStartError as e:
+        fail(str(e), code=1)
+    path = write_json(result, json_path)
+    for table in _speed_tables(result):
+        _wide().print(table)
+    typer.echo(f"wrote {path}")
+
+
+# --- the studio server: `kaiga serve`, `kaiga keys` ----------------------------------------------
+
+_Db = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL of the database (default: SQLite in $KAIGA_HOME).")]
+
+
+def _open_db(db: Optional[str]):
+    from kaiga.server.settings import ServerSettings
+    from kaiga.store.db import open_database
+
+    return open_database(ServerSettings(db_url=db).database_url())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --auth or --api-auth (or --insecure).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 7860,
+    db: _Db = None,
+    auth: Annotated[bool, typer.Option("--auth", help="Require an API key (`kaiga keys create`) on /v1 and /sdapi.")] = False,
+    api_auth: Annotated[Optional[list[str]], typer.Option("--api-auth", help="user:password for HTTP Basic auth on /sdapi, as A1111's --api-auth (repeatable).")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without any auth.")] = False,
+    model: Annotated[Optional[str], typer.Option(help="Default model: a name (see `kaiga models`) or a path.")] = None,
+    max_queued: Annotated[int, typer.Option(min=1, help="Unfinished jobs before new requests get 429.")] = 64,
+    device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
+):
+    """Serve the studio over HTTP: OpenAI-compatible /v1, A1111-compatible /sdapi/v1, docs at /docs."""
+    from pydantic import ValidationError
+
+    from kaiga.models import ModelError
+    from kaiga.request import describe_error
+    from kaiga.server.settings import ServerSettings, is_loopback
+
+    try:
+        settings = ServerSettings(db_url=db, require_keys=auth, api_auth=tuple(api_auth or ()), default_model=model,
+                                  max_queued=max_queued, device=device)
+    except ValidationError as e:
+        fail(describe_error(e))
+    if not is_loopback(host) and not settings.has_auth and not insecure:
+        fail(f"host: {host} is reachable from other machines and no auth is set; add --auth (API keys from "
+             "`kaiga keys create`) or --api-auth user:password, or --insecure to serve it open anyway")
+    import uvicorn
+
+    from kaiga.server.app import create_app
+    from kaiga.server.catalog import Catalog
+    from kaiga.store.keys import list_keys
+
+    try:
+        Catalog(settings.default_model)  # an unknown model is a usage error, before anything starts
+        if settings.require_keys and not any(k.revoked is None for k in list_keys(_open_db(db))):
+            err.print("[yellow]warning:[/] --auth but no API key yet: make one with `kaiga keys create`", highlight=False)
+    except ModelError as e:
+        fail(str(e))
+    err.print(f"kaiga serving on http://{host}:{port} (API docs: /docs)", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Option(help="What the key is for, shown by `kaiga keys list`.")] = "",
+                db: _Db = None):
+    """Make an API key and print it: it is stored only as a hash, so this is the one time it is shown."""
+    from kaiga.store.keys import create_key
+
+    typer.echo(create_key(_open_db(db), name=name))
+    err.print("store it now: kaiga keeps only its SHA-256", highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(db: _Db = None):
+    """List API keys (id, name, first characters, created, revoked)."""
+    from rich.table import Table
+
+    from kaiga.store.keys import list_keys
+
+    table = Table("id", "name", "starts with", "created", "revoked")
+    for k in list_keys(_open_db(db)):
+        table.add_row(str(k.id), k.name, k.prefix + "…", f"{k.created:%Y-%m-%d %H:%M}",
+                      f"{k.revoked:%Y-%m-%d %H:%M}" if k.revoked else "")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see `kaiga keys list`).")], db: _Db = None):
+    """Revoke an API key: requests with it get 401 from then on."""
+    from kaiga.store.keys import revoke_key
+
+    if not revoke_key(_open_db(db), key_id):
+        fail(f"key_id: no active key {key_id}")
+    out.print(f"revoked key {key_id}")
 
 
 def main():

@@ -46,8 +46,14 @@ def text_to_image(
     seeds: list[int],
     batch_size: int = 16,
     on_step: Callable[[int, int], None] | None = None,
+    prompts: list[str] | None = None,
 ) -> list[Image.Image]:
-    """One image per seed. `on_step(done, total)` reports progress over all batches."""
+    """One image per seed. `on_step(done, total)` reports progress over all batches.
+
+    `prompts` (one per seed) replaces `request.prompt`, so an evaluation can batch many prompts.
+    """
+    if prompts is not None and len(prompts) != len(seeds):
+        raise ValueError(f"one prompt per seed: got {len(prompts)} prompts for {len(seeds)} seeds")
     # 1. Check the sampler and size against what this model supports.
     supported = model.info.get("samplers", [])
     if request.sampler.value not in supported:
@@ -57,7 +63,7 @@ def text_to_image(
     shape = latent_shape(model, width, height)
 
     # 2. Encode the prompt and the negative prompt (the "unconditional" branch of guidance) once.
-    cond_one = model.encode_text(model.tokenize([request.prompt]))
+    cond_all = model.encode_text(model.tokenize(prompts or [request.prompt]))  # [1 or N, T, D]
     uncond_one = model.encode_text(model.tokenize([request.negative_prompt]))
 
     images: list[Image.Image] = []
@@ -67,7 +73,7 @@ def text_to_image(
         # 3. Initial noise from each image's own generator (on CPU, so it is the same on every device).
         gens = [torch.Generator().manual_seed(s) for s in chunk]
         noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(model.device, model.dtype)
-        cond = cond_one.expand(len(chunk), -1, -1)
+        cond = cond_all[start : start + len(chunk)] if prompts else cond_all.expand(len(chunk), -1, -1)
         uncond = uncond_one.expand(len(chunk), -1, -1)
 
         # 4. Reverse diffusion with the chosen sampler and classifier-free guidance.

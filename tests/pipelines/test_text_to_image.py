@@ -39,3 +39,15 @@ def test_size_and_sampler_limits_of_the_model(model):
 def test_other_sizes_and_upscale(model):
     [im] = text_to_image(model, GenerationRequest(prompt="a car", width=96, height=64, steps=1, upscale=2), [0])
     assert im.size == (192, 128)
+
+
+def test_many_prompts_in_one_batch_match_each_prompt_alone(model):
+    """Evaluation batches different prompts together; each image must equal its own prompt's."""
+    req = GenerationRequest(prompt="unused", steps=3)
+    prompts = ["a red car", "a blue dog in the snow", "night, forest, a cat"]
+    mixed = _arrays(text_to_image(model, req, [5, 6, 7], batch_size=3, prompts=prompts))
+    for prompt, seed, image in zip(prompts, [5, 6, 7], mixed):
+        [alone] = _arrays(text_to_image(model, req.model_copy(update={"prompt": prompt}), [seed]))
+        assert np.abs(alone - image).max() <= 1
+    with pytest.raises(ValueError, match="one prompt per seed"):
+        text_to_image(model, req, [1, 2], prompts=["a red car"])

@@ -1,0 +1,1 @@
+"""Evaluation: read generated images out into features and score them against real ones."""

@@ -1,0 +1,169 @@
+"""`kaiga eval report`: docs/EVAL.md from the JSON files the eval commands write.
+
+Layout of the results (all regenerable by the commands printed in the report):
+    docs/eval/<model>/alignment.json   kaiga eval alignment --model <model>
+    docs/eval/<model>/alignment-worst.png
+    docs/eval/<model>/fidelity.json    kaiga eval fidelity --model <model>
+    bench/results/generate.json        kaiga bench
+The report only formats numbers; it never computes or edits them.
+
+Example:
+    >>> _fmt(0.91234), _fmt(None), _fmt(12.3456, 2)
+    ('0.912', '–', '12.35')
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kaiga.eval.prompts import CATEGORIES
+
+RESULTS_DIR = Path("docs/eval")
+ORACLE = "renders"  # the pseudo-model that draws every prompt with the renderer itself
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or v != v:  # None or NaN
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _model_dirs(results: Path) -> list[Path]:
+    """Models with results, the oracle last (it is the ceiling, not a contender)."""
+    dirs = sorted(p for p in results.iterdir() if p.is_dir()) if results.exists() else []
+    return [d for d in dirs if d.name != ORACLE] + [d for d in dirs if d.name == ORACLE]
+
+
+def _readout_section(readout_cfg: dict) -> list[str]:
+    acc = readout_cfg.get("accuracy", {})
+    sets = [k for k in acc if k.startswith("renders")]
+    if not sets:
+        return ["No accuracy recorded for the readout network."]
+    attrs = list(acc[sets[0]].keys())
+    rows = [[a] + [_fmt(acc[s].get(a)) for s in sets] for a in attrs]
+    return [
+        f"The judge: a {sum(1 for _ in readout_cfg.get('widths', []))}-stage CNN with one head per attribute "
+        f"(`kaiga/eval/readout.py`), trained {acc.get('steps', '?')} steps on {acc.get('n_train', '?')} fresh "
+        f"renders of every combination; accuracy on {acc.get('n_test', '?')} renders from unseen seeds:",
+        "",
+        *_table(["attribute"] + [s.replace("renders_", "") for s in sets], rows),
+    ]
+
+
+def _alignment_section(models: list[tuple[str, dict]], root: Path) -> list[str]:
+    lines = _table(
+        ["model", "seen overall", "held-out overall", "strict seen", "strict held-out"]
+        + [c.replace("_", " ") for c in CATEGORIES],
+        [[f"`{name}`", f"**{_fmt(r['seen']['overall'])}**", f"**{_fmt(r['held_out']['overall'])}**",
+          _fmt(r["seen"].get("strict_overall")), _fmt(r["held_out"].get("strict_overall"))]
+         + [_fmt(r["seen"]["categories"].get(c)) for c in CATEGORIES] for name, r in models],
+    )
+    held = sorted({c for _, r in models for c in r["held_out"]["categories"]})
+    lines += ["", "Held-out combinations, per category (each prompt contains one pair never seen in training):", ""]
+    lines += _table(["model"] + held, [[f"`{n}`"] + [_fmt(r["held_out"]["categories"].get(c)) for c in held]
+                                       for n, r in models])
+    for name, r in models:
+        grid = root / name / "alignment-worst.png"
+        if grid.exists():
+            lines += ["", f"Worst prompts of `{name}` (K={r['samples_per_prompt']} images each; under every image, "
+                      "what the judge read, green when it passes):", "", f"![worst prompts of {name}](eval/{name}/alignment-worst.png)"]
+    return lines
+
+
+def _fidelity_section(models: list[tuple[str, dict]]) -> list[str]:
+    rows = []
+    for name, r in models:
+        m, floor = r["model"], r["floor"]
+        rows.append([f"`{name}`", str(r["n"]), _fmt(m["fid"], 2), _fmt(floor["fid"], 2),
+                     _fmt(m["fid"] / floor["fid"], 1) + "×" if floor["fid"] else "–",
+                     _fmt(m["kid_mean"], 4), _fmt(floor["kid_mean"], 4), _fmt(m["precision"]), _fmt(m["recall"])])
+    return _table(["model", "N", "FID", "floor FID", "FID / floor", "KID", "floor KID", "precision", "recall"], rows)
+
+
+def _speed_section(bench: dict) -> list[str]:
+    rows = []
+    for row in bench.get("throughput", []):
+        kaiga, stock = row["kaiga"], row["stock"]
+        rows.append([str(row["steps"]), str(row["batch"]), _fmt(kaiga["ms_per_image"], 0), _fmt(kaiga["images_per_s"], 2),
+                     _fmt(stock["ms_per_image"], 0), _fmt(stock["images_per_s"], 2), _fmt(row["ratio_kaiga_over_stock"], 2)])
+    lines = [f"Model `{bench['settings']['model']}` ({bench['settings']['model_hash']}), {bench['environment']['cpu_count']} "
+             f"CPU cores, {bench['environment']['date'][:10]}:", ""]
+    lines += _table(["steps", "batch", "kaiga ms/image", "kaiga images/s", "stock ms/image", "stock images/s",
+                     "kaiga / stock"], rows)
+    cold = bench.get("cold_start")
+    if cold:
+        k, s = cold["kaiga"], cold["stock"]
+        lines += ["", *_table(["cold start", "kaiga", "stock", "kaiga / stock"], [
+            ["first image, fresh process (s)", _fmt(k["wall_s"], 1), _fmt(s["wall_s"], 1), _fmt(k["wall_s"] / s["wall_s"], 2)],
+            ["of which imports (s)", _fmt(k["import_s"], 1), _fmt(s["import_s"], 1), _fmt(k["import_s"] / s["import_s"], 2)],
+            ["peak resident memory (MiB)", _fmt(k["peak_rss_mib"], 0), _fmt(s["peak_rss_mib"], 0),
+             _fmt(k["peak_rss_mib"] / s["peak_rss_mib"], 2)],
+        ])]
+    return lines
+
+
+def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,
+                 bench_json: Path = Path("bench/results/generate.json"), readout_cfg: dict | None = None,
+                 installed: list[str] | None = None) -> Path:
+    """Write the report; installed models and sections without results say which command makes them."""
+    if readout_cfg is None:
+        from kaiga.eval.readout import CONFIG_FILE, bundled_readout
+
+        readout_cfg = json.loads((bundled_readout() / CONFIG_FILE).read_text())
+    if installed is None:
+        from kaiga.models import list_models
+
+        installed = [ref.name for ref in list_models()]
+    dirs = _model_dirs(results)
+    missing = [name for name in installed if not (results / name / "alignment.json").exists()]
+    alignment = [(d.name, r) for d in dirs if (r := _load(d / "alignment.json"))]
+    fidelity = [(d.name, r) for d in dirs if (r := _load(d / "fidelity.json"))]
+    bench = _load(bench_json)
+    lines = [
+        "# kaiga evaluation",
+        "",
+        "Generated by `kaiga eval report` from the JSON files under `docs/eval/` and `bench/results/`; "
+        "do not edit by hand. Every number can be regenerated with the command shown beside it.",
+        "",
+        *([f"Installed models without results yet: {', '.join(f'`{m}`' for m in missing)} "
+           "(`kaiga eval alignment --model NAME`, `kaiga eval fidelity --model NAME`).", ""] if missing else []),
+        "## The judge (readout network)",
+        "",
+        *_readout_section(readout_cfg),
+        "",
+        "## Alignment: does the image show what the prompt asks?",
+        "",
+        "`kaiga eval alignment --model M`: GenEval-style categories plus scene, weather, time and style; "
+        "K images per prompt from fixed seeds. As in GenEval, an image passes when the judge finds every object "
+        "the prompt names and the attribute its category tests; *strict* also demands every other attribute the "
+        f"prompt names. `{ORACLE}` draws each prompt with the renderer itself: the ceiling this judge allows.",
+        "",
+        *(_alignment_section(alignment, results) if alignment else ["No alignment results yet."]),
+        "",
+        "## Fidelity: do the images look like the world?",
+        "",
+        "`kaiga eval fidelity --model M --n N`: FID / KID / precision / recall in the judge's feature space, "
+        "against held-out renders; the floor is renders against independent renders at the same N, "
+        "what a perfect model would get.",
+        "",
+        *(_fidelity_section(fidelity) if fidelity else ["No fidelity results yet."]),
+        "",
+        "## Speed",
+        "",
+        "`kaiga bench`: kaiga against the stock diffusers StableDiffusionPipeline on the same weights, same run.",
+        "",
+        *(_speed_section(bench) if bench else ["No benchmark results yet."]),
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,42 @@
+"""docs/EVAL.md is made from result files only, and says what is missing."""
+
+from __future__ import annotations
+
+import json
+
+from kaiga.eval.prompts import CATEGORIES
+from kaiga.eval.report import write_report
+
+JUDGE = {"widths": [16, 32, 64, 128], "accuracy": {"renders_any": {"object": 0.99, "all": 0.95}, "steps": 10,
+                                                   "n_train": 100, "n_test": 50}}
+
+
+def _alignment(seen: float) -> dict:
+    cats = {c: seen for c in CATEGORIES}
+    return {"samples_per_prompt": 2, "seen": {"overall": seen, "categories": cats},
+            "held_out": {"overall": seen / 2, "categories": {"colours": seen / 2}}}
+
+
+def test_report_tables_come_from_the_json_files(tmp_path):
+    results = tmp_path / "eval"
+    (results / "my-model").mkdir(parents=True)
+    (results / "renders").mkdir()
+    (results / "my-model" / "alignment.json").write_text(json.dumps(_alignment(0.5)))
+    (results / "renders" / "alignment.json").write_text(json.dumps(_alignment(0.98)))
+    fid = {"fid": 6.0, "kid_mean": 0.01, "precision": 0.7, "recall": 0.6}
+    (results / "my-model" / "fidelity.json").write_text(json.dumps(
+        {"n": 100, "model": fid, "floor": {**fid, "fid": 2.0}}))
+    text = write_report(tmp_path / "EVAL.md", results, tmp_path / "missing.json", readout_cfg=JUDGE,
+                        installed=["my-model", "other-model"]).read_text()
+    assert "without results yet: `other-model`" in text
+    assert "| `my-model` | **0.500** | **0.250** |" in text
+    assert text.index("| `my-model` |") < text.index("| `renders` |")  # the ceiling comes last
+    assert "| `my-model` | 100 | 6.00 | 2.00 | 3.0× |" in text
+    assert "| object | 0.990 |" in text
+    assert "No benchmark results yet." in text
+
+
+def test_an_empty_results_folder_says_what_to_run(tmp_path):
+    text = write_report(tmp_path / "EVAL.md", tmp_path / "none", tmp_path / "none.json", readout_cfg=JUDGE,
+                        installed=[]).read_text()
+    assert "No alignment results yet." in text and "No fidelity results yet." in text
