@@ -50,12 +50,16 @@ def _readout_section(readout_cfg: dict) -> list[str]:
         return ["No accuracy recorded for the readout network."]
     attrs = list(acc[sets[0]].keys())
     rows = [[a] + [_fmt(acc[s].get(a)) for s in sets] for a in attrs]
+    weak = [f"Every head right, by {what}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in acc[key].items()) + "."
+            for what, key in (("style", "all_right_by_style"), ("layout", "all_right_by_layout")) if key in acc]
     return [
         f"The judge: a {sum(1 for _ in readout_cfg.get('widths', []))}-stage CNN with one head per attribute "
         f"(`kaiga/eval/readout.py`), trained {acc.get('steps', '?')} steps on {acc.get('n_train', '?')} fresh "
         f"renders of every combination; accuracy on {acc.get('n_test', '?')} renders from unseen seeds:",
         "",
         *_table(["attribute"] + [s.replace("renders_", "") for s in sets], rows),
+        *(["", *weak, "Where it is weak is where the renders themselves lose the objects: pixel art draws a"
+           " 64-pixel picture from 16×16 blocks, so two 22-pixel objects become a few coloured squares."] if weak else []),
     ]
 
 
@@ -156,6 +160,9 @@ def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,
         "what a perfect model would get.",
         "",
         *(_fidelity_section(fidelity) if fidelity else ["No fidelity results yet."]),
+        "",
+        "KID is in the judge's (unnormalised) feature units; its unbiased estimator can dip below 0 for two "
+        "sets from the same distribution, as the floor does.",
         "",
         "## Speed",
         "",
