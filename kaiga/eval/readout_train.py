@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from kaiga.data.render import render
 from kaiga.data.world import Mix, sample_scene
-from kaiga.eval.readout import HEADS, NONE, Reading, ReadoutConfig, ReadoutNet, read, readout_loss
+from kaiga.eval.readout import HEADS, Reading, ReadoutConfig, ReadoutNet, read, readout_loss
 from kaiga.train.loop import LoopConfig, TrainTask, train
 
 
@@ -178,6 +178,3 @@ def train_readout(out: Path, loop: LoopConfig, n_train: int = 30000, seed: int =
     net.cfg = cfg
     net.save(Path(out) / "readout")
     return measured
-
-
-__all__ = ["NONE", "RenderPool", "render_pool", "blur", "degrade", "ReadoutTask", "accuracy", "train_readout"]
