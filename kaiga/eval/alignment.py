@@ -183,7 +183,7 @@ def evaluate_alignment(generate: GenerateFn, readout: ReadoutNet, k: int = 4,
     prompts = [c.prompt for c in suite for _ in range(k)]
     seeds = [s for i in range(len(suite)) for s in case_seeds(i, k)]
     images = generate(prompts, seeds)
-    readings = read(readout, [im.resize((64, 64), Image.BICUBIC) if im.size != (64, 64) else im for im in images])
+    readings = read(readout, images)  # read() brings any size to the judge's 64×64
     results = []
     for i, case in enumerate(suite):
         mine = readings[i * k : (i + 1) * k]

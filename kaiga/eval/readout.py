@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -187,8 +188,8 @@ def to_input(images) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         arr = images
     else:
-        arr = np.stack([np.asarray(im.convert("RGB").resize((64, 64)) if im.size != (64, 64) else im.convert("RGB"))
-                        for im in images])
+        rgb = [im.convert("RGB") for im in images]
+        arr = np.stack([np.asarray(im if im.size == (64, 64) else im.resize((64, 64), Image.BICUBIC)) for im in rgb])
     x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1
 

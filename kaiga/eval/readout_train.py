@@ -133,24 +133,28 @@ def accuracy(net: ReadoutNet, pool: RenderPool, sigma: float = 0.0) -> dict[str,
 
     count is measured on count layouts, relation on pairs (both objects and the axis right).
     """
-    x = torch.from_numpy(pool.pixels).permute(0, 3, 1, 2).float()
-    x = blur(x / 127.5 - 1, sigma)
-    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    got = read(net.eval(), pixels)
+    pixels = pool.pixels
+    if sigma > 0:
+        x = blur(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1, sigma)
+        pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return score_readings(read(net.eval(), pixels), pool.readings)
+
+
+def score_readings(got: list[Reading], truth: list[Reading]) -> dict[str, float]:
+    """`accuracy` on readings already made, so one pass of the network serves several measures."""
     out = {}
     for attribute, (heads, layout) in ATTRIBUTES.items():
-        pairs = [(g, t) for g, t in zip(got, pool.readings) if layout is None or t.layout == layout]
+        pairs = [(g, t) for g, t in zip(got, truth) if layout is None or t.layout == layout]
         ok = [all(getattr(g, h) == getattr(t, h) for h in heads) for g, t in pairs]
         out[attribute] = round(float(np.mean(ok)), 4) if ok else math.nan
-    out["all"] = round(float(np.mean([g == t for g, t in zip(got, pool.readings)])), 4)
+    out["all"] = round(float(np.mean([g == t for g, t in zip(got, truth)])), 4)
     return out
 
 
-def breakdown(net: ReadoutNet, pool: RenderPool, field: str) -> dict[str, float]:
+def breakdown(got: list[Reading], truth: list[Reading], field: str) -> dict[str, float]:
     """Share of images with every head right, per value of `field` (e.g. style, layout): where the judge is weak."""
-    got = read(net.eval(), pool.pixels)
     groups: dict[str, list[bool]] = {}
-    for g, t in zip(got, pool.readings):
+    for g, t in zip(got, truth):
         groups.setdefault(str(getattr(t, field)), []).append(g == t)
     return {k: round(float(np.mean(v)), 4) for k, v in sorted(groups.items())}
 
@@ -163,12 +167,13 @@ def train_readout(out: Path, loop: LoopConfig, n_train: int = 30000, seed: int =
     state = train(task, loop, out, resume=resume)
     net = ReadoutNet.load(Path(out) / "readout")
     fresh = render_pool(n_test, seed=seed + 1)  # the world's own mix, unseen seeds
+    got = read(net.eval(), fresh.pixels)
     measured = {
-        "renders_any": accuracy(net, fresh),
+        "renders_any": score_readings(got, fresh.readings),
         "renders_heldout": accuracy(net, render_pool(n_test, seed=seed + 2, split="heldout")),
         "renders_blurred_1.0": accuracy(net, fresh, sigma=1.0),
-        "all_right_by_style": breakdown(net, fresh, "style"),
-        "all_right_by_layout": breakdown(net, fresh, "layout"),
+        "all_right_by_style": breakdown(got, fresh.readings, "style"),
+        "all_right_by_layout": breakdown(got, fresh.readings, "layout"),
         "n_test": n_test,
         "n_train": n_train,
         "steps": state["step"],
