@@ -158,10 +158,19 @@ def data_scenes(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write (images, metadata.jsonl, manifest.json).")] = Path("data/scenes"),
     seed: Annotated[int, typer.Option(help="Seed of the stream; the same seed gives the same dataset.")] = 0,
     split: Annotated[str, typer.Option(help="train (no held-out combination), heldout (only those) or any.")] = "train",
+    layouts: Annotated[str, typer.Option(help="Shares of single objects, counted rows and pairs, e.g. 0.4,0.2,0.4.")] = "0.6,0.2,0.2",
+    captions: Annotated[int, typer.Option("--captions", min=1, max=32, help="Captions per image (the first names everything).")] = 4,
 ):
     """Render the procedural scenes world: 64×64 images with captions and exact attributes."""
     if split not in ("train", "heldout", "any"):
         fail(f"split: must be train, heldout or any (got {split!r})")
+    try:
+        shares = tuple(float(x) for x in layouts.split(","))
+        if len(shares) != 3 or min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
+            raise ValueError
+    except ValueError:
+        fail(f"layouts: three shares (single, count, pair) that sum to 1, e.g. 0.4,0.2,0.4 (got {layouts!r})")
+    from kaiga.data.world import Mix
     import time
 
     from rich.progress import Progress
@@ -171,7 +180,8 @@ def data_scenes(
     t0 = time.perf_counter()
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("rendering", total=n)
-        write_scenes(out_dir, n, seed=seed, split=split, progress=lambda k: bar.advance(task, k))
+        write_scenes(out_dir, n, seed=seed, split=split, progress=lambda k: bar.advance(task, k), n_captions=captions,
+                     mix=Mix(layouts=shares))
     dt = time.perf_counter() - t0
     out.print(f"wrote {n} images to {out_dir} ({n / dt:.0f} images/s)", highlight=False)
 

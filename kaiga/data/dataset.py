@@ -25,7 +25,7 @@ from PIL import Image
 
 from kaiga.data.captions import canonical_caption, random_caption
 from kaiga.data.render import SPRITE_LICENCE, SPRITES, render
-from kaiga.data.world import HOLD_OUT, sample_scene
+from kaiga.data.world import HOLD_OUT, Mix, sample_scene
 
 METADATA = "metadata.jsonl"
 MANIFEST = "manifest.json"
@@ -41,29 +41,31 @@ class Example:
     attributes: dict | None = None
 
 
-def scene_example(index: int, seed: int, split: str = "train", n_captions: int = 4):
+def scene_example(index: int, seed: int, split: str = "train", n_captions: int = 4, mix: Mix = Mix()):
     """Render example `index` of the stream `seed`: (image, captions, attribute dict).
 
     Each index has its own generator, so any slice of a dataset can be re-rendered alone.
     """
     rng = np.random.default_rng([seed, index])
-    s = sample_scene(rng, split=split)
+    s = sample_scene(rng, split=split, mix=mix)
     image = render(s, rng)
     captions = [canonical_caption(s)] + [random_caption(s, rng) for _ in range(n_captions - 1)]
     return image, captions, s.to_dict()
 
 
-def iter_scenes(n: int, seed: int = 0, split: str = "train") -> Iterator[tuple[Image.Image, list[str], dict]]:
+def iter_scenes(n: int, seed: int = 0, split: str = "train", n_captions: int = 4,
+                mix: Mix = Mix()) -> Iterator[tuple[Image.Image, list[str], dict]]:
     for i in range(n):
-        yield scene_example(i, seed, split)
+        yield scene_example(i, seed, split, n_captions, mix)
 
 
-def write_scenes(out: Path, n: int, seed: int = 0, split: str = "train", progress=None) -> Path:
+def write_scenes(out: Path, n: int, seed: int = 0, split: str = "train", progress=None, n_captions: int = 4,
+                 mix: Mix = Mix()) -> Path:
     """Render `n` scenes into `out` (images, metadata.jsonl, manifest.json); returns `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / METADATA, "w", encoding="utf-8") as meta:
-        for i, (image, captions, attrs) in enumerate(iter_scenes(n, seed, split)):
+        for i, (image, captions, attrs) in enumerate(iter_scenes(n, seed, split, n_captions, mix)):
             name = f"{i:06d}.png"
             image.save(out / name)
             meta.write(json.dumps({"file_name": name, "text": captions, "attributes": attrs}) + "\n")
@@ -74,6 +76,8 @@ def write_scenes(out: Path, n: int, seed: int = 0, split: str = "train", progres
         "seed": seed,
         "split": split,
         "count": n,
+        "layouts": dict(zip(("single", "count", "pair"), mix.layouts)),
+        "captions_per_image": n_captions,
         "held_out_pairs": {k: [list(p) for p in v] for k, v in HOLD_OUT.__dict__.items()},
         "assets": [
             {"object": obj, "emoji": ch, "unicode_name": name, **SPRITE_LICENCE}

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from kaiga.data.captions import canonical_caption, random_caption, vocabulary_words
+from kaiga.data.captions import (NO_OMISSIONS, RELATION_WORDS, canonical_caption, random_caption,
+                                 vocabulary_words)
 from kaiga.data.render import render
 from kaiga.data.world import (
     COLOURS, HOLD_OUT, OBJECTS, RELATIONS, SCENES, STYLES, TIMES, WEATHERS, Layout, Scene, SceneObject, sample_scene,
@@ -75,6 +76,22 @@ def test_captions_mention_the_attributes_in_words_the_vocabulary_knows():
             assert set(words) <= vocab | {"-"}, caption
     s = Scene((SceneObject("car", "red"),), Layout.SINGLE, "city", "snow", "night", "watercolor")
     assert canonical_caption(s) == "a red car in the city, snowy, at night, watercolor painting"
+
+
+def test_some_captions_leave_colour_context_or_relation_unsaid():
+    s = Scene((SceneObject("dog", "blue"), SceneObject("cat", "red")), Layout.PAIR, "beach", "rain", "sunset",
+              "neon", relation="left of")
+    rng = np.random.default_rng(0)
+    captions = [random_caption(s, rng) for _ in range(400)]
+    relation_words = {w for opts in RELATION_WORDS.values() for p in opts for w in p.split()} - {"of", "the", "to", "on"}
+    no_relation = [c for c in captions if not set(c.replace(",", " ").split()) & relation_words]
+    assert 0.2 < len(no_relation) / len(captions) < 0.4  # CaptionMix.p_no_relation = 0.3
+    assert any(c.startswith(("a cat", "a kitten", "a kitty")) for c in no_relation)  # either order
+    assert any("blue" not in c and "azure" not in c and "navy" not in c for c in captions)
+    assert any(not any(w in c for w in ("beach", "sea", "seaside")) for c in captions)
+    full = [random_caption(s, rng, NO_OMISSIONS) for _ in range(100)]
+    assert all(any(w in c for w in ("beach", "sea", "seaside")) for c in full)
+    assert all(set(c.replace(",", " ").split()) & relation_words for c in full)
 
 
 def test_captions_vary_in_words_and_order():
