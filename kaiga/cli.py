@@ -72,23 +72,31 @@ def generate(
     upscale: Annotated[int, typer.Option(help="Enlarge outputs for viewing (Lanczos, 1-8); the record keeps the native size.")] = 4,
     device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Config folder for a single-file checkpoint that has none inside (offline).")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Edit this image (PNG, JPEG or WebP, at most 4 MiB) instead of starting from noise; it is resized to the output size.")] = None,
+    strength: Annotated[Optional[float], typer.Option(help="With --init: how much to redraw, 0-1 (default 0.75); runs int(steps × strength) steps.")] = None,
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="With --init: repaint only where this image is white (black = keep); grey levels above half count as white.")] = None,
 ):
-    """Generate images from a prompt with the default model or --model.
+    """Generate images from a prompt with the default model or --model; edit an image with --init.
 
     Each PNG carries an A1111-compatible `parameters` chunk and a kaiga generation record;
-    the same seed and settings give the same image, whatever --n.
+    the same seed and settings give the same image, whatever --n. An edit's record names its
+    --init and --mask by SHA-256 (copies kept in $KAIGA_HOME/uploads) and its strength.
     """
     _setup_logging()
     from pydantic import ValidationError
 
     from kaiga.request import GenerationRequest, describe_error
+    from kaiga.store.uploads import PENDING
 
     try:
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, n=n, steps=steps,
                                     guidance=guidance, sampler=sampler, width=width, height=height,
-                                    model=model, upscale=upscale)
+                                    model=model, upscale=upscale, init_image=PENDING if init else None,
+                                    mask=PENDING if mask else None, strength=strength)
     except ValidationError as e:
         fail(describe_error(e))
+    if init is not None:
+        request = request.model_copy(update=_stored_inputs(init, mask))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -119,6 +127,20 @@ def generate(
         typer.echo(str(sheet))
 
 
+def _stored_inputs(init: Path, mask: Optional[Path]) -> dict:
+    """--init and --mask checked (as the server checks uploads) and kept by hash in the upload store."""
+    from kaiga.models import model_home
+    from kaiga.store.uploads import UploadError, UploadStore, read_image_file
+
+    try:
+        image = read_image_file(init, "init")
+        mask_image = read_image_file(mask, "mask").convert("L") if mask is not None else None
+    except UploadError as e:
+        fail(str(e))
+    store = UploadStore(model_home() / "uploads")
+    return {"init_image": store.add(image), "mask": store.add(mask_image) if mask_image is not None else None}
+
+
 @app.command()
 def info(image: Annotated[Path, typer.Argument(help="A PNG/JPEG/WebP from kaiga, AUTOMATIC1111 or ComfyUI.")]):
     """Print how an image was made: kaiga records, A1111 parameters or a ComfyUI graph."""
@@ -127,7 +149,7 @@ def info(image: Annotated[Path, typer.Argument(help="A PNG/JPEG/WebP from kaiga,
     if not image.is_file():
         fail(f"{image} is not a file")
     try:
-        out.print(describe(read_metadata(image)), highlight=False)
+        out.print(describe(read_metadata(image)), highlight=False, markup=False)  # "[hash]" is text, not markup
     except MetadataError as e:
         fail(str(e))
 

@@ -109,6 +109,10 @@ class GenerationRecord(BaseModel):
     model_hash: str = Field(pattern=r"^[0-9a-f]{10}$")  # A1111 short hash: first 10 hex of sha256
     family: str = "diffusion"
     upscale: int = Field(default=1, ge=1)
+    # Image edits: the uploads they started from (SHA-256 in kaiga's upload store) and how much was redrawn.
+    init_image: str | None = None
+    mask: str | None = None  # white = repaint
+    strength: float | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     kaiga_version: str = Field(default_factory=_kaiga_version)
     created: str = Field(default_factory=_utc_now)  # ISO 8601, UTC
@@ -153,6 +157,8 @@ def _a1111_fields(record: GenerationRecord) -> dict[str, object]:
         "Model hash": record.model_hash,
         "Model": record.model,
     }
+    if record.strength is not None:  # A1111 writes it for img2img
+        fields["Denoising strength"] = record.strength
     if record.upscale > 1:
         fields["Postprocess upscale by"] = record.upscale
         fields["Postprocess upscaler"] = POSTPROCESS_UPSCALER
@@ -462,6 +468,8 @@ def _describe_record(r: GenerationRecord) -> list[str]:
         f"Seed: {r.seed}",
         f"Size: {size}",
     ]
+    if r.init_image is not None:
+        lines.append(f"Edit of: {r.init_image}" + (f", mask {r.mask}" if r.mask else "") + f", strength {r.strength:g}")
     if r.timings:
         lines.append("Timings: " + ", ".join(f"{k} {v:.0f}" for k, v in r.timings.items()))
     if r.extra:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from kaiga.samplers import Sampler
 
@@ -31,7 +31,14 @@ LIMITS = {
     "height": (16, 2048),
     "seed": (0, MAX_SEED),
     "upscale": (1, 8),
+    "strength": (0.0, 1.0),
 }
+DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength: keeps the layout, redraws the detail
+# Uploaded images (init images, masks). Checked on the file's header, before any pixel is decoded.
+MAX_UPLOAD_BYTES = 4 * 2**20  # OpenAI's limit for image edits
+MAX_UPLOAD_PIXELS = 4096 * 4096  # 64 MiB as RGBA once decoded; a larger header is a decompression bomb
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")  # PIL format names; nothing else is ever decoded
+_SHA256 = r"^[0-9a-f]{64}$"  # an upload is named by its content hash, never by a path
 
 
 def _range(name: str, **kw):
@@ -44,7 +51,12 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
-    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+    # Image edits. Declared before `prompt`, whose check reads them: an edit may have an empty prompt
+    # (a variation of an image), a text-to-image request may not.
+    init_image: Annotated[str | None, Field(pattern=_SHA256)] = None  # SHA-256 of a stored upload
+    mask: Annotated[str | None, Field(pattern=_SHA256)] = None  # stored upload, white = repaint
+    strength: Annotated[float | None, _range("strength")] = None  # share of the steps re-run; None: 0.75
+    prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
     negative_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] = ""
     seed: Annotated[int | None, _range("seed")] = None
     n: Annotated[int, _range("n")] = 1
@@ -58,10 +70,35 @@ class GenerationRequest(BaseModel):
 
     @field_validator("prompt")
     @classmethod
-    def _not_blank(cls, v: str) -> str:
+    def _not_blank(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("init_image"):
+            return v
+        if not v:
+            raise ValueError("must not be empty")
         if not v.strip():
             raise ValueError("must contain some text")
         return v
+
+    @model_validator(mode="after")
+    def _edit_fields_need_an_image(self) -> "GenerationRequest":
+        if self.init_image is None:
+            for name in ("mask", "strength"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only applies to an image edit; give an init image too")
+        elif int(self.steps * self.denoise_strength) < 1:
+            # As diffusers and A1111: an edit runs int(steps · strength) of the steps.
+            raise ValueError(f"strength: {self.denoise_strength:g} × {self.steps} steps runs no step; "
+                             f"raise strength or steps")
+        return self
+
+    @property
+    def is_edit(self) -> bool:
+        return self.init_image is not None
+
+    @property
+    def denoise_strength(self) -> float:
+        """How much of the init image is redrawn: 0 keeps it, 1 ignores it (pure noise)."""
+        return DEFAULT_STRENGTH if self.strength is None else self.strength
 
     @field_validator("width", "height")
     @classmethod
@@ -99,6 +136,10 @@ def describe_error(e: Exception) -> str:
             lines.append(f"{field}: must be one of {err['ctx']['expected']} (got {got!r})")
         elif kind == "extra_forbidden":
             lines.append(f"{field}: unknown field")
+        elif kind == "string_pattern_mismatch":  # only upload hashes have a pattern
+            lines.append(f"{field}: must be the SHA-256 (64 hex digits) of a stored upload (got {got!r})")
+        elif not err["loc"]:  # a check across fields: its message names the field itself
+            lines.append(err["msg"].removeprefix("Value error, "))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{field}: {msg}" + ("" if "got" in msg else f" (got {got!r})"))

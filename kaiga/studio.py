@@ -25,9 +25,10 @@ from PIL import Image
 
 from kaiga import __version__
 from kaiga.metadata import GenerationRecord, save_png
-from kaiga.models import ModelRef, load_model, model_hash, pick_device, resolve_model
+from kaiga.models import ModelRef, load_model, model_hash, model_home, pick_device, resolve_model
 from kaiga.pipelines.text_to_image import text_to_image
-from kaiga.request import MAX_SEED, GenerationRequest
+from kaiga.request import MAX_SEED, GenerationRequest, RequestError
+from kaiga.store.uploads import UploadStore
 from kaiga.text.tokenizer import unknown_words
 
 log = logging.getLogger("kaiga")
@@ -54,12 +55,18 @@ class LoadedModel:
 
 
 class Studio:
-    """Makes images from requests. Models load on first use and stay cached."""
+    """Makes images from requests. Models load on first use and stay cached.
 
-    def __init__(self, device: str | None = None, batch_size: int = 16, config_dir: Path | None = None):
+    `uploads`: where the init images and masks that requests name by hash are stored
+    (default: `$KAIGA_HOME/uploads`, the CLI's; the server passes its own data dir's).
+    """
+
+    def __init__(self, device: str | None = None, batch_size: int = 16, config_dir: Path | None = None,
+                 uploads: UploadStore | None = None):
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.config_dir = config_dir
+        self.uploads = uploads or UploadStore(model_home() / "uploads")
         self._loaded: dict[Path, LoadedModel] = {}
 
     def load(self, name: str | None = None) -> LoadedModel:
@@ -92,7 +99,13 @@ class Studio:
         first = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         seeds = request.seeds(first)
         t0 = time.perf_counter()
-        images = text_to_image(model, request, seeds, self.batch_size, on_step)
+        if request.is_edit:
+            from kaiga.pipelines.image_to_image import image_to_image  # imports diffusers' SD pipelines
+
+            init, mask = self._upload("init_image", request.init_image), self._upload("mask", request.mask)
+            images = image_to_image(model, request, init, seeds, mask, self.batch_size, on_step)
+        else:
+            images = text_to_image(model, request, seeds, self.batch_size, on_step)
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(images)
         native = int(model.info.get("native_size", 64))
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -112,6 +125,9 @@ class Studio:
                     model_hash=loaded.hash,
                     family=loaded.ref.family,
                     upscale=request.upscale,
+                    init_image=request.init_image,
+                    mask=request.mask,
+                    strength=request.denoise_strength if request.is_edit else None,
                     timings={"ms_per_image": round(per_image_ms, 1), "load_s": round(loaded.load_seconds, 3)},
                     kaiga_version=__version__,
                     created=created,
@@ -120,3 +136,11 @@ class Studio:
             )
             for image, seed in zip(images, seeds)
         ]
+
+    def _upload(self, field: str, sha256: str | None) -> Image.Image | None:
+        if sha256 is None:
+            return None
+        try:
+            return self.uploads.open(sha256)
+        except FileNotFoundError:
+            raise RequestError(f"{field}: no upload {sha256} in {self.uploads.folder}") from None

@@ -34,7 +34,8 @@ def test_generate_writes_pngs_that_carry_their_record(tmp_path):
                     r"Model: scenes-diffusion", params[2])
 
     info = kaiga("info", paths[0])
-    assert info.returncode == 0 and "Seed: 7" in info.stdout.replace("seed", "Seed") or "7" in info.stdout
+    assert info.returncode == 0, info.stderr
+    assert "Seed: 7" in info.stdout and f"Model: scenes-diffusion [{rec.model_hash}]" in info.stdout
 
 
 def test_same_seed_same_image_whatever_n(tmp_path):

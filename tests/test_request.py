@@ -29,3 +29,20 @@ def test_defaults_and_seeds():
     r = GenerationRequest(prompt="a red car", n=3)
     assert (r.steps, r.guidance, r.sampler.value, r.width) == (20, 3.0, "ddim", None)
     assert r.seeds(4294967295) == [4294967295, 0, 1]
+
+
+def test_edit_fields():
+    sha = "ab" * 32
+    edit = GenerationRequest(prompt="", init_image=sha, mask=sha)  # a variation may have no prompt
+    assert (edit.is_edit, edit.denoise_strength, edit.strength) == (True, 0.75, None)
+    assert GenerationRequest.model_validate(edit.model_dump(mode="json")) == edit  # stored as JSON in the queue
+    for fields, message in [
+        ({"prompt": "a car", "mask": sha}, "mask: only applies to an image edit"),
+        ({"prompt": "a car", "strength": 0.5}, "strength: only applies to an image edit"),
+        ({"prompt": "a car", "init_image": sha, "strength": 1.5}, "strength: must be between 0.0 and 1.0"),
+        ({"prompt": "a car", "init_image": sha, "strength": 0.1, "steps": 5}, "strength: 0.1 × 5 steps runs no step"),
+        ({"prompt": "a car", "init_image": "../etc/passwd"}, "init_image: must be the SHA-256"),
+    ]:
+        with pytest.raises(ValidationError) as e:
+            GenerationRequest(**fields)
+        assert describe_error(e.value).startswith(message)

@@ -39,6 +39,23 @@ def latent_shape(model: LatentDiffusion, width: int, height: int) -> tuple[int, 
     return (model.unet.config.in_channels, height // vae_factor, width // vae_factor)
 
 
+def output_size(model: LatentDiffusion, request: GenerationRequest) -> tuple[int, int, tuple[int, int, int]]:
+    """Width, height and latent [C, h, w] of the request's images; RequestError if the model cannot."""
+    supported = model.info.get("samplers", [])
+    if request.sampler.value not in supported:
+        raise RequestError(f"sampler: this model supports {', '.join(supported)} (got {request.sampler.value!r})")
+    native = int(model.info.get("native_size", 64))
+    width, height = request.width or native, request.height or native
+    return width, height, latent_shape(model, width, height)
+
+
+def enlarge(images: list[Image.Image], factor: int) -> list[Image.Image]:
+    """Lanczos upscale for viewing (the record keeps the native size)."""
+    if factor <= 1:
+        return images
+    return [im.resize((im.width * factor, im.height * factor), Image.LANCZOS) for im in images]
+
+
 @torch.no_grad()
 def text_to_image(
     model: LatentDiffusion,
@@ -55,12 +72,7 @@ def text_to_image(
     if prompts is not None and len(prompts) != len(seeds):
         raise ValueError(f"one prompt per seed: got {len(prompts)} prompts for {len(seeds)} seeds")
     # 1. Check the sampler and size against what this model supports.
-    supported = model.info.get("samplers", [])
-    if request.sampler.value not in supported:
-        raise RequestError(f"sampler: this model supports {', '.join(supported)} (got {request.sampler.value!r})")
-    native = int(model.info.get("native_size", 64))
-    width, height = request.width or native, request.height or native
-    shape = latent_shape(model, width, height)
+    _, _, shape = output_size(model, request)
 
     # 2. Encode the prompt and the negative prompt (the "unconditional" branch of guidance) once.
     cond_all = model.encode_text(model.tokenize(prompts or [request.prompt]))  # [1 or N, T, D]
@@ -88,6 +100,4 @@ def text_to_image(
 
         # 5. Decode latents to pixels.
         images += to_pil(model.decode(latents))
-    if request.upscale > 1:
-        images = [im.resize((im.width * request.upscale, im.height * request.upscale), Image.LANCZOS) for im in images]
-    return images
+    return enlarge(images, request.upscale)

@@ -72,17 +72,28 @@ def sampler_of(name: str | None) -> str | None:
 
 
 def to_request(body: Txt2ImgBody, model: str | None) -> GenerationRequest:
+    return _validated(request_fields(body, model))
+
+
+def request_fields(body: Txt2ImgBody, model: str | None) -> dict:
+    """The kaiga request fields of an A1111 body (None: the default); 422 for a feature kaiga lacks."""
     for field, what in _UNSUPPORTED.items():
         if getattr(body, field):
             raise ApiError(422, f"{field}: kaiga has no {what}; leave it off", param=field)
-    fields = {"prompt": body.prompt, "negative_prompt": body.negative_prompt,
-              "seed": None if body.seed == -1 else body.seed, "n": body.batch_size * body.n_iter,
-              "steps": body.steps, "guidance": body.cfg_scale, "width": body.width, "height": body.height,
-              "sampler": sampler_of(body.sampler_name or body.sampler_index), "model": model}
+    return {"prompt": body.prompt, "negative_prompt": body.negative_prompt,
+            "seed": None if body.seed == -1 else body.seed, "n": body.batch_size * body.n_iter,
+            "steps": body.steps, "guidance": body.cfg_scale, "width": body.width, "height": body.height,
+            "sampler": sampler_of(body.sampler_name or body.sampler_index), "model": model}
+
+
+RENAME = {"n": "batch_size", "guidance": "cfg_scale", "sampler": "sampler_name", "strength": "denoising_strength"}
+
+
+def _validated(fields: dict) -> GenerationRequest:
     try:
         return GenerationRequest(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as e:
-        error = from_validation(e, {"n": "batch_size", "guidance": "cfg_scale", "sampler": "sampler_name"})
+        error = from_validation(e, RENAME)
         error.status = 422
         raise error from None
 
@@ -116,7 +127,8 @@ def _info(images, request: GenerationRequest, job) -> str:
         "sampler_name": A1111_SAMPLER_NAMES.get(request.sampler.value, request.sampler.value),
         "cfg_scale": request.guidance, "steps": request.steps, "batch_size": request.n, "restore_faces": False,
         "face_restoration_model": None, "sd_model_name": first.get("model"), "sd_model_hash": first.get("model_hash"),
-        "seed_resize_from_w": -1, "seed_resize_from_h": -1, "denoising_strength": None,
+        "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "denoising_strength": request.denoise_strength if request.is_edit else None,
         "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": infotexts, "styles": [],
         "job_timestamp": job.created.strftime("%Y%m%d%H%M%S"), "clip_skip": 1,
         "is_using_inpainting_conditioning": False, "version": f"kaiga {first.get('kaiga_version', '')}".strip(),
@@ -129,18 +141,30 @@ async def txt2img(body: Txt2ImgBody, request: Request, response: Response,
                   principal: Principal = Depends(authenticate),
                   idempotency_key: Annotated[str | None, Header()] = None):
     """Generate images from text (waits for the job)."""
-    state: ServerState = request.app.state.kaiga
+    gen = to_request(body, model_of(request.app.state.kaiga, body))
+    return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
+                        fingerprint={"api": "a1111", "body": body.model_dump()})
+
+
+def model_of(state: ServerState, body: Txt2ImgBody) -> str | None:
+    """The model a body asks for: its override_settings' checkpoint, else the one set by POST /options."""
     checkpoint = body.override_settings.get("sd_model_checkpoint") or state.a1111_options.get("sd_model_checkpoint")
-    model = _model_from_option(state, checkpoint) if checkpoint else None
-    gen = to_request(body, model)
-    job = await state.submit(gen, principal=principal, idempotency_key=idempotency_key,
-                             fingerprint={"api": "a1111", "body": body.model_dump()})
+    return _model_from_option(state, checkpoint) if checkpoint else None
+
+
+async def answer(request: Request, response: Response, body: Txt2ImgBody, gen: GenerationRequest, *,
+                 principal: Principal, idempotency_key: str | None, fingerprint: dict,
+                 parameters: dict | None = None) -> dict:
+    """Queue `gen`, wait for its job, and answer as A1111's txt2img and img2img do."""
+    state: ServerState = request.app.state.kaiga
+    job = await state.submit(gen, principal=principal, idempotency_key=idempotency_key, fingerprint=fingerprint)
     response.headers["X-Kaiga-Job-Id"] = job.id
     job = await state.wait(job)
     images = await state.images(job, with_bytes=body.send_images) if job.status == "done" else []
     rows = [row for row, _ in images]
+    info = _info(rows, GenerationRequest.model_validate(job.request), job)
     return {"images": [base64.b64encode(png).decode() for _, png in images] if body.send_images else [],
-            "parameters": body.model_dump(), "info": _info(rows, GenerationRequest.model_validate(job.request), job)}
+            "parameters": body.model_dump() if parameters is None else parameters, "info": info}
 
 
 @router.get("/sd-models")

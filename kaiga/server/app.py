@@ -20,15 +20,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from kaiga import __version__
-from kaiga.server import a1111_api, jobs_api, openai_api
+from kaiga.server import a1111_api, a1111_img2img, jobs_api, openai_api, openai_edits
+from kaiga.server import gallery_api
 from kaiga.server.catalog import Catalog
 from kaiga.server.errors import ApiError, a1111_body, openai_body
 from kaiga.server.settings import ServerSettings
 from kaiga.server.state import ServerState
+from kaiga.server.ui import mount_ui
 from kaiga.server.worker import Waiters, Worker
 from kaiga.store.db import open_database
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import JobQueue
+from kaiga.store.uploads import UploadStore
 
 log = logging.getLogger("kaiga.server")
 
@@ -43,7 +46,8 @@ def build_state(settings: ServerSettings) -> ServerState:
     worker = None
     if settings.run_worker:
         worker = Worker(queue, gallery, catalog, device=settings.device, batch_size=settings.batch_size,
-                        poll_s=settings.poll_s, on_finished=waiters.notify)
+                        poll_s=settings.poll_s, on_finished=waiters.notify,
+                        uploads=UploadStore(settings.uploads_dir()))
     return ServerState(settings, db, queue, gallery, catalog, waiters, worker)
 
 
@@ -73,8 +77,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                   description="kaiga's studio server: OpenAI- and AUTOMATIC1111-compatible image generation "
                               "over a durable job queue.")
     app.include_router(openai_api.router)
+    app.include_router(openai_edits.router)
     app.include_router(jobs_api.router)
     app.include_router(a1111_api.router)
+    app.include_router(a1111_img2img.router)
+    app.include_router(gallery_api.router)
+    mount_ui(app)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError):

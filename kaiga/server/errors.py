@@ -40,8 +40,9 @@ def a1111_body(e: ApiError) -> dict:
 def from_validation(e: ValidationError, rename: dict[str, str] | None = None) -> ApiError:
     """A pydantic error as a 400 naming the first bad field (renamed to the client's field name)."""
     first = e.errors()[0]["loc"]
-    field = str(first[0]) if first else None
     message = describe_error(e)
+    # A check across fields has no location; its message starts with the field's name.
+    field = str(first[0]) if first else (message.split(":", 1)[0] if ":" in message else None)
     for ours, theirs in (rename or {}).items():
         if field == ours:
             field = theirs

@@ -32,7 +32,8 @@ class JobBody(BaseModel):
     user: Annotated[str | None, Field(max_length=255)] = None
 
 
-async def _describe(state: ServerState, request: Request, job: JobView) -> dict:
+async def describe_job(state: ServerState, request: Request, job: JobView) -> dict:
+    """A job as the job endpoints (and the gallery's rerun) answer it."""
     images = [row for row, _ in await state.images(job)] if job.result_image_ids else []
     return {"id": job.id, "status": job.status, "progress": state.progress(job), "priority": job.priority,
             "user": job.user, "attempts": job.attempts, "error": job.error, "request": job.request,
@@ -53,14 +54,14 @@ async def submit_job(body: JobBody, request: Request, principal: Principal = Dep
         raise from_validation(e) from None
     job = await state.submit(gen, principal=principal, user=body.user, priority=body.priority,
                              idempotency_key=idempotency_key, fingerprint={"api": "jobs", "body": body.model_dump()})
-    return JSONResponse(await _describe(state, request, job), status_code=202)
+    return JSONResponse(await describe_job(state, request, job), status_code=202)
 
 
 @router.get("/{job_id}")
 async def get_job(job_id: str, request: Request):
     """A job's status, progress (0-1) and, once done, its images."""
     state: ServerState = request.app.state.kaiga
-    return await _describe(state, request, await state.job(job_id))
+    return await describe_job(state, request, await state.job(job_id))
 
 
 @router.post("/{job_id}/cancel")
@@ -73,4 +74,4 @@ async def cancel_job(job_id: str, request: Request):
     job = await run_in_threadpool(state.queue.cancel, job_id)
     if state.worker is not None:
         state.worker.interrupt(job_id)
-    return await _describe(state, request, job)
+    return await describe_job(state, request, job)

@@ -1,5 +1,7 @@
 """OpenAI-compatible Images API: `POST /v1/images/generations`, `GET /v1/models`, image files.
 
+(Edits and variations, which take uploads, are in `kaiga.server.openai_edits`; they answer through `answer`.)
+
 Field mapping onto `GenerationRequest` (every limit stays enforced there):
 
 | OpenAI field | kaiga |
@@ -117,17 +119,31 @@ async def create_image(body: ImageGenerationBody, request: Request, response: Re
     """Generate images (waits for the job). Send `Idempotency-Key` to make a retry safe."""
     state: ServerState = request.app.state.kaiga
     gen = to_request(body)
+    check_model(state, gen.model)
+    return await answer(request, response, gen, principal=principal, user=body.user, idempotency_key=idempotency_key,
+                        fingerprint={"api": "openai", "body": body.model_dump(exclude_none=True)},
+                        response_format=body.response_format)
+
+
+def check_model(state: ServerState, model: str | None) -> None:
     try:
-        state.catalog.ref(gen.model)
+        state.catalog.ref(model)
     except ValueError as e:
         raise ApiError(400, str(e), param="model", code="invalid_value") from None
-    job = await state.submit(gen, principal=principal, user=body.user, idempotency_key=idempotency_key,
-                             fingerprint={"api": "openai", "body": body.model_dump(exclude_none=True)})
+
+
+async def answer(request: Request, response: Response, gen: GenerationRequest, *, principal: Principal,
+                 user: str | None, idempotency_key: str | None, fingerprint: dict,
+                 response_format: str | None) -> ImagesResponse:
+    """Queue `gen`, wait for its job, and answer its images as OpenAI does (generations, edits, variations)."""
+    state: ServerState = request.app.state.kaiga
+    job = await state.submit(gen, principal=principal, user=user, idempotency_key=idempotency_key,
+                             fingerprint=fingerprint)
     response.headers["X-Kaiga-Job-Id"] = job.id
     job = await state.wait(job)
     if job.status != "done":
         raise ApiError(409, f"job {job.id} was {job.status}", code=f"job_{job.status}")
-    as_url = (body.response_format or "url") == "url"
+    as_url = (response_format or "url") == "url"
     images = await state.images(job, with_bytes=not as_url)
     if as_url:
         data = [ImageData(url=file_url(request, row.sha256)) for row, _ in images]

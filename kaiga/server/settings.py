@@ -55,6 +55,10 @@ class ServerSettings(BaseModel):
     def gallery_dir(self) -> Path:
         return self.home() / "gallery"
 
+    def uploads_dir(self) -> Path:
+        """Init images and masks of edit requests, by content hash (kaiga.store.uploads)."""
+        return self.home() / "uploads"
+
     @property
     def has_auth(self) -> bool:
         return self.require_keys or bool(self.api_auth)

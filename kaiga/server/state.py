@@ -8,6 +8,8 @@ Example:
     >>> from kaiga.request import GenerationRequest
     >>> with_seed(GenerationRequest(prompt="a red car", seed=5)).seed
     5
+    >>> nul_field({"prompt": "a red car", "user": "ann\\x00"})
+    'user'
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ def with_seed(request: GenerationRequest) -> GenerationRequest:
     if request.seed is not None:
         return request
     return request.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
+
+
+def nul_field(fields: dict) -> str | None:
+    """The first field whose text holds a NUL character, else None. PostgreSQL cannot store one in a
+    text column, so such a request would fail in the database (a 500), or later in its job."""
+    for name, value in fields.items():
+        if isinstance(value, str) and "\x00" in value:
+            return name
+    return None
 
 
 @dataclass
@@ -71,6 +82,8 @@ class ServerState:
                 raise ApiError(400, f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", param="Idempotency-Key")
             key = f"{principal.scope}:{idempotency_key}"
         stored = with_seed(request).model_dump(mode="json")
+        if (bad := nul_field({**stored, "user": user})) is not None:
+            raise ApiError(400, f"{bad}: must not contain the NUL character (\\u0000)", param=bad, code="invalid_value")
         try:
             job, created = await run_in_threadpool(
                 self.queue.submit, stored, user=user or principal.name, priority=priority, idempotency_key=key,

@@ -35,6 +35,7 @@ from kaiga.request import GenerationRequest, RequestError
 from kaiga.server.catalog import Catalog
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import JobQueue, JobView, StaleClaim
+from kaiga.store.uploads import UploadStore
 
 log = logging.getLogger("kaiga.server")
 
@@ -65,8 +66,10 @@ class Worker:
     """Runs queued jobs one after another in a background thread."""
 
     def __init__(self, queue: JobQueue, gallery: Gallery, catalog: Catalog, *, device: str | None = None,
-                 batch_size: int = 16, poll_s: float = 0.5, on_finished: Callable[[str], None] = lambda job_id: None):
+                 batch_size: int = 16, poll_s: float = 0.5, on_finished: Callable[[str], None] = lambda job_id: None,
+                 uploads: UploadStore | None = None):
         self.queue, self.gallery, self.catalog = queue, gallery, catalog
+        self.uploads = uploads  # where edit requests' init images and masks are; None: the Studio's default
         self.device, self.batch_size, self.poll_s = device, batch_size, poll_s
         self.on_finished = on_finished
         self.current: Current | None = None
@@ -116,7 +119,7 @@ class Worker:
         if self._studio is None:
             from kaiga.studio import Studio  # imports torch: only when there is work
 
-            self._studio = Studio(device=self.device, batch_size=self.batch_size)
+            self._studio = Studio(device=self.device, batch_size=self.batch_size, uploads=self.uploads)
         return self._studio
 
     def run_one(self) -> JobView | None:

@@ -3,6 +3,8 @@
 The default database is a SQLite file in the user's kaiga directory (`$KAIGA_HOME`, see
 `kaiga.models.model_home`). SQLite runs in WAL mode so that readers (HTTP requests) never wait for
 the writer (the worker finishing a job), with a busy timeout instead of "database is locked" errors.
+PostgreSQL is served by psycopg 3: `postgresql://` and `postgres://` URLs are read as
+`postgresql+psycopg://` (SQLAlchemy would otherwise look for psycopg2, which kaiga does not install).
 
 Example:
     >>> db = open_database("sqlite://")  # in memory
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -41,6 +44,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
+def normalise_url(url: str) -> URL:
+    """`url` parsed, with PostgreSQL's driver made psycopg 3 unless one is named.
+
+    >>> normalise_url("postgres://u:p@db/kaiga").render_as_string(hide_password=False)
+    'postgresql+psycopg://u:p@db/kaiga'
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; a SQLite file's folder is created, an in-memory SQLite is shared by threads."""
     if url.startswith("sqlite"):
@@ -53,11 +68,16 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # pre-ping: a connection the server closed (restart, idle timeout) is replaced, not handed out;
+        # connect_timeout: an unreachable server is an error in seconds, not a hang
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    return create_engine(parsed, pool_pre_ping=True)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (a no-op when it is there already)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision`, by default the newest (a no-op when it is there already)."""
     from alembic import command
     from alembic.config import Config
 
@@ -65,7 +85,7 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection  # env.py migrates through this connection
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 class Database:

@@ -1,4 +1,4 @@
-"""The tables: images (the gallery), jobs (the queue), api_keys.
+"""The tables: images (the gallery), boards and their images, jobs (the queue), api_keys.
 
 Every timestamp is UTC. JSON columns hold what other layers define: a job's request is a
 `GenerationRequest` dump, an image's record a `GenerationRecord` dump.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import Enum
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -40,6 +40,9 @@ class Image(Base):
     """One stored image: its PNG lives at `path` (relative to the gallery folder), named by its hash."""
 
     __tablename__ = "images"
+    # SQLite would reuse the largest id after that row is deleted: an id a client holds must never
+    # come to name another image (migration 0002)
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the PNG bytes: stored once
@@ -50,6 +53,29 @@ class Image(Base):
     favourite: Mapped[bool] = mapped_column(Boolean, default=False)
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1-5
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), nullable=True)
+
+
+class Board(Base):
+    """A named collection of images, owned by one user (the API caller's name); names are unique per owner."""
+
+    __tablename__ = "boards"
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_boards_owner_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(100))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BoardImage(Base):
+    """An image's membership of a board; goes with either of them."""
+
+    __tablename__ = "board_images"
+
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True,
+                                          index=True)  # "which boards hold this image"
+    added: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Job(Base):

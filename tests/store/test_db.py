@@ -1,16 +1,20 @@
-"""The database opens, migrates idempotently, and SQLite runs in WAL mode."""
+"""The database opens, migrates idempotently, SQLite runs in WAL mode, and the migrations make the models' schema."""
 
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from kaiga.store.db import default_url, open_database
+from kaiga.store.db import default_url, make_engine, migrate, normalise_url, open_database
+from kaiga.store.models import Base
 
 
 def test_sqlite_file_in_wal_mode_with_all_tables(tmp_path):
     db = open_database(f"sqlite:///{tmp_path / 'k.db'}")
     with db.engine.connect() as c:
         assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
-    assert {"images", "jobs", "api_keys"} <= set(inspect(db.engine).get_table_names())
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+    assert {"images", "jobs", "api_keys", "boards", "board_images"} <= set(inspect(db.engine).get_table_names())
 
 
 def test_migrating_again_is_a_no_op(tmp_path):
@@ -24,3 +28,42 @@ def test_migrating_again_is_a_no_op(tmp_path):
 def test_default_database_lives_in_kaiga_home(tmp_path, monkeypatch):
     monkeypatch.setenv("KAIGA_HOME", str(tmp_path))
     assert default_url() == f"sqlite:///{tmp_path / 'kaiga.db'}"
+
+
+def test_alembic_head_makes_exactly_the_models_schema(database_url):
+    db = open_database(database_url)
+    with db.engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
+    db.engine.dispose()
+
+
+def test_postgres_urls_use_psycopg_3():
+    assert normalise_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert normalise_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
+    assert make_engine("postgres://u:p@127.0.0.1:1/db").dialect.driver == "psycopg"
+
+
+def test_an_unreachable_postgres_is_a_prompt_error():
+    with pytest.raises(Exception, match="127.0.0.1"):
+        open_database("postgresql://nobody:x@127.0.0.1:1/none")  # port 1: nothing listens
+
+
+def test_upgrading_a_0001_database_keeps_its_images_and_never_reuses_an_id(database_url):
+    engine = make_engine(database_url)
+    migrate(engine, "0001")
+    row = "(:id, :sha, 'p.png', '{}', 'a red car', '2026-01-01 00:00:00+00', :fav, NULL, NULL)"
+    with engine.begin() as c:
+        for i, fav in ((1, False), (2, True)):
+            c.execute(text(f"INSERT INTO images (id, sha256, path, record, prompt, created, favourite, rating, job_id) "
+                           f"VALUES {row}"), {"id": i, "sha": f"{i:064x}", "fav": fav})
+        if engine.dialect.name == "postgresql":  # rows inserted with explicit ids: move the sequence past them
+            c.execute(text("SELECT setval('images_id_seq', 2)"))
+    engine.dispose()
+    db = open_database(database_url)  # migrates to the head: on SQLite, rebuilds the table
+    with db.engine.begin() as c:
+        assert c.execute(text("SELECT id, favourite FROM images ORDER BY id")).all() == [(1, False), (2, True)]
+        c.execute(text("DELETE FROM images WHERE id = 2"))  # the newest image...
+        c.execute(text(f"INSERT INTO images (sha256, path, record, prompt, created, favourite) "
+                       f"VALUES ('{3:064x}', 'p.png', '{{}}', 'x', '2026-01-01 00:00:00+00', false)"))
+        assert c.execute(text("SELECT max(id) FROM images")).scalar() == 3  # ...does not give its id away
+    db.engine.dispose()

@@ -1,4 +1,6 @@
-"""The queue's order (priority, fairness across users, FIFO), idempotency, cancellation, recovery."""
+"""The queue's order (priority, fairness across users, FIFO), idempotency, cancellation, recovery.
+
+Each test runs on SQLite and on PostgreSQL (`database_url`, tests/conftest.py)."""
 
 import pytest
 
@@ -7,8 +9,10 @@ from kaiga.store.jobs import IdempotencyConflict, JobQueue, QueueFull, StaleClai
 
 
 @pytest.fixture
-def queue(tmp_path):
-    return JobQueue(open_database(f"sqlite:///{tmp_path / 'q.db'}"), max_queued=100, max_attempts=2)
+def queue(database_url):
+    db = open_database(database_url)
+    yield JobQueue(db, max_queued=100, max_attempts=2)
+    db.engine.dispose()
 
 
 def _submit(queue, user, prompt, priority=0, key=None):

@@ -1,0 +1,82 @@
+"""AUTOMATIC1111-compatible `POST /sdapi/v1/img2img`: image-to-image and inpainting.
+
+The body is txt2img's plus A1111's img2img fields; the answer is shaped as txt2img's (`images` as
+base64 PNGs without prefix, `parameters`, `info` as a JSON string, with `denoising_strength`).
+
+| A1111 | kaiga |
+|---|---|
+| init_images: one base64 image (with or without `data:` prefix) | init_image, via the upload store |
+| mask: white = repaint (or its alpha channel, when not fully opaque) | mask, white = repaint |
+| inpainting_mask_invert 1 | the mask inverted first |
+| mask_blur (pixels, default 4) | Gaussian blur of the mask: a soft seam in the final overlay |
+| denoising_strength | strength |
+| resize_mode 0 (just resize) | the image resized to width × height; other modes refused (422) |
+
+Accepted but without effect, as kaiga has one way of doing them: `inpainting_fill` (kaiga always
+starts the masked area from the init image's own content, A1111's "original"), `inpaint_full_res`
+(kaiga repaints at the whole image's resolution), `image_cfg_scale` (instruct-pix2pix only).
+`parameters` leaves out the images unless `include_init_images`, as A1111's.
+
+Example:
+    >>> Img2ImgBody(init_images=["aGk="], denoising_strength=0.4).mask_blur
+    4
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
+
+from kaiga.request import MAX_UPLOAD_BYTES
+from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, model_of, request_fields
+from kaiga.server.auth import authenticate
+from kaiga.server.errors import ApiError
+from kaiga.server.state import Principal, ServerState
+from kaiga.server.uploads import a1111_mask, capped_route, decode_base64, edit_request, read_image, store_inputs
+
+_BODY_LIMIT = 2 * math.ceil(MAX_UPLOAD_BYTES * 4 / 3) + 2**20  # image + mask in base64, and the fields
+
+router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)],
+                   route_class=capped_route(_BODY_LIMIT))
+
+
+class Img2ImgBody(Txt2ImgBody):
+    """The body of `POST /sdapi/v1/img2img` (A1111's names; unlisted A1111 fields are accepted and unused)."""
+
+    init_images: list[str] = []
+    mask: str | None = None
+    denoising_strength: float = 0.75
+    inpainting_mask_invert: Annotated[int, Field(ge=0, le=1)] = 0
+    mask_blur: Annotated[int, Field(ge=0, le=64)] = 4
+    resize_mode: int = 0
+    include_init_images: bool = False
+
+
+@router.post("/img2img")
+async def img2img(body: Img2ImgBody, request: Request, response: Response,
+                  principal: Principal = Depends(authenticate),
+                  idempotency_key: Annotated[str | None, Header()] = None):
+    """Edit an image: the whole of it, or the area a mask marks (waits for the job)."""
+    state: ServerState = request.app.state.kaiga
+    if len(body.init_images) != 1:
+        raise ApiError(422, f"init_images: exactly one image per request (got {len(body.init_images)})",
+                       param="init_images")
+    if body.resize_mode != 0:
+        raise ApiError(422, f"resize_mode: kaiga only resizes (0) (got {body.resize_mode})", param="resize_mode")
+    init = await read_image(decode_base64(body.init_images[0], "init_images", MAX_UPLOAD_BYTES), "init_images")
+    mask = None
+    if body.mask:
+        mask = await read_image(decode_base64(body.mask, "mask", MAX_UPLOAD_BYTES), "mask")
+        mask = await run_in_threadpool(a1111_mask, mask, bool(body.inpainting_mask_invert), body.mask_blur)
+    fields = {**request_fields(body, model_of(state, body)), "strength": body.denoising_strength}
+    gen = edit_request(fields, mask=mask is not None, rename=RENAME, status=422)
+    gen = await store_inputs(state, gen, init, mask, status=422)
+    parameters = body.model_dump()
+    if not body.include_init_images:
+        parameters.update(init_images=None, mask=None)
+    return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
+                        fingerprint={"api": "a1111-img2img", "body": body.model_dump()}, parameters=parameters)

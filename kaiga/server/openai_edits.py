@@ -1,0 +1,175 @@
+"""OpenAI-compatible image edits and variations: `POST /v1/images/edits`, `POST /v1/images/variations`.
+
+Both take multipart forms, as OpenAI's, and answer as `/v1/images/generations` does; their jobs go
+through the same durable queue. Mapping onto `GenerationRequest`:
+
+| OpenAI | kaiga |
+|---|---|
+| image (PNG, JPEG or WebP, ≤ 4 MiB, ≤ 16 Mpx) | init_image: the upload's hash in the server's upload store |
+| mask: its fully transparent pixels mark the area to edit | mask, converted to kaiga's white = repaint |
+| no mask, but an image with transparent pixels | those pixels are the mask (as OpenAI) |
+| no mask, no transparency | an edit of the whole image (image-to-image) |
+| prompt, n, size, model, response_format, user, quality | as for generations |
+| variations | image-to-image at strength 0.6, prompted by the image's own kaiga/A1111 metadata, else empty |
+
+kaiga's own fields may be added (the openai client's `extra_body`): negative_prompt, seed, steps,
+guidance, sampler, and strength (default 1.0 with a mask: the area is drawn anew, as OpenAI's;
+0.75 without). Any other field is refused, as OpenAI does.
+
+Example:
+    >>> EditForm(prompt="a red car", n="2").n
+    2
+    >>> variation_prompt(b"not an image")
+    ('', '')
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from kaiga.metadata import read_metadata
+from kaiga.request import MAX_UPLOAD_BYTES
+from kaiga.server.auth import authenticate
+from kaiga.server.errors import ApiError
+from kaiga.server.openai_api import QUALITY_STEPS, ImagesResponse, answer, check_model, parse_size
+from kaiga.server.state import Principal
+from kaiga.server.uploads import capped_route, edit_request, has_transparency, mask_from_alpha, read_image, store_inputs
+
+MASKED_STRENGTH = 1.0  # OpenAI redraws the masked area from scratch
+VARIATION_STRENGTH = 0.6  # keeps the composition and colours, varies the detail
+_BODY_LIMIT = 2 * MAX_UPLOAD_BYTES + 2**20  # image + mask + the text fields
+
+router = APIRouter(tags=["OpenAI-compatible"], route_class=capped_route(_BODY_LIMIT))
+
+
+class VariationForm(BaseModel):
+    """The text fields of `POST /v1/images/variations` (the file is `image`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    n: int | None = None
+    size: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    user: Annotated[str | None, Field(max_length=255)] = None
+    # kaiga's own fields
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+    strength: float | None = None
+
+
+class EditForm(VariationForm):
+    """The text fields of `POST /v1/images/edits` (the files are `image` and `mask`)."""
+
+    prompt: str
+    quality: Literal["low", "medium", "standard", "auto", "high", "hd"] | None = None
+    output_format: Literal["png"] | None = None  # the only format kaiga writes
+
+
+def _openapi(form: type[BaseModel], files: dict[str, str]) -> dict:
+    schema = form.model_json_schema()
+    properties = {name: {"type": "string", "format": "binary", "description": text} for name, text in files.items()}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["image", *schema.get("required", [])],
+        "properties": {**properties, **schema["properties"]}}}}}}
+
+
+async def _parse(request: Request, form_type: type[BaseModel], files: tuple[str, ...]):
+    """The form's text fields (validated) and its files' bytes (each read to at most the upload limit + 1)."""
+    form = await request.form(max_files=len(files) + 1, max_fields=50)
+    fields, data = {}, {}
+    for key, value in form.multi_items():
+        name = key.removesuffix("[]")  # newer clients send image[] for a list of images
+        if name in files:
+            if name in data or not isinstance(value, UploadFile):
+                raise ApiError(400, f"{name}: one file expected", param=name, code="invalid_value")
+            data[name] = await value.read(MAX_UPLOAD_BYTES + 1)  # one byte over is enough to refuse
+        else:
+            fields[key] = value
+    try:
+        parsed = form_type.model_validate(fields)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
+    if "image" not in data:
+        raise ApiError(400, "Missing required parameter: 'image'.", param="image", code="missing")
+    return parsed, data
+
+
+def variation_prompt(data: bytes) -> tuple[str, str]:
+    """Prompt and negative prompt that made the image, from its kaiga record or A1111 parameters."""
+    try:
+        meta = read_metadata(data)
+    except Exception:  # no readable metadata is the usual case, never an error
+        return "", ""
+    if meta.record is not None:
+        return meta.record.prompt, meta.record.negative_prompt
+    return str(meta.parameters.get("prompt", "")), str(meta.parameters.get("negative_prompt", ""))
+
+
+def _fields(form: VariationForm) -> dict:
+    width, height = parse_size(form.size)
+    return {"model": form.model, "n": form.n, "width": width, "height": height, "negative_prompt": form.negative_prompt,
+            "seed": form.seed, "steps": form.steps, "guidance": form.guidance, "sampler": form.sampler,
+            "strength": form.strength}
+
+
+def _fingerprint(api: str, form: BaseModel, data: dict[str, bytes]) -> dict:
+    return {"api": api, "body": form.model_dump(exclude_none=True),
+            "files": {name: hashlib.sha256(content).hexdigest() for name, content in data.items()}}
+
+
+@router.post("/v1/images/edits", response_model=ImagesResponse, response_model_exclude_none=True,
+             openapi_extra=_openapi(EditForm, {"image": "PNG, JPEG or WebP, at most 4 MiB",
+                                               "mask": "PNG whose fully transparent pixels mark the area to edit"}))
+async def create_edit(request: Request, response: Response, principal: Principal = Depends(authenticate),
+                      idempotency_key: Annotated[str | None, Header()] = None):
+    """Edit an image: repaint the area a mask marks, or the whole image (waits for the job)."""
+    form, data = await _parse(request, EditForm, ("image", "mask"))
+    image = await read_image(data["image"], "image")
+    mask = await read_image(data["mask"], "mask") if "mask" in data else None
+    if mask is not None and mask.size != image.size:
+        raise ApiError(400, f"mask: must have the image's size {image.width}x{image.height} "
+                            f"(got {mask.width}x{mask.height})", param="mask", code="invalid_value")
+    if mask is not None:
+        mask = await run_in_threadpool(mask_from_alpha, mask, "mask")
+    elif await run_in_threadpool(has_transparency, image):
+        mask = await run_in_threadpool(mask_from_alpha, image, "image")
+    fields = {**_fields(form), "prompt": form.prompt,
+              "steps": form.steps if form.steps is not None else QUALITY_STEPS[form.quality or "auto"]}
+    if fields["strength"] is None and mask is not None:
+        fields["strength"] = MASKED_STRENGTH
+    gen = edit_request(fields, mask=mask is not None, rename={"width": "size", "height": "size"})
+    state = request.app.state.kaiga
+    check_model(state, gen.model)
+    gen = await store_inputs(state, gen, image, mask)
+    return await answer(request, response, gen, principal=principal, user=form.user, idempotency_key=idempotency_key,
+                        fingerprint=_fingerprint("openai-edits", form, data), response_format=form.response_format)
+
+
+@router.post("/v1/images/variations", response_model=ImagesResponse, response_model_exclude_none=True,
+             openapi_extra=_openapi(VariationForm, {"image": "PNG, JPEG or WebP, at most 4 MiB"}))
+async def create_variation(request: Request, response: Response, principal: Principal = Depends(authenticate),
+                           idempotency_key: Annotated[str | None, Header()] = None):
+    """Variations of an image: image-to-image at a moderate strength, prompted by the image's own metadata."""
+    form, data = await _parse(request, VariationForm, ("image",))
+    image = await read_image(data["image"], "image")
+    prompt, negative = await run_in_threadpool(variation_prompt, data["image"])
+    fields = {**_fields(form), "prompt": prompt, "negative_prompt": form.negative_prompt or negative or None}
+    if fields["strength"] is None:
+        fields["strength"] = VARIATION_STRENGTH
+    gen = edit_request(fields, mask=False, rename={"width": "size", "height": "size"})
+    state = request.app.state.kaiga
+    check_model(state, gen.model)
+    gen = await store_inputs(state, gen, image, None)
+    return await answer(request, response, gen, principal=principal, user=form.user, idempotency_key=idempotency_key,
+                        fingerprint=_fingerprint("openai-variations", form, data), response_format=form.response_format)

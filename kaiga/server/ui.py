@@ -1,0 +1,38 @@
+"""The web UI: a static page at `/` (kaiga/server/ui/) that speaks only the server's public HTTP API.
+
+Hand-written HTML, CSS and JavaScript rather than Gradio: Gradio would be a second server framework
+with its own queue beside ours, while this page uses the same job queue, gallery and auth as every
+other client (generate through `/v1/jobs`, edit through `/v1/images/edits`, browse `/v1/gallery`), so
+the UI cannot do anything the API does not. No build step and no CDN: it works offline.
+
+Example:
+    >>> (UI_DIR / "index.html").is_file()
+    True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+UI_DIR = Path(__file__).parent / "ui"
+# How the tests and scripts/screenshot_ui.py drive the page in Debian's chromium, headless. Without the
+# background-networking flags chromium keeps trying to reach Google's hosts on a closed network.
+CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def index():
+    return FileResponse(UI_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def mount_ui(app: FastAPI) -> None:
+    """Serve the page at `/` and its script and stylesheet under `/ui/`."""
+    app.include_router(router)
+    app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")

@@ -1,0 +1,144 @@
+"""Image uploads of the edit endpoints: body caps, base64, mask conventions, and submitting an edit.
+
+Every uploaded image passes `kaiga.store.uploads.check_image` (bytes, format and pixel count checked
+before decoding); a refusal is a 400 naming the field, and nothing is written. A route made with
+`capped_route(limit)` refuses a request body over `limit` bytes while it arrives (413), so no
+client can make the server spool an unbounded upload before those checks run.
+
+Masks are stored in kaiga's convention, white = repaint; the APIs' own conventions are converted
+here: OpenAI's (transparent = repaint) by `mask_from_alpha`, A1111's (white = repaint, or the alpha
+channel when it has one; `inpainting_mask_invert`; `mask_blur`) by `a1111_mask`.
+
+Example:
+    >>> from PIL import Image
+    >>> rgba = Image.new("RGBA", (2, 1), (0, 0, 0, 255)); rgba.putpixel((1, 0), (0, 0, 0, 0))
+    >>> list(mask_from_alpha(rgba, "mask").getdata())
+    [0, 255]
+    >>> decode_base64("data:image/png;base64,aGk=", "mask", limit=10)
+    b'hi'
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Callable
+
+from fastapi import HTTPException, Request
+from fastapi.routing import APIRoute
+from PIL import Image, ImageChops, ImageFilter
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from kaiga.models import ModelError
+from kaiga.request import GenerationRequest, RequestError
+from kaiga.server.errors import ApiError, from_validation
+from kaiga.server.state import ServerState
+from kaiga.store.uploads import PENDING, UploadError, UploadStore, amount, check_image
+
+
+class _TooLarge(HTTPException):
+    pass
+
+
+def capped_route(limit: int) -> type[APIRoute]:
+    """An APIRoute class whose requests may carry at most `limit` bytes of body (else 413)."""
+
+    class CappedRoute(APIRoute):
+        def get_route_handler(self) -> Callable:
+            handler = super().get_route_handler()
+
+            async def capped(request: Request):
+                too_large = ApiError(413, f"request body: at most {amount(limit)}", code="request_too_large")
+                length = request.headers.get("content-length")
+                if length is not None and (not length.isdigit() or int(length) > limit):
+                    raise too_large
+                received = 0
+                receive = request.receive
+
+                async def counting_receive():  # a chunked body has no Content-Length: count it
+                    nonlocal received
+                    message = await receive()
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise _TooLarge(413)  # an HTTPException: FastAPI's body parsing lets it through
+                    return message
+
+                try:
+                    return await handler(Request(request.scope, counting_receive))
+                except _TooLarge:
+                    raise too_large from None
+
+            return capped
+
+    return CappedRoute
+
+
+async def read_image(data: bytes, field: str) -> Image.Image:
+    """The decoded upload, or a 400 naming `field` (decoding runs off the event loop)."""
+    try:
+        return await run_in_threadpool(check_image, data, field)
+    except UploadError as e:
+        raise ApiError(400, str(e), param=field, code="invalid_image") from None
+
+
+def decode_base64(text: str, field: str, limit: int) -> bytes:
+    """Base64 with or without a `data:` prefix, refused before decoding when longer than `limit` bytes."""
+    encoded = text.split(",", 1)[1] if text.startswith("data:") else text
+    if len(encoded) > (limit + 2) // 3 * 4:
+        raise ApiError(400, f"{field}: at most {amount(limit)}", param=field, code="invalid_image")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, f"{field}: not valid base64", param=field, code="invalid_image") from None
+
+
+def has_transparency(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") and image.getchannel("A").getextrema()[0] == 0
+
+
+def mask_from_alpha(image: Image.Image, field: str) -> Image.Image:
+    """OpenAI's mask: fully transparent pixels are the area to edit → white = repaint."""
+    if image.mode not in ("RGBA", "LA", "PA"):
+        image = image.convert("RGBA") if "transparency" in image.info else image
+    if image.mode not in ("RGBA", "LA", "PA"):
+        raise ApiError(400, f"{field}: must have an alpha channel; its fully transparent pixels mark the area to edit",
+                       param=field, code="invalid_image")
+    return image.getchannel("A").point(lambda a: 255 if a == 0 else 0)
+
+
+def a1111_mask(image: Image.Image, invert: bool, blur: int) -> Image.Image:
+    """A1111's mask: its alpha channel if not fully opaque, else its grey levels; white = repaint."""
+    if image.mode in ("RGBA", "LA") and image.getchannel("A").getextrema() != (255, 255):
+        mask = image.getchannel("A").point(lambda a: 255 if a > 128 else 0)
+    else:
+        mask = image.convert("L")
+    if invert:
+        mask = ImageChops.invert(mask)
+    return mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask
+
+
+def edit_request(fields: dict, *, mask: bool, rename: dict[str, str] | None = None,
+                 status: int = 400) -> GenerationRequest:
+    """The request of an edit, checked before its images are stored (their hashes filled in later)."""
+    try:
+        return GenerationRequest(**{k: v for k, v in fields.items() if v is not None}, init_image=PENDING,
+                                 mask=PENDING if mask else None)
+    except ValidationError as e:
+        error = from_validation(e, rename)
+        error.status = status
+        raise error from None
+
+
+async def store_inputs(state: ServerState, request: GenerationRequest, init: Image.Image,
+                       mask: Image.Image | None, status: int = 400) -> GenerationRequest:
+    """Check `request` against its model, then store the images and put their hashes in it."""
+    try:
+        state.catalog.check(request)  # a request the model refuses writes no file
+    except (RequestError, ModelError) as e:
+        field = str(e).split(":", 1)[0]
+        raise ApiError(status, str(e), param=field if field.isidentifier() else None, code="invalid_value") from None
+    store = UploadStore(state.settings.uploads_dir())
+    init_sha = await run_in_threadpool(store.add, init)
+    mask_sha = await run_in_threadpool(store.add, mask) if mask is not None else None
+    return request.model_copy(update={"init_image": init_sha, "mask": mask_sha})

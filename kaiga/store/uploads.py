@@ -1,0 +1,130 @@
+"""Uploaded input images (init images, masks): checked before decoding, stored by content hash.
+
+`check_image(data)` refuses what is not a small PNG, JPEG or WebP *before any pixel is decoded*:
+the byte count first, then the format and size that PIL reads lazily from the header (so a 100-byte
+file claiming 30000×30000 pixels, a decompression bomb, is refused without allocating anything).
+Only then are the pixels decoded.
+
+`UploadStore` keeps each accepted image once, re-encoded as a PNG without metadata (no EXIF or GPS
+of the uploader is kept), at `<folder>/<first 2 hex>/<sha256>.png`. A request names an upload by
+that SHA-256 only; a path is built only from a hash checked here, never from a request's text.
+Files only: no database table, so the store is the same for the server and the CLI.
+
+Example:
+    >>> import io, tempfile
+    >>> from PIL import Image
+    >>> buf = io.BytesIO(); Image.new("RGB", (8, 8), "red").save(buf, format="PNG")
+    >>> store = UploadStore(tempfile.mkdtemp())
+    >>> sha = store.add(check_image(buf.getvalue()))
+    >>> store.open(sha).getpixel((0, 0))
+    (255, 0, 0)
+    >>> try:
+    ...     check_image(b"GIF89a....")
+    ... except UploadError as e:
+    ...     print(e)
+    image: must be a PNG, JPEG or WebP file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from kaiga.metadata import write_atomic
+from kaiga.request import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UPLOAD_FORMATS
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PENDING = "0" * 64  # stands in for an upload's hash while the rest of a request is checked, before storing
+
+
+class UploadError(ValueError):
+    """An upload refused; the message names the field and the limit."""
+
+
+def check_image(data: bytes, field: str = "image", *, max_bytes: int = MAX_UPLOAD_BYTES,
+                max_pixels: int = MAX_UPLOAD_PIXELS) -> Image.Image:
+    """The decoded image in `data`, or UploadError if it is too big, of another format, or corrupt."""
+    if len(data) > max_bytes:
+        raise UploadError(f"{field}: at most {amount(max_bytes)} (got {len(data):,} bytes)")
+    try:
+        # `formats` limits which decoders PIL even tries; open() reads the header only.
+        image = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
+    except Image.DecompressionBombError:  # PIL's own header check, for sizes far above ours
+        raise UploadError(f"{field}: at most {max_pixels:,} pixels (its header claims far more)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise UploadError(f"{field}: must be a PNG, JPEG or WebP file") from None
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise UploadError(f"{field}: at most {max_pixels:,} pixels (got {width}x{height})")
+    if getattr(image, "n_frames", 1) > 1:
+        raise UploadError(f"{field}: must be a still image (got {image.n_frames} frames)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+        # JPEG photos are often stored sideways with an EXIF rotation; apply it as viewers do.
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise UploadError(f"{field}: cannot be decoded ({e})") from None
+
+
+def read_image_file(path: str | os.PathLike[str], field: str) -> Image.Image:
+    """`check_image` of a local file, whose size is checked before it is read."""
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_UPLOAD_BYTES:
+            raise UploadError(f"{field}: at most {amount(MAX_UPLOAD_BYTES)} (got {size:,} bytes)")
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise UploadError(f"{field}: cannot read {path} ({e.strerror or e})") from None
+    return check_image(data, field)
+
+
+def amount(n_bytes: int) -> str:
+    """A byte limit as people write it: "4 MiB", or "1,000 bytes"."""
+    return f"{n_bytes // 2**20} MiB" if n_bytes >= 2**20 and n_bytes % 2**20 == 0 else f"{n_bytes:,} bytes"
+
+
+def is_sha256(text: str) -> bool:
+    return bool(_SHA256.match(text))
+
+
+class UploadStore:
+    """Content-addressed PNG files under `folder`."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.folder = Path(folder)
+
+    def file(self, sha256: str) -> Path:
+        """The file of an upload (checked: a request's text never becomes a path unchecked)."""
+        if not is_sha256(sha256):
+            raise ValueError(f"not a SHA-256 hex digest: {sha256[:80]!r}")
+        return self.folder / sha256[:2] / f"{sha256}.png"
+
+    def add(self, image: Image.Image) -> str:
+        """Store `image` (a checked one) as a PNG without metadata; returns its SHA-256."""
+        # L for masks (white = repaint), RGB for everything else: the pipelines read nothing more.
+        buf = io.BytesIO()
+        # No pnginfo, no exif: nothing of the uploader's file but its pixels.
+        image.convert("L" if image.mode == "L" else "RGB").save(buf, format="PNG")
+        data = buf.getvalue()
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.file(sha)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+        return sha
+
+    def open(self, sha256: str) -> Image.Image:
+        """The stored image, decoded; FileNotFoundError if there is none with this hash."""
+        path = self.file(sha256)
+        if not path.is_file():
+            raise FileNotFoundError(f"no upload {sha256}")
+        with Image.open(path, formats=["PNG"]) as image:
+            return image.copy()  # decoded, and the file closed
