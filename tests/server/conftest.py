@@ -45,6 +45,18 @@ class RunningServer:
     def state(self):
         return self.app.state.kaiga
 
+    def wait_for_job(self, job_id: str, timeout: float = 120) -> dict:
+        """Poll GET /v1/jobs/{id} until the job is done, failed or cancelled; return it."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = httpx.get(f"{self.url}/v1/jobs/{job_id}").json()
+            if job["status"] in ("done", "failed", "cancelled"):
+                return job
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(30)

@@ -2,7 +2,6 @@
 
 import io
 import json
-import time
 import zipfile
 
 import httpx
@@ -12,15 +11,10 @@ from PIL import Image
 JOB = {"prompt": "a red car", "width": 64, "height": 64, "steps": 1}
 
 
-def _wait(server, job_id, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{server.url}/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            assert job["status"] == "done", job
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
+def _wait(server, job_id):
+    job = server.wait_for_job(job_id)
+    assert job["status"] == "done", job
+    return job
 
 
 def _generate(server, **fields):

@@ -9,20 +9,10 @@ import pytest
 JOB = {"prompt": "a red car", "width": 64, "height": 64, "steps": 1}
 
 
-def _wait(server, job_id, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{server.url}/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def test_submit_follow_and_fetch(server):
     r = httpx.post(server.url + "/v1/jobs", json={**JOB, "n": 2, "seed": 4})
     assert r.status_code == 202 and r.json()["status"] in ("pending", "running", "done")
-    job = _wait(server, r.json()["id"])
+    job = server.wait_for_job(r.json()["id"])
     assert job["status"] == "done" and job["progress"] == 1.0 and job["attempts"] == 1
     assert [im["record"]["seed"] for im in job["images"]] == [4, 5]
     assert httpx.get(job["images"][0]["url"]).status_code == 200
@@ -62,7 +52,7 @@ def test_cancel_a_running_job_stops_it_between_steps(server):
         time.sleep(0.02)
     t0 = time.monotonic()
     httpx.post(f"{server.url}/v1/jobs/{job['id']}/cancel")
-    final = _wait(server, job["id"])
+    final = server.wait_for_job(job["id"])
     assert final["status"] == "cancelled" and final["images"] == [] and time.monotonic() - t0 < 5
 
 
