@@ -35,7 +35,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 KID_SUBSETS = 100  # subsets averaged for KID, as in Binkowski et al. 2018 and torchmetrics
-KID_SUBSET_SIZE = 1000  # rows per KID subset unless a set is smaller
+KID_SUBSET_SIZE = 1000  # rows per KID subset at most; never more than half the smaller set (see below)
 _ROWS_PER_BLOCK = 1024  # query rows per distance block: 1024 x 10k float64 distances = 80 MB
 
 
@@ -60,7 +60,7 @@ def fidelity_scores(
     real: torch.Tensor,  # [N_real, D] features of real images
     fake: torch.Tensor,  # [N_fake, D] features of generated images, same readout
     k: int = 3,  # neighbour that sets each manifold ball's radius; the paper's default
-    kid_subset_size: int | None = None,  # None = KID_SUBSET_SIZE; capped at the smaller set
+    kid_subset_size: int | None = None,  # None = KID_SUBSET_SIZE or half the smaller set, whichever is less
     seed: int = 0,  # draws the KID subsets; the global RNG is left untouched
 ) -> FidelityScores:
     """FID, KID and precision / recall of `fake` against `real`."""
@@ -70,7 +70,9 @@ def fidelity_scores(
         raise ValueError(f"k must be in [1, {min(n_real, n_fake) - 1}] (below the smaller set's size), got {k}")
     if kid_subset_size is not None and kid_subset_size < 2:
         raise ValueError(f"kid_subset_size must be at least 2 (or None for {KID_SUBSET_SIZE}), got {kid_subset_size}")
-    subset_size = min(n_real, n_fake, kid_subset_size or KID_SUBSET_SIZE)
+    # By default a subset holds at most half the smaller set: subsets as large as the set are all the
+    # same rows, and the spread over them (kid_std) would be 0 however uncertain the estimate is.
+    subset_size = min(n_real, n_fake, kid_subset_size or min(KID_SUBSET_SIZE, max(2, min(n_real, n_fake) // 2)))
     kid_mean, kid_std = _kid(real, fake, subset_size, seed)
     return FidelityScores(
         fid=_fid(real, fake),

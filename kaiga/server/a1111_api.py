@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, MetadataError, read_metadata
@@ -46,8 +46,8 @@ class Txt2ImgBody(BaseModel):
     seed: int = -1  # -1: random
     sampler_name: str | None = None
     sampler_index: str | None = None  # A1111's older name for the sampler
-    batch_size: int = 1
-    n_iter: int = 1
+    batch_size: Annotated[int, Field(ge=1)] = 1  # their product is kaiga's n, limited by the request type
+    n_iter: Annotated[int, Field(ge=1)] = 1
     steps: int | None = None
     cfg_scale: float | None = None
     width: int | None = None

@@ -39,6 +39,8 @@ def test_bad_values_are_422_naming_the_field(server):
     assert got.status_code == 422 and "enable_hr" in got.json()["detail"]
     got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "sampler_name": "PLMS"})
     assert got.status_code == 422 and got.json()["detail"].startswith("sampler")
+    got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "batch_size": -1, "n_iter": -1})
+    assert got.status_code == 422 and {e["loc"][-1] for e in got.json()["detail"]} == {"batch_size", "n_iter"}
 
 
 def test_models_samplers_and_options(server):
