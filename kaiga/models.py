@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -164,8 +165,19 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
 
 
+# diffusers and transformers build a model's modules on the "meta" device inside a context that patches
+# torch globally (accelerate's init_empty_weights), so two threads loading at once (the server's
+# per-model workers) break each other's modules: "Cannot copy out of meta tensor". One load at a time.
+_LOAD_LOCK = threading.Lock()
+
+
 def load_model(ref: ModelRef, device: torch.device, config_dir: Path | None = None):
-    """Load `ref` on `device`, fp16 on GPUs and fp32 elsewhere."""
+    """Load `ref` on `device`, fp16 on GPUs and fp32 elsewhere (one load at a time per process)."""
+    with _LOAD_LOCK:
+        return _load_model(ref, device, config_dir)
+
+
+def _load_model(ref: ModelRef, device: torch.device, config_dir: Path | None):
     from kaiga.families.diffusion.model import LatentDiffusion
 
     _quiet_libraries()

@@ -198,7 +198,7 @@ async def set_options(options: dict[str, Any], request: Request):
 @router.get("/progress")
 async def progress(request: Request):
     state: ServerState = request.app.state.kaiga
-    current = state.worker.current if state.worker is not None else None
+    current = state.workers.current() if state.workers is not None else None
     depth = await run_in_threadpool(state.queue.depth)
     if current is None:
         return {"progress": 0.0, "eta_relative": 0.0, "current_image": None, "textinfo": None,
@@ -219,8 +219,8 @@ async def progress(request: Request):
 async def interrupt(request: Request):
     """Stop the job running now (it ends as cancelled); queued jobs stay queued."""
     state: ServerState = request.app.state.kaiga
-    if state.worker is not None:
-        state.worker.interrupt()
+    if state.workers is not None:
+        state.workers.interrupt()
     return {}
 
 

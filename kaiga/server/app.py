@@ -27,7 +27,7 @@ from kaiga.server.errors import ApiError, a1111_body, openai_body
 from kaiga.server.settings import ServerSettings
 from kaiga.server.state import ServerState
 from kaiga.server.ui import mount_ui
-from kaiga.server.worker import Waiters, Worker
+from kaiga.server.worker import Waiters, Worker, Workers
 from kaiga.store.db import open_database
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import JobQueue
@@ -43,12 +43,13 @@ def build_state(settings: ServerSettings) -> ServerState:
     gallery = Gallery(db, settings.gallery_dir())
     catalog = Catalog(settings.default_model, settings.extra_models)
     waiters = Waiters(queue, settings.poll_s)
-    worker = None
+    workers = None
     if settings.run_worker:
-        worker = Worker(queue, gallery, catalog, device=settings.device, batch_size=settings.batch_size,
-                        poll_s=settings.poll_s, on_finished=waiters.notify,
-                        uploads=UploadStore(settings.uploads_dir()))
-    return ServerState(settings, db, queue, gallery, catalog, waiters, worker)
+        uploads = UploadStore(settings.uploads_dir())
+        workers = Workers(catalog, lambda models: Worker(
+            queue, gallery, catalog, device=settings.device, batch_size=settings.batch_size, poll_s=settings.poll_s,
+            on_finished=waiters.notify, uploads=uploads, models=models))
+    return ServerState(settings, db, queue, gallery, catalog, waiters, workers)
 
 
 def _is_a1111(request: Request) -> bool:
@@ -66,11 +67,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             log.warning("recovered after a stop: %d interrupted jobs re-queued, %d failed after %d attempts",
                         requeued, failed, settings.max_attempts)
         app.state.kaiga = state
-        if state.worker is not None:
-            state.worker.start()
+        if state.workers is not None:
+            state.workers.start()
         yield
-        if state.worker is not None:
-            state.worker.stop()
+        if state.workers is not None:
+            state.workers.stop()
         state.db.engine.dispose()
 
     app = FastAPI(title="kaiga", version=__version__, lifespan=lifespan,

@@ -72,6 +72,6 @@ async def cancel_job(job_id: str, request: Request):
     state: ServerState = request.app.state.kaiga
     await state.job(job_id)  # 404 if unknown
     job = await run_in_threadpool(state.queue.cancel, job_id)
-    if state.worker is not None:
-        state.worker.interrupt(job_id)
+    if state.workers is not None:
+        state.workers.interrupt(job_id)
     return await describe_job(state, request, job)

@@ -24,7 +24,7 @@ from kaiga.request import MAX_SEED, GenerationRequest, RequestError
 from kaiga.server.catalog import Catalog
 from kaiga.server.errors import ApiError
 from kaiga.server.settings import ServerSettings
-from kaiga.server.worker import INVALID_REQUEST, Waiters, Worker
+from kaiga.server.worker import INVALID_REQUEST, Waiters, Workers
 from kaiga.store.db import Database
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import IdempotencyConflict, JobNotFound, JobQueue, JobView, QueueFull, request_hash
@@ -64,7 +64,7 @@ class ServerState:
     gallery: Gallery
     catalog: Catalog
     waiters: Waiters
-    worker: Worker | None
+    workers: Workers | None  # None: a server that only queues (tests)
     a1111_options: dict = field(default_factory=dict)
 
     async def submit(self, request: GenerationRequest, *, principal: Principal, user: str | None = None,
@@ -84,16 +84,17 @@ class ServerState:
         stored = with_seed(request).model_dump(mode="json")
         if (bad := nul_field({**stored, "user": user})) is not None:
             raise ApiError(400, f"{bad}: must not contain the NUL character (\\u0000)", param=bad, code="invalid_value")
+        model = self.catalog.ref(request.model).name  # the worker of this model runs it
         try:
             job, created = await run_in_threadpool(
                 self.queue.submit, stored, user=user or principal.name, priority=priority, idempotency_key=key,
-                fingerprint=request_hash(fingerprint))
+                fingerprint=request_hash(fingerprint), model=model)
         except QueueFull as e:
             raise ApiError(429, str(e), code="queue_full", headers={"Retry-After": str(e.retry_after)}) from None
         except IdempotencyConflict as e:
             raise ApiError(409, str(e), param="Idempotency-Key", code="idempotency_key_reused") from None
-        if created and self.worker is not None:
-            self.worker.wake()
+        if created and self.workers is not None:
+            self.workers.wake(model)
         return job
 
     async def wait(self, job: JobView) -> JobView:
@@ -125,7 +126,7 @@ class ServerState:
 
     def progress(self, job: JobView) -> float:
         """Live progress of a running job in this process, else what the database holds."""
-        current = self.worker.current if self.worker is not None else None
-        if current is not None and current.job_id == job.id:
+        current = self.workers.current(job.id) if self.workers is not None else None
+        if current is not None:
             return current.progress
         return job.progress

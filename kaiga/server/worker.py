@@ -67,8 +67,9 @@ class Worker:
 
     def __init__(self, queue: JobQueue, gallery: Gallery, catalog: Catalog, *, device: str | None = None,
                  batch_size: int = 16, poll_s: float = 0.5, on_finished: Callable[[str], None] = lambda job_id: None,
-                 uploads: UploadStore | None = None):
+                 uploads: UploadStore | None = None, models: tuple[str, ...] | None = None):
         self.queue, self.gallery, self.catalog = queue, gallery, catalog
+        self.models = models  # the models whose jobs this worker claims; None: every job
         self.uploads = uploads  # where edit requests' init images and masks are; None: the Studio's default
         self.device, self.batch_size, self.poll_s = device, batch_size, poll_s
         self.on_finished = on_finished
@@ -81,13 +82,18 @@ class Worker:
 
     # --- control ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="kaiga-worker", daemon=True)
+        name = f"kaiga-worker-{self.models[0]}" if self.models else "kaiga-worker"
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the current denoising step, without waiting for it."""
+        self._stopping.set()
+        self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the current denoising step; a job cut short goes back to the queue."""
-        self._stopping.set()
-        self._wake.set()
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -124,7 +130,7 @@ class Worker:
 
     def run_one(self) -> JobView | None:
         """Claim and run one job; None if the queue is empty."""
-        job = self.queue.claim()
+        job = self.queue.claim(self.models)
         if job is None:
             return None
         attempt = job.attempts
@@ -172,6 +178,50 @@ class Worker:
         except Exception as e:
             log.exception("worker: job %s failed", job.id)
             return self.queue.fail(job.id, attempt, f"{type(e).__name__}: {e}")
+
+
+class Workers:
+    """One `Worker` per model of the catalog, all on the server's device.
+
+    A model's jobs run one at a time on its own worker (which keeps the model loaded), while jobs for
+    different models do not wait for each other. Jobs queued before jobs named their model ("") go to
+    the default model's worker. Idle workers only poll the queue.
+    """
+
+    def __init__(self, catalog: Catalog, make: Callable[[tuple[str, ...]], Worker]):
+        default = catalog.default.name
+        self.by_model = {name: make((name, "") if name == default else (name,)) for name in catalog.names}
+
+    def start(self) -> None:
+        for worker in self.by_model.values():
+            worker.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every worker after its current denoising step (in parallel: each waits for its own step)."""
+        for worker in self.by_model.values():
+            worker.request_stop()
+        for worker in self.by_model.values():
+            worker.stop(timeout)
+
+    def wake(self, model: str) -> None:
+        """A job for `model` was queued."""
+        if model in self.by_model:
+            self.by_model[model].wake()
+
+    def interrupt(self, job_id: str | None = None) -> str | None:
+        """Cancel `job_id` where it runs (or, without one, the running jobs); returns a job id stopped."""
+        stopped = None
+        for worker in self.by_model.values():
+            stopped = worker.interrupt(job_id) or stopped
+        return stopped
+
+    def current(self, job_id: str | None = None) -> Current | None:
+        """The running job `job_id`'s progress, or (without one) any running job's."""
+        for worker in self.by_model.values():
+            current = worker.current
+            if current is not None and job_id in (None, current.job_id):
+                return current
+        return None
 
 
 class Waiters:

@@ -2,6 +2,8 @@
 
 Order: higher priority first; among equals, the user whose last job started longest ago (users
 never served come first), which is round-robin across users; then first come, first served.
+Each job names its model, and the server runs one worker per model, which claims only that model's
+jobs: jobs for different models run side by side, jobs for one model one at a time.
 A worker claims a job with a conditional UPDATE (pending -> running), so two workers, even in two
 processes, never take the same job; finishing is conditional on the claim's attempt number, so a
 stale worker cannot finish a job twice. On start-up `recover()` puts jobs that were running when the
@@ -104,7 +106,7 @@ class JobQueue:
 
     # --- clients ---------------------------------------------------------------------------
     def submit(self, request: dict, *, user: str = "", priority: int = 0, idempotency_key: str | None = None,
-               fingerprint: str | None = None) -> tuple[JobView, bool]:
+               fingerprint: str | None = None, model: str = "") -> tuple[JobView, bool]:
         """Queue `request`; returns (job, created). With a known idempotency key: the existing job.
 
         `fingerprint` identifies the request as the client sent it (default: `request`'s hash); a key
@@ -118,7 +120,7 @@ class JobQueue:
         depth = self.depth()
         if depth >= self.max_queued:
             raise QueueFull(depth, self.retry_after(depth))
-        job = Job(id=str(uuid.uuid4()), status=JobStatus.PENDING.value, priority=priority, user=user,
+        job = Job(id=str(uuid.uuid4()), status=JobStatus.PENDING.value, priority=priority, user=user, model=model,
                   idempotency_key=idempotency_key, request_hash=fingerprint, request=request, progress=0.0,
                   attempts=0, cancel_requested=False, created=utcnow())
         try:
@@ -172,16 +174,21 @@ class JobQueue:
         return max(1, min(3600, math.ceil(mean)))
 
     # --- the worker ------------------------------------------------------------------------
-    def claim(self) -> JobView | None:
-        """Take the next job (see the module docstring for the order) and mark it running."""
+    def claim(self, models: tuple[str, ...] | None = None) -> JobView | None:
+        """Take the next job (see the module docstring for the order) and mark it running.
+
+        `models`: only jobs queued for these models (a model's worker); None: any job.
+        """
         for _ in range(10):  # another worker may win the race for a row; then look again
             with self.db.session() as s:
                 other = aliased(Job)
                 last_start = (select(func.max(other.started)).where(other.user == Job.user)
                               .correlate(Job).scalar_subquery())
-                job_id = s.scalar(select(Job.id).where(Job.status == JobStatus.PENDING.value)
-                                  .order_by(Job.priority.desc(), last_start.asc().nulls_first(), Job.created, Job.id)
-                                  .limit(1))
+                pending = select(Job.id).where(Job.status == JobStatus.PENDING.value)
+                if models is not None:
+                    pending = pending.where(Job.model.in_(models))
+                order = (Job.priority.desc(), last_start.asc().nulls_first(), Job.created, Job.id)
+                job_id = s.scalar(pending.order_by(*order).limit(1))
                 if job_id is None:
                     return None
                 claimed = s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.PENDING.value)

@@ -83,12 +83,14 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_queue", "status", "priority", "created"),
-                      Index("ix_jobs_user_started", "user", "started"))
+                      Index("ix_jobs_user_started", "user", "started"),
+                      Index("ix_jobs_model_queue", "model", "status", "priority", "created"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING.value, index=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)  # higher runs first
     user: Mapped[str] = mapped_column(String(255), default="", index=True)  # fairness is per user
+    model: Mapped[str] = mapped_column(String(255), default="", server_default="")  # whose worker runs it; "": the default's
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
     request_hash: Mapped[str] = mapped_column(String(64))  # a reused idempotency key must carry the same request
     request: Mapped[dict] = mapped_column(JSON)  # GenerationRequest, seed always filled in

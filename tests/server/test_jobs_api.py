@@ -1,5 +1,6 @@
 """kaiga's job endpoints, the full queue's 429, and cancellation, over HTTP."""
 
+import shutil
 import time
 
 import httpx
@@ -62,3 +63,30 @@ def test_priority_runs_first(serve):
     high = httpx.post(server.url + "/v1/jobs", json={**JOB, "priority": 10}).json()
     assert server.state.queue.claim().id == high["id"]
     assert server.state.queue.claim().id == low["id"]
+
+
+def test_each_model_has_its_own_worker(serve, tiny_model_dir, tmp_path):
+    # A second model (a copy of the tiny one under another name): its job must not wait for the first's.
+    other = tmp_path / "tiny-other"
+    shutil.copytree(tiny_model_dir, other)
+    server = serve(extra_models=(other,))
+    slow = httpx.post(server.url + "/v1/jobs", json={**JOB, "steps": 150, "n": 16}).json()
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{server.url}/v1/jobs/{slow['id']}").json()["status"] == "pending":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    quick = httpx.post(server.url + "/v1/jobs", json={**JOB, "model": "tiny-other"}).json()
+    quick = server.wait_for_job(quick["id"])
+    slow = server.wait_for_job(slow["id"])
+    assert quick["status"] == slow["status"] == "done"
+    assert quick["started"] < slow["finished"]  # it ran while the first model's job was running
+    assert {row.model for row in _job_rows(server)} == {tiny_model_dir.name, "tiny-other"}
+
+
+def _job_rows(server):
+    from sqlalchemy import select
+
+    from kaiga.store.models import Job
+
+    with server.state.db.session() as s:
+        return list(s.scalars(select(Job)))

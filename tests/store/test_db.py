@@ -13,7 +13,7 @@ def test_sqlite_file_in_wal_mode_with_all_tables(tmp_path):
     db = open_database(f"sqlite:///{tmp_path / 'k.db'}")
     with db.engine.connect() as c:
         assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     assert {"images", "jobs", "api_keys", "boards", "board_images"} <= set(inspect(db.engine).get_table_names())
 
 
@@ -67,3 +67,19 @@ def test_upgrading_a_0001_database_keeps_its_images_and_never_reuses_an_id(datab
                        f"VALUES ('{3:064x}', 'p.png', '{{}}', 'x', '2026-01-01 00:00:00+00', false)"))
         assert c.execute(text("SELECT max(id) FROM images")).scalar() == 3  # ...does not give its id away
     db.engine.dispose()
+
+
+def test_jobs_queued_before_0003_go_to_the_default_models_worker(database_url):
+    from kaiga.store.jobs import JobQueue
+
+    engine = make_engine(database_url)
+    migrate(engine, "0002")
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO jobs (id, status, priority, \"user\", request_hash, request, progress, attempts, "
+                       "cancel_requested, created) VALUES ('j1', 'pending', 0, 'ann', 'h', '{\"prompt\": \"a car\"}', "
+                       "0, 0, false, '2026-01-01 00:00:00+00')"))
+    engine.dispose()
+    queue = JobQueue(open_database(database_url))
+    assert queue.claim(("some-model",)) is None
+    assert queue.claim(("default-model", "")).id == "j1"
+    queue.db.engine.dispose()

@@ -87,3 +87,13 @@ def test_a_stale_claim_cannot_finish_a_job_twice(queue):
     with pytest.raises(StaleClaim):
         queue.finish(job.id, first.attempts, image_ids=[8])
     assert queue.get(job.id).result_image_ids == [7]
+
+
+def test_a_models_worker_claims_only_that_models_jobs(queue):
+    a = queue.submit({"prompt": "for a", "seed": 1}, model="model-a")[0]
+    b = queue.submit({"prompt": "for b", "seed": 1}, model="model-b", priority=5)[0]
+    old = queue.submit({"prompt": "queued before jobs named a model", "seed": 1})[0]
+    assert queue.claim(("model-a",)).id == a.id  # b has the higher priority but is not model-a's
+    assert queue.claim(("model-a",)) is None
+    assert queue.claim(("model-c", "")).id == old.id  # the default model's worker also takes ""
+    assert queue.claim(None).id == b.id

@@ -207,7 +207,6 @@ async function runEdit(event) {
   body.append("prompt", fields.prompt ?? "");
   body.append("response_format", "url");
   for (const name of ["strength", "steps", "seed", "n"]) if (fields[name] !== undefined) body.append(name, fields[name]);
-  if (!editState.painted && fields.strength === undefined) body.append("strength", "0.75");
   $("button[type=submit]", form).disabled = true;
   $(".results", panel).replaceChildren();
   try {
