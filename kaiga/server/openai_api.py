@@ -49,10 +49,20 @@ STYLE_GUIDANCE = {"natural": 2.0, "vivid": 4.5}
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 
 
-class ImageGenerationBody(BaseModel):
-    """The body of `POST /v1/images/generations`."""
+class KaigaFields(BaseModel):
+    """kaiga's own fields, which every OpenAI-compatible body also takes (the openai client's `extra_body`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+
+
+class ImageGenerationBody(KaigaFields):
+    """The body of `POST /v1/images/generations`."""
 
     prompt: str
     model: str | None = None
@@ -63,12 +73,6 @@ class ImageGenerationBody(BaseModel):
     style: Literal["vivid", "natural"] | None = None
     user: Annotated[str | None, Field(max_length=255)] = None
     output_format: Literal["png"] | None = None  # the only format kaiga writes
-    # kaiga's own fields
-    negative_prompt: str | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    sampler: str | None = None
 
 
 class ImageData(BaseModel):

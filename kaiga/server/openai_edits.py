@@ -30,7 +30,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -38,7 +38,7 @@ from kaiga.metadata import read_metadata
 from kaiga.request import MAX_UPLOAD_BYTES
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError
-from kaiga.server.openai_api import QUALITY_STEPS, ImagesResponse, answer, check_model, parse_size
+from kaiga.server.openai_api import QUALITY_STEPS, ImagesResponse, KaigaFields, answer, check_model, parse_size
 from kaiga.server.state import Principal
 from kaiga.server.uploads import capped_route, edit_request, has_transparency, mask_from_alpha, read_image, store_inputs
 
@@ -49,23 +49,15 @@ _BODY_LIMIT = 2 * MAX_UPLOAD_BYTES + 2**20  # image + mask + the text fields
 router = APIRouter(tags=["OpenAI-compatible"], route_class=capped_route(_BODY_LIMIT))
 
 
-class VariationForm(BaseModel):
+class VariationForm(KaigaFields):
     """The text fields of `POST /v1/images/variations` (the file is `image`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
     n: int | None = None
     size: str | None = None
     response_format: Literal["url", "b64_json"] | None = None
     user: Annotated[str | None, Field(max_length=255)] = None
-    # kaiga's own fields
-    negative_prompt: str | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    sampler: str | None = None
-    strength: float | None = None
+    strength: float | None = None  # kaiga's own, for edits only
 
 
 class EditForm(VariationForm):
