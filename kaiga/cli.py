@@ -75,6 +75,11 @@ def generate(
     init: Annotated[Optional[Path], typer.Option("--init", help="Edit this image (PNG, JPEG or WebP, at most 4 MiB) instead of starting from noise; it is resized to the output size.")] = None,
     strength: Annotated[Optional[float], typer.Option(help="With --init: how much to redraw, 0-1 (default 0.75); runs int(steps × strength) steps.")] = None,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="With --init: repaint only where this image is white (black = keep); grey levels above half count as white.")] = None,
+    truncation: Annotated[Optional[float], typer.Option(help="gan / vae models: scale of the latent noise, 0-1 (lower: more typical, less varied).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="transformer models: sampling temperature of each image token (0.05-2).")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="transformer models: sample among the k likeliest tokens (0 = all).")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", help="transformer models: nucleus sampling mass (0.01-1).")] = None,
+    candidates: Annotated[Optional[int], typer.Option(help="transformer models: draws per image, the best kept by the contrastive reranker (1-16).")] = None,
 ):
     """Generate images from a prompt with the default model or --model; edit an image with --init.
 
@@ -92,7 +97,8 @@ def generate(
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, n=n, steps=steps,
                                     guidance=guidance, sampler=sampler, width=width, height=height,
                                     model=model, upscale=upscale, init_image=PENDING if init else None,
-                                    mask=PENDING if mask else None, strength=strength)
+                                    mask=PENDING if mask else None, strength=strength, truncation=truncation,
+                                    temperature=temperature, top_k=top_k, top_p=top_p, candidates=candidates)
     except ValidationError as e:
         fail(describe_error(e))
     if init is not None:
@@ -139,6 +145,36 @@ def _stored_inputs(init: Path, mask: Optional[Path]) -> dict:
         fail(str(e))
     store = UploadStore(model_home() / "uploads")
     return {"init_image": store.add(image), "mask": store.add(mask_image) if mask_image is not None else None}
+
+
+@app.command()
+def explain(
+    prompt: Annotated[str, typer.Argument(help="What to draw.")],
+    model: Annotated[Optional[str], typer.Option(help="Model name (see `kaiga models`) or path.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the image.")] = 0,
+    out_path: Annotated[Path, typer.Option("--out", help="PNG to write: the frames side by side, captioned.")] = Path("explain.png"),
+    scale: Annotated[int, typer.Option(min=1, max=8, help="Enlarge each frame (nearest) for viewing.")] = 3,
+    device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
+):
+    """Show how the model's family builds an image, frame by frame.
+
+    diffusion: the denoising trajectory (the clean image the model predicts as noise is removed);
+    transformer: token-by-token decoding (image tokens drawn so far, the rest grey);
+    gan and vae: a latent walk from this seed to the next (what the noise controls, the prompt fixed).
+    """
+    _setup_logging()
+    from kaiga.images import captioned_strip
+    from kaiga.models import ModelError
+    from kaiga.studio import Studio
+
+    try:
+        loaded = Studio(device=device).load(model)
+        frames, captions = loaded.model.explain(prompt, seed)
+    except ModelError as e:
+        fail(str(e))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    captioned_strip(frames, captions, scale=scale, title=f"{loaded.ref.name} ({loaded.ref.family}): {prompt!r}, seed {seed}").save(out_path)
+    typer.echo(str(out_path))
 
 
 @app.command()
@@ -223,8 +259,8 @@ _Resume = Annotated[bool, typer.Option(help="Continue from the run folder's chec
 _Size = Annotated[str, typer.Option(help="Model size preset: default or tiny (for tests).")]
 
 
-@train_app.command("vae")
-def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 1000, batch_size: _Batch = 32,
+@train_app.command("autoencoder")
+def train_autoencoder_cmd(data: _Data, out_dir: _Out, steps: _Steps = 1000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
               checkpoint_every: int = 100, sample_every: int = 100, seed: int = 0,
               resume: _Resume = False, size: _Size = "default",
@@ -244,7 +280,7 @@ def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 1000, batch_size: _Bat
 
 @train_app.command("diffusion")
 def train_diffusion(data: _Data, out_dir: _Out,
-                    vae: Annotated[Optional[Path], typer.Option(help="Trained autoencoder: a `kaiga train vae` run folder or a model folder.")] = None,
+                    vae: Annotated[Optional[Path], typer.Option(help="Trained autoencoder: a `kaiga train autoencoder` run folder or a model folder.")] = None,
                     init: Annotated[Optional[str], typer.Option(help="Fine-tune this model (name or folder) instead of starting from scratch.")] = None,
                     steps: _Steps = 5000, batch_size: _Batch = 32,
                     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
@@ -267,6 +303,56 @@ def train_diffusion(data: _Data, out_dir: _Out,
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"diffusion: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
+
+
+def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
+                  size, init, stage=None):
+    from kaiga.data.dataset import DatasetError
+    from kaiga.train.commands import train_family
+
+    loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed)
+    try:
+        state = train_family(family, data, out_dir, loop, size=size, resume=resume, init=init, stage=stage)
+    except (DatasetError, ValueError, OSError) as e:
+        fail(str(e))
+    out.print(f"{family}: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
+
+
+_Init = Annotated[Optional[Path], typer.Option(help="Continue from this model folder (fine-tune) instead of starting from scratch.")]
+
+
+@train_app.command("vae")
+def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Batch = 32,
+              lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+              checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
+              resume: _Resume = False, size: _Size = "default", init: _Init = None):
+    """Train a conditional VAE (reconstruction + β·KL against a text-conditional prior)."""
+    _train_family("vae", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init)
+
+
+@train_app.command("gan")
+def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Batch = 32,
+              lr: Annotated[float, typer.Option(help="AdamW learning rate (the generator's; see the config for D's).")] = 2e-4,
+              checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
+              resume: _Resume = False, size: _Size = "default", init: _Init = None):
+    """Train a text-conditional GAN (hinge loss, R1, DiffAugment, projection discriminator, EMA generator)."""
+    _train_family("gan", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init)
+
+
+@train_app.command("transformer")
+def train_transformer(data: _Data, out_dir: _Out,
+                      stage: Annotated[str, typer.Option(help="tokenizer (VQ), prior (the GPT over text + image tokens) or scorer (the reranker); train them in that order, each with --init the previous stage's folder.")],
+                      steps: _Steps = 5000, batch_size: _Batch = 32,
+                      lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
+                      checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
+                      resume: _Resume = False, size: _Size = "default", init: _Init = None):
+    """Train one stage of the DALL-E-style model: VQ tokenizer, then GPT prior, then the reranker."""
+    if stage not in ("tokenizer", "prior", "scorer"):
+        fail(f"stage: must be tokenizer, prior or scorer (got {stage!r})")
+    if stage != "tokenizer" and init is None:
+        fail(f"stage {stage} needs --init: the folder the previous stage wrote")
+    _train_family("transformer", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
+                  size, init, stage=stage)
 
 
 @train_app.command("readout")

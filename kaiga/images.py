@@ -34,3 +34,43 @@ def contact_sheet(images: list[Image.Image], cols: int | None = None, gap: int =
     for i, im in enumerate(images):
         sheet.paste(im.convert("RGB"), ((i % cols) * (w + gap), (i // cols) * (h + gap)))
     return sheet
+
+
+def grid(images: torch.Tensor, cols: int = 8, scale: int = 2) -> Image.Image:
+    """[N, 3, H, W] in [-1, 1] -> one PIL image, upscaled by `scale` (nearest) for viewing."""
+    return pil_grid(to_pil(images), cols, scale)
+
+
+def pil_grid(images: list[Image.Image], cols: int = 8, scale: int = 2) -> Image.Image:
+    """PIL images side by side without gaps, upscaled by `scale` (nearest) for viewing."""
+    sheet = contact_sheet(images, cols=cols, gap=0)
+    return sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
+
+
+def captioned_strip(frames: list[Image.Image], captions: list[str], scale: int = 3, title: str = "") -> Image.Image:
+    """Frames in a row, enlarged `scale`× (nearest), each with its caption below and a title above."""
+    from PIL import ImageDraw
+
+    big = [f.resize((f.width * scale, f.height * scale), Image.NEAREST) for f in frames]
+    w, h = big[0].size
+    gap, line = 6, 14
+    sheet = Image.new("RGB", (len(big) * (w + gap) - gap, h + 3 * line + 2 * gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((0, 2), title, fill="black")
+    for i, (im, text) in enumerate(zip(big, captions)):
+        x = i * (w + gap)
+        sheet.paste(im, (x, line + gap))
+        for j, part in enumerate(_wrap(text, max(8, w // 6))[:2]):
+            draw.text((x, line + 2 * gap + h + j * line), part, fill="black")
+    return sheet
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, cur = [], ""
+    for word in text.split():
+        if cur and len(cur) + 1 + len(word) > width:
+            lines.append(cur)
+            cur = word
+        else:
+            cur = f"{cur} {word}".strip()
+    return lines + ([cur] if cur else [])

@@ -1,6 +1,8 @@
 """Find, identify and load models: bundled ones, the user's model directory, explicit paths.
 
-A model is a diffusers-layout folder or a single-file Stable Diffusion `.safetensors`. The format is
+A model is a diffusers-layout folder, a single-file Stable Diffusion `.safetensors`, or a kaiga
+family folder (`kaiga.json` + `model.safetensors` + `tokenizer/`: the gan, vae and transformer
+families). The format is
 decided by content, never by extension: pickle checkpoints (`.ckpt`, `.pt`, `.bin` that unpickle)
 can run arbitrary code when loaded, so they are refused with the command that converts them.
 
@@ -32,6 +34,7 @@ DEFAULT_MODEL = "scenes-diffusion"
 class ModelFormat(str, Enum):
     DIFFUSERS_FOLDER = "diffusers-folder"
     SINGLE_FILE = "single-file"
+    KAIGA_FOLDER = "kaiga-folder"
 
 
 class ModelError(ValueError):
@@ -48,7 +51,7 @@ class ModelRef:
     @property
     def family(self) -> str:
         info = self.path / "kaiga.json"
-        if self.format is ModelFormat.DIFFUSERS_FOLDER and info.exists():
+        if self.format is not ModelFormat.SINGLE_FILE and info.exists():
             return json.loads(info.read_text()).get("family", "diffusion")
         return "diffusion"
 
@@ -84,7 +87,9 @@ def identify(path: Path) -> ModelFormat:
     if path.is_dir():
         if (path / "model_index.json").exists() or (path / "unet").is_dir():
             return ModelFormat.DIFFUSERS_FOLDER
-        raise ModelError(f"{path} is a folder but not a diffusers model (no model_index.json)")
+        if (path / "kaiga.json").exists() and (path / "model.safetensors").exists():
+            return ModelFormat.KAIGA_FOLDER
+        raise ModelError(f"{path} is a folder but not a model (no model_index.json, no kaiga.json + model.safetensors)")
     if not path.is_file():
         raise ModelError(f"{path} does not exist")
     if read_header(path) is not None:
@@ -189,6 +194,13 @@ def _load_model(ref: ModelRef, device: torch.device, config_dir: Path | None):
             model = load_single_file(ref.path, config_dir=config_dir, dtype=dtype)
         except SingleFileError as e:
             raise ModelError(str(e)) from None
+    elif ref.format is ModelFormat.KAIGA_FOLDER:
+        from kaiga.families.registry import family_class
+
+        try:
+            model = family_class(ref.family).load(ref.path, dtype=dtype)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:  # unknown family, missing or mismatched weights
+            raise ModelError(f"{ref.path} is not a loadable {ref.family} model folder: {e}") from None
     else:
         try:
             model = LatentDiffusion.load(ref.path, dtype=dtype)

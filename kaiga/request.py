@@ -32,12 +32,19 @@ LIMITS = {
     "seed": (0, MAX_SEED),
     "upscale": (1, 8),
     "strength": (0.0, 1.0),
+    # Options of the non-diffusion families (ignored by the others; None = the family's default).
+    "truncation": (0.0, 1.0),  # GAN / VAE: scale of the latent noise; < 1 trades variety for quality
+    "temperature": (0.05, 2.0),  # transformer: softmax temperature of each image token
+    "top_k": (0, 100_000),  # transformer: sample among the k likeliest tokens; 0 = all
+    "top_p": (0.01, 1.0),  # transformer: nucleus sampling mass
+    "candidates": (1, 16),  # transformer: draws per image, the best kept by the contrastive reranker
 }
 DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength: keeps the layout, redraws the detail
 # Uploaded images (init images, masks). Checked on the file's header, before any pixel is decoded.
 MAX_UPLOAD_BYTES = 4 * 2**20  # OpenAI's limit for image edits
 MAX_UPLOAD_PIXELS = 4096 * 4096  # 64 MiB as RGBA once decoded; a larger header is a decompression bomb
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")  # PIL format names; nothing else is ever decoded
+FAMILY_OPTIONS = ("truncation", "temperature", "top_k", "top_p", "candidates")
 _SHA256 = r"^[0-9a-f]{64}$"  # an upload is named by its content hash, never by a path
 
 
@@ -67,6 +74,11 @@ class GenerationRequest(BaseModel):
     height: Annotated[int | None, _range("height")] = None
     model: str | None = None
     upscale: Annotated[int, _range("upscale")] = 1  # Lanczos resize of the output for viewing
+    truncation: Annotated[float | None, _range("truncation")] = None
+    temperature: Annotated[float | None, _range("temperature")] = None
+    top_k: Annotated[int | None, _range("top_k")] = None
+    top_p: Annotated[float | None, _range("top_p")] = None
+    candidates: Annotated[int | None, _range("candidates")] = None
 
     @field_validator("prompt")
     @classmethod
@@ -106,6 +118,10 @@ class GenerationRequest(BaseModel):
         if v is not None and v % 8:
             raise ValueError(f"must be a multiple of 8 (got {v})")
         return v
+
+    def family_options(self) -> dict:
+        """The options of the non-diffusion families that this request sets (for the image's record)."""
+        return {k: getattr(self, k) for k in FAMILY_OPTIONS if getattr(self, k) is not None}
 
     def seeds(self, first: int) -> list[int]:
         """Seed of each image: consecutive from the first, as A1111 does for a batch."""

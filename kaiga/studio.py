@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from kaiga import __version__
+from kaiga.families.base import check_one_size
 from kaiga.metadata import GenerationRecord, save_png
 from kaiga.models import ModelRef, load_model, model_hash, model_home, pick_device, resolve_model
 from kaiga.pipelines.text_to_image import text_to_image
@@ -93,6 +94,7 @@ class Studio:
             request = GenerationRequest.model_validate(request.model_dump())
         loaded = self.load(request.model)
         model = loaded.model
+        check_one_size(model.info, request)  # a gan, vae or transformer model: one size, no edits
         unknown = unknown_words(model.tokenizer, request.prompt + " " + request.negative_prompt)
         if unknown:
             log.warning("the model does not know these words and ignores them: %s", ", ".join(dict.fromkeys(unknown)))
@@ -131,7 +133,7 @@ class Studio:
                     timings={"ms_per_image": round(per_image_ms, 1), "load_s": round(loaded.load_seconds, 3)},
                     kaiga_version=__version__,
                     created=created,
-                    extra={"unknown_words": unknown} if unknown else {},
+                    extra={**request.family_options(), **({"unknown_words": unknown} if unknown else {})},
                 ),
             )
             for image, seed in zip(images, seeds)

@@ -19,13 +19,13 @@ FINETUNE_STEPS=${FINETUNE_STEPS:-2000}
    --captions 6 --out data/scenes-40k-pairs
 
 # 1. The autoencoder: 64×64×3 <-> 16×16×4.
-$K train vae --data data/scenes-vae --out "$RUNS/vae" --steps "$VAE_STEPS" --lr 1e-3 --resume
+$K train autoencoder --data data/scenes-vae --out "$RUNS/vae" --steps "$VAE_STEPS" --lr 1e-3 --resume
 # 2. The denoiser and text encoder, over the frozen autoencoder's latents.
 $K train diffusion --data data/scenes-30k --vae "$RUNS/vae" --out "$RUNS/diffusion" \
    --steps "$DIFFUSION_STEPS" --lr 5e-4 --batch-size 32 --resume
 # 3. Sharpen the decoder alone (encoder fixed, so the denoiser's latents stay valid). The shipped
 #    decoder did its first 300 steps on data/scenes-vae, the rest on data/scenes-30k.
-$K train vae --data data/scenes-30k --out "$RUNS/decoder" --init "$RUNS/vae" --decoder-only \
+$K train autoencoder --data data/scenes-30k --out "$RUNS/decoder" --init "$RUNS/vae" --decoder-only \
    --steps "$DECODER_STEPS" --lr 5e-4 --resume
 # 4. Assemble v2: the diffusion run's model with the sharpened decoder.
 rm -rf "$RUNS/model-v2" && cp -r "$RUNS/diffusion" "$RUNS/model-v2"

@@ -212,3 +212,16 @@ def vocabulary_words() -> set[str]:
     for w in list(words):
         words.add(w + "s")
     return words
+
+
+# Prompts of the sample grids written while training (every family): one of each layout and attribute.
+GRID_PROMPTS = (
+    "a red car in the city",
+    "a yellow dog on the beach at sunset",
+    "two blue birds in the snow",
+    "a green truck in the desert at night",
+    "a white house in the mountains in the fog, watercolor",
+    "a pink flower in the forest, pixel art",
+    "a purple cat to the left of an orange bicycle",
+    "a black boat on the beach in the rain, neon",
+)

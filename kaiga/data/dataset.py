@@ -130,3 +130,18 @@ def load_image(path: Path, size: int) -> np.ndarray:
     if im.size != (size, size):
         im = im.resize((size, size), Image.BICUBIC)
     return np.asarray(im, np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+
+
+def load_pixels(examples: list[Example], size: int):
+    """Every image of a dataset as uint8 [N, 3, size, size] (4× smaller in memory than float)."""
+    import torch  # the renderer and dataset writer do not need torch; training does
+
+    out = torch.empty((len(examples), 3, size, size), dtype=torch.uint8)
+    for i, ex in enumerate(examples):
+        out[i] = torch.from_numpy(((load_image(ex.path, size) + 1) * 127.5).round().astype(np.uint8))
+    return out
+
+
+def to_float(pixels):
+    """uint8 pixels -> float in [-1, 1]."""
+    return pixels.float() / 127.5 - 1.0

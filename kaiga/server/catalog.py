@@ -15,6 +15,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 
+from kaiga.families.base import check_one_size
 from kaiga.models import ModelError, ModelFormat, ModelRef, list_models, model_hash, resolve_model
 from kaiga.request import GenerationRequest, RequestError
 
@@ -56,13 +57,14 @@ class Catalog:
         ref = self.ref(name)
         if ref.name not in self._infos:
             path = ref.path / "kaiga.json"
-            exists = ref.format is ModelFormat.DIFFUSERS_FOLDER and path.exists()
+            exists = ref.format is not ModelFormat.SINGLE_FILE and path.exists()
             self._infos[ref.name] = json.loads(path.read_text()) if exists else {}
         return self._infos[ref.name]
 
     def check(self, request: GenerationRequest) -> None:
         """What the model cannot do, refused before queuing (the pipeline checks again when it runs)."""
         info = self.info(request.model)
+        check_one_size(info, request)
         samplers = info.get("samplers")
         if samplers and request.sampler.value not in samplers:
             raise RequestError(f"sampler: this model supports {', '.join(samplers)} (got {request.sampler.value!r})")

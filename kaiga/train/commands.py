@@ -17,6 +17,8 @@ from diffusers import AutoencoderKL
 from kaiga.families.diffusion.config import DiffusionConfig
 from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
 from kaiga.families.diffusion.train import AutoencoderTask, DenoiserTask
+from kaiga.families.registry import family_class
+from kaiga.train.family_task import FamilyTask
 from kaiga.train.loop import LoopConfig, train
 
 
@@ -69,4 +71,29 @@ def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, si
     if vae is not None:
         model.vae = _load_vae(vae)
     task = DenoiserTask(model, data, batch_size=loop.batch_size, cache_dir=Path(out) / "cache")
+    return train(task, loop, out, resume=resume)
+
+
+def family_config(family: str, size: str):
+    """The config preset `size` (default or tiny) of a non-diffusion family."""
+    cls = family_class(family).config_class
+    if size == "tiny":
+        return cls.tiny()
+    if size == "default":
+        return cls()
+    raise ValueError(f"size must be tiny or default, not {size!r}")
+
+
+def train_family(family: str, data: Path, out: Path, loop: LoopConfig, size: str = "default", resume: bool = False,
+                 init: Path | None = None, uncond_prob: float = 0.0, stage: str | None = None) -> dict:
+    """Train a gan, vae or transformer model on a dataset folder; writes the model folder to `out`.
+
+    From scratch (`size` preset) or continuing the model folder `init` (fine-tuning, or the next
+    stage of a transformer: tokenizer, then prior, then scorer).
+    """
+    cls = family_class(family)
+    model = cls.load(init) if init is not None else cls.create(family_config(family, size))
+    if stage is not None:
+        model.stage = stage
+    task = FamilyTask(model, data, batch_size=loop.batch_size, uncond_prob=uncond_prob)
     return train(task, loop, out, resume=resume)

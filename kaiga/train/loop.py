@@ -59,6 +59,10 @@ class TrainTask:
     def batch(self, step: int, rank: int, generator: torch.Generator):
         raise NotImplementedError
 
+    def param_groups(self, cfg: "LoopConfig") -> list[dict]:
+        """The optimiser's parameter groups; a family overrides it for its own rates (a GAN's G and D)."""
+        return [{"params": list(self.module.parameters())}]  # frozen ones get no gradient, so no update
+
     def sample_grid(self, module: torch.nn.Module, step: int):
         """A PIL image of samples from `module` (EMA weights), or None."""
         return None
@@ -90,7 +94,7 @@ def _to(batch, device):
 
 
 def _lr_lambda(cfg: LoopConfig):
-    def f(step: int) -> float:
+    def f(step: int) -> float:  # a multiplier of each group's own rate
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         return 1.0
@@ -104,7 +108,7 @@ def train(task: TrainTask, cfg: LoopConfig, out, resume: bool = False, accelerat
     # cpu=True on CPU-only machines is what makes torchrun's processes meet over gloo (FACTS.md).
     acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     module = task.module
-    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(task.param_groups(cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     ema = init_ema(module)
     state = {"step": 0, "loss": math.nan, "seconds": 0.0, "processes": acc.num_processes}

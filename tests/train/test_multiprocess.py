@@ -17,7 +17,7 @@ def test_two_processes_train_one_model(tiny_scenes, tmp_path):
     vae = tmp_path / "vae-run"
     cli = str(Path(kaiga.__file__).parent / "cli.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, cli, "train", "vae", "--data", str(tiny_scenes), "--out", str(vae),
+    subprocess.run([sys.executable, cli, "train", "autoencoder", "--data", str(tiny_scenes), "--out", str(vae),
                     "--steps", "2", "--size", "tiny", "--batch-size", "4"], check=True, env=env, timeout=300)
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", cli,

@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
 
-from kaiga.text.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from kaiga.text.encoder import TextConfig, build_text_encoder  # noqa: F401 (re-exported: the diffusion config's text part)
 
 
 @dataclass(frozen=True)
@@ -38,14 +37,6 @@ class UNetConfig:
     cross_attention_dim: int = 128  # = text encoder hidden size
     attention_heads: int = 4
     norm_num_groups: int = 32
-
-
-@dataclass(frozen=True)
-class TextConfig:
-    hidden_size: int = 128
-    layers: int = 3
-    heads: int = 4
-    max_length: int = 32  # tokens, including <bos> and <eos>
 
 
 @dataclass(frozen=True)
@@ -87,20 +78,4 @@ def build_unet(c: UNetConfig) -> UNet2DConditionModel:
         cross_attention_dim=c.cross_attention_dim,
         attention_head_dim=c.attention_heads,  # diffusers' name; it is the number of heads
         norm_num_groups=c.norm_num_groups,
-    )
-
-
-def build_text_encoder(c: TextConfig, vocab_size: int) -> CLIPTextModel:
-    return CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=vocab_size,
-            hidden_size=c.hidden_size,
-            intermediate_size=4 * c.hidden_size,
-            num_hidden_layers=c.layers,
-            num_attention_heads=c.heads,
-            max_position_embeddings=c.max_length,
-            pad_token_id=PAD_ID,
-            bos_token_id=BOS_ID,
-            eos_token_id=EOS_ID,
-        )
     )

@@ -137,3 +137,39 @@ class LatentDiffusion(torch.nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> pixels [N, 3, H, W] in [-1, 1]."""
         return self.vae.decode(latents / self.scaling_factor).sample.clamp(-1, 1)
+
+    # --- the family contract (kaiga.families.base) ----------------------------------------------
+    family = "diffusion"
+
+    def forward(self, batch: dict):
+        return self.loss(batch)
+
+    def sample(self, request, seeds, batch_size=16, on_step=None, prompts=None):
+        """One native-size image per seed (see `kaiga.families.diffusion.generate`)."""
+        from kaiga.families.diffusion.generate import sample
+
+        return sample(self, request, seeds, batch_size, on_step, prompts)
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """v-prediction loss of UNet + text encoder on a pixel batch (the autoencoder stays frozen).
+
+        Training encodes a dataset to latents once (`DenoiserTask`); this per-batch form is the
+        contract's, so one test suite can hold every family to the same verbs.
+        """
+        from kaiga.families.diffusion.losses import diffusion_loss
+        from kaiga.families.diffusion.sampling import make_scheduler
+
+        g = batch["generator"]
+        with torch.no_grad():
+            latents = self.encode_images(batch["pixels"])
+        alphas = make_scheduler("ddim", {**DEFAULT_SCHEDULER, **self.scheduler_config}).alphas_cumprod.float()
+        noise = torch.randn(latents.shape, generator=g).to(latents)
+        t = torch.randint(0, len(alphas), (len(latents),), generator=g)
+        states = self.text_encoder(batch["input_ids"].to(self.device))[0]
+        return diffusion_loss(self.unet, alphas, latents, states, noise, t), {}
+
+    def explain(self, prompt: str, seed: int, steps: int = 20, guidance: float = 3.0):
+        """The denoising trajectory: the predicted clean image (x̂₀) after a few steps each."""
+        from kaiga.families.diffusion.generate import trajectory
+
+        return trajectory(self, prompt, seed, steps, guidance)

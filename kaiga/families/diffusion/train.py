@@ -19,48 +19,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from kaiga.data.dataset import METADATA, Example, load_image, read_metadata
+from kaiga.data.captions import GRID_PROMPTS
+from kaiga.data.dataset import METADATA, Example, load_pixels, read_metadata, to_float
 from kaiga.families.diffusion.losses import decoder_loss, diffusion_loss, vae_loss
 from kaiga.families.diffusion.model import LatentDiffusion
 from kaiga.families.diffusion.sampling import DEFAULT_SCHEDULER, make_scheduler, denoise
-from kaiga.images import contact_sheet, to_pil
+from kaiga.images import grid
 from kaiga.train.loop import TrainTask
-
-GRID_PROMPTS = (
-    "a red car in the city",
-    "a yellow dog on the beach at sunset",
-    "two blue birds in the snow",
-    "a green truck in the desert at night",
-    "a white house in the mountains in the fog, watercolor",
-    "a pink flower in the forest, pixel art",
-    "a purple cat to the left of an orange bicycle",
-    "a black boat on the beach in the rain, neon",
-)
-
-
-def load_pixels(examples: list[Example], size: int) -> torch.Tensor:
-    """Every image of a dataset as uint8 [N, 3, size, size] (4× smaller in memory than float)."""
-    out = torch.empty((len(examples), 3, size, size), dtype=torch.uint8)
-    for i, ex in enumerate(examples):
-        out[i] = torch.from_numpy(((load_image(ex.path, size) + 1) * 127.5).round().astype(np.uint8))
-    return out
-
-
-def to_float(pixels: torch.Tensor) -> torch.Tensor:
-    return pixels.float() / 127.5 - 1.0
-
-
-def grid(images: torch.Tensor, cols: int = 8, scale: int = 2) -> Image.Image:
-    """[N, 3, H, W] in [-1, 1] -> one PIL image, upscaled by `scale` (nearest) for viewing."""
-    sheet = contact_sheet(to_pil(images), cols=cols, gap=0)
-    return sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
-
 
 class _AutoencoderModule(torch.nn.Module):
     def __init__(self, vae, kl_weight: float, decoder_only: bool):

@@ -1,0 +1,177 @@
+"""The family contract: what every generative family (diffusion, gan, vae, transformer) provides.
+
+A family's model is a `torch.nn.Module` subclass of `ImageGenerator` with:
+  - a typed, frozen config dataclass (`config_class`) that fully describes its architecture;
+  - `create(config)` to build it untrained, `loss(batch)` for the shared training loop;
+  - `sample(request, seeds, ...)` → one PIL image per seed, the same image for the same seed
+    whatever the batch size;
+  - `save(folder)` / `load(folder)`: weights in safetensors, config and capabilities in `kaiga.json`,
+    the tokenizer in the transformers format beside them (no pickle anywhere);
+  - `explain(prompt, seed)`: frames showing how the family builds an image, for `kaiga explain`.
+
+A batch for `loss` is a dict with `pixels` [B, 3, H, W] in [-1, 1], `input_ids` [B, T] and a CPU
+`generator`, so one dataset task (`kaiga.train.family_task.FamilyTask`) trains every family on the
+same Accelerate loop. `forward(batch)` is `loss(batch)`: the loop calls the module.
+
+Example:
+    >>> from kaiga.families.vae.model import ConditionalVAE
+    >>> m = ConditionalVAE.create(ConditionalVAE.config_class.tiny())
+    >>> m.info["family"], m.info["native_size"]
+    ('vae', 64)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer
+
+from kaiga.data.captions import vocabulary_words
+from kaiga.request import GenerationRequest, RequestError
+from kaiga.text.tokenizer import build_word_tokenizer
+
+KAIGA_JSON = "kaiga.json"
+WEIGHTS = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+
+OnStep = Callable[[int, int], None]
+
+
+def config_from_dict(cls, data: dict):
+    """Rebuild a (nested, frozen) config dataclass from `asdict` output; lists become tuples."""
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        sub = f.type if isinstance(f.type, type) else None
+        default = cls.__dataclass_fields__[f.name].default_factory  # nested configs use default_factory
+        if isinstance(v, dict) and callable(default) and is_dataclass(default()):
+            v = config_from_dict(type(default()), v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        del sub
+        kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+class ImageGenerator(torch.nn.Module):
+    """Base class of the families' models; subclasses set `family`, `config_class` and the verbs."""
+
+    family: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, config, tokenizer, info: dict | None = None):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.info = {"family": self.family, "native_size": 64, "max_size": 64, "samplers": [],
+                     **(info or {}), "config": asdict(config)}
+
+    # --- construction and files ---------------------------------------------------------------
+    @classmethod
+    def create(cls, config=None, words: set[str] | None = None) -> "ImageGenerator":
+        """An untrained model; the tokenizer's vocabulary is the scenes captions' (or `words`)."""
+        config = config or cls.config_class()
+        tokenizer = build_word_tokenizer(words or vocabulary_words(), max_length=cls.max_text_length(config))
+        return cls(config, tokenizer)
+
+    @classmethod
+    def max_text_length(cls, config) -> int:
+        return config.text.max_length
+
+    def save(self, folder, dtype: torch.dtype | None = None) -> Path:
+        """`model.safetensors` + `kaiga.json` + `tokenizer/`; `dtype=torch.float16` halves the size."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+                 for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS), metadata={"family": self.family})
+        self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+        (folder / KAIGA_JSON).write_text(json.dumps(self.info, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder, dtype: torch.dtype = torch.float32) -> "ImageGenerator":
+        folder = Path(folder)
+        info = json.loads((folder / KAIGA_JSON).read_text())
+        if info.get("family") != cls.family:
+            raise ValueError(f"{folder} holds a {info.get('family')!r} model, not {cls.family!r}")
+        config = config_from_dict(cls.config_class, info["config"])
+        tokenizer = AutoTokenizer.from_pretrained(folder / TOKENIZER_DIR, local_files_only=True)
+        model = cls(config, tokenizer, {k: v for k, v in info.items() if k != "config"})
+        state = load_file(str(folder / WEIGHTS))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        return model.to(dtype).eval()
+
+    # --- verbs ----------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        """Token ids [N, T], padded to the text length."""
+        n = self.max_text_length(self.config)
+        return self.tokenizer(prompts, padding="max_length", max_length=n, truncation=True,
+                              return_tensors="pt").input_ids
+
+    def forward(self, batch: dict):
+        return self.loss(batch)
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """(scalar loss, dict of floats to log) for one batch (see the module docstring)."""
+        raise NotImplementedError
+
+    def sample(self, request: GenerationRequest, seeds: list[int], batch_size: int = 16,
+               on_step: OnStep | None = None, prompts: list[str] | None = None) -> list[Image.Image]:
+        """One native-size image per seed; `prompts` (one per seed) replaces `request.prompt`."""
+        raise NotImplementedError
+
+    def explain(self, prompt: str, seed: int) -> tuple[list[Image.Image], list[str]]:
+        """Frames of how an image is built, each with a caption (for `kaiga explain`)."""
+        raise NotImplementedError
+
+    # --- helpers for the subclasses -------------------------------------------------------------
+    def check_request(self, request: GenerationRequest) -> None:
+        check_one_size(self.info, request)
+
+
+def check_one_size(info: dict, request: GenerationRequest) -> None:
+    """Refuse what a one-size, text-only family (gan, vae, transformer) cannot do, naming the field.
+
+    The server calls it before queuing a job; the model calls it again when it runs.
+    """
+    family = info.get("family", "diffusion")
+    if family == "diffusion":
+        return
+    native = int(info.get("native_size", 64))
+    for name in ("width", "height"):
+        v = getattr(request, name)
+        if v is not None and v != native:
+            raise RequestError(f"{name}: a {family} model makes {native}×{native} images only (got {v})")
+    if request.is_edit:
+        raise RequestError(f"init_image: image edits need a diffusion model; this is a {family} model")
+
+
+def prompt_batches(request: GenerationRequest, seeds: list[int], batch_size: int, prompts: list[str] | None):
+    """(start, seeds, prompts) chunks of at most `batch_size`; prompts default to the request's."""
+    if prompts is not None and len(prompts) != len(seeds):
+        raise ValueError(f"one prompt per seed: got {len(prompts)} prompts for {len(seeds)} seeds")
+    prompts = prompts or [request.prompt] * len(seeds)
+    for start in range(0, len(seeds), batch_size):
+        yield start, seeds[start:start + batch_size], prompts[start:start + batch_size]
+
+
+def seeded_normal(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
+    """Noise [N, *shape], image i drawn from its own seed on the CPU (same on every device and batch)."""
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])

@@ -1,0 +1,67 @@
+"""The dataset task that trains any `ImageGenerator` family on the shared loop.
+
+It keeps every image of a dataset folder in memory as uint8 and every caption tokenized once, then
+draws batches `{"pixels", "input_ids", "generator"}` from the step's seeded generator (so a resumed
+run sees the same batches). Sample grids and the final export go through the family's own
+`sample` and `save`, so what training writes is what `kaiga generate` will load.
+
+Example:
+    >>> import tempfile, torch
+    >>> from kaiga.data.dataset import write_scenes
+    >>> from kaiga.families.vae.model import ConditionalVAE
+    >>> d = write_scenes(tempfile.mkdtemp(), n=4)
+    >>> task = FamilyTask(ConditionalVAE.create(ConditionalVAE.config_class.tiny()), d, batch_size=2)
+    >>> task.batch(0, 0, torch.Generator().manual_seed(0))["pixels"].shape
+    torch.Size([2, 3, 64, 64])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from kaiga.data.captions import GRID_PROMPTS
+from kaiga.data.dataset import load_pixels, read_metadata, to_float
+from kaiga.families.base import ImageGenerator
+from kaiga.images import pil_grid
+from kaiga.request import GenerationRequest
+from kaiga.train.loop import LoopConfig, TrainTask
+
+
+class FamilyTask(TrainTask):
+    """Train `model` (its `loss`) on the images and captions of dataset folder `data`.
+
+    `uncond_prob` replaces that share of captions by the empty prompt, for families that sample with
+    classifier-free guidance.
+    """
+
+    def __init__(self, model: ImageGenerator, data: Path, batch_size: int = 32, uncond_prob: float = 0.0):
+        self.model = self.module = model
+        self.batch_size, self.uncond_prob = batch_size, uncond_prob
+        examples = read_metadata(Path(data))
+        self.pixels = load_pixels(examples, int(model.info["native_size"]))
+        captions = [c for ex in examples for c in ex.captions]
+        self.owner = torch.tensor([i for i, ex in enumerate(examples) for _ in ex.captions])
+        self.ids = model.tokenize(captions)
+        self.empty_ids = model.tokenize([""])[0]
+
+    def param_groups(self, cfg: LoopConfig) -> list[dict]:
+        groups = getattr(self.model, "param_groups", None)
+        return groups(cfg) if groups else super().param_groups(cfg)
+
+    def batch(self, step, rank, generator):
+        pick = torch.randint(0, len(self.ids), (self.batch_size,), generator=generator)
+        ids = self.ids[pick].clone()
+        if self.uncond_prob:
+            ids[torch.rand(self.batch_size, generator=generator) < self.uncond_prob] = self.empty_ids
+        return {"pixels": to_float(self.pixels[self.owner[pick]]), "input_ids": ids, "generator": generator}
+
+    def sample_grid(self, module, step):
+        seeds = list(range(len(GRID_PROMPTS)))
+        images = module.sample(GenerationRequest(prompt="grid"), seeds, prompts=list(GRID_PROMPTS))
+        return pil_grid(images)
+
+    def export(self, state_dict, out):
+        self.model.load_state_dict(state_dict)
+        self.model.save(out, dtype=torch.float16)
