@@ -532,16 +532,53 @@ def eval_fidelity(
     out.print(f"wrote {json_path}", highlight=False)
 
 
+@eval_app.command("families")
+def eval_families(
+    models: Annotated[Optional[list[str]], typer.Argument(help="Models to compare (default: the four bundled scenes models).")] = None,
+    batch: Annotated[int, typer.Option(min=1, max=16, help="Images per call.")] = 16,
+    repeats: Annotated[int, typer.Option(min=1, max=100, help="Timed calls per model; the median is reported.")] = 3,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Torch threads (default: torch's choice).")] = None,
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the figures.")] = Path("bench/results/families.json"),
+):
+    """Time every family's model in one run (ms/image at batch 16, against diffusion) and count parameters.
+
+    `kaiga eval report` joins these figures with each model's alignment and fidelity results into the
+    families table of docs/EVAL.md. About a minute on 2 CPU cores.
+    """
+    import json
+
+    from rich.table import Table
+
+    from kaiga.eval.families import DEFAULT_MODELS, measure_families
+    from kaiga.models import ModelError
+
+    try:
+        result = measure_families(models or DEFAULT_MODELS, batch=batch, repeats=repeats, threads=threads,
+                                  on_model=lambda name: err.print(f"[dim]timed {name}[/]", highlight=False))
+    except ModelError as e:
+        fail(str(e))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=1) + "\n")
+    table = Table("model", "family", "params", f"ms/image (batch {batch})", "images/s", "× diffusion's speed",
+                  title=f"families, median of {repeats}, {result['settings']['threads']} threads")
+    for name, m in result["models"].items():
+        table.add_row(name, m["family"], f"{m['params'] / 1e6:.2f} M", f"{m['ms_per_image']:.2f}",
+                      f"{m['images_per_s']:.1f}", f"{m['speedup_over_diffusion']}" if m["speedup_over_diffusion"] else "–")
+    _wide().print(table)
+    typer.echo(f"wrote {json_path}")
+
+
 @eval_app.command("report")
 def eval_report(
     out_path: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path("docs/EVAL.md"),
     results: Annotated[Path, typer.Option(help="Folder of per-model results (<model>/alignment.json, fidelity.json).")] = Path("docs/eval"),
     bench_json: Annotated[Path, typer.Option("--bench", help="Speed results of `kaiga bench`.")] = Path("bench/results/generate.json"),
+    families_json: Annotated[Path, typer.Option("--families", help="Results of `kaiga eval families`.")] = Path("bench/results/families.json"),
 ):
     """Write docs/EVAL.md (tables and grids) from the JSON files the eval commands and `kaiga bench` wrote."""
     from kaiga.eval.report import write_report
 
-    out.print(f"wrote {write_report(out_path, results, bench_json)}")
+    out.print(f"wrote {write_report(out_path, results, bench_json, families_json=families_json)}")
 
 
 def _int_list(text: Optional[str], name: str) -> Optional[tuple[int, ...]]:

@@ -5,6 +5,7 @@ Layout of the results (all regenerable by the commands printed in the report):
     docs/eval/<model>/alignment-worst.png
     docs/eval/<model>/fidelity.json    kaiga eval fidelity --model <model>
     bench/results/generate.json        kaiga bench
+    bench/results/families.json        kaiga eval families
 The report only formats numbers; it never computes or edits them.
 
 Example:
@@ -115,9 +116,25 @@ def _speed_section(bench: dict) -> list[str]:
     return lines
 
 
+def families_table(families: dict, results: Path = RESULTS_DIR) -> list[str]:
+    """The four-family comparison (also pasted into the README): quality from docs/eval, speed measured together."""
+    from kaiga.eval.families import comparison_rows
+
+    rows = []
+    for r in comparison_rows(families, results):
+        fid = (f"{_fmt(r['fid'], 1)} ({_fmt(r['fid'] / r['fid_floor'], 1)}× floor)" if r["fid"] is not None else "–")
+        speed = f"{_fmt(r['ms_per_image'], 1)}" + (f" ({r['speedup']}× diffusion)" if r["speedup"] else "")
+        hours = _fmt(r["train_hours"], 1) if r["train_hours"] is not None else "–"
+        rows.append([r["family"], f"`{r['model']}`", f"{_fmt(r['seen'])} / {_fmt(r['held_out'])}", fid,
+                     _fmt(r["kid"], 1), speed, f"{r['params'] / 1e6:.1f} M", hours])
+    s = families["settings"]
+    return _table(["family", "model", "alignment seen / held-out", "FID (vs floor)", "KID", f"ms/image at batch {s['batch']}",
+                   "parameters", "training (CPU h)"], rows)
+
+
 def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,
                  bench_json: Path = Path("bench/results/generate.json"), readout_cfg: dict | None = None,
-                 installed: list[str] | None = None) -> Path:
+                 installed: list[str] | None = None, families_json: Path = Path("bench/results/families.json")) -> Path:
     """Write the report; installed models and sections without results say which command makes them."""
     if readout_cfg is None:
         from kaiga.eval.readout import CONFIG_FILE, bundled_readout
@@ -132,6 +149,7 @@ def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,
     alignment = [(d.name, r) for d in dirs if (r := _load(d / "alignment.json"))]
     fidelity = [(d.name, r) for d in dirs if (r := _load(d / "fidelity.json"))]
     bench = _load(bench_json)
+    families = _load(families_json)
     lines = [
         "# kaiga evaluation",
         "",
@@ -140,6 +158,14 @@ def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,
         "",
         *([f"Installed models without results yet: {', '.join(f'`{m}`' for m in missing)} "
            "(`kaiga eval alignment --model NAME`, `kaiga eval fidelity --model NAME`).", ""] if missing else []),
+        "## The four families side by side",
+        "",
+        "`kaiga eval families` times every model in one run (default sampling settings; diffusion: DDIM, 20 steps) "
+        "and counts parameters; alignment and fidelity come from the sections below; training time is the "
+        "wall-clock of the recipe that made the shipped model, recorded in its kaiga.json.",
+        "",
+        *(families_table(families, results) if families else ["No family comparison yet (`kaiga eval families`)."]),
+        "",
         "## The judge (readout network)",
         "",
         *_readout_section(readout_cfg),

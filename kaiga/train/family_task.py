@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from kaiga.data.dataset import load_pixels, read_metadata, to_float
 from kaiga.families.base import ImageGenerator
 from kaiga.images import pil_grid
 from kaiga.request import GenerationRequest
-from kaiga.train.loop import LoopConfig, TrainTask
+from kaiga.train.loop import CHECKPOINT_DIR, LoopConfig, TrainTask
 
 
 class FamilyTask(TrainTask):
@@ -39,7 +40,8 @@ class FamilyTask(TrainTask):
     def __init__(self, model: ImageGenerator, data: Path, batch_size: int = 32, uncond_prob: float = 0.0):
         self.model = self.module = model
         self.batch_size, self.uncond_prob = batch_size, uncond_prob
-        examples = read_metadata(Path(data))
+        self.data = Path(data)
+        examples = read_metadata(self.data)
         self.pixels = load_pixels(examples, int(model.info["native_size"]))
         captions = [c for ex in examples for c in ex.captions]
         self.owner = torch.tensor([i for i, ex in enumerate(examples) for _ in ex.captions])
@@ -64,4 +66,15 @@ class FamilyTask(TrainTask):
 
     def export(self, state_dict, out):
         self.model.load_state_dict(state_dict)
+        self.model.info["training"] = self._training_record(Path(out))
         self.model.save(out, dtype=torch.float16)
+
+    def _training_record(self, out: Path) -> dict:
+        """Steps and wall-clock of each stage that made the model (a transformer has three), kept in kaiga.json."""
+        state = json.loads((out / CHECKPOINT_DIR / "state.json").read_text())
+        record = dict(self.model.info.get("training") or {})
+        stages = dict(record.get("stages", {}))
+        stage = getattr(self.model, "stage", None) or self.model.family
+        stages[stage] = {"steps": state["step"], "seconds": round(state["seconds"], 1),
+                         "processes": state.get("processes", 1), "data": self.data.name}
+        return {"stages": stages, "seconds": round(sum(s["seconds"] for s in stages.values()), 1)}
