@@ -94,6 +94,6 @@ def train_family(family: str, data: Path, out: Path, loop: LoopConfig, size: str
     cls = family_class(family)
     model = cls.load(init) if init is not None else cls.create(family_config(family, size))
     if stage is not None:
-        model.stage = stage
+        model.set_stage(stage)  # freezes every part but the stage's
     task = FamilyTask(model, data, batch_size=loop.batch_size, uncond_prob=uncond_prob)
     return train(task, loop, out, resume=resume)

@@ -74,7 +74,8 @@ class FamilyTask(TrainTask):
         state = json.loads((out / CHECKPOINT_DIR / "state.json").read_text())
         record = dict(self.model.info.get("training") or {})
         stages = dict(record.get("stages", {}))
-        stage = getattr(self.model, "stage", None) or self.model.family
+        stage = getattr(self.model, "stage", None)
+        stage = getattr(stage, "value", stage) or self.model.family  # a transformer's Stage enum
         stages[stage] = {"steps": state["step"], "seconds": round(state["seconds"], 1),
                          "processes": state.get("processes", 1), "data": self.data.name}
         return {"stages": stages, "seconds": round(sum(s["seconds"] for s in stages.values()), 1)}

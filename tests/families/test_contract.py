@@ -54,11 +54,11 @@ def test_loss_is_finite_and_reaches_the_weights(family):
     model = tiny(family)
     for stage in STAGES[family]:
         if stage is not None:
-            model.stage = stage
+            model.set_stage(stage)
         model.zero_grad(set_to_none=True)
         loss, logs = model.loss(batch(model))
         assert loss.ndim == 0 and torch.isfinite(loss), (family, stage)
-        assert all(isinstance(v, float) for v in logs.values())
+        assert all(isinstance(v, (int, float)) for v in logs.values())  # numbers the loop can log
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), (family, stage)
@@ -99,7 +99,7 @@ def test_trains_on_the_shared_loop(family, tiny_scenes, tmp_path):
     out = tmp_path / "run"
     for stage in STAGES[family]:
         if stage is not None:
-            model.stage = stage
+            model.set_stage(stage)
         state = train(FamilyTask(model, tiny_scenes, batch_size=4), LoopConfig(steps=2, warmup_steps=0, sample_every=0,
                                                                               progress=False), out)
         assert state["step"] == 2 and np.isfinite(state["loss"])

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reproduce the bundled gan, vae and transformer models from nothing: one command per family.
+#   bash scripts/train_families.sh vae           # -> $RUNS/vae (model folder)
+#   bash scripts/train_families.sh gan           # -> $RUNS/gan
+#   bash scripts/train_families.sh transformer   # -> $RUNS/transformer-{tokenizer,prior,scorer}; the last is the model
+# Every stage resumes: run the same command again after an interruption and it continues.
+# Steps are overridable (VAE_STEPS, GAN_STEPS, VQ_STEPS, PRIOR_STEPS, SCORER_STEPS); the defaults are the
+# recipes of the shipped models, whose wall-clock is recorded in their kaiga.json ("training").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+K=.venv/bin/kaiga
+RUNS=${RUNS:-runs/families}
+DATA=data/scenes-40k-pairs
+[ -x "$K" ] || bash scripts/setup.sh
+[ -f $DATA/manifest.json ] || $K data scenes --n 40000 --seed 3 --layouts 0.35,0.2,0.45 --captions 6 --out $DATA
+
+case "${1:-}" in
+  vae)
+    $K train vae --data $DATA --out "$RUNS/vae" --steps "${VAE_STEPS:-6000}" --lr 1e-3 --resume ;;
+  gan)
+    $K train gan --data $DATA --out "$RUNS/gan" --steps "${GAN_STEPS:-10000}" --lr 2e-4 --resume ;;
+  transformer)
+    $K train transformer --stage tokenizer --data $DATA --out "$RUNS/transformer-tokenizer" \
+      --steps "${VQ_STEPS:-3000}" --lr 1e-3 --resume
+    $K train transformer --stage prior --data $DATA --out "$RUNS/transformer-prior" \
+      --init "$RUNS/transformer-tokenizer" --steps "${PRIOR_STEPS:-5000}" --lr 5e-4 --resume
+    $K train transformer --stage scorer --data $DATA --out "$RUNS/transformer-scorer" \
+      --init "$RUNS/transformer-prior" --steps "${SCORER_STEPS:-1500}" --lr 1e-3 --resume ;;
+  *)
+    echo "usage: bash scripts/train_families.sh gan|vae|transformer" >&2; exit 2 ;;
+esac
