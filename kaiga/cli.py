@@ -244,11 +244,11 @@ def data_scenes(
     out.print(f"wrote {n} images to {out_dir} ({n / dt:.0f} images/s)", highlight=False)
 
 
-def _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed):
+def _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip: float = 1.0):
     from kaiga.train.loop import LoopConfig
 
     return LoopConfig(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every,
-                      sample_every=sample_every, seed=seed, warmup_steps=min(200, steps // 10))
+                      sample_every=sample_every, seed=seed, warmup_steps=min(200, steps // 10), grad_clip=grad_clip)
 
 
 _Steps = Annotated[int, typer.Option(min=1, help="Optimiser steps in all (a resumed run continues to this).")]
@@ -306,11 +306,11 @@ def train_diffusion(data: _Data, out_dir: _Out,
 
 
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
-                  size, init, stage=None):
+                  size, init, stage=None, grad_clip: float = 1.0):
     from kaiga.data.dataset import DatasetError
     from kaiga.train.commands import train_family
 
-    loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed)
+    loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip)
     try:
         state = train_family(family, data, out_dir, loop, size=size, resume=resume, init=init, stage=stage)
     except (DatasetError, ValueError, OSError) as e:
@@ -335,8 +335,13 @@ def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
               lr: Annotated[float, typer.Option(help="AdamW learning rate (the generator's; see the config for D's).")] = 2e-4,
               checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
               resume: _Resume = False, size: _Size = "default", init: _Init = None):
-    """Train a text-conditional GAN (hinge loss, R1, DiffAugment, projection discriminator, EMA generator)."""
-    _train_family("gan", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init)
+    """Train a text-conditional GAN (hinge loss, R1, DiffAugment, projection discriminator, EMA generator).
+
+    No gradient clipping: the loop clips G's and D's gradients as one vector, so D's large
+    gradients would shrink every G step; R1 keeps D in check instead.
+    """
+    _train_family("gan", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
+                  grad_clip=0.0)
 
 
 @train_app.command("transformer")

@@ -27,6 +27,7 @@ from torch import nn
 from kaiga.families.base import ImageGenerator, prompt_batches, seeded_normal
 from kaiga.images import to_pil
 from kaiga.nn.blocks import DownBlock, UpBlock
+from kaiga.nn.latent import slerp
 from kaiga.request import GenerationRequest
 from kaiga.text.encoder import TextConfig, build_text_encoder, pooled_text
 
@@ -147,10 +148,7 @@ class ConditionalVAE(ImageGenerator):
     def interpolate(self, prompt: str, seed_a: int, seed_b: int, frames: int = 8) -> list:
         """Images along the great circle from seed_a's noise to seed_b's (slerp keeps the norm typical)."""
         a, b = self.noise([seed_a])[0], self.noise([seed_b])[0]
-        omega = torch.arccos((a / a.norm()).dot(b / b.norm()).clamp(-1, 1))
-        ts = torch.linspace(0, 1, frames)
-        zs = torch.stack([(torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega) for t in ts])
-        return to_pil(self.decode(zs, [prompt] * frames))
+        return to_pil(self.decode(slerp(a, b, torch.linspace(0, 1, frames)), [prompt] * frames))
 
     def explain(self, prompt, seed):
         frames = self.interpolate(prompt, seed, seed + 1, frames=8)
