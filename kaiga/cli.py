@@ -346,7 +346,7 @@ def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
 
 @train_app.command("transformer")
 def train_transformer(data: _Data, out_dir: _Out,
-                      stage: Annotated[str, typer.Option(help="tokenizer (VQ), prior (the GPT over text + image tokens) or scorer (the reranker); train them in that order, each with --init the previous stage's folder.")],
+                      stage: Annotated[str, typer.Option(help="tokenizer (VQ), scorer (the reranker) or prior (the GPT over text + image tokens); the tokenizer first, then each stage with --init the previous stage's folder (the prior needs the tokenizer, the scorer only real images).")],
                       steps: _Steps = 5000, batch_size: _Batch = 32,
                       lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
                       checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,

@@ -2,7 +2,7 @@
 # Reproduce the bundled gan, vae and transformer models from nothing: one command per family.
 #   bash scripts/train_families.sh vae           # -> $RUNS/vae (model folder)
 #   bash scripts/train_families.sh gan           # -> $RUNS/gan
-#   bash scripts/train_families.sh transformer   # -> $RUNS/transformer-{tokenizer,prior,scorer}; the last is the model
+#   bash scripts/train_families.sh transformer   # -> $RUNS/transformer-{tokenizer,scorer,prior}; the last is the model
 # Every stage resumes: run the same command again after an interruption and it continues.
 # Steps are overridable (VAE_STEPS, GAN_STEPS, VQ_STEPS, PRIOR_STEPS, SCORER_STEPS); the defaults are the
 # recipes of the shipped models, whose wall-clock is recorded in their kaiga.json ("training").
@@ -22,10 +22,11 @@ case "${1:-}" in
   transformer)
     $K train transformer --stage tokenizer --data $DATA --out "$RUNS/transformer-tokenizer" \
       --steps "${VQ_STEPS:-3000}" --lr 1e-3 --resume
-    $K train transformer --stage prior --data $DATA --out "$RUNS/transformer-prior" \
-      --init "$RUNS/transformer-tokenizer" --steps "${PRIOR_STEPS:-5000}" --lr 5e-4 --resume
+    # The scorer reads real images only, so it may come before the prior (whose sample grids it reranks).
     $K train transformer --stage scorer --data $DATA --out "$RUNS/transformer-scorer" \
-      --init "$RUNS/transformer-prior" --steps "${SCORER_STEPS:-1500}" --lr 1e-3 --resume ;;
+      --init "$RUNS/transformer-tokenizer" --steps "${SCORER_STEPS:-1500}" --lr 1e-3 --resume
+    $K train transformer --stage prior --data $DATA --out "$RUNS/transformer-prior" \
+      --init "$RUNS/transformer-scorer" --steps "${PRIOR_STEPS:-5000}" --lr 5e-4 --resume ;;
   *)
     echo "usage: bash scripts/train_families.sh gan|vae|transformer" >&2; exit 2 ;;
 esac

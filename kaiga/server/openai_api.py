@@ -14,7 +14,8 @@ Field mapping onto `GenerationRequest` (every limit stays enforced there):
 | user | the job's user, for fair queueing |
 
 kaiga's own fields may be added (the openai client's `extra_body`): negative_prompt, seed, steps,
-guidance, sampler. Any other field is refused, as OpenAI does.
+guidance, sampler, and for gan / vae / transformer models truncation, temperature, top_k, top_p,
+candidates. Any other field is refused, as OpenAI does.
 
 Example:
     >>> to_request(ImageGenerationBody(prompt="a red car", size="64x64", quality="hd")).steps
@@ -36,7 +37,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kaiga.request import GenerationRequest
+from kaiga.request import FAMILY_OPTIONS, GenerationRequest
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.state import Principal, ServerState
@@ -59,6 +60,12 @@ class KaigaFields(BaseModel):
     steps: int | None = None
     guidance: float | None = None
     sampler: str | None = None
+    # Options of the gan, vae and transformer families (see GenerationRequest for their ranges).
+    truncation: float | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    candidates: int | None = None
 
 
 class ImageGenerationBody(KaigaFields):
@@ -102,7 +109,8 @@ def to_request(body: ImageGenerationBody) -> GenerationRequest:
     fields = {"prompt": body.prompt, "model": body.model, "n": body.n, "width": width, "height": height,
               "steps": body.steps if body.steps is not None else QUALITY_STEPS[body.quality or "auto"],
               "guidance": body.guidance if body.guidance is not None else STYLE_GUIDANCE.get(body.style or ""),
-              "negative_prompt": body.negative_prompt, "seed": body.seed, "sampler": body.sampler}
+              "negative_prompt": body.negative_prompt, "seed": body.seed, "sampler": body.sampler,
+              **{name: getattr(body, name) for name in FAMILY_OPTIONS}}
     try:
         return GenerationRequest(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as e:
