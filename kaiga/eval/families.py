@@ -9,6 +9,8 @@ after one warm-up. `comparison_rows` joins those figures with alignment and fide
 Example:
     >>> params_of(torch.nn.Linear(3, 2))
     8
+    >>> training_seconds({"autoencoder": {"seconds": 60}, "denoiser": {"seconds": 3540}, "data": "scenes"})
+    3600.0
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def comparison_rows(families: dict, results: Path) -> list[dict]:
     for name, m in families["models"].items():
         align = _load(results / name / "alignment.json")
         fid = _load(results / name / "fidelity.json")
-        training = m.get("training") or {}
+        seconds = training_seconds(m.get("training") or {})
         rows.append({
             "model": name, "family": m["family"],
             "seen": align["seen"]["overall"] if align else None,
@@ -89,9 +91,17 @@ def comparison_rows(families: dict, results: Path) -> list[dict]:
             "fid": fid["model"]["fid"] if fid else None, "fid_floor": fid["floor"]["fid"] if fid else None,
             "kid": fid["model"]["kid_mean"] if fid else None,
             "ms_per_image": m["ms_per_image"], "speedup": m.get("speedup_over_diffusion"),
-            "params": m["params"], "train_hours": training.get("seconds", 0) / 3600 if training else None,
+            "params": m["params"], "train_hours": seconds / 3600 if seconds else None,
         })
     return rows
+
+
+def training_seconds(training: dict) -> float:
+    """Wall-clock of all the stages in a kaiga.json `training` record (FamilyTask's or the diffusion recipe's)."""
+    if "seconds" in training:
+        return float(training["seconds"])
+    stages = training.get("stages", training)
+    return float(sum(v["seconds"] for v in stages.values() if isinstance(v, dict) and "seconds" in v))
 
 
 def _load(path: Path) -> dict | None:

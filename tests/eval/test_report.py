@@ -26,8 +26,16 @@ def test_report_tables_come_from_the_json_files(tmp_path):
     fid = {"fid": 6.0, "kid_mean": 0.01, "precision": 0.7, "recall": 0.6}
     (results / "my-model" / "fidelity.json").write_text(json.dumps(
         {"n": 100, "model": fid, "floor": {**fid, "fid": 2.0}}))
+    families = tmp_path / "families.json"
+    families.write_text(json.dumps({"settings": {"batch": 16}, "models": {
+        "my-model": {"family": "gan", "params": 2_500_000, "ms_per_image": 2.0, "speedup_over_diffusion": 40.0,
+                     "training": {"stages": {"gan": {"seconds": 5400}}, "seconds": 5400}},
+        "no-results": {"family": "vae", "params": 1_000_000, "ms_per_image": 1.0, "speedup_over_diffusion": 80.0,
+                       "training": None}}}))
     text = write_report(tmp_path / "EVAL.md", results, tmp_path / "missing.json", readout_cfg=JUDGE,
-                        installed=["my-model", "other-model"]).read_text()
+                        installed=["my-model", "other-model"], families_json=families).read_text()
+    assert "| gan | `my-model` | 0.500 / 0.250 | 6.0 (3.0× floor) | 0.0 | 2.0 (40.0× diffusion) | 2.5 M | 1.5 |" in text
+    assert "| vae | `no-results` | – / – | – | – | 1.0 (80.0× diffusion) | 1.0 M | – |" in text
     assert "without results yet: `other-model`" in text
     assert "| `my-model` | **0.500** | **0.250** |" in text
     assert text.index("| `my-model` |") < text.index("| `renders` |")  # the ceiling comes last
@@ -38,5 +46,6 @@ def test_report_tables_come_from_the_json_files(tmp_path):
 
 def test_an_empty_results_folder_says_what_to_run(tmp_path):
     text = write_report(tmp_path / "EVAL.md", tmp_path / "none", tmp_path / "none.json", readout_cfg=JUDGE,
-                        installed=[]).read_text()
+                        installed=[], families_json=tmp_path / "none-families.json").read_text()
     assert "No alignment results yet." in text and "No fidelity results yet." in text
+    assert "No family comparison yet" in text

@@ -151,6 +151,17 @@ class DalleTransformer(ImageGenerator):
         return to_pil(x)
 
     @torch.no_grad()
+    @torch.no_grad()
+    def training_grid(self, pixels: torch.Tensor) -> torch.Tensor | None:
+        """While the tokenizer trains: real images over their reconstructions through the codes.
+
+        (Samples would show nothing then: the prior is still untrained.) None for the other stages.
+        """
+        if self.stage is not Stage.TOKENIZER:
+            return None
+        x = pixels.to(self.device, self.dtype)
+        return torch.cat([x, self.decode(encode_codes(self.vq, x))])
+
     def explain(self, prompt, seed):
         """The image as the prior writes it: frames after 8, 16, ..., 64 tokens, the rest grey."""
         request = GenerationRequest(prompt=prompt)
