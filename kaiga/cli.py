@@ -306,13 +306,14 @@ def train_diffusion(data: _Data, out_dir: _Out,
 
 
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
-                  size, init, stage=None, grad_clip: float = 1.0):
+                  size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None):
     from kaiga.data.dataset import DatasetError
     from kaiga.train.commands import train_family
 
     loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip)
     try:
-        state = train_family(family, data, out_dir, loop, size=size, resume=resume, init=init, stage=stage)
+        state = train_family(family, data, out_dir, loop, size=size, resume=resume, init=init, stage=stage,
+                             loss_options=loss_options)
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"{family}: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
@@ -325,9 +326,11 @@ _Init = Annotated[Optional[Path], typer.Option(help="Continue from this model fo
 def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
               checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
-              resume: _Resume = False, size: _Size = "default", init: _Init = None):
+              resume: _Resume = False, size: _Size = "default", init: _Init = None,
+              beta: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of the KL term (default: the config's, 1; higher: the caption decides more, the latent less).")] = None):
     """Train a conditional VAE (reconstruction + β·KL against a text-conditional prior)."""
-    _train_family("vae", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init)
+    _train_family("vae", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
+                  loss_options={"beta": beta} if beta is not None else None)
 
 
 @train_app.command("gan")

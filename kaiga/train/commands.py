@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -85,7 +86,8 @@ def family_config(family: str, size: str):
 
 
 def train_family(family: str, data: Path, out: Path, loop: LoopConfig, size: str = "default", resume: bool = False,
-                 init: Path | None = None, uncond_prob: float = 0.0, stage: str | None = None) -> dict:
+                 init: Path | None = None, uncond_prob: float = 0.0, stage: str | None = None,
+                 loss_options: dict | None = None) -> dict:
     """Train a gan, vae or transformer model on a dataset folder; writes the model folder to `out`.
 
     From scratch (`size` preset) or continuing the model folder `init` (fine-tuning, or the next
@@ -93,6 +95,9 @@ def train_family(family: str, data: Path, out: Path, loop: LoopConfig, size: str
     """
     cls = family_class(family)
     model = cls.load(init) if init is not None else cls.create(family_config(family, size))
+    if loss_options:
+        model.config = replace(model.config, **loss_options)
+        model.info["config"] = asdict(model.config)
     if stage is not None:
         model.set_stage(stage)  # freezes every part but the stage's
     task = FamilyTask(model, data, batch_size=loop.batch_size, uncond_prob=uncond_prob)
