@@ -4,7 +4,7 @@
 #   bash scripts/train_families.sh gan           # -> $RUNS/gan
 #   bash scripts/train_families.sh transformer   # -> $RUNS/transformer-{tokenizer,scorer,prior}; the last is the model
 # Every stage resumes: run the same command again after an interruption and it continues.
-# Steps are overridable (VAE_STEPS, GAN_STEPS, VQ_STEPS, PRIOR_STEPS, SCORER_STEPS); the defaults are the
+# Steps are overridable (VAE_STEPS, VAE_BETA_STEPS, GAN_STEPS, VQ_STEPS, PRIOR_STEPS, SCORER_STEPS); the defaults are the
 # recipes of the shipped models, whose wall-clock is recorded in their kaiga.json ("training").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,10 @@ DATA=data/scenes-40k-pairs
 
 case "${1:-}" in
   vae)
-    $K train vae --data $DATA --out "$RUNS/vae" --steps "${VAE_STEPS:-6000}" --lr 1e-3 --resume ;;
+    # β = 1 first (sharp reconstructions), then β = 30 so the caption, not the latent, decides the picture.
+    $K train vae --data $DATA --out "$RUNS/vae-beta1" --steps "${VAE_STEPS:-4000}" --lr 1e-3 --resume
+    $K train vae --data $DATA --out "$RUNS/vae" --init "$RUNS/vae-beta1" --beta 30 \
+      --steps "${VAE_BETA_STEPS:-2500}" --lr 5e-4 --resume ;;
   gan)
     $K train gan --data $DATA --out "$RUNS/gan" --steps "${GAN_STEPS:-10000}" --lr 2e-4 --resume ;;
   transformer)

@@ -21,7 +21,7 @@ def test_train_generate_explain_and_compare_a_vae(tmp_path, tiny_scenes):
               "--size", "tiny", "--sample-every", "3")
     assert r.returncode == 0, r.stderr
     info = json.loads((run / "kaiga.json").read_text())
-    assert info["family"] == "vae" and info["training"]["stages"]["vae"]["steps"] == 3
+    assert info["family"] == "vae" and info["training"]["runs"][0]["steps"] == 3
     assert (run / "samples" / "step0000003.png").exists()
 
     r = kaiga("generate", "a red car in the city", "--model", str(run), "--seed", "4", "--n", "2",

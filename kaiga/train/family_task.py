@@ -73,12 +73,17 @@ class FamilyTask(TrainTask):
         self.model.save(out, dtype=torch.float16)
 
     def _training_record(self, out: Path) -> dict:
-        """Steps and wall-clock of each stage that made the model (a transformer has three), kept in kaiga.json."""
+        """Every run that made the model (a transformer's stages, fine-tunes), with steps and wall-clock.
+
+        Kept in kaiga.json. The runs of the model a run started from (`--init`) come first; a resumed
+        run starts from the same model, so it replaces its own entry instead of adding one.
+        """
         state = json.loads((out / CHECKPOINT_DIR / "state.json").read_text())
-        record = dict(self.model.info.get("training") or {})
-        stages = dict(record.get("stages", {}))
+        before = self.model.info.get("training") or {}
+        runs = list(before.get("runs", [{"stage": k, **v} for k, v in before.get("stages", {}).items()]))
         stage = getattr(self.model, "stage", None)
-        stage = getattr(stage, "value", stage) or self.model.family  # a transformer's Stage enum
-        stages[stage] = {"steps": state["step"], "seconds": round(state["seconds"], 1),
-                         "processes": state.get("processes", 1), "data": self.data.name}
-        return {"stages": stages, "seconds": round(sum(s["seconds"] for s in stages.values()), 1)}
+        runs.append({"stage": getattr(stage, "value", stage) or self.model.family, "steps": state["step"],
+                     "seconds": round(state["seconds"], 1), "processes": state.get("processes", 1),
+                     "data": self.data.name, "config": {k: v for k, v in self.model.info["config"].items()
+                                                        if not isinstance(v, dict)}})
+        return {"runs": runs, "seconds": round(sum(r["seconds"] for r in runs), 1)}

@@ -138,7 +138,7 @@ def test_three_stages_through_the_loop(scenes, tmp_path):
         previous = tmp_path / stage.value
     assert (tmp_path / "prior" / "samples" / "step0000003.png").exists()
     tokenizer, prior, scorer = (DalleTransformer.load(tmp_path / s.value) for s in STAGE_ORDER)
-    assert set(scorer.info["training"]["stages"]) == {"tokenizer", "prior", "scorer"}
+    assert [r["stage"] for r in scorer.info["training"]["runs"]] == ["tokenizer", "prior", "scorer"]
     # Each stage changed its part only.
     assert not torch.equal(tokenizer.gpt.transformer.wte.weight, prior.gpt.transformer.wte.weight)
     assert torch.equal(tokenizer.vq.encoder.conv_in.weight, prior.vq.encoder.conv_in.weight)
