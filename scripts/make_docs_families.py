@@ -11,6 +11,7 @@ with nearest neighbour: the pixels shown are the pixels made) and OUT/explain-<f
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -45,10 +46,7 @@ def main() -> None:
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=13)
     for j, prompt in enumerate(PROMPTS):
-        words, lines = prompt.split(), ["", "", ""]
-        for w in words:  # three short lines per column heading
-            k = next((i for i, line in enumerate(lines) if len(line) + len(w) < 27), 2)
-            lines[k] = f"{lines[k]} {w}".strip()
+        lines = textwrap.wrap(prompt, 27)
         draw.multiline_text((LABEL_W + j * (cell + 4) + 2, 4), "\n".join(lines), fill="black", font=font)
     for i, name in enumerate(args.models):
         loaded = studio.load(name)

@@ -24,12 +24,12 @@ case "${1:-}" in
     $K train gan --data $DATA --out "$RUNS/gan" --steps "${GAN_STEPS:-10000}" --lr 2e-4 --resume ;;
   transformer)
     $K train transformer --stage tokenizer --data $DATA --out "$RUNS/transformer-tokenizer" \
-      --steps "${VQ_STEPS:-3000}" --lr 1e-3 --resume
+      --steps "${VQ_STEPS:-2000}" --lr 1e-3 --resume
     # The scorer reads real images only, so it may come before the prior (whose sample grids it reranks).
     $K train transformer --stage scorer --data $DATA --out "$RUNS/transformer-scorer" \
-      --init "$RUNS/transformer-tokenizer" --steps "${SCORER_STEPS:-1500}" --lr 1e-3 --resume
+      --init "$RUNS/transformer-tokenizer" --steps "${SCORER_STEPS:-1000}" --lr 1e-3 --resume
     $K train transformer --stage prior --data $DATA --out "$RUNS/transformer-prior" \
-      --init "$RUNS/transformer-scorer" --steps "${PRIOR_STEPS:-5000}" --lr 5e-4 --resume ;;
+      --init "$RUNS/transformer-scorer" --steps "${PRIOR_STEPS:-4500}" --lr 5e-4 --resume ;;
   *)
     echo "usage: bash scripts/train_families.sh gan|vae|transformer" >&2; exit 2 ;;
 esac
