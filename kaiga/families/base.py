@@ -13,6 +13,9 @@ A batch for `loss` is a dict with `pixels` [B, 3, H, W] in [-1, 1], `input_ids` 
 `generator`, so one dataset task (`kaiga.train.family_task.FamilyTask`) trains every family on the
 same Accelerate loop. `forward(batch)` is `loss(batch)`: the loop calls the module.
 
+The diffusion family's `LatentDiffusion` provides the same verbs without this base class: it keeps
+the diffusers folder layout, so real Stable Diffusion folders load through it.
+
 Example:
     >>> from kaiga.families.vae.model import ConditionalVAE
     >>> m = ConditionalVAE.create(ConditionalVAE.config_class.tiny())
@@ -50,13 +53,11 @@ def config_from_dict(cls, data: dict):
         if f.name not in data:
             continue
         v = data[f.name]
-        sub = f.type if isinstance(f.type, type) else None
-        default = cls.__dataclass_fields__[f.name].default_factory  # nested configs use default_factory
+        default = f.default_factory  # nested configs are fields with a default_factory
         if isinstance(v, dict) and callable(default) and is_dataclass(default()):
             v = config_from_dict(type(default()), v)
         elif isinstance(v, list):
-            v = tuple(v)
-        del sub
+            v = tuple(v)  # JSON has no tuples; frozen configs use them
         kwargs[f.name] = v
     return cls(**kwargs)
 
