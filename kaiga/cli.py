@@ -413,25 +413,29 @@ def _eval_model(model: Optional[str]):
     return loaded.ref.name, loaded.hash, loaded.model
 
 
-def _generator(loaded_model, steps: int, guidance: Optional[float], sampler: str, total: int, bar, label: str):
+def _generator(loaded_model, steps: int, guidance: Optional[float], sampler: str, total: int, bar, label: str,
+               options: Optional[dict] = None):
     from kaiga.eval.alignment import model_generate
     from pydantic import ValidationError
 
     from kaiga.request import GenerationRequest, describe_error
 
     try:  # the request type holds every limit: check them before any image is made
-        GenerationRequest(prompt="check", steps=steps, sampler=sampler, **({"guidance": guidance} if guidance is not None else {}))
+        GenerationRequest(prompt="check", steps=steps, sampler=sampler, **({"guidance": guidance} if guidance is not None else {}),
+                          **{k: v for k, v in (options or {}).items() if v is not None})
     except ValidationError as e:
         fail(describe_error(e))
     task = bar.add_task(label, total=total)
     return model_generate(loaded_model, steps=steps, guidance=guidance, sampler=sampler,
-                          on_image=lambda done: bar.update(task, completed=done))
+                          on_image=lambda done: bar.update(task, completed=done), options=options)
 
 
 _EvalModel = Annotated[Optional[str], typer.Option(help="Model name or path (default: the bundled default); `renders` scores the renderer itself (the ceiling).")]
 _EvalSteps = Annotated[int, typer.Option(min=1, max=150, help="Sampling steps.")]
 _EvalGuidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance (default: the request default).")]
 _EvalSampler = Annotated[str, typer.Option(help="Sampler: ddim, euler, euler-a, dpm++2m.")]
+_EvalTruncation = Annotated[Optional[float], typer.Option(help="gan / vae models: latent truncation, 0-1 (default: the model's).")]
+_EvalCandidates = Annotated[Optional[int], typer.Option(help="transformer models: draws per image, the reranker keeps one (default 1).")]
 
 
 @eval_app.command("alignment")
@@ -439,6 +443,7 @@ def eval_alignment(
     model: _EvalModel = None,
     samples_per_prompt: Annotated[int, typer.Option("--samples-per-prompt", "-k", min=1, max=64, help="Images per prompt (fixed seeds).")] = 4,
     steps: _EvalSteps = 20, guidance: _EvalGuidance = None, sampler: _EvalSampler = "ddim",
+    truncation: _EvalTruncation = None, candidates: _EvalCandidates = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Result file (default: docs/eval/<model>/alignment.json).")] = None,
     grid: Annotated[Optional[Path], typer.Option(help="Worst-prompts grid PNG (default: beside the JSON).")] = None,
     readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
@@ -459,6 +464,7 @@ def eval_alignment(
     from kaiga.eval.readout import ReadoutNet
 
     name, model_hash, loaded = _eval_model(model)
+    options = {k: v for k, v in {"truncation": truncation, "candidates": candidates}.items() if v is not None}
     suite = prompt_suite()
     judge = ReadoutNet.load(readout)
     if through_autoencoder and loaded is None:
@@ -469,11 +475,12 @@ def eval_alignment(
         elif through_autoencoder:
             generate, name = autoencoder_generate(loaded, suite), f"{name}+autoencoder"
         else:
-            generate = _generator(loaded, steps, guidance, sampler, len(suite) * samples_per_prompt, bar, "generating")
+            generate = _generator(loaded, steps, guidance, sampler, len(suite) * samples_per_prompt, bar, "generating",
+                                  options)
         result, cases = evaluate_alignment(generate, judge, k=samples_per_prompt, suite=suite)
     generated = loaded is not None and not through_autoencoder
     result = {"model": name, "model_hash": model_hash,
-              "settings": {"steps": steps, "guidance": guidance, "sampler": sampler} if generated else None} | result
+              "settings": {"steps": steps, "guidance": guidance, "sampler": sampler, **options} if generated else None} | result
     json_path = json_path or Path("docs/eval") / name / "alignment.json"
     grid = grid or json_path.with_name("alignment-worst.png")
     write_alignment(result, cases, json_path, grid)

@@ -131,13 +131,17 @@ def autoencoder_generate(model, suite: list[PromptCase], batch_size: int = 64) -
 
 
 def model_generate(model, steps: int = 20, guidance: float | None = None, sampler: str = "ddim",
-                   batch_size: int = 16, on_image: Callable[[int], None] | None = None) -> GenerateFn:
-    """A GenerateFn over a loaded diffusion model, many prompts per batch."""
+                   batch_size: int = 16, on_image: Callable[[int], None] | None = None,
+                   options: dict | None = None) -> GenerateFn:
+    """A GenerateFn over a loaded model of any family, many prompts per batch.
+
+    `options`: the request's family options (truncation, candidates, ...), None meaning the family's default.
+    """
     from kaiga.pipelines.text_to_image import text_to_image
     from kaiga.request import GenerationRequest
 
     fields = {"steps": steps, "sampler": sampler} | ({"guidance": guidance} if guidance is not None else {})
-    request = GenerationRequest(prompt="evaluation", **fields)
+    request = GenerationRequest(prompt="evaluation", **fields, **{k: v for k, v in (options or {}).items() if v is not None})
 
     def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         images = []
