@@ -90,3 +90,19 @@ def test_a_model_end_to_end(tiny_model_dir):
     assert len(result["prompts"]) == len(suite) and all(0 <= p["score"] <= 1 for p in result["prompts"])
     assert all(len(c.images) == 2 for c in cases)
     assert worst_grid(cases, rows=3).height > 3 * 128
+
+
+def test_model_generate_passes_the_family_options():
+    """Truncation 0 pins a vae's latent to the prior's mean: every seed then draws the same image."""
+    import numpy as np
+    import torch
+
+    from kaiga.eval.alignment import model_generate
+    from kaiga.families.vae.model import ConditionalVAE, VAEFamilyConfig
+
+    torch.manual_seed(0)
+    vae = ConditionalVAE.create(VAEFamilyConfig.tiny())
+    pinned = model_generate(vae, options={"truncation": 0.0})(["a red car"] * 2, [1, 2])
+    free = model_generate(vae)(["a red car"] * 2, [1, 2])
+    assert np.array_equal(np.asarray(pinned[0]), np.asarray(pinned[1]))
+    assert not np.array_equal(np.asarray(free[0]), np.asarray(free[1]))
