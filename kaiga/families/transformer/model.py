@@ -151,7 +151,6 @@ class DalleTransformer(ImageGenerator):
         return to_pil(x)
 
     @torch.no_grad()
-    @torch.no_grad()
     def training_grid(self, pixels: torch.Tensor) -> torch.Tensor | None:
         """While the tokenizer trains: real images over their reconstructions through the codes.
 
