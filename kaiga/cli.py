@@ -206,7 +206,7 @@ def models(
     table = Table("name", "family", "format", "source", "path")
     for r in refs:
         table.add_row(r.name, r.family, r.format.value, r.source, str(r.path))
-    out.print(table)
+    _wide().print(table)  # names and paths are for copying: never wrapped, whatever the terminal
     out.print(f"user model directory: {user_models_dir()}", highlight=False)
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -96,8 +97,11 @@ def test_generate_browse_rate_rerun(server, page, tmp_path):
     page.click("#details .rerun")
     page.wait_for_selector("#generate .status-text:has-text('re-ran seed 6')", timeout=60_000)
     rerun_src = page.get_attribute("#generate .results figure img", "src")
-    pixels = [Image.open(io.BytesIO(api.get(url).content)).convert("RGB").tobytes() for url in (seed6["url"], rerun_src)]
-    assert pixels[0] == pixels[1]  # the same seed and settings gave the very same image
+    pixels = [np.asarray(Image.open(io.BytesIO(api.get(url).content)).convert("RGB"), np.int16)
+              for url in (seed6["url"], rerun_src)]
+    # The same seed and settings gave the same image: seed 6 was made beside seed 5, the rerun alone, and
+    # batched matrix products may differ in the last float bits, so ±1 grey level (as the pipeline tests).
+    assert np.abs(pixels[0] - pixels[1]).max() <= 1
     assert api.get("/v1/gallery/images").json()["total"] == 3  # a new record: its own time and job
 
     page.click("nav [data-tab=gallery]")
