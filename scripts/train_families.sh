@@ -29,7 +29,7 @@ case "${1:-}" in
     $K train transformer --stage scorer --data $DATA --out "$RUNS/transformer-scorer" \
       --init "$RUNS/transformer-tokenizer" --steps "${SCORER_STEPS:-1000}" --lr 1e-3 --resume
     $K train transformer --stage prior --data $DATA --out "$RUNS/transformer-prior" \
-      --init "$RUNS/transformer-scorer" --steps "${PRIOR_STEPS:-4500}" --lr 5e-4 --resume ;;
+      --init "$RUNS/transformer-scorer" --steps "${PRIOR_STEPS:-7000}" --lr 5e-4 --resume ;;
   *)
     echo "usage: bash scripts/train_families.sh gan|vae|transformer" >&2; exit 2 ;;
 esac
