@@ -3,24 +3,19 @@
 `measure_families` times every model in one run, so the ratios against the diffusion model (the
 baseline row) are fair on a noisy machine: ms/image at batch 16 with each family's default
 sampling settings (diffusion: DDIM, 20 steps, guidance 3), the median of `repeats` timed runs
-after one warm-up. `comparison_rows` joins those figures with alignment and fidelity results
-(docs/eval/<model>/*.json) and the training record in each model's kaiga.json.
+after one warm-up. `kaiga.eval.report` joins those figures with the alignment and fidelity results.
 
 Example:
     >>> params_of(torch.nn.Linear(3, 2))
     8
-    >>> training_seconds({"autoencoder": {"seconds": 60}, "denoiser": {"seconds": 3540}, "data": "scenes"})
-    3600.0
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
@@ -75,34 +70,3 @@ def measure_families(models=DEFAULT_MODELS, batch: int = 16, repeats: int = 3, t
             "environment": {"machine": platform.machine(), "torch": torch.__version__, "commit": git_commit(),
                             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             "models": rows}
-
-
-def comparison_rows(families: dict, results: Path) -> list[dict]:
-    """One row per model: its speed and size with its alignment and fidelity results, where measured."""
-    rows = []
-    for name, m in families["models"].items():
-        align = _load(results / name / "alignment.json")
-        fid = _load(results / name / "fidelity.json")
-        seconds = training_seconds(m.get("training") or {})
-        rows.append({
-            "model": name, "family": m["family"],
-            "seen": align["seen"]["overall"] if align else None,
-            "held_out": align["held_out"]["overall"] if align else None,
-            "fid": fid["model"]["fid"] if fid else None, "fid_floor": fid["floor"]["fid"] if fid else None,
-            "kid": fid["model"]["kid_mean"] if fid else None,
-            "ms_per_image": m["ms_per_image"], "speedup": m.get("speedup_over_diffusion"),
-            "params": m["params"], "train_hours": seconds / 3600 if seconds else None,
-        })
-    return rows
-
-
-def training_seconds(training: dict) -> float:
-    """Wall-clock of all the stages in a kaiga.json `training` record (FamilyTask's or the diffusion recipe's)."""
-    if "seconds" in training:
-        return float(training["seconds"])
-    stages = training.get("stages", training)
-    return float(sum(v["seconds"] for v in stages.values() if isinstance(v, dict) and "seconds" in v))
-
-
-def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None

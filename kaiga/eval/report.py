@@ -11,6 +11,8 @@ The report only formats numbers; it never computes or edits them.
 Example:
     >>> _fmt(0.91234), _fmt(None), _fmt(12.3456, 2)
     ('0.912', '–', '12.35')
+    >>> training_seconds({"autoencoder": {"seconds": 60}, "denoiser": {"seconds": 3540}, "data": "scenes"})
+    3600.0
 """
 
 from __future__ import annotations
@@ -116,10 +118,34 @@ def _speed_section(bench: dict) -> list[str]:
     return lines
 
 
+def comparison_rows(families: dict, results: Path) -> list[dict]:
+    """One row per model: its speed and size with its alignment and fidelity results, where measured."""
+    rows = []
+    for name, m in families["models"].items():
+        align = _load(results / name / "alignment.json")
+        fid = _load(results / name / "fidelity.json")
+        seconds = training_seconds(m.get("training") or {})
+        rows.append({
+            "model": name, "family": m["family"],
+            "seen": align["seen"]["overall"] if align else None,
+            "held_out": align["held_out"]["overall"] if align else None,
+            "fid": fid["model"]["fid"] if fid else None, "fid_floor": fid["floor"]["fid"] if fid else None,
+            "kid": fid["model"]["kid_mean"] if fid else None,
+            "ms_per_image": m["ms_per_image"], "speedup": m.get("speedup_over_diffusion"),
+            "params": m["params"], "train_hours": seconds / 3600 if seconds else None,
+        })
+    return rows
+
+
+def training_seconds(training: dict) -> float:
+    """Wall-clock in a kaiga.json `training` record: FamilyTask's total, or the sum of the diffusion recipe's stages."""
+    if "seconds" in training:
+        return float(training["seconds"])
+    return float(sum(v["seconds"] for v in training.values() if isinstance(v, dict) and "seconds" in v))
+
+
 def families_table(families: dict, results: Path = RESULTS_DIR) -> list[str]:
     """The four-family comparison (also pasted into the README): quality from docs/eval, speed measured together."""
-    from kaiga.eval.families import comparison_rows
-
     rows = []
     for r in comparison_rows(families, results):
         fid = (f"{_fmt(r['fid'], 1)} ({_fmt(r['fid'] / r['fid_floor'], 1)}× floor)" if r["fid"] is not None else "–")

@@ -91,7 +91,8 @@ def train_family(family: str, data: Path, out: Path, loop: LoopConfig, size: str
     """Train a gan, vae or transformer model on a dataset folder; writes the model folder to `out`.
 
     From scratch (`size` preset) or continuing the model folder `init` (fine-tuning, or the next
-    stage of a transformer: tokenizer, then prior, then scorer).
+    stage of a transformer: tokenizer, then scorer, then prior). `loss_options` replace config fields
+    that shape the loss only, never the architecture (the vae's `beta`), so a continued run may change them.
     """
     cls = family_class(family)
     model = cls.load(init) if init is not None else cls.create(family_config(family, size))

@@ -80,7 +80,7 @@ class FamilyTask(TrainTask):
         """
         state = json.loads((out / CHECKPOINT_DIR / "state.json").read_text())
         before = self.model.info.get("training") or {}
-        runs = list(before.get("runs", [{"stage": k, **v} for k, v in before.get("stages", {}).items()]))
+        runs = list(before.get("runs", []))
         stage = getattr(self.model, "stage", None)
         runs.append({"stage": getattr(stage, "value", stage) or self.model.family, "steps": state["step"],
                      "seconds": round(state["seconds"], 1), "processes": state.get("processes", 1),
