@@ -244,11 +244,13 @@ def data_scenes(
     out.print(f"wrote {n} images to {out_dir} ({n / dt:.0f} images/s)", highlight=False)
 
 
-def _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip: float = 1.0):
+def _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip: float = 1.0,
+                  max_minutes: float | None = None):
     from kaiga.train.loop import LoopConfig
 
     return LoopConfig(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every,
-                      sample_every=sample_every, seed=seed, warmup_steps=min(200, steps // 10), grad_clip=grad_clip)
+                      sample_every=sample_every, seed=seed, warmup_steps=min(200, steps // 10), grad_clip=grad_clip,
+                      max_seconds=None if max_minutes is None else 60 * max_minutes)
 
 
 _Steps = Annotated[int, typer.Option(min=1, help="Optimiser steps in all (a resumed run continues to this).")]
@@ -257,6 +259,7 @@ _Data = Annotated[Path, typer.Option(help="Dataset folder: images + metadata.jso
 _Out = Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, samples, log, final model.")]
 _Resume = Annotated[bool, typer.Option(help="Continue from the run folder's checkpoint.")]
 _Size = Annotated[str, typer.Option(help="Model size preset: default or tiny (for tests).")]
+_MaxMinutes = Annotated[Optional[float], typer.Option(min=0.01, help="Stop after this many minutes of training even if --steps is not reached; the run checkpoints and exports as at its end (--resume continues it).")]
 
 
 @train_app.command("autoencoder")
@@ -265,13 +268,15 @@ def train_autoencoder_cmd(data: _Data, out_dir: _Out, steps: _Steps = 1000, batc
               checkpoint_every: int = 100, sample_every: int = 100, seed: int = 0,
               resume: _Resume = False, size: _Size = "default",
               init: Annotated[Optional[Path], typer.Option(help="Start from this trained autoencoder (run or model folder).")] = None,
-              decoder_only: Annotated[bool, typer.Option(help="Keep the encoder (and so the latents) fixed; sharpen the decoder.")] = False):
+              decoder_only: Annotated[bool, typer.Option(help="Keep the encoder (and so the latents) fixed; sharpen the decoder.")] = False,
+              max_minutes: _MaxMinutes = None):
     """Train the autoencoder (AutoencoderKL) whose latent space the diffusion model works in."""
     from kaiga.data.dataset import DatasetError
     from kaiga.train.commands import train_autoencoder
 
     try:
-        state = train_autoencoder(data, out_dir, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed),
+        state = train_autoencoder(data, out_dir, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed,
+                                                               max_minutes=max_minutes),
                                   size=size, resume=resume, init=init, decoder_only=decoder_only)
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
@@ -285,7 +290,7 @@ def train_diffusion(data: _Data, out_dir: _Out,
                     steps: _Steps = 5000, batch_size: _Batch = 32,
                     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
                     checkpoint_every: int = 100, sample_every: int = 250, seed: int = 0,
-                    resume: _Resume = False, size: _Size = "default"):
+                    resume: _Resume = False, size: _Size = "default", max_minutes: _MaxMinutes = None):
     """Train the denoising UNet and text encoder (v-prediction, zero-terminal-SNR, min-SNR-5)."""
     from kaiga.data.dataset import DatasetError
     from kaiga.models import ModelFormat, resolve_model
@@ -298,7 +303,8 @@ def train_diffusion(data: _Data, out_dir: _Out,
             if ref.format is not ModelFormat.DIFFUSERS_FOLDER:
                 fail("init: fine-tuning needs a diffusers model folder")
             init_path = ref.path
-        state = train_denoiser(data, out_dir, vae, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed),
+        state = train_denoiser(data, out_dir, vae, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed,
+                                                                 max_minutes=max_minutes),
                                size=size, resume=resume, init=init_path)
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
@@ -306,11 +312,11 @@ def train_diffusion(data: _Data, out_dir: _Out,
 
 
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
-                  size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None):
+                  size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None):
     from kaiga.data.dataset import DatasetError
     from kaiga.train.commands import train_family
 
-    loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip)
+    loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip, max_minutes)
     try:
         state = train_family(family, data, out_dir, loop, size=size, resume=resume, init=init, stage=stage,
                              loss_options=loss_options)
@@ -326,25 +332,25 @@ _Init = Annotated[Optional[Path], typer.Option(help="Continue from this model fo
 def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
               checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
-              resume: _Resume = False, size: _Size = "default", init: _Init = None,
+              resume: _Resume = False, size: _Size = "default", init: _Init = None, max_minutes: _MaxMinutes = None,
               beta: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of the KL term (default: the config's, 1; higher: the caption decides more, the latent less).")] = None):
     """Train a conditional VAE (reconstruction + β·KL against a text-conditional prior)."""
     _train_family("vae", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
-                  loss_options={"beta": beta} if beta is not None else None)
+                  loss_options={"beta": beta} if beta is not None else None, max_minutes=max_minutes)
 
 
 @train_app.command("gan")
 def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate (the generator's; see the config for D's).")] = 2e-4,
               checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
-              resume: _Resume = False, size: _Size = "default", init: _Init = None):
+              resume: _Resume = False, size: _Size = "default", init: _Init = None, max_minutes: _MaxMinutes = None):
     """Train a text-conditional GAN (hinge loss, R1, DiffAugment, projection discriminator, EMA generator).
 
     No gradient clipping: the loop clips G's and D's gradients as one vector, so D's large
     gradients would shrink every G step; R1 keeps D in check instead.
     """
     _train_family("gan", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
-                  grad_clip=0.0)
+                  grad_clip=0.0, max_minutes=max_minutes)
 
 
 @train_app.command("transformer")
@@ -353,14 +359,15 @@ def train_transformer(data: _Data, out_dir: _Out,
                       steps: _Steps = 5000, batch_size: _Batch = 32,
                       lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
                       checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
-                      resume: _Resume = False, size: _Size = "default", init: _Init = None):
+                      resume: _Resume = False, size: _Size = "default", init: _Init = None,
+                      max_minutes: _MaxMinutes = None):
     """Train one stage of the DALL-E-style model: VQ tokenizer, then GPT prior, then the reranker."""
     if stage not in ("tokenizer", "prior", "scorer"):
         fail(f"stage: must be tokenizer, prior or scorer (got {stage!r})")
     if stage != "tokenizer" and init is None:
         fail(f"stage {stage} needs --init: the folder the previous stage wrote")
     _train_family("transformer", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
-                  size, init, stage=stage)
+                  size, init, stage=stage, max_minutes=max_minutes)
 
 
 @train_app.command("readout")

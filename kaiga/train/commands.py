@@ -71,6 +71,8 @@ def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, si
         model = LatentDiffusion.create(diffusion_config(size))
     if vae is not None:
         model.vae = _load_vae(vae)
+    if torch.cuda.is_available():
+        model.to("cuda")  # the task encodes every image once with the frozen autoencoder: on the GPU when there is one
     task = DenoiserTask(model, data, batch_size=loop.batch_size, cache_dir=Path(out) / "cache")
     return train(task, loop, out, resume=resume)
 

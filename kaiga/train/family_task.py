@@ -84,6 +84,7 @@ class FamilyTask(TrainTask):
         stage = getattr(self.model, "stage", None)
         runs.append({"stage": getattr(stage, "value", stage) or self.model.family, "steps": state["step"],
                      "seconds": round(state["seconds"], 1), "processes": state.get("processes", 1),
+                     "device": state.get("device", "cpu"),
                      "data": self.data.name, "config": {k: v for k, v in self.model.info["config"].items()
                                                         if not isinstance(v, dict)}})
         return {"runs": runs, "seconds": round(sum(r["seconds"] for r in runs), 1)}

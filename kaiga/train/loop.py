@@ -49,6 +49,7 @@ class LoopConfig:
     log_every: int = 10
     seed: int = 0
     progress: bool = True
+    max_seconds: float | None = None  # stop early (checkpoint + export as usual) after this much running time
 
 
 class TrainTask:
@@ -103,18 +104,22 @@ def _lr_lambda(cfg: LoopConfig):
 
 
 def train(task: TrainTask, cfg: LoopConfig, out, resume: bool = False, accelerator: Accelerator | None = None) -> dict:
-    """Run `cfg.steps` optimiser steps of `task`; returns the final loop state (step, loss, seconds)."""
+    """Run `cfg.steps` optimiser steps of `task` (fewer if `cfg.max_seconds` runs out first: the run then
+    checkpoints and exports as at its end, and `--resume` with more time continues it); returns the final
+    loop state (step, loss, seconds)."""
     out = Path(out)
     # cpu=True on CPU-only machines is what makes torchrun's processes meet over gloo (FACTS.md).
     acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-    module = task.module
+    if acc.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # float32 stays the master copy
+    module = task.module.to(acc.device)  # before the EMA copy, so the average lives where the weights do
     opt = torch.optim.AdamW(task.param_groups(cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     ema = init_ema(module)
-    state = {"step": 0, "loss": math.nan, "seconds": 0.0, "processes": acc.num_processes}
+    state = {"step": 0, "loss": math.nan, "seconds": 0.0, "processes": acc.num_processes, "device": _device_name(acc)}
     ckpt = out / CHECKPOINT_DIR
     if resume and (ckpt / "state.json").exists():
-        state = load_checkpoint(ckpt, module, opt, ema)
+        state = {**load_checkpoint(ckpt, module, opt, ema), "device": state["device"]}  # where it runs now
         sched.last_epoch = state["step"]
         acc.print(f"resumed from {ckpt} at step {state['step']}")
     model, opt = acc.prepare(module, opt)
@@ -125,6 +130,7 @@ def train(task: TrainTask, cfg: LoopConfig, out, resume: bool = False, accelerat
     bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                    TimeRemainingColumn(), disable=not (cfg.progress and acc.is_main_process))
     started, smooth = time.perf_counter() - state["seconds"], None
+    deadline = time.perf_counter() + cfg.max_seconds if cfg.max_seconds else math.inf
     with bar:
         bar_id = bar.add_task("train", total=cfg.steps, completed=state["step"], info="")
         while state["step"] < cfg.steps:
@@ -149,16 +155,35 @@ def train(task: TrainTask, cfg: LoopConfig, out, resume: bool = False, accelerat
                 log.write(json.dumps({"step": step + 1, "loss": loss_value, "smooth": smooth,
                                       "lr": sched.get_last_lr()[0], "seconds": round(state["seconds"], 1), **logs}) + "\n")
                 log.flush()
-            last = state["step"] == cfg.steps
+            last = state["step"] == cfg.steps or _out_of_time(acc, deadline)
             if acc.is_main_process and ((step + 1) % cfg.checkpoint_every == 0 or last):
                 save_checkpoint(ckpt, acc.unwrap_model(model), opt, ema, state)
             if acc.is_main_process and cfg.sample_every and ((step + 1) % cfg.sample_every == 0 or last):
                 _write_samples(task, module, ema, out, step + 1)
+            if last:
+                break
     acc.wait_for_everyone()
     if acc.is_main_process:
         task.export(ema_state_dict(acc.unwrap_model(model), ema), out)
         log.close()
     return state
+
+
+def _device_name(acc: Accelerator) -> str:
+    """What trained the model, for its training record: the GPU's name, or the CPU threads."""
+    if acc.device.type == "cuda":
+        return torch.cuda.get_device_name(acc.device)
+    return f"{acc.device.type} ({torch.get_num_threads()} threads)"
+
+
+def _out_of_time(acc: Accelerator, deadline: float) -> bool:
+    """Whether the time limit has passed, decided for all processes at once (one stopping alone would hang the rest)."""
+    if deadline == math.inf:
+        return False
+    late = time.perf_counter() >= deadline
+    if acc.num_processes == 1:
+        return late
+    return bool(acc.reduce(torch.tensor(float(late), device=acc.device), reduction="sum").item())
 
 
 def _write_samples(task: TrainTask, module: torch.nn.Module, ema: dict, out: Path, step: int) -> None:

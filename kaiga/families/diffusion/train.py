@@ -63,7 +63,7 @@ class AutoencoderTask(TrainTask):
         return {"x": to_float(self.pixels[idx]), "generator": generator}
 
     def sample_grid(self, module, step):
-        x = to_float(self.pixels[:8])
+        x = to_float(self.pixels[:8]).to(module.vae.device)
         rec = module.vae.decode(module.vae.encode(x).latent_dist.mode()).sample
         return grid(torch.cat([x, rec]))
 
@@ -74,7 +74,7 @@ class AutoencoderTask(TrainTask):
             return
         # Scale latents to unit variance, as Stable Diffusion's 0.18215 does for its VAE.
         with torch.no_grad():
-            z = torch.cat([self.model.vae.encode(to_float(self.pixels[i : i + 64])).latent_dist.mode()
+            z = torch.cat([self.model.vae.encode(to_float(self.pixels[i : i + 64]).to(self.model.vae.device)).latent_dist.mode()
                            for i in range(0, min(len(self.pixels), 1024), 64)])
         self.model.vae.register_to_config(scaling_factor=float(1.0 / z.std()))
         self.model.vae.save_pretrained(Path(out) / "vae")
@@ -156,7 +156,7 @@ class DenoiserTask(TrainTask):
         cond = m.encode_text(m.tokenize(list(GRID_PROMPTS)))
         uncond = m.encode_text(m.tokenize([""] * len(GRID_PROMPTS)))
         gens = [torch.Generator().manual_seed(i) for i in range(len(GRID_PROMPTS))]
-        noise = torch.stack([torch.randn(self.latents.shape[1:], generator=g) for g in gens])
+        noise = torch.stack([torch.randn(self.latents.shape[1:], generator=g) for g in gens]).to(m.device)
         sched = make_scheduler("ddim", m.scheduler_config)
         z = denoise(m.unet, sched, noise, cond, uncond, steps=20, guidance=3.0, generators=gens)
         return grid(m.decode(z))
