@@ -445,6 +445,11 @@ _EvalTruncation = Annotated[Optional[float], typer.Option(help="gan / vae models
 _EvalCandidates = Annotated[Optional[int], typer.Option(help="transformer models: draws per image, the reranker keeps one (default 1).")]
 
 
+def _family_options(truncation: Optional[float], candidates: Optional[int]) -> dict:
+    """The family options an evaluation was asked for (recorded in its settings)."""
+    return {k: v for k, v in {"truncation": truncation, "candidates": candidates}.items() if v is not None}
+
+
 @eval_app.command("alignment")
 def eval_alignment(
     model: _EvalModel = None,
@@ -471,7 +476,7 @@ def eval_alignment(
     from kaiga.eval.readout import ReadoutNet
 
     name, model_hash, loaded = _eval_model(model)
-    options = {k: v for k, v in {"truncation": truncation, "candidates": candidates}.items() if v is not None}
+    options = _family_options(truncation, candidates)
     suite = prompt_suite()
     judge = ReadoutNet.load(readout)
     if through_autoencoder and loaded is None:
@@ -509,6 +514,7 @@ def eval_fidelity(
     model: _EvalModel = None,
     n: Annotated[int, typer.Option("--n", min=10, max=100_000, help="Images to generate, and held-out renders to compare with.")] = 1000,
     steps: _EvalSteps = 20, guidance: _EvalGuidance = None, sampler: _EvalSampler = "ddim",
+    truncation: _EvalTruncation = None, candidates: _EvalCandidates = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Result file (default: docs/eval/<model>/fidelity.json).")] = None,
     readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
     features: Annotated[Optional[Path], typer.Option(help="Also score in this network's feature space: a TorchScript file such as the standard FID Inception (inception-2015-12-05.pt), uint8 images in, features out.")] = None,
@@ -534,12 +540,13 @@ def eval_fidelity(
     except FeatureExtractorError as e:
         fail(str(e))
     judge = ReadoutNet.load(readout)
+    options = _family_options(truncation, candidates)
     with Progress(console=err, transient=True) as bar:
-        generate = _generator(loaded, steps, guidance, sampler, n, bar, "generating")
+        generate = _generator(loaded, steps, guidance, sampler, n, bar, "generating", options)
         result = evaluate_fidelity(generate, judge, n=n, extra_features=extra,
                                    extra_name=features.name if features is not None else "")
     result = {"model_name": name, "model_hash": model_hash,
-              "settings": {"steps": steps, "guidance": guidance, "sampler": sampler}} | result
+              "settings": {"steps": steps, "guidance": guidance, "sampler": sampler, **options}} | result
     json_path = json_path or Path("docs/eval") / name / "fidelity.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=1) + "\n")

@@ -46,6 +46,20 @@ def test_train_generate_explain_and_compare_a_vae(tmp_path, tiny_scenes):
     assert rows["vae-run"]["family"] == "vae" and rows["vae-run"]["params"] > 0
     assert rows["scenes-diffusion"]["speedup_over_diffusion"] == 1.0
 
+    fidelity = tmp_path / "fidelity.json"
+    r = kaiga("eval", "fidelity", "--model", str(run), "--n", "10", "--truncation", "0.5", "--json", str(fidelity))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(fidelity.read_text())["settings"]["truncation"] == 0.5
+
+
+def test_a_time_limit_ends_training_early_with_a_model(tmp_path, tiny_scenes):
+    run = tmp_path / "vae-run"
+    r = kaiga("train", "vae", "--data", str(tiny_scenes), "--out", str(run), "--steps", "100000", "--batch-size", "2",
+              "--size", "tiny", "--max-minutes", "0.01")
+    assert r.returncode == 0, r.stderr
+    runs = json.loads((run / "kaiga.json").read_text())["training"]["runs"]
+    assert 1 <= runs[0]["steps"] < 100000 and runs[0]["device"].startswith("cpu")
+
 
 def test_train_transformer_needs_a_stage_and_the_previous_one(tmp_path, tiny_scenes):
     r = kaiga("train", "transformer", "--data", str(tiny_scenes), "--out", str(tmp_path), "--stage", "prior")

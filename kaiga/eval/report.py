@@ -133,6 +133,7 @@ def comparison_rows(families: dict, results: Path) -> list[dict]:
             "kid": fid["model"]["kid_mean"] if fid else None,
             "ms_per_image": m["ms_per_image"], "speedup": m.get("speedup_over_diffusion"),
             "params": m["params"], "train_hours": seconds / 3600 if seconds else None,
+            "train_hardware": training_hardware(m.get("training") or {}),
         })
     return rows
 
@@ -144,18 +145,30 @@ def training_seconds(training: dict) -> float:
     return float(sum(v["seconds"] for v in training.values() if isinstance(v, dict) and "seconds" in v))
 
 
+def training_hardware(training: dict) -> str:
+    """What a kaiga.json `training` record ran on: its runs' devices, else the record's own words, else CPU."""
+    devices = list(dict.fromkeys(r["device"] for r in training.get("runs", []) if r.get("device")))
+    return ", ".join(devices) or training.get("hardware") or "CPU"
+
+
+def _trained(hours: float | None, hardware: str) -> str:
+    if hours is None:
+        return "–"
+    return (f"{hours * 60:.0f} min" if hours < 1 else f"{_fmt(hours, 1)} h") + f" ({hardware})"
+
+
 def families_table(families: dict, results: Path = RESULTS_DIR) -> list[str]:
     """The four-family comparison (also pasted into the README): quality from docs/eval, speed measured together."""
     rows = []
     for r in comparison_rows(families, results):
         fid = (f"{_fmt(r['fid'], 1)} ({_fmt(r['fid'] / r['fid_floor'], 1)}× floor)" if r["fid"] is not None else "–")
         speed = f"{_fmt(r['ms_per_image'], 1)}" + (f" ({r['speedup']}× diffusion)" if r["speedup"] else "")
-        hours = _fmt(r["train_hours"], 1) if r["train_hours"] is not None else "–"
+        trained = _trained(r["train_hours"], r["train_hardware"])
         rows.append([r["family"], f"`{r['model']}`", f"{_fmt(r['seen'])} / {_fmt(r['held_out'])}", fid,
-                     _fmt(r["kid"], 1), speed, f"{r['params'] / 1e6:.1f} M", hours])
+                     _fmt(r["kid"], 1), speed, f"{r['params'] / 1e6:.1f} M", trained])
     s = families["settings"]
     return _table(["family", "model", "alignment seen / held-out", "FID (vs floor)", "KID", f"ms/image at batch {s['batch']}",
-                   "parameters", "training (CPU h)"], rows)
+                   "parameters", "training (wall-clock, hardware)"], rows)
 
 
 def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,

@@ -29,12 +29,18 @@ def test_report_tables_come_from_the_json_files(tmp_path):
     families = tmp_path / "families.json"
     families.write_text(json.dumps({"settings": {"batch": 16}, "models": {
         "my-model": {"family": "gan", "params": 2_500_000, "ms_per_image": 2.0, "speedup_over_diffusion": 40.0,
-                     "training": {"stages": {"gan": {"seconds": 5400}}, "seconds": 5400}},
+                     "training": {"runs": [{"stage": "gan", "seconds": 5400, "device": "cpu (2 threads)"}],
+                                  "seconds": 5400}},
+        "on-a-gpu": {"family": "transformer", "params": 4_000_000, "ms_per_image": 20.0, "speedup_over_diffusion": 4.0,
+                     "training": {"runs": [{"stage": "tokenizer", "seconds": 100, "device": "NVIDIA H100"},
+                                           {"stage": "prior", "seconds": 200, "device": "NVIDIA H100"}],
+                                  "seconds": 300}},
         "no-results": {"family": "vae", "params": 1_000_000, "ms_per_image": 1.0, "speedup_over_diffusion": 80.0,
                        "training": None}}}))
     text = write_report(tmp_path / "EVAL.md", results, tmp_path / "missing.json", readout_cfg=JUDGE,
                         installed=["my-model", "other-model"], families_json=families).read_text()
-    assert "| gan | `my-model` | 0.500 / 0.250 | 6.0 (3.0× floor) | 0.0 | 2.0 (40.0× diffusion) | 2.5 M | 1.5 |" in text
+    assert "| gan | `my-model` | 0.500 / 0.250 | 6.0 (3.0× floor) | 0.0 | 2.0 (40.0× diffusion) | 2.5 M | 1.5 h (cpu (2 threads)) |" in text
+    assert "| 4.0 M | 5 min (NVIDIA H100) |" in text
     assert "| vae | `no-results` | – / – | – | – | 1.0 (80.0× diffusion) | 1.0 M | – |" in text
     assert "without results yet: `other-model`" in text
     assert "| `my-model` | **0.500** | **0.250** |" in text
