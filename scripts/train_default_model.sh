@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Reproduce the bundled scenes-diffusion model (v3) from nothing (CPU: about 4.5 hours on 2 idle cores).
+# The CPU recipe of scenes-diffusion v3, by steps (about 4.5 hours on 2 idle cores). The shipped v4 came from
+# scripts/train_gpu.sh on a GPU; this script trains today's default architecture (autoencoder channels
+# 32/64/128; v3 had 16/32/64) with v3's steps, so expect a model like v3, not the same weights.
 # Every stage resumes: run the script again after an interruption and it continues.
 #   VAE_STEPS, DIFFUSION_STEPS, DECODER_STEPS, FINETUNE_STEPS override the recipe below.
 # The renders are the same for a seed; the captions are not those v1/v2 saw: since commit 0d91cf6 some

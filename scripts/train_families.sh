@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Reproduce the bundled gan, vae and transformer models from nothing: one command per family.
+# Train the gan, vae and transformer families on a CPU, by steps: one command per family.
+# The bundled models were trained on a GPU with scripts/train_gpu.sh (all four families in ~7 minutes on one
+# H100); this script trains the same architectures where there is no GPU (hours on 2 cores, and fewer steps).
 #   bash scripts/train_families.sh vae           # -> $RUNS/vae (model folder)
 #   bash scripts/train_families.sh gan           # -> $RUNS/gan
 #   bash scripts/train_families.sh transformer   # -> $RUNS/transformer-{tokenizer,scorer,prior}; the last is the model
 # Every stage resumes: run the same command again after an interruption and it continues.
-# Steps are overridable (VAE_STEPS, VAE_BETA_STEPS, GAN_STEPS, VQ_STEPS, PRIOR_STEPS, SCORER_STEPS); the defaults are the
-# recipes of the shipped models, whose wall-clock is recorded in their kaiga.json ("training").
+# Steps are overridable (VAE_STEPS, VAE_BETA_STEPS, GAN_STEPS, VQ_STEPS, PRIOR_STEPS, SCORER_STEPS); the defaults are
+# the CPU recipes of the previous bundled models (docs/EVAL.md: scenes-gan-v1, scenes-vae-v2, scenes-transformer-v2),
+# which had the narrower architectures of their own kaiga.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K=.venv/bin/kaiga

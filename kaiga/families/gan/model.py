@@ -49,11 +49,13 @@ from kaiga.text.encoder import TextConfig, build_text_encoder, pooled_text
 class GANConfig:
     image_size: int = 64
     z_dim: int = 64
-    g_channels: tuple[int, ...] = (128, 96, 48, 24, 16)  # G's maps at 4…64 px; ~250 ms/step on 1 core
+    # G's maps at 4…64 px. Wider than the CPU-trained (128, 96, 48, 24, 16), still inside the real-time budget
+    # (≤ 5 ms/image at batch 16 on 2 CPU cores, `kaiga eval families`); trained on a GPU (scripts/train_gpu.sh).
+    g_channels: tuple[int, ...] = (256, 160, 96, 48, 16)
     g_convs: int = 1  # 3×3 convolutions per generator block
-    d_channels: tuple[int, ...] = (16, 32, 64, 128)  # D's feature maps at 32, 16, 8, 4 px
-    d_features: int = 128  # size of D's feature vector h (the projection's inner product space)
-    text: TextConfig = field(default_factory=lambda: TextConfig(hidden_size=64, layers=2, heads=4))
+    d_channels: tuple[int, ...] = (32, 64, 128, 256)  # D's feature maps at 32, 16, 8, 4 px (D costs nothing at generation)
+    d_features: int = 256  # size of D's feature vector h (the projection's inner product space)
+    text: TextConfig = field(default_factory=lambda: TextConfig(hidden_size=128, layers=2, heads=4))
     loss: GANLoss = GANLoss.HINGE
     r1_gamma: float = 0.1  # weight γ/2·‖∇D‖² of R1; StyleGAN2-ADA's rule 2e-4·px²/batch gives 0.03 here
     r1_every: int = 16  # lazy regularisation (StyleGAN2 §B): R1 every k steps, weighted ×k

@@ -35,9 +35,10 @@ STAGE_ORDER = (Stage.TOKENIZER, Stage.PRIOR, Stage.SCORER)  # the prior needs th
 class VQConfig:
     """A diffusers `VQModel`: len(channels) blocks, each but the last halving the side."""
 
-    # 64 -> 8 pixels: 3 down-samplings. Thin at full size, where convolutions cost most on a CPU
-    # (16 there: ~490 ms/step at batch 32 on one thread; 8: ~380 ms).
-    channels: tuple[int, ...] = (8, 16, 32, 64)
+    # 64 -> 8 pixels: 3 down-samplings. (8, 16, 32, 64), sized for training on one CPU thread (~380 ms/step
+    # at batch 32), lost shapes and colours in its reconstructions; this width is trained on a GPU
+    # (scripts/train_gpu.sh), and decoding 64 codes costs little at generation time.
+    channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: int = 1
     norm_groups: int = 8
     latent_channels: int = 32
@@ -55,9 +56,11 @@ class VQConfig:
 class GPTConfig:
     """A transformers GPT-2 decoder (the prior p(image codes | caption))."""
 
-    n_layer: int = 4
-    n_embd: int = 192  # 256 costs ~610 ms/step at batch 32 on one thread; 192 ~430 ms
-    n_head: int = 4
+    # 4 layers of 192 fit one CPU thread (~430 ms/step at batch 32); this size is trained on a GPU
+    # (scripts/train_gpu.sh). Generation pays per token: 64 steps with a KV cache.
+    n_layer: int = 6
+    n_embd: int = 256
+    n_head: int = 8
     dropout: float = 0.0  # small model, many synthetic scenes: no need to regularise by default
     text_loss_weight: float = 0.0  # DALL-E weighted text / image cross-entropy 1/8 : 7/8; 0 = image only
 

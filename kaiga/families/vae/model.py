@@ -36,7 +36,9 @@ from kaiga.text.encoder import TextConfig, build_text_encoder, pooled_text
 class VAEFamilyConfig:
     image_size: int = 64
     latent_dim: int = 128
-    channels: tuple[int, ...] = (16, 32, 64, 128)  # feature maps at 32, 16, 8, 4 pixels (encoder)
+    # Feature maps at 32, 16, 8, 4 pixels (encoder; the decoder mirrors them). Twice the CPU-trained
+    # (16, 32, 64, 128): trained on a GPU (scripts/train_gpu.sh).
+    channels: tuple[int, ...] = (32, 64, 128, 256)
     text: TextConfig = field(default_factory=lambda: TextConfig(hidden_size=128, layers=2, heads=4))
     beta: float = 1.0  # weight of the KL term (per latent dimension, against per-pixel error)
     pixel_sigma: float = 0.1  # the decoder's Gaussian std: reconstruction = sq. error / (2σ²)

@@ -1,0 +1,28 @@
+"""scripts/train_gpu.sh, the recipe of the shipped models, runs end to end (here on the CPU, two steps a stage)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_gpu.sh"
+
+
+@pytest.mark.slow
+def test_every_chain_trains_and_exports_a_model(tiny_scenes, tmp_path):
+    env = {**os.environ, "PY": sys.executable, "DATA": str(tiny_scenes), "RUNS": str(tmp_path), "STEPS": "2",
+           "MINUTES": "5", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for family in ("gan", "vae", "transformer"):
+        runs = json.loads((tmp_path / family / "kaiga.json").read_text())["training"]["runs"]
+        assert all(run["steps"] == 2 for run in runs) and runs[-1]["device"].startswith("cpu")
+    assert [run["stage"] for run in json.loads((tmp_path / "transformer" / "kaiga.json").read_text())["training"]["runs"]] \
+        == ["tokenizer", "scorer", "prior"]
+    assert json.loads((tmp_path / "diffusion" / "kaiga.json").read_text())["family"] == "diffusion"
+    assert (tmp_path / "diffusion" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
