@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, MetadataError, read_metadata
-from kaiga.request import GenerationRequest
+from kaiga.request import FAMILY_OPTIONS, GenerationRequest
 from kaiga.samplers import Sampler
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
@@ -58,6 +58,12 @@ class Txt2ImgBody(BaseModel):
     script_name: str | None = None
     override_settings: dict[str, Any] = {}
     send_images: bool = True
+    # Not A1111's: kaiga's options of the gan, vae and transformer families (ranges: GenerationRequest).
+    truncation: float | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    candidates: int | None = None
 
 
 _UNSUPPORTED = {"enable_hr": "hires fix", "restore_faces": "face restoration", "tiling": "tiling",
@@ -83,7 +89,8 @@ def request_fields(body: Txt2ImgBody, model: str | None) -> dict:
     return {"prompt": body.prompt, "negative_prompt": body.negative_prompt,
             "seed": None if body.seed == -1 else body.seed, "n": body.batch_size * body.n_iter,
             "steps": body.steps, "guidance": body.cfg_scale, "width": body.width, "height": body.height,
-            "sampler": sampler_of(body.sampler_name or body.sampler_index), "model": model}
+            "sampler": sampler_of(body.sampler_name or body.sampler_index), "model": model,
+            **{name: getattr(body, name) for name in FAMILY_OPTIONS}}
 
 
 RENAME = {"n": "batch_size", "guidance": "cfg_scale", "sampler": "sampler_name", "strength": "denoising_strength"}

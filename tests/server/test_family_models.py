@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
+import httpx
 import openai
 import pytest
 import torch
@@ -36,3 +37,13 @@ def test_a_vae_model_answers_the_openai_client_with_its_record(vae_server):
     with pytest.raises(openai.BadRequestError) as e:
         client.images.generate(prompt="a red car", extra_body={"truncation": 3})
     assert e.value.body["param"] == "truncation"
+
+
+def test_a1111_clients_pass_family_options_too(vae_server):
+    body = {"prompt": "a red car in the city", "seed": 3, "truncation": 0.25}
+    r = httpx.post(vae_server.url + "/sdapi/v1/txt2img", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    record = read_metadata(io.BytesIO(base64.b64decode(r.json()["images"][0]))).record
+    assert (record.family, record.seed, record.extra["truncation"]) == ("vae", 3, 0.25)
+    r = httpx.post(vae_server.url + "/sdapi/v1/txt2img", json={**body, "truncation": 3}, timeout=60)
+    assert r.status_code == 422 and "truncation" in r.text
