@@ -95,7 +95,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if _is_a1111(request):  # A1111 answers FastAPI's own 422
             return JSONResponse({"detail": jsonable(e.errors())}, status_code=422)
         err = e.errors()[0]
-        loc = [str(p) for p in err["loc"] if p != "body"]
+        loc = [str(p) for p in err["loc"]]
+        if loc and loc[0] in ("body", "path", "query", "header", "cookie"):  # where it was, not which field
+            loc = loc[1:]
         param = loc[0] if loc else None
         if err["type"] == "extra_forbidden":
             message = f"Unrecognized request argument supplied: {param}"

@@ -64,6 +64,7 @@ def test_gallery_over_http(serve, database_url):  # on SQLite and on PostgreSQL
         assert httpx.put(f"{g}/boards/{board['id']}/images/{image_id}").json()["added"] is True
     assert httpx.put(f"{g}/boards/{board['id']}/images/{cars[0]}").json()["added"] is False
     assert _error(httpx.put(f"{g}/boards/{board['id']}/images/999"), 404)["param"] == "image_id"
+    assert _error(httpx.get(f"{g}/images/0"), 400)["param"] == "image_id"  # a bad id names itself, not "path"
     assert httpx.patch(f"{g}/boards/{board['id']}", json={"name": "red cars"}).json()["name"] == "red cars"
     assert [(b["name"], b["images"]) for b in httpx.get(g + "/boards").json()["data"]] == [("red cars", 2)]
     on_board = httpx.get(g + "/images", params={"board": board["id"]}).json()
