@@ -7,7 +7,8 @@
 # running the script again continues every stage (`--resume`) for another budget. Logs: RUNS/*.log.
 # FROM=bundled continues the shipped models (kaiga/bundled) instead of starting from scratch: the denoiser,
 # the transformer's prior, the gan and the vae (β = 30) train on for the whole budget.
-# STEPS caps each stage's steps instead (tests/train/test_train_gpu_script.py runs it so on a CPU); PY picks the Python.
+# STEPS caps each stage's steps instead and SIZE=tiny picks the test-sized architectures (tests/train/
+# test_train_gpu_script.py runs it so on a CPU); PY picks the Python.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -22,7 +23,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-3} PYTHONUNBUFFERED=1
 [ -f "$DATA/manifest.json" ] || $K data scenes --n 40000 --seed 3 --layouts 0.35,0.2,0.45 --captions 6 --out "$DATA" || exit
 mkdir -p "$RUNS"
 share() { python3 -c "print(round($M * $1, 2))"; }  # minutes of the chain's budget for one stage
-common=(--data "$DATA" --steps "$STEPS" --sample-every 0 --checkpoint-every 2000 --resume)
+common=(--data "$DATA" --steps "$STEPS" --size "${SIZE:-default}" --sample-every 0 --checkpoint-every 2000 --resume)
 
 if [ "$FROM" = bundled ]; then
   B=kaiga/bundled

@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_gpu.sh"
 
 @pytest.mark.slow
 def test_every_chain_trains_and_exports_a_model(tiny_scenes, tmp_path):
-    env = {**os.environ, "PY": sys.executable, "DATA": str(tiny_scenes), "RUNS": str(tmp_path), "STEPS": "2",
+    env = {**os.environ, "PY": sys.executable, "DATA": str(tiny_scenes), "RUNS": str(tmp_path), "STEPS": "2", "SIZE": "tiny",
            "MINUTES": "5", "OMP_NUM_THREADS": "1"}
     r = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
