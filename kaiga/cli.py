@@ -429,7 +429,7 @@ def _generator(loaded_model, steps: int, guidance: Optional[float], sampler: str
 
     try:  # the request type holds every limit: check them before any image is made
         GenerationRequest(prompt="check", steps=steps, sampler=sampler, **({"guidance": guidance} if guidance is not None else {}),
-                          **{k: v for k, v in (options or {}).items() if v is not None})
+                          **(options or {}))  # _family_options: never None
     except ValidationError as e:
         fail(describe_error(e))
     task = bar.add_task(label, total=total)

@@ -25,10 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, MetadataError, read_metadata
-from kaiga.request import FAMILY_OPTIONS, GenerationRequest
+from kaiga.request import GenerationRequest
 from kaiga.samplers import Sampler
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
+from kaiga.server.family_fields import FamilyOptionFields, family_options
 from kaiga.server.state import Principal, ServerState
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
@@ -36,7 +37,7 @@ router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], depend
 MAX_PNG_INFO_BYTES = 50 * 2**20  # png-info reads text chunks only, but the upload itself is capped
 
 
-class Txt2ImgBody(BaseModel):
+class Txt2ImgBody(FamilyOptionFields):
     """The body of `POST /sdapi/v1/txt2img` (A1111's names; unlisted A1111 fields are accepted and unused)."""
 
     model_config = ConfigDict(extra="allow")
@@ -58,12 +59,7 @@ class Txt2ImgBody(BaseModel):
     script_name: str | None = None
     override_settings: dict[str, Any] = {}
     send_images: bool = True
-    # Not A1111's: kaiga's options of the gan, vae and transformer families (ranges: GenerationRequest).
-    truncation: float | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    candidates: int | None = None
+    # Not A1111's: kaiga's options of the gan, vae and transformer families, inherited (ranges: GenerationRequest).
 
 
 _UNSUPPORTED = {"enable_hr": "hires fix", "restore_faces": "face restoration", "tiling": "tiling",
@@ -90,7 +86,7 @@ def request_fields(body: Txt2ImgBody, model: str | None) -> dict:
             "seed": None if body.seed == -1 else body.seed, "n": body.batch_size * body.n_iter,
             "steps": body.steps, "guidance": body.cfg_scale, "width": body.width, "height": body.height,
             "sampler": sampler_of(body.sampler_name or body.sampler_index), "model": model,
-            **{name: getattr(body, name) for name in FAMILY_OPTIONS}}
+            **family_options(body)}
 
 
 RENAME = {"n": "batch_size", "guidance": "cfg_scale", "sampler": "sampler_name", "strength": "denoising_strength"}

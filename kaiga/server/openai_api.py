@@ -37,9 +37,10 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kaiga.request import FAMILY_OPTIONS, GenerationRequest
+from kaiga.request import GenerationRequest
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
+from kaiga.server.family_fields import FamilyOptionFields, family_options
 from kaiga.server.state import Principal, ServerState
 from kaiga.store.gallery import is_sha256
 
@@ -50,7 +51,7 @@ STYLE_GUIDANCE = {"natural": 2.0, "vivid": 4.5}
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 
 
-class KaigaFields(BaseModel):
+class KaigaFields(FamilyOptionFields):
     """kaiga's own fields, which every OpenAI-compatible body also takes (the openai client's `extra_body`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -60,12 +61,6 @@ class KaigaFields(BaseModel):
     steps: int | None = None
     guidance: float | None = None
     sampler: str | None = None
-    # Options of the gan, vae and transformer families (see GenerationRequest for their ranges).
-    truncation: float | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    candidates: int | None = None
 
 
 class ImageGenerationBody(KaigaFields):
@@ -110,7 +105,7 @@ def to_request(body: ImageGenerationBody) -> GenerationRequest:
               "steps": body.steps if body.steps is not None else QUALITY_STEPS[body.quality or "auto"],
               "guidance": body.guidance if body.guidance is not None else STYLE_GUIDANCE.get(body.style or ""),
               "negative_prompt": body.negative_prompt, "seed": body.seed, "sampler": body.sampler,
-              **{name: getattr(body, name) for name in FAMILY_OPTIONS}}
+              **family_options(body)}
     try:
         return GenerationRequest(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as e:
