@@ -25,7 +25,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -164,7 +164,9 @@ class CaseResult:
     readings: list[Reading] = field(repr=False)
 
 
-def _summary(results: list[CaseResult]) -> dict:
+def _summary(results: list[CaseResult]) -> dict | None:
+    if not results:
+        return None  # e.g. held-out, when only categories without held-out cases were scored
     def by_category(score) -> dict[str, float]:
         groups: dict[str, list[float]] = {}
         for r in results:
@@ -180,16 +182,25 @@ def _summary(results: list[CaseResult]) -> dict:
 
 
 def evaluate_alignment(generate: GenerateFn, readout: ReadoutNet, k: int = 4,
-                       suite: list[PromptCase] | None = None) -> tuple[dict, list[CaseResult]]:
-    """Score `generate` on the suite; returns (result dict for JSON, per-case results with images)."""
+                       suite: list[PromptCase] | None = None,
+                       categories: Collection[str] | None = None) -> tuple[dict, list[CaseResult]]:
+    """Score `generate` on the suite; returns (result dict for JSON, per-case results with images).
+
+    `categories` scores only those categories' cases (a quick check while working on, say, the pair
+    categories). Each case keeps the seeds of its place in the whole suite, so its images and score
+    are the ones a full run would give; a split with no case left is None in the result.
+    """
     suite = suite if suite is not None else prompt_suite()
+    if categories is not None and (unknown := set(categories) - set(CATEGORIES)):
+        raise ValueError(f"unknown categories {sorted(unknown)}; known: {', '.join(CATEGORIES)}")
+    picked = [(i, c) for i, c in enumerate(suite) if categories is None or c.category in categories]
     t0 = time.perf_counter()
-    prompts = [c.prompt for c in suite for _ in range(k)]
-    seeds = [s for i in range(len(suite)) for s in case_seeds(i, k)]
+    prompts = [c.prompt for _, c in picked for _ in range(k)]
+    seeds = [s for i, _ in picked for s in case_seeds(i, k)]
     images = generate(prompts, seeds)
     readings = read(readout, images)  # read() brings any size to the judge's 64×64
     results = []
-    for i, case in enumerate(suite):
+    for i, (_, case) in enumerate(picked):
         mine = readings[i * k : (i + 1) * k]
         results.append(CaseResult(case, float(np.mean([passes(case, r) for r in mine])),
                                   float(np.mean([passes(case, r, strict=True) for r in mine])),
@@ -197,6 +208,7 @@ def evaluate_alignment(generate: GenerateFn, readout: ReadoutNet, k: int = 4,
     result = {
         "suite_version": SUITE_VERSION,
         "samples_per_prompt": k,
+        "categories": None if categories is None else [c for c in CATEGORIES if c in categories],
         "seen": _summary([r for r in results if not r.case.held_out]),
         "held_out": _summary([r for r in results if r.case.held_out]),
         "judge": fingerprint(readout),  # scores from different judges are not comparable

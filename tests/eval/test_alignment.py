@@ -63,6 +63,20 @@ def test_renders_of_each_prompt_score_near_one(judge):
     assert result["held_out"]["overall"] >= 0.9, result["held_out"]
 
 
+def test_scoring_some_categories_gives_the_full_runs_scores_for_them(judge):
+    """A case keeps the seeds of its place in the whole suite, so a partial run repeats the full run's images."""
+    suite = prompt_suite()[::3]
+    full, _ = evaluate_alignment(oracle_generate(suite), judge, k=2, suite=suite)
+    part, _ = evaluate_alignment(oracle_generate(suite), judge, k=2, suite=suite, categories={"position", "style"})
+    assert part["categories"] == ["position", "style"]
+    assert part["prompts"] == [p for p in full["prompts"] if p["category"] in ("position", "style")]
+    assert set(part["seen"]["categories"]) == {"position", "style"}
+    only_pairs, _ = evaluate_alignment(oracle_generate(suite), judge, k=1, suite=suite, categories=["position"])
+    assert only_pairs["held_out"] is None  # the suite has no held-out position cases
+    with pytest.raises(ValueError, match="unknown categories"):
+        evaluate_alignment(oracle_generate(suite), judge, k=1, suite=suite, categories=["colour"])
+
+
 def test_a_deliberately_wrong_colour_scores_zero_on_colours(judge):
     suite = [c for c in prompt_suite() if c.category == "colours"]
     wrong = {c.prompt: replace(c, objects=tuple((n, COLOURS[(COLOURS.index(col) + 4) % len(COLOURS)])

@@ -26,6 +26,18 @@ def test_alignment_of_the_renders_then_the_report(tmp_path):
     assert "| `renders` |" in (tmp_path / "docs/EVAL.md").read_text()
 
 
+def test_alignment_of_some_categories_goes_to_its_own_file(tmp_path):
+    r = kaiga("eval", "alignment", "--model", "renders", "-k", "1", "-c", "position", "-c", "two_objects", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "docs/eval/renders"
+    result = json.loads((out / "alignment-two_objects+position.json").read_text())
+    assert result["categories"] == ["two_objects", "position"] and result["held_out"] is None
+    assert (out / "alignment-two_objects+position-worst.png").exists()
+    assert not (out / "alignment.json").exists()  # the report's file holds only whole-suite runs
+    r = kaiga("eval", "alignment", "--model", "renders", "-c", "colour")
+    assert r.returncode == 2 and "colours" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_fidelity_of_a_model_writes_scores_and_the_floor(tmp_path, tiny_model_dir):
     out = tmp_path / "fid.json"
     r = kaiga("eval", "fidelity", "--model", str(tiny_model_dir), "--n", "40", "--steps", "1", "--json", str(out))
