@@ -442,12 +442,15 @@ _EvalSteps = Annotated[int, typer.Option(min=1, max=150, help="Sampling steps.")
 _EvalGuidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance (default: the request default).")]
 _EvalSampler = Annotated[str, typer.Option(help="Sampler: ddim, euler, euler-a, dpm++2m.")]
 _EvalTruncation = Annotated[Optional[float], typer.Option(help="gan / vae models: latent truncation, 0-1 (default: the model's).")]
-_EvalCandidates = Annotated[Optional[int], typer.Option(help="transformer models: draws per image, the reranker keeps one (default 1).")]
+_EvalCandidates = Annotated[Optional[int], typer.Option(help="transformer models: draws per image, the reranker keeps one (default: the model's).")]
+_EvalTemperature = Annotated[Optional[float], typer.Option(help="transformer models: sampling temperature (default: the model's).")]
+_EvalTopK = Annotated[Optional[int], typer.Option("--top-k", help="transformer models: sample among the k likeliest codes, 0 = all (default: the model's).")]
+_EvalTopP = Annotated[Optional[float], typer.Option("--top-p", help="transformer models: nucleus sampling, 1 = off (default: the model's).")]
 
 
-def _family_options(truncation: Optional[float], candidates: Optional[int]) -> dict:
-    """The family options an evaluation was asked for (recorded in its settings)."""
-    return {k: v for k, v in {"truncation": truncation, "candidates": candidates}.items() if v is not None}
+def _family_options(**options) -> dict:
+    """The family options an evaluation was asked for (recorded in its settings): those not None."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 @eval_app.command("alignment")
@@ -455,7 +458,8 @@ def eval_alignment(
     model: _EvalModel = None,
     samples_per_prompt: Annotated[int, typer.Option("--samples-per-prompt", "-k", min=1, max=64, help="Images per prompt (fixed seeds).")] = 4,
     steps: _EvalSteps = 20, guidance: _EvalGuidance = None, sampler: _EvalSampler = "ddim",
-    truncation: _EvalTruncation = None, candidates: _EvalCandidates = None,
+    truncation: _EvalTruncation = None, candidates: _EvalCandidates = None, temperature: _EvalTemperature = None,
+    top_k: _EvalTopK = None, top_p: _EvalTopP = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Result file (default: docs/eval/<model>/alignment.json).")] = None,
     grid: Annotated[Optional[Path], typer.Option(help="Worst-prompts grid PNG (default: beside the JSON).")] = None,
     readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
@@ -483,7 +487,8 @@ def eval_alignment(
     if category and (unknown := sorted(set(category) - set(CATEGORIES))):
         fail(f"--category: unknown {', '.join(unknown)}; choose from {', '.join(CATEGORIES)}")
     name, model_hash, loaded = _eval_model(model)
-    options = _family_options(truncation, candidates)
+    options = _family_options(truncation=truncation, candidates=candidates, temperature=temperature, top_k=top_k,
+                              top_p=top_p)
     suite = prompt_suite()
     judge = ReadoutNet.load(readout)
     if through_autoencoder and loaded is None:
@@ -525,7 +530,8 @@ def eval_fidelity(
     model: _EvalModel = None,
     n: Annotated[int, typer.Option("--n", min=10, max=100_000, help="Images to generate, and held-out renders to compare with.")] = 1000,
     steps: _EvalSteps = 20, guidance: _EvalGuidance = None, sampler: _EvalSampler = "ddim",
-    truncation: _EvalTruncation = None, candidates: _EvalCandidates = None,
+    truncation: _EvalTruncation = None, candidates: _EvalCandidates = None, temperature: _EvalTemperature = None,
+    top_k: _EvalTopK = None, top_p: _EvalTopP = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Result file (default: docs/eval/<model>/fidelity.json).")] = None,
     readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
     features: Annotated[Optional[Path], typer.Option(help="Also score in this network's feature space: a TorchScript file such as the standard FID Inception (inception-2015-12-05.pt), uint8 images in, features out.")] = None,
@@ -551,7 +557,8 @@ def eval_fidelity(
     except FeatureExtractorError as e:
         fail(str(e))
     judge = ReadoutNet.load(readout)
-    options = _family_options(truncation, candidates)
+    options = _family_options(truncation=truncation, candidates=candidates, temperature=temperature, top_k=top_k,
+                              top_p=top_p)
     with Progress(console=err, transient=True) as bar:
         generate = _generator(loaded, steps, guidance, sampler, n, bar, "generating", options)
         result = evaluate_fidelity(generate, judge, n=n, extra_features=extra,

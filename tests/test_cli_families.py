@@ -66,3 +66,20 @@ def test_train_transformer_needs_a_stage_and_the_previous_one(tmp_path, tiny_sce
     assert r.returncode == 2 and "stage prior needs --init" in r.stderr
     r = kaiga("train", "transformer", "--data", str(tiny_scenes), "--out", str(tmp_path), "--stage", "colour")
     assert r.returncode == 2 and "stage: must be tokenizer, prior or scorer" in r.stderr
+
+
+def test_eval_alignment_takes_the_transformer_sampling_options(tmp_path):
+    """A tiny transformer saved in its real format, scored on one category with its sampling options recorded."""
+    from kaiga.families.transformer.config import TransformerConfig
+    from kaiga.families.transformer.model import DalleTransformer
+
+    model = DalleTransformer.create(TransformerConfig.tiny()).save(tmp_path / "tiny-transformer")
+    out = tmp_path / "alignment.json"
+    r = kaiga("eval", "alignment", "--model", str(model), "-k", "1", "-c", "single_object", "--temperature", "0.5",
+              "--top-k", "4", "--top-p", "0.9", "--candidates", "2", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert result["settings"] | {"temperature": 0.5, "top_k": 4, "top_p": 0.9, "candidates": 2} == result["settings"]
+    assert result["categories"] == ["single_object"] and list(result["seen"]["categories"]) == ["single_object"]
+    r = kaiga("eval", "alignment", "--model", str(model), "--temperature", "0", "--json", str(out))
+    assert r.returncode == 2 and "temperature" in r.stderr and "Traceback" not in r.stderr

@@ -162,10 +162,19 @@ class DalleTransformer(ImageGenerator):
         return torch.cat([x, self.decode(encode_codes(self.vq, x))])
 
     def explain(self, prompt, seed):
-        """The image as the prior writes it: frames after 8, 16, ..., 64 tokens, the rest grey."""
+        """The image as the prior writes it: frames after 8, 16, ..., 64 tokens, the rest grey.
+
+        With reranking on (the model's default `candidates`), the frames follow the draw the reranker
+        keeps, so the last frame is the image `sample` gives for this prompt and seed.
+        """
         request = GenerationRequest(prompt=prompt)
-        temperature, top_k, top_p, _ = self._options(request)
-        codes = self.draw_codes([prompt], [seed], temperature, top_k, top_p)[0]  # [64]
+        temperature, top_k, top_p, n_cand = self._options(request)
+        drawn = self.draw_codes([prompt] * n_cand, [candidate_seed(seed, j) for j in range(n_cand)],
+                                temperature, top_k, top_p)  # [candidates, 64]
+        codes = drawn[0]
+        if n_cand > 1:
+            scores = self.scorer.similarity(self.decode(drawn), self.tokenize([prompt] * n_cand).to(self.device))
+            codes = drawn[int(scores.argmax())]
         n, side = self.config.image_tokens, self.config.vq.grid(self.config.image_size)
         patch = self.config.image_size // side  # pixels per code
         counts = list(range(EXPLAIN_EVERY, n + 1, EXPLAIN_EVERY))
@@ -174,4 +183,7 @@ class DalleTransformer(ImageGenerator):
         x = self.decode(torch.where(written, partial, torch.zeros_like(partial)))  # unwritten: code 0, then masked
         mask = written.view(-1, 1, side, side).float().repeat_interleave(patch, 2).repeat_interleave(patch, 3)
         frames = to_pil(x * mask.to(x))  # 0 in [-1, 1] is mid grey
-        return frames, [f"tokens {k}/{n}" for k in counts]
+        captions = [f"tokens {k}/{n}" for k in counts]
+        if n_cand > 1:
+            captions[-1] += f", best of {n_cand}"
+        return frames, captions

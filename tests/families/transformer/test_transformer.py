@@ -94,7 +94,8 @@ def test_candidates_keep_the_best_scored(model):
     best = model.sample(GenerationRequest(prompt=PROMPT, candidates=n), seeds)
     for seed, image in zip(seeds, best):
         cand = [candidate_seed(seed, j) for j in range(n)]
-        x = model.decode(model.draw_codes([PROMPT] * n, cand, top_k=model.config.sampling.top_k))
+        d = model.config.sampling
+        x = model.decode(model.draw_codes([PROMPT] * n, cand, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p))
         scores = model.scorer.similarity(x, model.tokenize([PROMPT] * n))
         assert len(set(scores.tolist())) == n  # the choice is not a tie
         from kaiga.images import to_pil
@@ -106,9 +107,10 @@ def test_candidates_keep_the_best_scored(model):
 def test_progress_and_explain(model):
     seen = []
     model.sample(GenerationRequest(prompt=PROMPT), [1, 2, 3], batch_size=2, on_step=lambda d, t: seen.append((d, t)))
-    assert seen[-1] == (3 * 64, 3 * 64) and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
+    n = model.config.sampling.candidates  # every candidate's tokens count as work done
+    assert seen[-1] == (3 * n * 64, 3 * n * 64) and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
     frames, captions = model.explain(PROMPT, seed=4)
-    assert len(frames) == 8 and captions[0] == "tokens 8/64" and captions[-1] == "tokens 64/64"
+    assert len(frames) == 8 and captions[0] == "tokens 8/64" and captions[-1] == f"tokens 64/64, best of {n}"
     first = np.asarray(frames[0])
     assert (first[8:] == 128).all()  # rows of codes not yet written are grey
     assert same_images(frames[-1:], model.sample(GenerationRequest(prompt=PROMPT), [4]))
