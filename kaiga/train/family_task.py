@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from kaiga.data.dataset import load_pixels, read_metadata, to_float
 from kaiga.families.base import ImageGenerator
 from kaiga.images import grid, pil_grid
 from kaiga.request import GenerationRequest
-from kaiga.train.loop import CHECKPOINT_DIR, LoopConfig, TrainTask
+from kaiga.train.loop import LoopConfig, TrainTask, training_record
 
 
 class FamilyTask(TrainTask):
@@ -69,22 +68,9 @@ class FamilyTask(TrainTask):
 
     def export(self, state_dict, out):
         self.model.load_state_dict(state_dict)
-        self.model.info["training"] = self._training_record(Path(out))
+        stage = getattr(self.model, "stage", None)  # a transformer's stage; the family name for the others
+        config = {k: v for k, v in self.model.info["config"].items() if not isinstance(v, dict)}
+        self.model.info["training"] = training_record(self.model.info.get("training"), out,
+                                                      getattr(stage, "value", stage) or self.model.family,
+                                                      self.data.name, config=config)
         self.model.save(out, dtype=torch.float16)
-
-    def _training_record(self, out: Path) -> dict:
-        """Every run that made the model (a transformer's stages, fine-tunes), with steps and wall-clock.
-
-        Kept in kaiga.json. The runs of the model a run started from (`--init`) come first; a resumed
-        run starts from the same model, so it replaces its own entry instead of adding one.
-        """
-        state = json.loads((out / CHECKPOINT_DIR / "state.json").read_text())
-        before = self.model.info.get("training") or {}
-        runs = list(before.get("runs", []))
-        stage = getattr(self.model, "stage", None)
-        runs.append({"stage": getattr(stage, "value", stage) or self.model.family, "steps": state["step"],
-                     "seconds": round(state["seconds"], 1), "processes": state.get("processes", 1),
-                     "device": state.get("device", "cpu"),
-                     "data": self.data.name, "config": {k: v for k, v in self.model.info["config"].items()
-                                                        if not isinstance(v, dict)}})
-        return {"runs": runs, "seconds": round(sum(r["seconds"] for r in runs), 1)}

@@ -103,6 +103,24 @@ def _lr_lambda(cfg: LoopConfig):
     return f
 
 
+def training_record(before: dict | None, out, stage: str, data: str, **extra) -> dict:
+    """kaiga.json's "training": the runs of the model a run started from (`before`), then this one.
+
+    Read from the run folder `out` after the loop: steps, wall-clock, processes and device from the
+    checkpoint's state, batch and learning rate from train_config.json. A resumed run starts from the
+    same model as before, so it replaces its own entry instead of adding one.
+    """
+    out = Path(out)
+    state = json.loads((out / CHECKPOINT_DIR / "state.json").read_text())
+    loop = json.loads((out / "train_config.json").read_text())
+    runs = list((before or {}).get("runs", []))
+    runs.append({"stage": stage, "steps": state["step"], "batch": loop["batch_size"], "lr": loop["lr"],
+                 "seconds": round(state["seconds"], 1), "loss": round(state["loss"], 4),
+                 "processes": state.get("processes", 1), "device": state.get("device", "cpu"), "data": data, **extra})
+    # Only the runs: free-text notes of a shipped model ("recipe", ...) describe its own runs, not this one.
+    return {"runs": runs, "seconds": round(sum(r["seconds"] for r in runs), 1)}
+
+
 def train(task: TrainTask, cfg: LoopConfig, out, resume: bool = False, accelerator: Accelerator | None = None) -> dict:
     """Run `cfg.steps` optimiser steps of `task` (fewer if `cfg.max_seconds` runs out first: the run then
     checkpoints and exports as at its end, and `--resume` with more time continues it); returns the final

@@ -98,5 +98,9 @@ def test_fine_tuning_starts_from_the_given_model(tiny_scenes, tiny_model_dir, tm
     before, after = start.unet.conv_in.weight, tuned.unet.conv_in.weight
     assert before.shape == after.shape and (before - after).abs().max() < 0.01  # started from it, moved a little
     torch.testing.assert_close(tuned.vae.encoder.conv_in.weight, start.vae.encoder.conv_in.weight.to(torch.float16).float())
+    # kaiga.json keeps the runs that made the model it started from, then this fine-tune
+    runs = tuned.info["training"]["runs"]
+    assert runs[:-1] == (start.info.get("training") or {}).get("runs", [])
+    assert (runs[-1]["stage"], runs[-1]["steps"], runs[-1]["batch"], runs[-1]["data"]) == ("denoiser", 2, 4, tiny_scenes.name)
     with pytest.raises(ValueError, match="--vae is needed"):
         train_denoiser(tiny_scenes, tmp_path / "x", None, LoopConfig(steps=1, progress=False))

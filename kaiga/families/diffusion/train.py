@@ -29,7 +29,7 @@ from kaiga.families.diffusion.losses import decoder_loss, diffusion_loss, vae_lo
 from kaiga.families.diffusion.model import LatentDiffusion
 from kaiga.families.diffusion.sampling import DEFAULT_SCHEDULER, make_scheduler, denoise
 from kaiga.images import grid
-from kaiga.train.loop import TrainTask
+from kaiga.train.loop import TrainTask, training_record
 
 class _AutoencoderModule(torch.nn.Module):
     def __init__(self, vae, kl_weight: float, decoder_only: bool):
@@ -125,7 +125,7 @@ class DenoiserTask(TrainTask):
 
     def __init__(self, model: LatentDiffusion, data: Path, batch_size: int = 32, uncond_prob: float = 0.1,
                  cache_dir: Path | None = None):
-        self.model, self.batch_size, self.uncond_prob = model, batch_size, uncond_prob
+        self.model, self.batch_size, self.uncond_prob, self.data = model, batch_size, uncond_prob, Path(data)
         examples = read_metadata(data)
         model.vae.requires_grad_(False).eval()
         self.latents = _cached_latents(model, examples, Path(data), cache_dir)
@@ -163,4 +163,5 @@ class DenoiserTask(TrainTask):
 
     def export(self, state_dict, out):
         self.module.load_state_dict(state_dict)
+        self.model.info["training"] = training_record(self.model.info.get("training"), out, "denoiser", self.data.name)
         self.model.save(out, dtype=torch.float16)
