@@ -26,3 +26,14 @@ def test_every_chain_trains_and_exports_a_model(tiny_scenes, tmp_path):
         == ["tokenizer", "scorer", "prior"]
     assert json.loads((tmp_path / "diffusion" / "kaiga.json").read_text())["family"] == "diffusion"
     assert (tmp_path / "diffusion" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_the_pairs_fine_tune_continues_a_model_and_records_its_run(tiny_scenes, tiny_model_dir, tmp_path):
+    """scripts/finetune_diffusion_pairs.sh, v4 -> v5 of the shipped model, at two steps on a tiny model."""
+    script = SCRIPT.with_name("finetune_diffusion_pairs.sh")
+    env = {**os.environ, "PY": sys.executable, "DATA": str(tiny_scenes), "RUNS": str(tmp_path), "STEPS": "2",
+           "FROM": str(tiny_model_dir), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    runs = json.loads((tmp_path / "diffusion" / "kaiga.json").read_text())["training"]["runs"]
+    assert (runs[-1]["stage"], runs[-1]["steps"], runs[-1]["batch"], runs[-1]["lr"]) == ("denoiser", 2, 64, 2e-4)
