@@ -314,18 +314,24 @@ def train_diffusion(data: _Data, out_dir: _Out,
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
                   size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None):
     from kaiga.data.dataset import DatasetError
+    from kaiga.models import ModelError, resolve_model
     from kaiga.train.commands import train_family
 
     loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip, max_minutes)
     try:
+        if init is not None:  # a model name (scenes-vae) or a folder, as diffusion's --init takes
+            ref = resolve_model(str(init))
+            if ref.family != family:
+                fail(f"init: {init} is a {ref.family} model, not a {family} one")
+            init = ref.path
         state = train_family(family, data, out_dir, loop, size=size, resume=resume, init=init, stage=stage,
                              loss_options=loss_options)
-    except (DatasetError, ValueError, OSError) as e:
+    except (DatasetError, ModelError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"{family}: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
 
 
-_Init = Annotated[Optional[Path], typer.Option(help="Continue from this model folder (fine-tune) instead of starting from scratch.")]
+_Init = Annotated[Optional[Path], typer.Option(help="Continue from this model (name, such as scenes-vae, or folder: a fine-tune) instead of starting from scratch.")]
 
 
 @train_app.command("vae")

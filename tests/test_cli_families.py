@@ -83,3 +83,14 @@ def test_eval_alignment_takes_the_transformer_sampling_options(tmp_path):
     assert result["categories"] == ["single_object"] and list(result["seen"]["categories"]) == ["single_object"]
     r = kaiga("eval", "alignment", "--model", str(model), "--temperature", "0", "--json", str(out))
     assert r.returncode == 2 and "temperature" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_family_fine_tune_starts_from_a_model_name(tmp_path, tiny_scenes):
+    run = tmp_path / "vae-run"
+    r = kaiga("train", "vae", "--data", str(tiny_scenes), "--out", str(run), "--init", "scenes-vae", "--steps", "1",
+              "--batch-size", "2", "--sample-every", "0")
+    assert r.returncode == 0, r.stderr
+    runs = json.loads((run / "kaiga.json").read_text())["training"]["runs"]
+    assert len(runs) >= 2 and (runs[-1]["stage"], runs[-1]["steps"]) == ("vae", 1)  # the shipped model's runs, then this
+    r = kaiga("train", "vae", "--data", str(tiny_scenes), "--out", str(tmp_path / "x"), "--init", "scenes-gan")
+    assert r.returncode == 2 and "scenes-gan is a gan model, not a vae one" in r.stderr
