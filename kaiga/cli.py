@@ -486,12 +486,15 @@ def eval_alignment(
     from rich.progress import Progress
     from rich.table import Table
 
-    from kaiga.eval.alignment import autoencoder_generate, evaluate_alignment, oracle_generate, write_alignment
+    from kaiga.eval.alignment import (autoencoder_generate, check_categories, evaluate_alignment, oracle_generate,
+                                       write_alignment)
     from kaiga.eval.prompts import CATEGORIES, prompt_suite
     from kaiga.eval.readout import ReadoutNet
 
-    if category and (unknown := sorted(set(category) - set(CATEGORIES))):
-        fail(f"--category: unknown {', '.join(unknown)}; choose from {', '.join(CATEGORIES)}")
+    try:  # before the model loads: a typo should not cost minutes
+        check_categories(category)
+    except ValueError as e:
+        fail(f"--category: {e}")
     name, model_hash, loaded = _eval_model(model)
     options = _family_options(truncation=truncation, candidates=candidates, temperature=temperature, top_k=top_k,
                               top_p=top_p)

@@ -11,6 +11,11 @@ from PIL import Image
 from kaiga.metadata import read_metadata
 
 
+def training_runs(model_folder):
+    """The runs a model's kaiga.json records (its "training" entry)."""
+    return json.loads((model_folder / "kaiga.json").read_text())["training"]["runs"]
+
+
 def kaiga(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "kaiga.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
@@ -57,7 +62,7 @@ def test_a_time_limit_ends_training_early_with_a_model(tmp_path, tiny_scenes):
     r = kaiga("train", "vae", "--data", str(tiny_scenes), "--out", str(run), "--steps", "100000", "--batch-size", "2",
               "--size", "tiny", "--max-minutes", "0.01")
     assert r.returncode == 0, r.stderr
-    runs = json.loads((run / "kaiga.json").read_text())["training"]["runs"]
+    runs = training_runs(run)
     assert 1 <= runs[0]["steps"] < 100000 and runs[0]["device"].startswith("cpu")
 
 
@@ -90,7 +95,7 @@ def test_a_family_fine_tune_starts_from_a_model_name(tmp_path, tiny_scenes):
     r = kaiga("train", "vae", "--data", str(tiny_scenes), "--out", str(run), "--init", "scenes-vae", "--steps", "1",
               "--batch-size", "2", "--sample-every", "0")
     assert r.returncode == 0, r.stderr
-    runs = json.loads((run / "kaiga.json").read_text())["training"]["runs"]
+    runs = training_runs(run)
     assert len(runs) >= 2 and (runs[-1]["stage"], runs[-1]["steps"]) == ("vae", 1)  # the shipped model's runs, then this
     r = kaiga("train", "vae", "--data", str(tiny_scenes), "--out", str(tmp_path / "x"), "--init", "scenes-gan")
     assert r.returncode == 2 and "scenes-gan is a gan model, not a vae one" in r.stderr

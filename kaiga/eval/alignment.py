@@ -181,6 +181,12 @@ def _summary(results: list[CaseResult]) -> dict | None:
             "strict_categories": strict, "prompts": len(results)}
 
 
+def check_categories(categories: Collection[str] | None) -> None:
+    """Raise ValueError naming any of `categories` that the suite does not have (None: all of them)."""
+    if categories is not None and (unknown := set(categories) - set(CATEGORIES)):
+        raise ValueError(f"unknown categories {sorted(unknown)}; known: {', '.join(CATEGORIES)}")
+
+
 def evaluate_alignment(generate: GenerateFn, readout: ReadoutNet, k: int = 4,
                        suite: list[PromptCase] | None = None,
                        categories: Collection[str] | None = None) -> tuple[dict, list[CaseResult]]:
@@ -191,8 +197,7 @@ def evaluate_alignment(generate: GenerateFn, readout: ReadoutNet, k: int = 4,
     are the ones a full run would give; a split with no case left is None in the result.
     """
     suite = suite if suite is not None else prompt_suite()
-    if categories is not None and (unknown := set(categories) - set(CATEGORIES)):
-        raise ValueError(f"unknown categories {sorted(unknown)}; known: {', '.join(CATEGORIES)}")
+    check_categories(categories)
     picked = [(i, c) for i, c in enumerate(suite) if categories is None or c.category in categories]
     t0 = time.perf_counter()
     prompts = [c.prompt for _, c in picked for _ in range(k)]

@@ -139,7 +139,7 @@ class DalleTransformer(ImageGenerator):
             done += len(texts) * self.config.image_tokens
             pixels.append(x)
             if n_cand > 1:
-                scores.append(self.scorer.similarity(x, self.tokenize(list(texts)).to(self.device)))
+                scores.append(self._rerank_scores(x, texts))
         if not rows:
             return []
         x = torch.cat(pixels).view(len(seeds), n_cand, *pixels[0].shape[1:])  # [N, candidates, 3, H, W]
@@ -149,6 +149,10 @@ class DalleTransformer(ImageGenerator):
         else:
             x = x[:, 0]
         return to_pil(x)
+
+    def _rerank_scores(self, images: torch.Tensor, prompts) -> torch.Tensor:
+        """The contrastive reranker's score [N] of each image [N, 3, H, W] for its prompt: the best draw is kept."""
+        return self.scorer.similarity(images, self.tokenize(list(prompts)).to(self.device))
 
     @torch.no_grad()
     def training_grid(self, pixels: torch.Tensor) -> torch.Tensor | None:
@@ -173,8 +177,7 @@ class DalleTransformer(ImageGenerator):
                                 temperature, top_k, top_p)  # [candidates, 64]
         codes = drawn[0]
         if n_cand > 1:
-            scores = self.scorer.similarity(self.decode(drawn), self.tokenize([prompt] * n_cand).to(self.device))
-            codes = drawn[int(scores.argmax())]
+            codes = drawn[int(self._rerank_scores(self.decode(drawn), [prompt] * n_cand).argmax())]
         n, side = self.config.image_tokens, self.config.vq.grid(self.config.image_size)
         patch = self.config.image_size // side  # pixels per code
         counts = list(range(EXPLAIN_EVERY, n + 1, EXPLAIN_EVERY))
