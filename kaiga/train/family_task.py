@@ -68,9 +68,10 @@ class FamilyTask(TrainTask):
 
     def export(self, state_dict, out):
         self.model.load_state_dict(state_dict)
-        stage = getattr(self.model, "stage", None)  # a transformer's stage; the family name for the others
+        # A stage's name (a transformer's tokenizer, a vae's prior); the family's name for whole-model runs
+        stage = getattr(getattr(self.model, "stage", None), "value", None)
+        stage = self.model.family if stage in (None, "all") else stage
         config = {k: v for k, v in self.model.info["config"].items() if not isinstance(v, dict)}
-        self.model.info["training"] = training_record(self.model.info.get("training"), out,
-                                                      getattr(stage, "value", stage) or self.model.family,
+        self.model.info["training"] = training_record(self.model.info.get("training"), out, stage,
                                                       self.data.name, config=config)
         self.model.save(out, dtype=torch.float16)

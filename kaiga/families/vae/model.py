@@ -6,6 +6,13 @@ conditional prior of Sohn et al.: with the fixed N(0, I) prior a decoder that le
 everything from z ignores the caption, and samples then ignore the prompt. Training minimises
 reconstruction error plus β·KL(q ‖ p) (Higgins et al., 2017: β trades sharp reconstructions against
 samples that look like the data). Generation draws z from p(z | prompt) and decodes it.
+
+The prior is one Gaussian or a mixture of `prior_components` Gaussians. One Gaussian cannot follow
+where the encoder puts a caption's images (one region of z per layout: the car left, the car right),
+so most of its mass lands between them and decodes to blurs; a mixture can (the VampPrior argument,
+Tomczak & Welling, 2018). Its KL has no closed form, so training uses the one-sample estimate
+log q(z|x) − log p(z). The `prior` stage fits only the prior on a trained VAE (the same objective,
+the other weights frozen): an ex-post density estimate of the latents (Ghosh et al., 2020, §4).
 Hand-written: no well-kept library ships a text-conditional VAE generator.
 
 Example:
@@ -19,10 +26,13 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
+from enum import Enum
 
 import torch
 from torch import nn
+from torch.nn.functional import log_softmax
 
 from kaiga.families.base import ImageGenerator, prompt_batches, seeded_normal
 from kaiga.images import to_pil
@@ -42,6 +52,14 @@ class VAEFamilyConfig:
     text: TextConfig = field(default_factory=lambda: TextConfig(hidden_size=128, layers=2, heads=4))
     beta: float = 1.0  # weight of the KL term (per latent dimension, against per-pixel error)
     pixel_sigma: float = 0.1  # the decoder's Gaussian std: reconstruction = sq. error / (2σ²)
+    prior_components: int = 1  # Gaussians in p(z | text): 1 = one Gaussian (closed-form KL)
+    truncation: float = 1.0  # what a request's truncation of None means (the shipped model's: its kaiga.json)
+
+    def __post_init__(self):
+        if self.prior_components < 1:
+            raise ValueError(f"prior_components: must be at least 1 (got {self.prior_components})")
+        if not 0 <= self.truncation <= 1:
+            raise ValueError(f"truncation: must be between 0 and 1 (got {self.truncation})")
 
     @classmethod
     def tiny(cls) -> "VAEFamilyConfig":
@@ -65,17 +83,61 @@ class Encoder(nn.Module):
         return mean, logvar.clamp(-12, 8)
 
 
+class Stage(str, Enum):
+    ALL = "all"  # every part: text encoder, encoder, prior, decoder
+    PRIOR = "prior"  # the prior alone, on a trained VAE's latents
+
+
 class Prior(nn.Module):
-    """Text vector -> (mean, log-variance) of p(z | text)."""
+    """Text vector -> p(z | text) as mixture logits [N, K], means and log-variances [N, K, Z].
+
+    With one component there are no mixture weights (the logits are zeros), and the weights keep
+    the layout of the single-Gaussian prior, so older models load unchanged.
+    """
 
     def __init__(self, c: VAEFamilyConfig):
         super().__init__()
+        self.components, self.latent_dim = c.prior_components, c.latent_dim
         self.net = nn.Sequential(nn.Linear(c.text.hidden_size, 2 * c.latent_dim), nn.SiLU(),
-                                 nn.Linear(2 * c.latent_dim, 2 * c.latent_dim))
+                                 nn.Linear(2 * c.latent_dim, 2 * c.prior_components * c.latent_dim))
+        self.logits = nn.Linear(c.text.hidden_size, c.prior_components) if c.prior_components > 1 else None
 
-    def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logvar = self.net(text).chunk(2, dim=1)
-        return mean, logvar.clamp(-12, 8)
+    def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = len(text)
+        mean, logvar = self.net(text).view(n, self.components, 2 * self.latent_dim).chunk(2, dim=2)
+        logits = self.logits(text) if self.logits is not None else text.new_zeros(n, 1)
+        return logits, mean, logvar.clamp(-12, 8)
+
+    @torch.no_grad()
+    def split_from(self, gaussian: "Prior", jitter: float = 0.1, seed: int = 0) -> None:
+        """Start every component as a copy of a trained one-Gaussian prior, each mean shifted by
+        `jitter`·N(0, 1) so that they can part (identical components get identical gradients).
+        The fit then starts from the Gaussian's KL instead of an untrained network's."""
+        k, d = self.components, self.latent_dim
+        self.net[0].load_state_dict(gaussian.net[0].state_dict())
+        self.net[2].weight.copy_(gaussian.net[2].weight.repeat(k, 1))
+        bias = gaussian.net[2].bias.repeat(k, 1)  # [K, 2Z]: each component's mean and log-variance
+        bias[:, :d] += jitter * torch.randn(k, d, generator=torch.Generator().manual_seed(seed)).to(bias)
+        self.net[2].bias.copy_(bias.flatten())
+        torch.nn.init.zeros_(self.logits.weight)
+        torch.nn.init.zeros_(self.logits.bias)  # equal weights
+
+    @staticmethod
+    def log_prob(z: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """log p(z | text) [N] for z [N, Z]: log Σₖ πₖ N(z; μₖ, σₖ²)."""
+        sq = (z[:, None] - mean) ** 2 / logvar.exp()  # [N, K, Z]
+        log_normal = -0.5 * (sq + logvar + math.log(2 * math.pi)).sum(2)  # [N, K]
+        return torch.logsumexp(log_softmax(logits, dim=1) + log_normal, dim=1)
+
+    @staticmethod
+    def draw(noise: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z [N, Z] from noise [N, Z + 1]: the last value picks a component (through the normal CDF, so a
+        seed picks it), the others are the unit noise scaled into that component."""
+        u = torch.special.ndtr(noise[:, -1:])  # [N, 1], uniform on (0, 1)
+        cdf = logits.softmax(dim=1).cumsum(dim=1)  # [N, K]
+        k = (u > cdf).sum(dim=1).clamp(max=mean.shape[1] - 1)  # the first component whose CDF reaches u
+        rows = torch.arange(len(k), device=k.device)
+        return mean[rows, k] + noise[:, :-1] * (0.5 * logvar[rows, k]).exp()
 
 
 class Decoder(nn.Module):
@@ -108,6 +170,27 @@ class ConditionalVAE(ImageGenerator):
         self.encoder = Encoder(config)
         self.prior_net = Prior(config)
         self.decoder = Decoder(config)
+        self.stage = Stage.ALL
+
+    # --- training -------------------------------------------------------------------------------
+    def set_stage(self, stage: Stage | str, prior_components: int | None = None) -> "ConditionalVAE":
+        """Train `stage` from now on. `prior_components` (any stage) replaces the prior by an untrained
+        one with that many components; from one Gaussian, the new components start as its copies."""
+        if prior_components is not None and prior_components != self.config.prior_components:
+            old = self.prior_net
+            self.config = replace(self.config, prior_components=prior_components)
+            self.info["config"]["prior_components"] = prior_components
+            self.prior_net = Prior(self.config).to(self.device)
+            if old.components == 1:
+                self.prior_net.split_from(old)
+        self.stage = Stage(stage)
+        self.requires_grad_(self.stage is Stage.ALL)
+        self.prior_net.requires_grad_(True)
+        return self
+
+    def param_groups(self, cfg) -> list[dict]:
+        """The optimiser sees the stage's parameters only (FamilyTask asks for this)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": cfg.lr}]
 
     def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
         return pooled_text(self.text_encoder, input_ids.to(self.device))
@@ -118,23 +201,48 @@ class ConditionalVAE(ImageGenerator):
         mean, logvar = self.encoder(x, text)
         eps = torch.randn(mean.shape, generator=batch["generator"]).to(mean)
         z = mean + eps * (0.5 * logvar).exp()  # the reparameterisation trick
-        recon = ((self.decoder(z, text) - x) ** 2).flatten(1).sum(1) / (2 * c.pixel_sigma**2)
-        p_mean, p_logvar = self.prior_net(text)
-        kl = 0.5 * (p_logvar - logvar + (logvar.exp() + (mean - p_mean) ** 2) / p_logvar.exp() - 1).sum(1)
+        kl = self.kl(z, eps, mean, logvar, text)
         pixels = x[0].numel()
+        if self.stage is Stage.PRIOR:  # the reconstruction does not depend on the prior: skip the decoder
+            return c.beta * kl.mean() / pixels, {"kl": kl.mean().item()}
+        recon = ((self.decoder(z, text) - x) ** 2).flatten(1).sum(1) / (2 * c.pixel_sigma**2)
         loss = (recon + c.beta * kl).mean() / pixels  # per pixel, so learning rates carry across sizes
         return loss, {"recon": recon.mean().item() / pixels, "kl": kl.mean().item()}
 
+    def kl(self, z, eps, mean, logvar, text) -> torch.Tensor:
+        """KL(q(z | x, text) ‖ p(z | text)) [N]: closed form for one Gaussian, else log q(z) − log p(z)
+        at the drawn z (an unbiased one-sample estimate)."""
+        p_logits, p_mean, p_logvar = self.prior_net(text)
+        if self.config.prior_components == 1:
+            p_mean, p_logvar = p_mean[:, 0], p_logvar[:, 0]
+            return 0.5 * (p_logvar - logvar + (logvar.exp() + (mean - p_mean) ** 2) / p_logvar.exp() - 1).sum(1)
+        log_q = -0.5 * (eps**2 + logvar + math.log(2 * math.pi)).sum(1)
+        return log_q - Prior.log_prob(z, p_logits, p_mean, p_logvar)
+
+    # --- generation -----------------------------------------------------------------------------
     @torch.no_grad()
     def decode(self, noise: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        """Unit noise [N, latent_dim] -> z ~ p(z | prompt) -> images [N, 3, H, W]."""
+        """Unit noise [N, noise_dim] -> z ~ p(z | prompt) -> images [N, 3, H, W]."""
         text = self.encode_text(self.tokenize(prompts))
-        mean, logvar = self.prior_net(text)
-        return self.decoder(mean + noise.to(mean) * (0.5 * logvar).exp(), text)
+        logits, mean, logvar = self.prior_net(text)
+        noise = noise.to(mean)
+        if self.config.prior_components == 1:
+            z = mean[:, 0] + noise * (0.5 * logvar[:, 0]).exp()
+        else:
+            z = Prior.draw(noise, logits, mean, logvar)
+        return self.decoder(z, text)
+
+    @property
+    def noise_dim(self) -> int:
+        """Unit noise per image: the latent's, plus one value that picks the mixture's component."""
+        return self.config.latent_dim + (self.config.prior_components > 1)
 
     def noise(self, seeds: list[int], truncation: float | None = None) -> torch.Tensor:
-        """ε ~ N(0, I) from each image's seed, scaled by `truncation` (< 1: typical, less varied)."""
-        return seeded_normal(seeds, (self.config.latent_dim,)) * (1.0 if truncation is None else truncation)
+        """ε ~ N(0, I) [N, noise_dim] from each image's seed, the latent part scaled by `truncation`
+        (< 1: typical, less varied; a mixture's component is still picked by the seed; None: the config's)."""
+        eps = seeded_normal(seeds, (self.noise_dim,))
+        eps[:, :self.config.latent_dim] *= self.config.truncation if truncation is None else truncation
+        return eps
 
     @torch.no_grad()
     def sample(self, request: GenerationRequest, seeds, batch_size=16, on_step=None, prompts=None):
