@@ -312,7 +312,8 @@ def train_diffusion(data: _Data, out_dir: _Out,
 
 
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
-                  size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None):
+                  size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None,
+                  stage_options: dict | None = None):
     from kaiga.data.dataset import DatasetError
     from kaiga.models import ModelError, resolve_model
     from kaiga.train.commands import train_family
@@ -321,11 +322,11 @@ def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_
     try:
         if init is not None:  # a model name (scenes-vae) or a folder, as diffusion's --init takes
             ref = resolve_model(str(init))
-            if ref.family != family:
+            if ref.family != family and (family, ref.family) != ("gan", "vae"):
                 fail(f"init: {init} is a {ref.family} model, not a {family} one")
             init = ref.path
         state = train_family(family, data, out_dir, loop, size=size, resume=resume, init=init, stage=stage,
-                             loss_options=loss_options)
+                             loss_options=loss_options, stage_options=stage_options)
     except (DatasetError, ModelError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"{family}: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
@@ -339,24 +340,42 @@ def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
               lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
               checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
               resume: _Resume = False, size: _Size = "default", init: _Init = None, max_minutes: _MaxMinutes = None,
-              beta: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of the KL term (default: the config's, 1; higher: the caption decides more, the latent less).")] = None):
-    """Train a conditional VAE (reconstruction + β·KL against a text-conditional prior)."""
+              beta: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of the KL term (default: the config's, 1; higher: the caption decides more, the latent less).")] = None,
+              stage: Annotated[str, typer.Option(help="all (every part) or prior (only the prior p(z | text), on a trained VAE given by --init).")] = "all",
+              prior_components: Annotated[Optional[int], typer.Option(min=1, max=64, help="Gaussians in the prior p(z | text); a new count starts a new, untrained prior (train it with --stage prior).")] = None):
+    """Train a conditional VAE (reconstruction + β·KL against a text-conditional prior).
+
+    A mixture prior for a trained VAE, in minutes:
+    kaiga train vae --data DIR --out runs/vae-prior --init scenes-vae --stage prior --prior-components 16
+    """
+    if stage not in ("all", "prior"):
+        fail(f"stage: must be all or prior (got {stage!r})")
+    if stage == "prior" and init is None:
+        fail("stage prior needs --init: the trained VAE whose prior to fit")
     _train_family("vae", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
-                  loss_options={"beta": beta} if beta is not None else None, max_minutes=max_minutes)
+                  stage=stage, loss_options={"beta": beta} if beta is not None else None, max_minutes=max_minutes,
+                  stage_options={"prior_components": prior_components} if prior_components is not None else None)
 
 
 @train_app.command("gan")
 def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate (the generator's; see the config for D's).")] = 2e-4,
               checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
-              resume: _Resume = False, size: _Size = "default", init: _Init = None, max_minutes: _MaxMinutes = None):
+              resume: _Resume = False, size: _Size = "default", init: _Init = None, max_minutes: _MaxMinutes = None,
+              mismatch: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Share of D's fake term given to real images under wrong captions (matching-aware D, GAN-CLS); default: the config's, 0.")] = None,
+              d_lr_ratio: Annotated[Optional[float], typer.Option(min=0.0, help="D's learning rate over G's (default: the config's, 1).")] = None):
     """Train a text-conditional GAN (hinge loss, R1, DiffAugment, projection discriminator, EMA generator).
+
+    --init takes a gan to continue, or a vae (one-Gaussian prior) to start from: the generator is then the
+    VAE's decoder (a VAE-GAN start), its text encoder stays fixed, and D starts untrained.
 
     No gradient clipping: the loop clips G's and D's gradients as one vector, so D's large
     gradients would shrink every G step; R1 keeps D in check instead.
     """
+    options = {"mismatch": mismatch, "d_lr_ratio": d_lr_ratio}
     _train_family("gan", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
-                  grad_clip=0.0, max_minutes=max_minutes)
+                  grad_clip=0.0, max_minutes=max_minutes,
+                  loss_options={k: v for k, v in options.items() if v is not None} or None)
 
 
 @train_app.command("transformer")

@@ -99,3 +99,30 @@ def test_a_family_fine_tune_starts_from_a_model_name(tmp_path, tiny_scenes):
     assert len(runs) >= 2 and (runs[-1]["stage"], runs[-1]["steps"]) == ("vae", 1)  # the shipped model's runs, then this
     r = kaiga("train", "vae", "--data", str(tiny_scenes), "--out", str(tmp_path / "x"), "--init", "scenes-gan")
     assert r.returncode == 2 and "scenes-gan is a gan model, not a vae one" in r.stderr
+
+
+def test_a_mixture_prior_for_a_trained_vae_then_a_gan_from_a_vae(tmp_path, tiny_scenes):
+    from kaiga.families.vae.model import ConditionalVAE
+
+    vae = ConditionalVAE.create(ConditionalVAE.config_class.tiny()).save(tmp_path / "tiny-vae")
+    r = kaiga("train", "vae", "--data", str(tiny_scenes), "--out", str(tmp_path / "x"), "--stage", "prior")
+    assert r.returncode == 2 and "stage prior needs --init" in r.stderr
+
+    prior = tmp_path / "prior-run"
+    r = kaiga("train", "vae", "--data", str(tiny_scenes), "--out", str(prior), "--init", str(vae), "--stage", "prior",
+              "--prior-components", "3", "--steps", "2", "--batch-size", "2", "--sample-every", "0")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((prior / "kaiga.json").read_text())
+    assert info["config"]["prior_components"] == 3 and info["training"]["runs"][-1]["stage"] == "prior"
+    r = kaiga("generate", "a red car", "--model", str(prior), "--seed", "1", "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+
+    gan = tmp_path / "gan-run"
+    r = kaiga("train", "gan", "--data", str(tiny_scenes), "--out", str(gan), "--init", str(vae), "--steps", "2",
+              "--batch-size", "2", "--sample-every", "0", "--mismatch", "0.5", "--d-lr-ratio", "4")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((gan / "kaiga.json").read_text())
+    assert info["family"] == "gan" and info["config"]["g_mapping"] and info["training"]["runs"][-1]["stage"] == "gan"
+    assert (info["config"]["mismatch"], info["config"]["d_lr_ratio"]) == (0.5, 4.0)
+    r = kaiga("train", "gan", "--data", str(tiny_scenes), "--out", str(tmp_path / "y"), "--init", str(prior))
+    assert r.returncode == 2 and "one-Gaussian prior" in r.stderr

@@ -9,12 +9,14 @@ Example:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL
 
+from kaiga.families.base import KAIGA_JSON
 from kaiga.families.diffusion.config import DiffusionConfig
 from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
 from kaiga.families.diffusion.train import AutoencoderTask, DenoiserTask
@@ -77,6 +79,11 @@ def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, si
     return train(task, loop, out, resume=resume)
 
 
+def model_family(folder: Path) -> str:
+    """The family named in a model folder's kaiga.json."""
+    return json.loads((Path(folder) / KAIGA_JSON).read_text()).get("family", "diffusion")
+
+
 def family_config(family: str, size: str):
     """The config preset `size` (default or tiny) of a non-diffusion family."""
     cls = family_class(family).config_class
@@ -89,19 +96,25 @@ def family_config(family: str, size: str):
 
 def train_family(family: str, data: Path, out: Path, loop: LoopConfig, size: str = "default", resume: bool = False,
                  init: Path | None = None, uncond_prob: float = 0.0, stage: str | None = None,
-                 loss_options: dict | None = None) -> dict:
+                 loss_options: dict | None = None, stage_options: dict | None = None) -> dict:
     """Train a gan, vae or transformer model on a dataset folder; writes the model folder to `out`.
 
     From scratch (`size` preset) or continuing the model folder `init` (fine-tuning, or the next
-    stage of a transformer: tokenizer, then scorer, then prior). `loss_options` replace config fields
+    stage of a transformer: tokenizer, then scorer, then prior); a gan may start from a vae folder. `loss_options` replace config fields
     that shape the loss only, never the architecture (the vae's `beta`), so a continued run may change them.
+    `stage_options` go to the family's `set_stage` (the vae's `prior_components`, which replaces its prior).
     """
     cls = family_class(family)
-    model = cls.load(init) if init is not None else cls.create(family_config(family, size))
+    if init is None:
+        model = cls.create(family_config(family, size))
+    elif family == "gan" and model_family(init) == "vae":  # a VAE-GAN start: the generator is the VAE's decoder
+        model = cls.from_vae(family_class("vae").load(init))
+    else:
+        model = cls.load(init)
     if loss_options:
         model.config = replace(model.config, **loss_options)
         model.info["config"] = asdict(model.config)
     if stage is not None:
-        model.set_stage(stage)  # freezes every part but the stage's
+        model.set_stage(stage, **(stage_options or {}))  # freezes every part but the stage's
     task = FamilyTask(model, data, batch_size=loop.batch_size, uncond_prob=uncond_prob)
     return train(task, loop, out, resume=resume)

@@ -37,3 +37,18 @@ def test_the_pairs_fine_tune_continues_a_model_and_records_its_run(tiny_scenes, 
     assert r.returncode == 0, r.stdout + r.stderr
     runs = json.loads((tmp_path / "diffusion" / "kaiga.json").read_text())["training"]["runs"]
     assert (runs[-1]["stage"], runs[-1]["steps"], runs[-1]["batch"], runs[-1]["lr"]) == ("denoiser", 2, 64, 2e-4)
+
+
+def test_the_vae_seeds_a_mixture_prior_and_a_gan(tiny_scenes, tmp_path):
+    """scripts/finetune_vae_gan.sh, scenes-vae v3 -> vae v4 and gan v3, at two steps a stage on a tiny VAE."""
+    from kaiga.families.vae.model import ConditionalVAE
+
+    vae = ConditionalVAE.create(ConditionalVAE.config_class.tiny()).save(tmp_path / "tiny-vae")
+    env = {**os.environ, "PY": sys.executable, "DATA": str(tiny_scenes), "RUNS": str(tmp_path), "FROM": str(vae),
+           "VAE_STEPS": "2", "GAN_STEPS": "2", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(SCRIPT.with_name("finetune_vae_gan.sh"))], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = {name: json.loads((tmp_path / name / "kaiga.json").read_text()) for name in ("vae", "gan")}
+    assert info["vae"]["config"]["prior_components"] == 16 and info["vae"]["training"]["runs"][-1]["stage"] == "prior"
+    assert info["gan"]["config"]["g_mapping"] and info["gan"]["training"]["runs"][-1]["steps"] == 2

@@ -24,11 +24,20 @@ class GANLoss(str, Enum):
     NON_SATURATING = "non_saturating"  # Goodfellow et al. 2014, §3; StyleGAN
 
 
-def d_loss(kind: GANLoss | str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """The discriminator's loss: push real logits up and fake logits down."""
-    if GANLoss(kind) is GANLoss.HINGE:
-        return relu(1 - real).mean() + relu(1 + fake).mean()  # E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]
-    return softplus(-real).mean() + softplus(fake).mean()  # -log σ(D(x)) - log(1 - σ(D(G(z))))
+def d_loss(kind: GANLoss | str, real: torch.Tensor, fake: torch.Tensor, wrong: torch.Tensor | None = None,
+           mismatch: float = 0.0) -> torch.Tensor:
+    """The discriminator's loss: push real logits up and fake logits down.
+
+    `wrong` are logits of real images under wrong captions (GAN-CLS, Reed et al. 2016, Algorithm 1): they
+    count as fake, taking the share `mismatch` of the fake term.
+    """
+    hinge = GANLoss(kind) is GANLoss.HINGE
+    real_term = relu(1 - real).mean() if hinge else softplus(-real).mean()  # E[max(0, 1 - D(x))] / -log σ(D(x))
+    as_fake = (lambda logits: relu(1 + logits).mean()) if hinge else (lambda logits: softplus(logits).mean())
+    fake_term = as_fake(fake)  # E[max(0, 1 + D(G(z)))] / -log(1 - σ(D(G(z))))
+    if wrong is not None and mismatch > 0:
+        fake_term = (1 - mismatch) * fake_term + mismatch * as_fake(wrong)
+    return real_term + fake_term
 
 
 def g_loss(kind: GANLoss | str, fake: torch.Tensor) -> torch.Tensor:

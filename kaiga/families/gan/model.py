@@ -53,6 +53,7 @@ class GANConfig:
     # (≤ 5 ms/image at batch 16 on 2 CPU cores, `kaiga eval families`); trained on a GPU (scripts/train_gpu.sh).
     g_channels: tuple[int, ...] = (256, 160, 96, 48, 16)
     g_convs: int = 1  # 3×3 convolutions per generator block
+    g_mapping: bool = False  # z' = μ(text) + σ(text)·z before the generator (`Generator`); set by `from_vae`
     d_channels: tuple[int, ...] = (32, 64, 128, 256)  # D's feature maps at 32, 16, 8, 4 px (D costs nothing at generation)
     d_features: int = 256  # size of D's feature vector h (the projection's inner product space)
     text: TextConfig = field(default_factory=lambda: TextConfig(hidden_size=128, layers=2, heads=4))
@@ -60,8 +61,12 @@ class GANConfig:
     r1_gamma: float = 0.1  # weight γ/2·‖∇D‖² of R1; StyleGAN2-ADA's rule 2e-4·px²/batch gives 0.03 here
     r1_every: int = 16  # lazy regularisation (StyleGAN2 §B): R1 every k steps, weighted ×k
     d_lr_ratio: float = 1.0  # D's learning rate over G's (TTUR, Heusel et al. 2017, if ≠ 1)
+    # Matching-aware D (Reed et al., 2016, GAN-CLS): real images with another image's caption count as fake, with
+    # this share of D's fake term; teaches D to read the caption, not only realism. 0 = off.
+    mismatch: float = 0.0
     betas: tuple[float, float] = (0.0, 0.99)  # Adam's β₁ = 0: momentum fights the moving GAN target
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    freeze_text: bool = False  # keep the (pretrained) text encoder fixed: G's input does not drift under D's loss
 
     def __post_init__(self):
         object.__setattr__(self, "loss", GANLoss(self.loss))  # kaiga.json stores the enum's value
@@ -89,11 +94,30 @@ class TextGAN(ImageGenerator):
                                              **(info or {})})
         c = config
         self.text_encoder = build_text_encoder(c.text, len(tokenizer))
-        self.generator = Generator(c.z_dim, c.text.hidden_size, c.g_channels, c.g_convs)
+        self.generator = Generator(c.z_dim, c.text.hidden_size, c.g_channels, c.g_convs, c.g_mapping)
         self.discriminator = ProjectionDiscriminator(c.text.hidden_size, c.d_channels, c.d_features, c.image_size)
+        self.text_encoder.requires_grad_(not c.freeze_text)
         # Training steps seen by `loss`, to schedule the lazy R1 penalty. A plain attribute, not saved:
         # a resumed run restarts the R1 phase at 0, which changes nothing but which steps carry R1.
         self.steps_seen = 0
+
+    @classmethod
+    def from_vae(cls, vae) -> "TextGAN":
+        """A GAN whose generator starts as a trained conditional VAE's decoder (a VAE-GAN start, Larsen
+        et al., 2016): the VAE's text encoder (kept frozen), its Gaussian prior as the generator's
+        mapping, its decoder as the generator; the discriminator starts untrained. Adversarial training
+        then sharpens what the VAE draws blurred. `vae` is a `ConditionalVAE` with one prior component."""
+        v = vae.config
+        if v.prior_components != 1:
+            raise ValueError(f"a GAN starts from a VAE with a one-Gaussian prior (this one has {v.prior_components})")
+        config = cls.config_class(image_size=v.image_size, z_dim=v.latent_dim, g_channels=v.channels[::-1] + v.channels[:1],
+                                  g_convs=2, g_mapping=True, text=v.text, freeze_text=True)
+        gan = cls(config, vae.tokenizer, {"training": vae.info.get("training")})
+        gan.text_encoder.load_state_dict(vae.text_encoder.state_dict())
+        gan.generator.mapping.load_state_dict(vae.prior_net.net.state_dict())
+        missing, unexpected = gan.generator.load_state_dict(vae.decoder.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("mapping.") for k in missing), (missing, unexpected)
+        return gan
 
     # --- training -------------------------------------------------------------------------------
     def param_groups(self, cfg) -> list[dict]:
@@ -103,7 +127,7 @@ class TextGAN(ImageGenerator):
         """
         c = self.config
         common = {"betas": tuple(c.betas), "weight_decay": 0.0}
-        d_params = list(self.discriminator.parameters()) + list(self.text_encoder.parameters())
+        d_params = list(self.discriminator.parameters()) + [p for p in self.text_encoder.parameters() if p.requires_grad]
         return [{"params": list(self.generator.parameters()), "lr": cfg.lr, **common},
                 {"params": d_params, "lr": cfg.lr * c.d_lr_ratio, **common}]
 
@@ -136,7 +160,11 @@ class TextGAN(ImageGenerator):
         real = real.detach().requires_grad_(lazy_r1)
         real_logits = self.discriminator(diff_augment(real, c.augment, g), text)  # [B]
         fake_logits = self.discriminator(fake.detach(), text)  # D's term: no gradient into G
-        adversarial_d = d_loss(c.loss, real_logits, fake_logits)
+        wrong_logits = None
+        if c.mismatch > 0 and len(real) > 1:
+            # each real image with the next one's caption (a batch of random scenes: nearly always a wrong one)
+            wrong_logits = self.discriminator(diff_augment(real.detach(), c.augment, g), text.roll(1, dims=0))
+        adversarial_d = d_loss(c.loss, real_logits, fake_logits, wrong_logits, c.mismatch)
         r1 = r1_penalty(real_logits, real) if lazy_r1 else real_logits.new_zeros(())
         loss_d = adversarial_d + (c.r1_gamma / 2) * c.r1_every * r1
 

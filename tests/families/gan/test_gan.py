@@ -61,6 +61,21 @@ def test_each_player_gets_gradient_from_its_own_term_only(term):
         assert g > 0 and d > 0 and text > 0
 
 
+def test_a_matching_aware_d_counts_wrong_captions_as_fake():
+    from kaiga.families.gan.losses import d_loss
+
+    real, fake, wrong = torch.tensor([0.5]), torch.tensor([-0.5]), torch.tensor([0.0])
+    assert d_loss("hinge", real, fake, wrong, mismatch=0.5).item() == pytest.approx(0.5 + 0.5 * 0.5 + 0.5 * 1.0)
+    assert d_loss("hinge", real, fake, wrong, mismatch=0.0).item() == d_loss("hinge", real, fake).item()
+    m = TextGAN.create(GANConfig(**{**GANConfig.tiny().__dict__, "mismatch": 0.5})).train()
+    b = _batch(m)
+    b["input_ids"] = m.tokenize(["a red car", "two dogs", "a cat at night", "a bird in the snow"])
+    plain = TextGAN.create(GANConfig.tiny()).train()
+    plain.load_state_dict(m.state_dict())
+    with_wrong, without = m.player_losses(b)[0], plain.player_losses(_batch(m) | {"input_ids": b["input_ids"]})[0]
+    assert torch.isfinite(with_wrong) and with_wrong.item() != pytest.approx(without.item())
+
+
 def test_lazy_r1_runs_every_r1_every_steps():
     m = TextGAN.create(GANConfig.tiny()).train()  # tiny: r1_every = 2
     r1s = [m.loss(_batch(m, seed=i))[1]["r1"] for i in range(4)]
