@@ -218,6 +218,7 @@ def data_scenes(
     split: Annotated[str, typer.Option(help="train (no held-out combination), heldout (only those) or any.")] = "train",
     layouts: Annotated[str, typer.Option(help="Shares of single objects, counted rows and pairs, e.g. 0.4,0.2,0.4.")] = "0.6,0.2,0.2",
     captions: Annotated[int, typer.Option("--captions", min=1, max=32, help="Captions per image (the first names everything).")] = 4,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Processes rendering at once; the images are the same for any number.")] = 1,
 ):
     """Render the procedural scenes world: 64×64 images with captions and exact attributes."""
     if split not in ("train", "heldout", "any"):
@@ -239,7 +240,7 @@ def data_scenes(
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("rendering", total=n)
         write_scenes(out_dir, n, seed=seed, split=split, progress=lambda k: bar.advance(task, k), n_captions=captions,
-                     mix=Mix(layouts=shares))
+                     mix=Mix(layouts=shares), workers=workers)
     dt = time.perf_counter() - t0
     out.print(f"wrote {n} images to {out_dir} ({n / dt:.0f} images/s)", highlight=False)
 

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -59,16 +60,35 @@ def iter_scenes(n: int, seed: int = 0, split: str = "train", n_captions: int = 4
         yield scene_example(i, seed, split, n_captions, mix)
 
 
+def _render_and_save(job: tuple[Path, int, int, str, int, Mix]) -> str:
+    """Render example `index` into `out` and return its metadata line (one unit of work for a worker)."""
+    out, index, seed, split, n_captions, mix = job
+    image, captions, attrs = scene_example(index, seed, split, n_captions, mix)
+    name = f"{index:06d}.png"
+    image.save(out / name)
+    return json.dumps({"file_name": name, "text": captions, "attributes": attrs}) + "\n"
+
+
 def write_scenes(out: Path, n: int, seed: int = 0, split: str = "train", progress=None, n_captions: int = 4,
-                 mix: Mix = Mix()) -> Path:
-    """Render `n` scenes into `out` (images, metadata.jsonl, manifest.json); returns `out`."""
+                 mix: Mix = Mix(), workers: int = 1) -> Path:
+    """Render `n` scenes into `out` (images, metadata.jsonl, manifest.json); returns `out`.
+
+    `workers` > 1 renders in that many processes; every example has its own generator
+    (`scene_example`), so the folder is the same byte for byte whatever the number of workers.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / METADATA, "w", encoding="utf-8") as meta:
-        for i, (image, captions, attrs) in enumerate(iter_scenes(n, seed, split, n_captions, mix)):
-            name = f"{i:06d}.png"
-            image.save(out / name)
-            meta.write(json.dumps({"file_name": name, "text": captions, "attributes": attrs}) + "\n")
+    jobs = ((out, i, seed, split, n_captions, mix) for i in range(n))
+    with open(out / METADATA, "w", encoding="utf-8") as meta, ExitStack() as stack:
+        if workers > 1:
+            import multiprocessing
+
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
+            lines = pool.imap(_render_and_save, jobs, chunksize=64)  # imap keeps the order of the jobs
+        else:
+            lines = map(_render_and_save, jobs)
+        for line in lines:
+            meta.write(line)
             if progress is not None:
                 progress(1)
     manifest = {

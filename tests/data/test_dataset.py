@@ -23,6 +23,12 @@ def test_each_example_renders_alone_the_same_way(tmp_path):
     assert row["text"] == captions and row["attributes"] == attrs
 
 
+def test_workers_write_the_same_folder(tmp_path):
+    one, three = write_scenes(tmp_path / "one", n=7, seed=2), write_scenes(tmp_path / "three", n=7, seed=2, workers=3)
+    assert (one / "metadata.jsonl").read_bytes() == (three / "metadata.jsonl").read_bytes()
+    assert all((one / name).read_bytes() == (three / name).read_bytes() for name in ("000000.png", "000006.png"))
+
+
 def test_read_metadata_accepts_a_user_folder_with_one_caption_per_image(tmp_path):
     from PIL import Image
 
