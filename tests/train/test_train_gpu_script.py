@@ -39,16 +39,19 @@ def test_the_pairs_fine_tune_continues_a_model_and_records_its_run(tiny_scenes, 
     assert (runs[-1]["stage"], runs[-1]["steps"], runs[-1]["batch"], runs[-1]["lr"]) == ("denoiser", 2, 64, 2e-4)
 
 
-def test_the_vae_gets_a_mixture_prior_then_a_fine_tune(tiny_scenes, tmp_path):
-    """scripts/finetune_vae_prior.sh, scenes-vae v3 -> v4, at two steps a stage on a tiny VAE."""
+def test_the_vae_and_the_gan_grow_from_a_trained_vae(tiny_scenes, tmp_path):
+    """scripts/finetune_vae_gan_gpu.sh (and finetune_vae_prior.sh in it), scenes-vae v3 -> vae v4 and gan v3,
+    at two steps a stage on a tiny VAE."""
     from kaiga.families.vae.model import ConditionalVAE
 
     vae = ConditionalVAE.create(ConditionalVAE.config_class.tiny()).save(tmp_path / "tiny-vae")
     env = {**os.environ, "PY": sys.executable, "DATA": str(tiny_scenes), "RUNS": str(tmp_path), "FROM": str(vae),
-           "PRIOR_STEPS": "2", "STEPS": "2", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["bash", str(SCRIPT.with_name("finetune_vae_prior.sh"))], env=env, capture_output=True, text=True,
-                       timeout=600)
+           "STEPS": "2", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(SCRIPT.with_name("finetune_vae_gan_gpu.sh"))], env=env, capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    info = json.loads((tmp_path / "vae" / "kaiga.json").read_text())
-    assert info["config"]["prior_components"] == 16 and info["config"]["beta"] == 60
-    assert [(run["stage"], run["steps"]) for run in info["training"]["runs"]] == [("prior", 2), ("vae", 2)]
+    vae_info, gan_info = (json.loads((tmp_path / m / "kaiga.json").read_text()) for m in ("vae-mix/vae", "gan"))
+    assert vae_info["config"]["prior_components"] == 16 and vae_info["config"]["beta"] == 60
+    assert [(run["stage"], run["steps"]) for run in vae_info["training"]["runs"]] == [("prior", 2), ("vae", 2)]
+    assert gan_info["config"]["g_mapping"] and gan_info["config"]["mismatch"] == 0.5
+    assert [(run["stage"], run["steps"], run["batch"]) for run in gan_info["training"]["runs"]] == [("gan", 2, 128)] * 2
