@@ -100,8 +100,9 @@ def train_family(family: str, data: Path, out: Path, loop: LoopConfig, size: str
     """Train a gan, vae or transformer model on a dataset folder; writes the model folder to `out`.
 
     From scratch (`size` preset) or continuing the model folder `init` (fine-tuning, or the next
-    stage of a transformer: tokenizer, then scorer, then prior); a gan may start from a vae folder. `loss_options` replace config fields
-    that shape the loss only, never the architecture (the vae's `beta`), so a continued run may change them.
+    stage of a transformer: tokenizer, then scorer, then prior); a gan may start from a vae folder.
+    `loss_options` replace config fields that shape the loss only, never the architecture (the vae's
+    `beta`), so a continued run may change them.
     `stage_options` go to the family's `set_stage` (the vae's `prior_components`, which replaces its prior).
     """
     cls = family_class(family)

@@ -4,8 +4,9 @@
 every block is FiLM-conditioned on [z; text] (as BigGAN's conditional normalisation feeds the class
 and z to every block). With `mapping`, z first moves to where the caption's images lie:
 z' = μ(text) + σ(text)·z, a text-conditioned affine map (a conditional VAE's Gaussian prior has this
-form, which lets a generator start from a trained VAE's decoder: `TextGAN.from_vae`). GroupNorm, never BatchNorm: an image does not depend on the other images of
-its batch, so a seed gives the same picture whatever the batch size.
+form, which lets a generator start from a trained VAE's decoder: `TextGAN.from_vae`). GroupNorm, never
+BatchNorm: an image does not depend on the other images of its batch, so a seed gives the same picture
+whatever the batch size.
 
 Example:
     >>> import torch

@@ -110,7 +110,8 @@ class TextGAN(ImageGenerator):
         v = vae.config
         if v.prior_components != 1:
             raise ValueError(f"a GAN starts from a VAE with a one-Gaussian prior (this one has {v.prior_components})")
-        config = cls.config_class(image_size=v.image_size, z_dim=v.latent_dim, g_channels=v.channels[::-1] + v.channels[:1],
+        config = cls.config_class(image_size=v.image_size, z_dim=v.latent_dim,
+                                  g_channels=v.channels[::-1] + v.channels[:1],
                                   g_convs=2, g_mapping=True, text=v.text, freeze_text=True)
         gan = cls(config, vae.tokenizer, {"training": vae.info.get("training")})
         gan.text_encoder.load_state_dict(vae.text_encoder.state_dict())
