@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the gan, vae and transformer families on a CPU, by steps: one command per family.
 # The bundled models were trained on a GPU with scripts/train_gpu.sh (all four families in ~7 minutes on one
-# H100); this script trains the same architectures where there is no GPU (hours on 2 cores, and fewer steps).
+# H100; the vae and gan then went on with scripts/finetune_vae_gan_gpu.sh); this script trains the
+# train_gpu.sh architectures where there is no GPU (hours on 2 cores, and fewer steps).
 #   bash scripts/train_families.sh vae           # -> $RUNS/vae (model folder)
 #   bash scripts/train_families.sh gan           # -> $RUNS/gan
 #   bash scripts/train_families.sh transformer   # -> $RUNS/transformer-{tokenizer,scorer,prior}; the last is the model
