@@ -347,7 +347,7 @@ def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
     """Train a conditional VAE (reconstruction + β·KL against a text-conditional prior).
 
     A mixture prior for a trained VAE, in minutes:
-    kaiga train vae --data DIR --out runs/vae-prior --init scenes-vae --stage prior --prior-components 16
+    kaiga train vae --data DIR --out runs/vae-prior --init runs/vae --stage prior --prior-components 16
     """
     if stage not in ("all", "prior"):
         fail(f"stage: must be all or prior (got {stage!r})")
@@ -367,8 +367,9 @@ def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
               d_lr_ratio: Annotated[Optional[float], typer.Option(min=0.0, help="D's learning rate over G's (default: the config's, 1).")] = None):
     """Train a text-conditional GAN (hinge loss, R1, DiffAugment, projection discriminator, EMA generator).
 
-    --init takes a gan to continue, or a vae (one-Gaussian prior) to start from: the generator is then the
-    VAE's decoder (a VAE-GAN start), its text encoder stays fixed, and D starts untrained.
+    --init takes a gan to continue, or a vae with a one-Gaussian prior (such as scripts/train_gpu.sh's
+    runs/gpu-from-scratch/vae; not the bundled scenes-vae, whose prior is a mixture) to start from: the
+    generator is then the VAE's decoder (a VAE-GAN start), its text encoder stays fixed, and D starts untrained.
 
     No gradient clipping: the loop clips G's and D's gradients as one vector, so D's large
     gradients would shrink every G step; R1 keeps D in check instead.
