@@ -19,7 +19,6 @@ import json
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -52,12 +51,6 @@ def scene_example(index: int, seed: int, split: str = "train", n_captions: int =
     image = render(s, rng)
     captions = [canonical_caption(s)] + [random_caption(s, rng) for _ in range(n_captions - 1)]
     return image, captions, s.to_dict()
-
-
-def iter_scenes(n: int, seed: int = 0, split: str = "train", n_captions: int = 4,
-                mix: Mix = Mix()) -> Iterator[tuple[Image.Image, list[str], dict]]:
-    for i in range(n):
-        yield scene_example(i, seed, split, n_captions, mix)
 
 
 def _render_and_save(job: tuple[Path, int, int, str, int, Mix]) -> str:
