@@ -4,7 +4,7 @@
     >>> images = Studio().generate("a red car on a snowy road at night", seed=7)  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from kaiga.version import __version__
 __all__ = ["Studio", "GenerationRequest", "__version__"]
 
 

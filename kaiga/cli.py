@@ -106,7 +106,7 @@ def generate(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from kaiga.models import ModelError
+    from kaiga.model_files import ModelError
     from kaiga.request import RequestError
     from kaiga.studio import Studio
 
@@ -135,7 +135,7 @@ def generate(
 
 def _stored_inputs(init: Path, mask: Optional[Path]) -> dict:
     """--init and --mask checked (as the server checks uploads) and kept by hash in the upload store."""
-    from kaiga.models import model_home
+    from kaiga.paths import model_home
     from kaiga.store.uploads import UploadError, UploadStore, read_image_file
 
     try:
@@ -164,7 +164,7 @@ def explain(
     """
     _setup_logging()
     from kaiga.images import captioned_strip
-    from kaiga.models import ModelError
+    from kaiga.model_files import ModelError
     from kaiga.studio import Studio
 
     try:
@@ -197,7 +197,7 @@ def models(
     """List bundled models, models in the user's model directory ($KAIGA_HOME/models), and PATHS."""
     from rich.table import Table
 
-    from kaiga.models import ModelError, list_models, user_models_dir
+    from kaiga.model_files import ModelError, list_models, user_models_dir
 
     try:
         refs = list_models(paths or [])
@@ -294,7 +294,7 @@ def train_diffusion(data: _Data, out_dir: _Out,
                     resume: _Resume = False, size: _Size = "default", max_minutes: _MaxMinutes = None):
     """Train the denoising UNet and text encoder (v-prediction, zero-terminal-SNR, min-SNR-5)."""
     from kaiga.data.dataset import DatasetError
-    from kaiga.models import ModelFormat, resolve_model
+    from kaiga.model_files import ModelFormat, resolve_model
     from kaiga.train.commands import train_denoiser
 
     try:
@@ -316,7 +316,7 @@ def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_
                   size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None,
                   stage_options: dict | None = None):
     from kaiga.data.dataset import DatasetError
-    from kaiga.models import ModelError, resolve_model
+    from kaiga.model_files import ModelError, resolve_model
     from kaiga.train.commands import train_family
 
     loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip, max_minutes)
@@ -435,7 +435,7 @@ def _wide() -> Console:
 def _eval_model(model: Optional[str]):
     """(name, hash, loaded model) of the model to evaluate; name `renders` is the renderer itself."""
     from kaiga.eval.report import ORACLE
-    from kaiga.models import ModelError
+    from kaiga.model_files import ModelError
     from kaiga.studio import Studio
 
     if model == ORACLE:
@@ -627,7 +627,7 @@ def eval_families(
     from rich.table import Table
 
     from kaiga.eval.families import DEFAULT_MODELS, measure_families
-    from kaiga.models import ModelError
+    from kaiga.model_files import ModelError
 
     try:
         result = measure_families(models or DEFAULT_MODELS, batch=batch, repeats=repeats, threads=threads,
@@ -745,7 +745,7 @@ def bench(
     except ValueError as e:
         fail(str(e).replace("batch_sizes", "batch-sizes"))
 
-    from kaiga.models import ModelError
+    from kaiga.model_files import ModelError
     from kaiga.request import RequestError
 
     try:
@@ -788,7 +788,7 @@ def serve(
     """Serve the studio over HTTP: OpenAI-compatible /v1, A1111-compatible /sdapi/v1, docs at /docs."""
     from pydantic import ValidationError
 
-    from kaiga.models import ModelError
+    from kaiga.model_files import ModelError
     from kaiga.request import describe_error
     from kaiga.server.settings import ServerSettings, is_loopback
 

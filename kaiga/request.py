@@ -15,11 +15,11 @@ Example:
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from kaiga.samplers import Sampler
 
 MAX_PROMPT_CHARS = 1000  # OpenAI's dall-e-2 limit; also keeps the record small
 MAX_SEED = 2**32 - 1
@@ -44,6 +44,18 @@ DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength: keeps the layout,
 MAX_UPLOAD_BYTES = 4 * 2**20  # OpenAI's limit for image edits
 MAX_UPLOAD_PIXELS = 4096 * 4096  # 64 MiB as RGBA once decoded; a larger header is a decompression bomb
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")  # PIL format names; nothing else is ever decoded
+
+
+class Sampler(str, Enum):
+    """The samplers a request can name; each model says which of them it supports (`kaiga.json`)."""
+
+    DDIM = "ddim"
+    EULER = "euler"
+    EULER_A = "euler-a"
+    DPMPP_2M = "dpm++2m"
+    LCM = "lcm"
+
+
 FAMILY_OPTIONS = ("truncation", "temperature", "top_k", "top_p", "candidates")
 _SHA256 = r"^[0-9a-f]{64}$"  # an upload is named by its content hash, never by a path
 

@@ -23,14 +23,15 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from kaiga import __version__
 from kaiga.families.base import check_one_size
 from kaiga.metadata import GenerationRecord, save_png
-from kaiga.models import ModelRef, load_model, model_hash, model_home, pick_device, resolve_model
+from kaiga.model_files import ModelRef, load_model, model_hash, pick_device, resolve_model
+from kaiga.paths import model_home
 from kaiga.pipelines.text_to_image import text_to_image
 from kaiga.request import MAX_SEED, GenerationRequest, RequestError
 from kaiga.store.uploads import UploadStore
 from kaiga.text.tokenizer import unknown_words
+from kaiga.version import __version__
 
 log = logging.getLogger("kaiga")
 

@@ -46,7 +46,7 @@ def time_batch(model, batch: int, repeats: int) -> list[float]:
 def measure_families(models=DEFAULT_MODELS, batch: int = 16, repeats: int = 3, threads: int | None = None,
                      on_model=None) -> dict:
     """ms/image at `batch` and parameter count of each model, measured in this run."""
-    from kaiga.models import load_model, model_hash, resolve_model
+    from kaiga.model_files import load_model, model_hash, resolve_model
 
     if threads:
         torch.set_num_threads(threads)

@@ -180,7 +180,7 @@ def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,
 
         readout_cfg = json.loads((bundled_readout() / CONFIG_FILE).read_text())
     if installed is None:
-        from kaiga.models import list_models
+        from kaiga.model_files import list_models
 
         installed = [ref.name for ref in list_models()]
     dirs = _model_dirs(results)

@@ -294,7 +294,7 @@ try:
     pipe = StableDiffusionPipeline.from_pretrained(model_arg, local_files_only=True, safety_checker=None,
                                                    torch_dtype=dtype)
 except Exception as e:  # e.g. a single-file checkpoint, or a folder diffusers cannot read
-    from kaiga.models import load_model, resolve_model
+    from kaiga.model_files import load_model, resolve_model
     m = load_model(resolve_model(model_arg), device)
     pipe = StableDiffusionPipeline(vae=m.vae, text_encoder=m.text_encoder, tokenizer=m.tokenizer, unet=m.unet,
                                    scheduler=DDIMScheduler.from_config(m.scheduler_config), safety_checker=None,
@@ -374,7 +374,7 @@ def run(config: SpeedConfig, on_progress: Progress | None = None) -> dict[str, A
     `on_progress(message)` hears what is being measured next. Raises ModelError for a model that
     cannot be loaded, RequestError for a size it cannot make, ColdStartError if a subprocess fails.
     """
-    from kaiga.models import load_model, model_hash, pick_device, resolve_model
+    from kaiga.model_files import load_model, model_hash, pick_device, resolve_model
     from kaiga.pipelines.text_to_image import latent_shape
 
     say = on_progress or (lambda message: None)

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, MetadataError, read_metadata
 from kaiga.request import GenerationRequest
-from kaiga.samplers import Sampler
+from kaiga.request import Sampler
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.family_fields import FamilyOptionFields, family_options

@@ -36,7 +36,7 @@ from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, model_of, reques
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError
 from kaiga.server.state import Principal, ServerState
-from kaiga.server.uploads import a1111_mask, capped_route, decode_base64, edit_request, read_image, store_inputs
+from kaiga.server.edit_inputs import a1111_mask, capped_route, decode_base64, edit_request, read_image, store_inputs
 
 _BODY_LIMIT = 2 * math.ceil(MAX_UPLOAD_BYTES * 4 / 3) + 2**20  # image + mask in base64, and the fields
 

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from kaiga import __version__
+from kaiga.version import __version__
 from kaiga.server import a1111_api, a1111_img2img, jobs_api, openai_api, openai_edits
 from kaiga.server import gallery_api
 from kaiga.server.catalog import Catalog

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from kaiga.families.base import check_one_size
-from kaiga.models import ModelError, ModelFormat, ModelRef, list_models, model_hash, resolve_model
+from kaiga.model_files import ModelError, ModelFormat, ModelRef, list_models, model_hash, resolve_model
 from kaiga.request import GenerationRequest, RequestError
 
 

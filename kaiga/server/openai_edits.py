@@ -40,7 +40,7 @@ from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError
 from kaiga.server.openai_api import QUALITY_STEPS, ImagesResponse, KaigaFields, answer, check_model, parse_size
 from kaiga.server.state import Principal
-from kaiga.server.uploads import capped_route, edit_request, has_transparency, mask_from_alpha, read_image, store_inputs
+from kaiga.server.edit_inputs import capped_route, edit_request, has_transparency, mask_from_alpha, read_image, store_inputs
 
 MASKED_STRENGTH = 1.0  # OpenAI redraws the masked area from scratch
 VARIATION_STRENGTH = 0.6  # keeps the composition and colours, varies the detail

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kaiga.models import model_home
+from kaiga.paths import model_home
 
 
 class ServerSettings(BaseModel):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
-from kaiga.models import ModelError
+from kaiga.model_files import ModelError
 from kaiga.request import MAX_SEED, GenerationRequest, RequestError
 from kaiga.server.catalog import Catalog
 from kaiga.server.errors import ApiError
@@ -28,7 +28,7 @@ from kaiga.server.worker import INVALID_REQUEST, Waiters, Workers
 from kaiga.store.db import Database
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import IdempotencyConflict, JobNotFound, JobQueue, JobView, QueueFull, request_hash
-from kaiga.store.models import Image, JobStatus
+from kaiga.store.tables import Image, JobStatus
 
 MAX_IDEMPOTENCY_KEY = 200
 

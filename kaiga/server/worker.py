@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from kaiga.models import ModelError
+from kaiga.model_files import ModelError
 from kaiga.request import GenerationRequest, RequestError
 from kaiga.server.catalog import Catalog
 from kaiga.store.gallery import Gallery

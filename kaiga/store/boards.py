@@ -6,7 +6,7 @@ boards, and deleting a board leaves its images in the gallery.
 
 Example:
     >>> from kaiga.store.db import open_database
-    >>> from kaiga.store.models import Image
+    >>> from kaiga.store.tables import Image
     >>> db = open_database("sqlite://")
     >>> with db.session() as s:
     ...     s.add(Image(id=1, sha256="0" * 64, path="x.png", record={}, prompt="a red car", favourite=False))
@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kaiga.store.db import Database
 from kaiga.store.gallery import ImageNotFound, as_utc
-from kaiga.store.models import Board, BoardImage, Image, utcnow
+from kaiga.store.tables import Board, BoardImage, Image, utcnow
 
 MAX_NAME = 100  # characters in a board name
 

@@ -1,14 +1,14 @@
 """Open the kaiga database: engine, WAL mode for SQLite, migrations applied, sessions.
 
 The default database is a SQLite file in the user's kaiga directory (`$KAIGA_HOME`, see
-`kaiga.models.model_home`). SQLite runs in WAL mode so that readers (HTTP requests) never wait for
+`kaiga.paths.model_home`). SQLite runs in WAL mode so that readers (HTTP requests) never wait for
 the writer (the worker finishing a job), with a busy timeout instead of "database is locked" errors.
 PostgreSQL is served by psycopg 3: `postgresql://` and `postgres://` URLs are read as
 `postgresql+psycopg://` (SQLAlchemy would otherwise look for psycopg2, which kaiga does not install).
 
 Example:
     >>> db = open_database("sqlite://")  # in memory
-    >>> from kaiga.store.models import Job
+    >>> from kaiga.store.tables import Job
     >>> with db.session() as s:
     ...     s.query(Job).count()
     0
@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from kaiga.models import model_home
+from kaiga.paths import model_home
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

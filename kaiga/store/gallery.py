@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 
 from kaiga.metadata import GenerationRecord, png_bytes, write_atomic
 from kaiga.store.db import Database
-from kaiga.store.models import Board, BoardImage, Image
+from kaiga.store.tables import Board, BoardImage, Image
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_PAGE = 200  # images per page at most

@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from kaiga.store.db import Database
-from kaiga.store.models import FINISHED, Job, JobStatus, utcnow
+from kaiga.store.tables import FINISHED, Job, JobStatus, utcnow
 
 
 class QueueFull(Exception):

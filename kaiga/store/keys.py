@@ -25,7 +25,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from kaiga.store.db import Database
-from kaiga.store.models import ApiKey, utcnow
+from kaiga.store.tables import ApiKey, utcnow
 
 KEY_PREFIX = "kg-"
 

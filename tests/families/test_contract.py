@@ -104,7 +104,7 @@ def test_trains_on_the_shared_loop(family, tiny_scenes, tmp_path):
                                                                               progress=False), out)
         assert state["step"] == 2 and np.isfinite(state["loss"])
         (out / "checkpoint" / "state.json").unlink()  # the next stage starts afresh in the same folder
-    from kaiga.models import load_model, resolve_model
+    from kaiga.model_files import load_model, resolve_model
 
     loaded = load_model(resolve_model(str(out)), torch.device("cpu"))
     assert loaded.info["family"] == family

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from kaiga.families.diffusion.model import LatentDiffusion
-from kaiga.models import resolve_model
+from kaiga.model_files import resolve_model
 from kaiga.pipelines.image_to_image import image_to_image, steps_run
 from kaiga.request import GenerationRequest, RequestError
 from kaiga.store.uploads import UploadStore

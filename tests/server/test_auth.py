@@ -7,7 +7,7 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from kaiga.store.models import ApiKey
+from kaiga.store.tables import ApiKey
 
 
 def test_keys_are_required_and_stored_hashed(serve, run_kaiga):

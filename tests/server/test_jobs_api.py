@@ -86,7 +86,7 @@ def test_each_model_has_its_own_worker(serve, tiny_model_dir, tmp_path):
 def _job_rows(server):
     from sqlalchemy import select
 
-    from kaiga.store.models import Job
+    from kaiga.store.tables import Job
 
     with server.state.db.session() as s:
         return list(s.scalars(select(Job)))

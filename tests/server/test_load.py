@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bench.load import LoadPlan, run_load
-from kaiga.store.models import Image, Job
+from kaiga.store.tables import Image, Job
 
 SLACK = timedelta(seconds=1)  # a job queued this close to a claim may not have been committed when the claim looked
 

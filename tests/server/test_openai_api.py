@@ -84,7 +84,7 @@ def test_idempotency_key_makes_a_retry_return_the_same_images(client, server):
     assert raw1.parse().data[0].url == raw2.parse().data[0].url  # the seed was drawn once, the job ran once
     assert server.state.queue.depth() == 0
     with server.state.db.session() as s:
-        from kaiga.store.models import Job
+        from kaiga.store.tables import Job
 
         assert s.query(Job).count() == 1
     with pytest.raises(openai.APIStatusError) as e:  # the same key with another request

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from kaiga.store.db import open_database
-from kaiga.store.models import Image, Job
+from kaiga.store.tables import Image, Job
 
 N_JOBS, N_IMAGES = 5, 4
 JOB = {"prompt": "a red car", "width": 64, "height": 64, "steps": 30, "n": N_IMAGES}  # about half a second each

@@ -6,7 +6,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from kaiga.store.db import default_url, make_engine, migrate, normalise_url, open_database
-from kaiga.store.models import Base
+from kaiga.store.tables import Base
 
 
 def test_sqlite_file_in_wal_mode_with_all_tables(tmp_path):

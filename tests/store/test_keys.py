@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from kaiga.store.db import open_database
 from kaiga.store.keys import create_key, revoke_key, verify_key
-from kaiga.store.models import ApiKey
+from kaiga.store.tables import ApiKey
 
 
 def test_only_the_hash_is_stored_and_revoked_keys_fail(tmp_path):

@@ -22,7 +22,7 @@ from diffusers import (
     LCMScheduler,
 )
 
-from kaiga.samplers import Sampler
+from kaiga.request import Sampler
 
 
 _SCHEDULERS = {

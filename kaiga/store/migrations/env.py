@@ -6,7 +6,7 @@ script_location is this folder (or write one by hand, as 0001 is).
 
 from alembic import context
 
-from kaiga.store.models import Base
+from kaiga.store.tables import Base
 
 
 def run_migrations() -> None:

@@ -30,7 +30,7 @@ from PIL import Image, ImageChops, ImageFilter
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from kaiga.models import ModelError
+from kaiga.model_files import ModelError
 from kaiga.request import GenerationRequest, RequestError
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.state import ServerState

@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-import platformdirs
 import torch
 
+from kaiga.paths import BUNDLED_DIR, DEFAULT_MODEL, user_models_dir
 from kaiga.safetensors_header import read_header
 
-BUNDLED_DIR = Path(__file__).parent / "bundled"
-DEFAULT_MODEL = "scenes-diffusion"
 
 
 class ModelFormat(str, Enum):
@@ -54,15 +51,6 @@ class ModelRef:
         if self.format is not ModelFormat.SINGLE_FILE and info.exists():
             return json.loads(info.read_text()).get("family", "diffusion")
         return "diffusion"
-
-
-def model_home() -> Path:
-    """The user's kaiga directory: $KAIGA_HOME, else the platform's user data dir."""
-    return Path(os.environ.get("KAIGA_HOME") or platformdirs.user_data_dir("kaiga"))
-
-
-def user_models_dir() -> Path:
-    return model_home() / "models"
 
 
 def is_pickle(path: Path) -> bool:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from kaiga.models import ModelError, ModelFormat, identify, list_models, model_hash, resolve_model, user_models_dir
+from kaiga.model_files import ModelError, ModelFormat, identify, list_models, model_hash, resolve_model, user_models_dir
 
 
 def test_the_default_model_is_bundled():
@@ -50,7 +50,7 @@ def test_unknown_model_lists_the_known_ones():
 def test_a_broken_folder_is_a_model_error(tmp_path, tiny_model_dir):
     import shutil
 
-    from kaiga.models import load_model
+    from kaiga.model_files import load_model
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
