@@ -1,0 +1,93 @@
+"""What a model can make, declared once per model in its `kaiga.json`, and the one check of a request against it.
+
+The Studio checks every request here before it runs, and the server before it queues a job, so a
+request a model cannot serve is refused the same way, with a message naming the field, whichever
+interface it came through. No torch import: the server checks requests without loading a model.
+
+Example:
+    >>> caps = Capabilities.from_info({"family": "gan", "native_size": 64})
+    >>> caps.max_size, caps.edits, caps.samplers
+    (64, False, ())
+    >>> from kaiga.request import GenerationRequest
+    >>> try:
+    ...     check_request(caps, GenerationRequest(prompt="a red car", width=128))
+    ... except Exception as e:
+    ...     print(e)
+    width: a gan model makes 64×64 images only (got 128)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from kaiga.request import FAMILY_OPTIONS, GenerationRequest, RequestError
+
+# The keys of kaiga.json that `Capabilities` reads and writes.
+CAPABILITY_KEYS = ("family", "native_size", "max_size", "size_multiple", "samplers", "edits", "options")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    family: str
+    native_size: int = 64  # pixels; a request without width/height gets this
+    max_size: int = 64  # pixels, either side
+    size_multiple: int = 8  # width and height must divide by it (the latent and UNet downsampling)
+    samplers: tuple[str, ...] = ()  # empty: the family has no choice of sampler (and ignores steps)
+    edits: bool = False  # image-to-image, inpainting
+    options: tuple[str, ...] = ()  # the family options of the request (FAMILY_OPTIONS) that it reads
+
+    @property
+    def one_size(self) -> bool:
+        return self.max_size == self.native_size and not self.edits
+
+    @classmethod
+    def from_info(cls, info: dict) -> "Capabilities":
+        """From a model's `kaiga.json`; keys an older file lacks take the family's defaults."""
+        family = info.get("family", "diffusion")
+        native = int(info.get("native_size", 64))
+        diffusion = family == "diffusion"
+        return cls(
+            family=family,
+            native_size=native,
+            max_size=int(info.get("max_size", 2048 if diffusion else native)),
+            size_multiple=int(info.get("size_multiple") or _size_multiple_from_config(info.get("config"))),
+            samplers=tuple(info.get("samplers", ())),
+            edits=bool(info.get("edits", diffusion)),
+            options=tuple(info.get("options", () if diffusion else FAMILY_OPTIONS)),
+        )
+
+    def to_info(self) -> dict:
+        """The kaiga.json keys (JSON has no tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _size_multiple_from_config(config: dict | None) -> int:
+    """kaiga.json files written before `size_multiple`: the VAE's × the UNet's downsampling of a diffusion config."""
+    if not config or "vae" not in config or "unet" not in config:
+        return 8
+    depth = len(config["vae"]["block_out_channels"]) - 1 + len(config["unet"]["block_out_channels"]) - 1
+    return 2**depth
+
+
+def check_request(caps: Capabilities, request: GenerationRequest) -> None:
+    """RequestError naming the first field of `request` that the model cannot serve."""
+    if request.is_edit and not caps.edits:
+        raise RequestError(f"init_image: image edits need a diffusion model; this is a {caps.family} model")
+    for name in ("width", "height"):
+        v = getattr(request, name)
+        if v is None:
+            continue
+        if caps.one_size and v != caps.native_size:
+            raise RequestError(f"{name}: a {caps.family} model makes {caps.native_size}×{caps.native_size} "
+                               f"images only (got {v})")
+        if v % caps.size_multiple:
+            raise RequestError(f"{name}: must be a multiple of {caps.size_multiple} for this model (got {v})")
+        if v > caps.max_size:
+            raise RequestError(f"{name}: at most {caps.max_size} for this model (got {v})")
+    if caps.samplers and request.sampler.value not in caps.samplers:
+        raise RequestError(f"sampler: this model supports {', '.join(caps.samplers)} (got {request.sampler.value!r})")
+
+
+def output_size(caps: Capabilities, request: GenerationRequest) -> tuple[int, int]:
+    """Width and height of the request's images: its own, else the model's native size."""
+    return request.width or caps.native_size, request.height or caps.native_size
