@@ -1,8 +1,8 @@
 """`create_app(settings)`: the FastAPI app with the OpenAI-, A1111-compatible and job APIs.
 
 On start-up it opens the database (applying migrations), re-queues jobs a crash interrupted, and
-starts the worker thread; on shutdown it stops the worker, whose unfinished job goes back to the
-queue. The OpenAPI schema is at /docs.
+starts the job workers (kaiga.worker, one thread per model); on shutdown it stops them, and an
+unfinished job goes back to the queue. The OpenAPI schema is at /docs.
 
 Example:
     >>> app = create_app(ServerSettings(data_dir="/tmp/kaiga-doc"))
@@ -27,11 +27,12 @@ from kaiga.server.errors import ApiError, a1111_body, openai_body
 from kaiga.server.settings import ServerSettings
 from kaiga.server.state import ServerState
 from kaiga.server.ui import mount_ui
-from kaiga.server.worker import Waiters, Worker, Workers
+from kaiga.server.waiters import Waiters
 from kaiga.store.db import open_database
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import JobQueue
 from kaiga.store.uploads import UploadStore
+from kaiga.worker import Worker, Workers
 
 log = logging.getLogger("kaiga.server")
 
@@ -46,9 +47,10 @@ def build_state(settings: ServerSettings) -> ServerState:
     workers = None
     if settings.run_worker:
         uploads = UploadStore(settings.uploads_dir())
-        workers = Workers(catalog, lambda models: Worker(
-            queue, gallery, catalog, device=settings.device, batch_size=settings.batch_size, poll_s=settings.poll_s,
-            on_finished=waiters.notify, uploads=uploads, models=models))
+        workers = Workers(catalog.names, catalog.default.name, lambda models: Worker(
+            queue, gallery, lambda name: catalog.ref(name).path, device=settings.device,
+            batch_size=settings.batch_size, poll_s=settings.poll_s, on_finished=waiters.notify, uploads=uploads,
+            models=models))
     return ServerState(settings, db, queue, gallery, catalog, waiters, workers)
 
 

@@ -24,11 +24,12 @@ from kaiga.request import MAX_SEED, GenerationRequest, RequestError
 from kaiga.server.catalog import Catalog
 from kaiga.server.errors import ApiError
 from kaiga.server.settings import ServerSettings
-from kaiga.server.worker import INVALID_REQUEST, Waiters, Workers
+from kaiga.server.waiters import Waiters
 from kaiga.store.db import Database
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import IdempotencyConflict, JobNotFound, JobQueue, JobView, QueueFull, request_hash
 from kaiga.store.tables import Image, JobStatus
+from kaiga.worker import INVALID_REQUEST, Workers
 
 MAX_IDEMPOTENCY_KEY = 200
 

@@ -1,21 +1,20 @@
-"""The worker: one thread per server process that takes jobs from the queue and runs them.
+"""The job worker: one thread per model that takes that model's jobs from the queue and runs them.
 
 It claims a job, generates with the Studio (reporting progress, and stopping between denoising
-steps when the job is cancelled or the server shuts down), stores the images in the gallery and marks
-the job done in one transaction, then tells the waiting HTTP requests. Waiters also poll the
-database, so a job finished by another process (or before a restart) is seen too.
+steps when the job is cancelled or the worker is stopped), stores the images in the gallery and marks
+the job done in one transaction, then calls `on_finished` (the server wakes its waiting requests).
+It knows nothing of HTTP: a request's model name becomes a path through the `resolve` it is given.
 
 Example (a worker on the tiny test model; `run_one` does one job in the calling thread):
     >>> import tempfile
     >>> from pathlib import Path
     >>> from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
-    >>> from kaiga.server.catalog import Catalog
     >>> from kaiga.store.db import open_database
     >>> from kaiga.store.gallery import Gallery
     >>> from kaiga.store.jobs import JobQueue
     >>> path = LatentDiffusion.create(tiny_config()).save(Path(tempfile.mkdtemp()) / "tiny")
     >>> db = open_database("sqlite://")
-    >>> worker = Worker(JobQueue(db), Gallery(db, tempfile.mkdtemp()), Catalog(str(path)))
+    >>> worker = Worker(JobQueue(db), Gallery(db, tempfile.mkdtemp()), resolve=lambda name: path)
     >>> job, _ = worker.queue.submit({"prompt": "a red car", "seed": 1, "steps": 1, "n": 2})
     >>> worker.run_one().result_image_ids
     [1, 2]
@@ -23,21 +22,20 @@ Example (a worker on the tiny test model; `run_one` does one job in the calling 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from kaiga.model_files import ModelError
 from kaiga.request import GenerationRequest, RequestError
-from kaiga.server.catalog import Catalog
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import JobQueue, JobView, StaleClaim
 from kaiga.store.uploads import UploadStore
 
-log = logging.getLogger("kaiga.server")
+log = logging.getLogger("kaiga.worker")
 
 INVALID_REQUEST = "invalid request: "  # prefix of errors that were the request's fault (HTTP 400, not 500)
 _PROGRESS_EVERY_S = 0.25  # how often progress is written to the database (and cancellation looked for)
@@ -65,10 +63,12 @@ class Current:
 class Worker:
     """Runs queued jobs one after another in a background thread."""
 
-    def __init__(self, queue: JobQueue, gallery: Gallery, catalog: Catalog, *, device: str | None = None,
-                 batch_size: int = 16, poll_s: float = 0.5, on_finished: Callable[[str], None] = lambda job_id: None,
+    def __init__(self, queue: JobQueue, gallery: Gallery, resolve: Callable[[str | None], Path], *,
+                 device: str | None = None, batch_size: int = 16, poll_s: float = 0.5,
+                 on_finished: Callable[[str], None] = lambda job_id: None,
                  uploads: UploadStore | None = None, models: tuple[str, ...] | None = None):
-        self.queue, self.gallery, self.catalog = queue, gallery, catalog
+        self.queue, self.gallery = queue, gallery
+        self.resolve = resolve  # a request's model name (None: the default) -> its path; ModelError if unknown
         self.models = models  # the models whose jobs this worker claims; None: every job
         self.uploads = uploads  # where edit requests' init images and masks are; None: the Studio's default
         self.device, self.batch_size, self.poll_s = device, batch_size, poll_s
@@ -161,8 +161,7 @@ class Worker:
 
         try:
             request = GenerationRequest.model_validate(job.request)
-            ref = self.catalog.ref(request.model)
-            request = request.model_copy(update={"model": str(ref.path)})
+            request = request.model_copy(update={"model": str(self.resolve(request.model))})
             images = self.studio().generate(request, on_step=on_step)
             return self.queue.finish(job.id, attempt, add_images=lambda s: [
                 self.gallery.add(s, img.image, img.record, job_id=job.id) for img in images])
@@ -181,16 +180,15 @@ class Worker:
 
 
 class Workers:
-    """One `Worker` per model of the catalog, all on the server's device.
+    """One `Worker` per model name, all on one device.
 
     A model's jobs run one at a time on its own worker (which keeps the model loaded), while jobs for
     different models do not wait for each other. Jobs queued before jobs named their model ("") go to
-    the default model's worker. Idle workers only poll the queue.
+    the `default` model's worker. Idle workers only poll the queue.
     """
 
-    def __init__(self, catalog: Catalog, make: Callable[[tuple[str, ...]], Worker]):
-        default = catalog.default.name
-        self.by_model = {name: make((name, "") if name == default else (name,)) for name in catalog.names}
+    def __init__(self, names: list[str], default: str, make: Callable[[tuple[str, ...]], Worker]):
+        self.by_model = {name: make((name, "") if name == default else (name,)) for name in names}
 
     def start(self) -> None:
         for worker in self.by_model.values():
@@ -222,50 +220,3 @@ class Workers:
             if current is not None and job_id in (None, current.job_id):
                 return current
         return None
-
-
-class Waiters:
-    """Lets async request handlers wait for a job that the worker thread finishes."""
-
-    def __init__(self, queue: JobQueue, poll_s: float = 0.5):
-        self.queue = queue
-        self.poll_s = poll_s
-        self._events: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
-        self._lock = threading.Lock()
-
-    def notify(self, job_id: str) -> None:
-        """Called from the worker thread when `job_id` finished."""
-        with self._lock:
-            waiting = self._events.pop(job_id, [])
-        for loop, event in waiting:
-            loop.call_soon_threadsafe(event.set)
-
-    async def wait(self, job_id: str, timeout: float) -> JobView:
-        """The job once it is finished; TimeoutError after `timeout` seconds."""
-        from starlette.concurrency import run_in_threadpool
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            event = asyncio.Event()
-            with self._lock:
-                self._events.setdefault(job_id, []).append((loop, event))
-            job = await run_in_threadpool(self.queue.get, job_id)
-            if job.is_finished:
-                return job
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(job_id)
-            try:
-                await asyncio.wait_for(event.wait(), min(self.poll_s, remaining))
-            except TimeoutError:
-                pass
-            finally:
-                with self._lock:
-                    entries = self._events.get(job_id, [])
-                    if (loop, event) in entries:
-                        entries.remove((loop, event))
-                        if not entries:
-                            del self._events[job_id]
-
-
