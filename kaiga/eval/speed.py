@@ -375,7 +375,8 @@ def run(config: SpeedConfig, on_progress: Progress | None = None) -> dict[str, A
     cannot be loaded, RequestError for a size it cannot make, ColdStartError if a subprocess fails.
     """
     from kaiga.model_files import load_model, model_hash, pick_device, resolve_model
-    from kaiga.pipelines.text_to_image import latent_shape
+    from kaiga.capabilities import Capabilities, check_request
+    from kaiga.request import GenerationRequest
 
     say = on_progress or (lambda message: None)
     threads_before = torch.get_num_threads()
@@ -387,7 +388,8 @@ def run(config: SpeedConfig, on_progress: Progress | None = None) -> dict[str, A
         say(f"loading {ref.name} on {device}")
         model = load_model(ref, device)
         size = config.size or int(model.info.get("native_size", 64))
-        latent_shape(model, size, size)  # refuses a size this model cannot make before anything is timed
+        # Refuse a size this model cannot make before anything is timed.
+        check_request(Capabilities.from_info(model.info), GenerationRequest(prompt=PROMPT, width=size, height=size))
         settings = {"model": ref.name, "model_path": str(ref.path), "model_hash": model_hash(ref),
                     "dtype": str(model.dtype).removeprefix("torch."), "prompt": PROMPT, "sampler": SAMPLER,
                     "guidance": GUIDANCE, "width": size, "height": size, "steps": list(config.steps),

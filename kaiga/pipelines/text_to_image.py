@@ -15,7 +15,6 @@ from typing import Callable
 
 from PIL import Image
 
-from kaiga.families.diffusion.generate import latent_shape, output_size  # noqa: F401 (used by image_to_image, speed)
 from kaiga.request import GenerationRequest
 
 

@@ -1,8 +1,17 @@
-"""Text → image sampling of the latent diffusion family, written as the numbered steps of the method.
+"""How the latent diffusion family makes images, written as the numbered steps of each method.
+
+`sample` (text → image), `edit` (image → image, inpainting, outpainting) and `trajectory` (the
+frames of `kaiga explain`) differ only in their start latents, the timesteps they run and the hooks
+they give the one denoising loop (`kaiga.families.diffusion.denoise`).
 
 Unlike diffusers' StableDiffusionPipeline, noise is drawn per image from that image's own seed, so
-seed s gives the same picture whatever the batch size or `n`. `LatentDiffusion.sample` (the family
-contract's verb) runs `sample` here.
+seed s gives the same picture whatever the batch size or `n`. Edits follow diffusers' img2img and
+inpainting pipelines step for step (SDEdit, Meng et al. 2022): the init image's latents are drawn
+from the autoencoder's posterior with the image's own generator, noised to the first step run, and
+denoised from there; inpainting puts the init latents, noised to the next step's level, back
+outside the mask after every step, and after decoding keeps the init image's own pixels there (as
+A1111's overlay: the autoencoder reproduces the kept area closely but never exactly).
+Mask convention: white (≥ 50 % grey in the latent mask) = repaint, black = keep.
 
 Example:
     >>> from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
@@ -16,36 +25,54 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from kaiga.families.diffusion.sampling import denoise, make_scheduler
+from kaiga.capabilities import Capabilities, check_request
+from kaiga.families.diffusion.denoise import denoise
+from kaiga.families.diffusion.schedulers import make_scheduler, timesteps_to_run
 from kaiga.images import to_pil
-from kaiga.request import GenerationRequest, RequestError
+from kaiga.request import GenerationRequest
+
+Progress = Callable[[int, int], None]  # (steps done over all images, steps in all)
 
 
 def latent_shape(model, width: int, height: int) -> tuple[int, int, int]:
-    """[C, h, w] of the latent for an image of width × height, checking the model can make it."""
-    vae_factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
-    unet_factor = 2 ** (len(model.unet.config.block_out_channels) - 1)
-    step = vae_factor * unet_factor
-    max_size = int(model.info.get("max_size", 2048))
-    for name, v in (("width", width), ("height", height)):
-        if v % step:
-            raise RequestError(f"{name}: must be a multiple of {step} for this model (got {v})")
-        if v > max_size:
-            raise RequestError(f"{name}: at most {max_size} for this model (got {v})")
-    return (model.unet.config.in_channels, height // vae_factor, width // vae_factor)
+    """[C, h, w] of the latent for an image of width × height."""
+    f = model.vae_scale_factor
+    return (model.unet.config.in_channels, height // f, width // f)
 
 
 def output_size(model, request: GenerationRequest) -> tuple[int, int, tuple[int, int, int]]:
     """Width, height and latent [C, h, w] of the request's images; RequestError if the model cannot."""
-    supported = model.info.get("samplers", [])
-    if request.sampler.value not in supported:
-        raise RequestError(f"sampler: this model supports {', '.join(supported)} (got {request.sampler.value!r})")
-    native = int(model.info.get("native_size", 64))
-    width, height = request.width or native, request.height or native
+    caps = Capabilities.from_info(model.info)
+    check_request(caps, request)
+    width, height = request.width or caps.native_size, request.height or caps.native_size
     return width, height, latent_shape(model, width, height)
+
+
+def steps_run(request: GenerationRequest) -> int:
+    """Denoising steps an edit runs: the last int(steps · strength) of the schedule (as diffusers, A1111)."""
+    return min(int(request.steps * request.denoise_strength), request.steps)
+
+
+def _text_states(model, prompts: list[str], negative: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Text states of the prompts [1 or N, T, D] and of the negative prompt [1, T, D] (guidance's "uncond")."""
+    return model.encode_text(model.tokenize(prompts)), model.encode_text(model.tokenize([negative]))
+
+
+def _chunks(seeds: list[int], batch_size: int):
+    for start in range(0, len(seeds), batch_size):
+        yield start, seeds[start : start + batch_size]
+
+
+def _reporter(on_step: Progress | None, done_before: int, k: int, total: int):
+    """The loop's on_step as overall progress: each of its steps advances k images by one."""
+    if on_step is None:
+        return None
+    return lambda i, _n, _x, _x0: on_step(done_before + i * k, total)
 
 
 @torch.no_grad()
@@ -54,44 +81,116 @@ def sample(
     request: GenerationRequest,
     seeds: list[int],
     batch_size: int = 16,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Progress | None = None,
     prompts: list[str] | None = None,
 ) -> list[Image.Image]:
-    """One image per seed. `on_step(done, total)` reports progress over all batches.
+    """Text → image: one image per seed. `on_step(done, total)` reports progress over all batches.
 
     `prompts` (one per seed) replaces `request.prompt`, so an evaluation can batch many prompts.
     """
     if prompts is not None and len(prompts) != len(seeds):
         raise ValueError(f"one prompt per seed: got {len(prompts)} prompts for {len(seeds)} seeds")
-    # 1. Check the sampler and size against what this model supports.
+    # 1. Check the request against what this model supports.
     _, _, shape = output_size(model, request)
 
-    # 2. Encode the prompt and the negative prompt (the "unconditional" branch of guidance) once.
-    cond_all = model.encode_text(model.tokenize(prompts or [request.prompt]))  # [1 or N, T, D]
-    uncond_one = model.encode_text(model.tokenize([request.negative_prompt]))
+    # 2. Encode the prompt and the negative prompt once.
+    cond_all, uncond_one = _text_states(model, prompts or [request.prompt], request.negative_prompt)
 
     images: list[Image.Image] = []
     total = len(seeds) * request.steps
-    for start in range(0, len(seeds), batch_size):
-        chunk = seeds[start : start + batch_size]
+    for start, chunk in _chunks(seeds, batch_size):
         # 3. Initial noise from each image's own generator (on CPU, so it is the same on every device).
         gens = [torch.Generator().manual_seed(s) for s in chunk]
         noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(model.device, model.dtype)
         cond = cond_all[start : start + len(chunk)] if prompts else cond_all.expand(len(chunk), -1, -1)
         uncond = uncond_one.expand(len(chunk), -1, -1)
 
-        # 4. Reverse diffusion with the chosen sampler and classifier-free guidance.
+        # 4. Reverse diffusion over the whole schedule with the chosen sampler.
         scheduler = make_scheduler(request.sampler, model.scheduler_config)
-        done_before = start * request.steps
-
-        def report(i, n, _x, done_before=done_before, k=len(chunk)):
-            if on_step is not None:
-                on_step(done_before + i * k, total)
-
-        latents = denoise(model.unet, scheduler, noise, cond, uncond, request.steps, request.guidance, gens, report)
+        timesteps = timesteps_to_run(scheduler, request.steps, device=model.device)
+        x = noise * scheduler.init_noise_sigma
+        report = _reporter(on_step, start * request.steps, len(chunk), total)
+        latents = denoise(model.unet, scheduler, x, timesteps, cond, uncond, request.guidance, gens, report)
 
         # 5. Decode latents to pixels.
         images += to_pil(model.decode(latents))
+    return images
+
+
+def _pixels(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> [1, 3, H, W] float32 in [-1, 1] (as diffusers' image processor)."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
+
+
+def _latent_mask(mask: Image.Image, h: int, w: int) -> torch.Tensor:
+    """PIL L -> [1, 1, h, w] of 0 (keep) / 1 (repaint): binarised at half grey, then nearest to latent size."""
+    m = torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0)[None, None]
+    return F.interpolate((m >= 0.5).float(), size=(h, w))
+
+
+@torch.no_grad()
+def edit(
+    model,
+    request: GenerationRequest,
+    init: Image.Image,
+    seeds: list[int],
+    mask: Image.Image | None = None,
+    batch_size: int = 16,
+    on_step: Progress | None = None,
+) -> list[Image.Image]:
+    """Image → image: one edit of `init` per seed; with `mask` (white = repaint) only the masked area changes.
+
+    `init` and `mask` are resized (Lanczos) to the request's size, default the model's native size.
+    `on_step(done, total)` reports progress over all batches.
+    """
+    # 1. Check the request; bring the inputs to the output size.
+    width, height, (_, h, w) = output_size(model, request)
+    init = init.convert("RGB").resize((width, height), Image.LANCZOS)
+    init_pixels = _pixels(init)
+    if mask is not None:
+        mask = mask.convert("L").resize((width, height), Image.LANCZOS)
+        mask_latent = _latent_mask(mask, h, w).to(model.device, model.dtype)
+
+    # 2. Encode the prompt and the negative prompt once.
+    cond_one, uncond_one = _text_states(model, [request.prompt], request.negative_prompt)
+
+    images: list[Image.Image] = []
+    per_image = steps_run(request)
+    total = len(seeds) * per_image
+    for start, chunk in _chunks(seeds, batch_size):
+        k = len(chunk)
+        gens = [torch.Generator().manual_seed(s) for s in chunk]
+        scheduler = make_scheduler(request.sampler, model.scheduler_config)
+        timesteps = timesteps_to_run(scheduler, request.steps, request.denoise_strength, device=model.device)
+
+        # 3. The init image's latents, a posterior draw per image, then each image's noise (in this
+        #    order from the same generator, as diffusers' pipelines).
+        z0 = torch.cat([model.encode_images(init_pixels, sample=True, generator=g) for g in gens])
+        noise = torch.cat([torch.randn((1, *z0.shape[1:]), generator=g, dtype=model.dtype) for g in gens]).to(model.device)
+
+        # 4. Start latents: the init latents noised to the first step run (pure noise when inpainting at strength 1).
+        if mask is not None and request.denoise_strength == 1.0:
+            x = noise * scheduler.init_noise_sigma
+        else:
+            x = scheduler.add_noise(z0, noise, timesteps[:1].repeat(k))
+
+        # 5. Inpainting: after each step, the init latents at the next step's noise level outside the mask.
+        blend = None
+        if mask is not None:
+            def blend(x, i, z0=z0, noise=noise, scheduler=scheduler, timesteps=timesteps):
+                known = z0 if i == len(timesteps) - 1 else scheduler.add_noise(z0, noise, timesteps[i + 1 : i + 2])
+                return (1 - mask_latent) * known + mask_latent * x
+
+        # 6. Reverse diffusion over the last steps.
+        report = _reporter(on_step, start * per_image, k, total)
+        latents = denoise(model.unet, scheduler, x, timesteps, cond_one.expand(k, -1, -1),
+                          uncond_one.expand(k, -1, -1), request.guidance, gens, report, blend)
+
+        # 7. Decode; outside the mask, the init image's own pixels.
+        out = to_pil(model.decode(latents))
+        if mask is not None:
+            out = [Image.composite(im, init, mask) for im in out]
+        images += out
     return images
 
 
@@ -106,16 +205,16 @@ def trajectory(model, prompt: str, seed: int, steps: int = 20, guidance: float =
     _, _, shape = output_size(model, request)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=gen)[None].to(model.device, model.dtype)
-    context = torch.cat([model.encode_text(model.tokenize([""])), model.encode_text(model.tokenize([prompt]))])
+    cond, uncond = _text_states(model, [prompt], "")
     scheduler = make_scheduler("ddim", model.scheduler_config)
-    scheduler.set_timesteps(steps, device=x.device)
+    timesteps = timesteps_to_run(scheduler, steps, device=x.device)
     keep = {round(i * (steps - 1) / (frames - 1)) for i in range(frames)}
     images, captions = [], []
-    for i, t in enumerate(scheduler.timesteps):
-        pred_uncond, pred_cond = model.unet(torch.cat([x, x]), t, encoder_hidden_states=context).sample.chunk(2)
-        out = scheduler.step(pred_uncond + guidance * (pred_cond - pred_uncond), t, x)
-        x = out.prev_sample
-        if i in keep:
-            images += to_pil(model.decode(out.pred_original_sample))
-            captions.append(f"step {i + 1}/{steps} (t={int(t)}): predicted clean image")
+
+    def snapshot(i, _n, _x, x0):
+        if i - 1 in keep:
+            images.extend(to_pil(model.decode(x0)))
+            captions.append(f"step {i}/{steps} (t={int(timesteps[i - 1])}): predicted clean image")
+
+    denoise(model.unet, scheduler, x * scheduler.init_noise_sigma, timesteps, cond, uncond, guidance, [gen], snapshot)
     return images, captions

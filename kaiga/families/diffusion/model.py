@@ -31,7 +31,7 @@ from kaiga.families.diffusion.config import (
     build_unet,
     build_vae,
 )
-from kaiga.families.diffusion.sampling import DEFAULT_SCHEDULER
+from kaiga.families.diffusion.schedulers import DEFAULT_SCHEDULER, alphas_cumprod
 from kaiga.text.tokenizer import build_word_tokenizer
 
 KAIGA_JSON = "kaiga.json"
@@ -115,6 +115,11 @@ class LatentDiffusion(torch.nn.Module):
         return next(self.unet.parameters()).dtype
 
     @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent, each side: 2 per downsampling block of the autoencoder."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
     def scaling_factor(self) -> float:
         return float(self.vae.config.scaling_factor)
 
@@ -150,6 +155,12 @@ class LatentDiffusion(torch.nn.Module):
 
         return sample(self, request, seeds, batch_size, on_step, prompts)
 
+    def edit(self, request, init, seeds, mask=None, batch_size=16, on_step=None):
+        """Image → image (and inpainting with `mask`): one edit per seed (see `generate.edit`)."""
+        from kaiga.families.diffusion.generate import edit
+
+        return edit(self, request, init, seeds, mask, batch_size, on_step)
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """v-prediction loss of UNet + text encoder on a pixel batch (the autoencoder stays frozen).
 
@@ -157,12 +168,11 @@ class LatentDiffusion(torch.nn.Module):
         contract's, so one test suite can hold every family to the same verbs.
         """
         from kaiga.families.diffusion.losses import diffusion_loss
-        from kaiga.families.diffusion.sampling import make_scheduler
 
         g = batch["generator"]
         with torch.no_grad():
             latents = self.encode_images(batch["pixels"])
-        alphas = make_scheduler("ddim", {**DEFAULT_SCHEDULER, **self.scheduler_config}).alphas_cumprod.float()
+        alphas = alphas_cumprod(self.scheduler_config)
         noise = torch.randn(latents.shape, generator=g).to(latents)
         t = torch.randint(0, len(alphas), (len(latents),), generator=g)
         states = self.text_encoder(batch["input_ids"].to(self.device))[0]

@@ -27,7 +27,8 @@ from kaiga.data.captions import GRID_PROMPTS
 from kaiga.data.dataset import METADATA, Example, load_pixels, read_metadata, to_float
 from kaiga.families.diffusion.losses import decoder_loss, diffusion_loss, vae_loss
 from kaiga.families.diffusion.model import LatentDiffusion
-from kaiga.families.diffusion.sampling import DEFAULT_SCHEDULER, make_scheduler, denoise
+from kaiga.families.diffusion.denoise import denoise
+from kaiga.families.diffusion.schedulers import alphas_cumprod, make_scheduler, timesteps_to_run
 from kaiga.images import grid
 from kaiga.train.loop import TrainTask, training_record
 
@@ -134,9 +135,9 @@ class DenoiserTask(TrainTask):
         self.owner = torch.tensor([i for i, ex in enumerate(examples) for _ in ex.captions])
         self.ids = model.tokenize(captions)
         self.empty_ids = model.tokenize([""])[0]
-        scheduler = make_scheduler("ddim", {**DEFAULT_SCHEDULER, **model.scheduler_config})
-        self.num_timesteps = scheduler.config.num_train_timesteps
-        self.module = _DenoiserModule(model.unet, model.text_encoder, scheduler.alphas_cumprod.float())
+        alphas = alphas_cumprod(model.scheduler_config)
+        self.num_timesteps = len(alphas)
+        self.module = _DenoiserModule(model.unet, model.text_encoder, alphas)
 
     def batch(self, step, rank, generator):
         pick = torch.randint(0, len(self.ids), (self.batch_size,), generator=generator)
@@ -158,7 +159,8 @@ class DenoiserTask(TrainTask):
         gens = [torch.Generator().manual_seed(i) for i in range(len(GRID_PROMPTS))]
         noise = torch.stack([torch.randn(self.latents.shape[1:], generator=g) for g in gens]).to(m.device)
         sched = make_scheduler("ddim", m.scheduler_config)
-        z = denoise(m.unet, sched, noise, cond, uncond, steps=20, guidance=3.0, generators=gens)
+        z = denoise(m.unet, sched, noise * sched.init_noise_sigma, timesteps_to_run(sched, 20, device=m.device),
+                    cond, uncond, 3.0, gens)
         return grid(m.decode(z))
 
     def export(self, state_dict, out):

@@ -1,0 +1,79 @@
+"""The one denoising loop of the latent diffusion family, under every way it makes an image.
+
+Text to image, image to image, inpainting and outpainting, `kaiga explain` and the training sample
+grids all run `denoise`: the only place in kaiga where a scheduler steps. What differs between them
+is only what goes in: the start latents (pure noise, or noised init latents), the timesteps to run
+(all, or the last int(steps · strength)), and two hooks: `blend(x, i)` after each step (inpainting
+puts the known latents back outside the mask) and `on_step(i, n, x, x0)` (progress bars, explain's
+frames). A pure function in the spirit of k-diffusion's samplers: the model, the scheduler and the
+noise are passed in, and each image's randomness comes from its own generator.
+
+Guidance, one rule everywhere: the prediction is uncond + guidance · (cond − uncond) (classifier-free
+guidance, Ho & Salimans 2022) for every guidance value; 1 is the conditional prediction alone, so
+the unconditional branch is skipped, 0 is the unconditional model, and values between extrapolate
+less. (diffusers' pipelines skip guidance for any value ≤ 1; kaiga does not.)
+
+Example:
+    >>> from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
+    >>> from kaiga.families.diffusion.schedulers import make_scheduler, timesteps_to_run
+    >>> m = LatentDiffusion.create(tiny_config())
+    >>> s = make_scheduler("ddim", m.scheduler_config)
+    >>> g = [torch.Generator().manual_seed(0)]
+    >>> states = m.encode_text(m.tokenize(["a red car"]))
+    >>> x = denoise(m.unet, s, torch.randn(1, 4, 16, 16, generator=g[0]), timesteps_to_run(s, 2), states, None, 1.0, g)
+    >>> x.shape
+    torch.Size([1, 4, 16, 16])
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+# on_step(steps done, steps in all, latents x_t [N, C, h, w], predicted clean latents x̂₀ or None)
+OnStep = Callable[[int, int, torch.Tensor, "torch.Tensor | None"], None]
+# blend(latents after step i, i) -> latents to continue from
+Blend = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def guided(pred_uncond: torch.Tensor, pred_cond: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance: uncond + guidance · (cond − uncond)."""
+    return pred_uncond + guidance * (pred_cond - pred_uncond)
+
+
+@torch.no_grad()
+def denoise(
+    unet,
+    scheduler,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    cond: torch.Tensor,
+    uncond: torch.Tensor | None,
+    guidance: float,
+    generators: list[torch.Generator],
+    on_step: OnStep | None = None,
+    blend: Blend | None = None,
+) -> torch.Tensor:
+    """Run the reverse process over `timesteps` from latents `x` [N, C, h, w]; returns the last latents.
+
+    x: already at the noise level of timesteps[0] (see `timesteps_to_run`, which also sets the
+    scheduler up); cond / uncond: text states [N, T, D] (uncond None: no guidance);
+    generators: one per image, for the noise of stochastic samplers.
+    """
+    use_cfg = uncond is not None and guidance != 1.0  # guidance 1 is the conditional branch alone
+    context = torch.cat([uncond, cond]) if use_cfg else cond  # [2N or N, T, D]
+    # A list of generators gives each image its own noise in stochastic samplers.
+    generator = generators if len(generators) > 1 else generators[0]
+    for i, t in enumerate(timesteps):
+        x_in = scheduler.scale_model_input(torch.cat([x, x]) if use_cfg else x, t)
+        pred = unet(x_in, t, encoder_hidden_states=context).sample
+        if use_cfg:
+            pred = guided(*pred.chunk(2), guidance)
+        out = scheduler.step(pred, t, x, generator=generator)
+        x = out.prev_sample
+        if blend is not None:
+            x = blend(x, i)
+        if on_step is not None:
+            on_step(i + 1, len(timesteps), x, getattr(out, "pred_original_sample", None))
+    return x
