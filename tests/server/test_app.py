@@ -1,8 +1,11 @@
 """The app's life: OpenAPI docs, and a graceful stop that puts the running job back in the queue."""
 
-import time
+import threading
 
 import httpx
+import pytest
+
+from kaiga.worker import Worker
 
 
 def test_openapi_docs(server):
@@ -11,20 +14,49 @@ def test_openapi_docs(server):
     assert {"/v1/images/generations", "/v1/models", "/v1/jobs/{job_id}", "/sdapi/v1/txt2img"} <= set(paths)
 
 
-def test_stopping_the_server_requeues_its_running_job_without_counting_it(serve, tmp_path):
+@pytest.fixture
+def held_jobs(monkeypatch):
+    """Jobs wait at their first denoising step until their worker is told to stop.
+
+    So a job is surely running, and not yet done, when the server stops: no race against its speed.
+    Returns the event set when a job reaches that step.
+    """
+    reached, stopping = threading.Event(), threading.Event()
+    real_studio, real_request_stop = Worker.studio, Worker.request_stop
+
+    def studio(self):
+        real = real_studio(self)
+
+        class Held:
+            def generate(self, request, on_step):
+                def step(done: int, total: int) -> None:
+                    if not stopping.is_set():
+                        reached.set()
+                        assert stopping.wait(60), "the worker was never told to stop"
+                    on_step(done, total)
+
+                return real.generate(request, on_step=step)
+
+        return Held()
+
+    def request_stop(self):
+        real_request_stop(self)
+        stopping.set()
+
+    monkeypatch.setattr(Worker, "studio", studio)
+    monkeypatch.setattr(Worker, "request_stop", request_stop)
+    return reached
+
+
+def test_stopping_the_server_requeues_its_running_job_without_counting_it(serve, held_jobs, tmp_path):
     server = serve(data_dir=tmp_path / "a")
-    job = httpx.post(server.url + "/v1/jobs", json={"prompt": "a car", "steps": 150, "n": 4}).json()
-    deadline = time.monotonic() + 30
-    while server.state.queue.get(job["id"]).status != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    job = httpx.post(server.url + "/v1/jobs", json={"prompt": "a car", "steps": 3, "n": 4}).json()
+    assert held_jobs.wait(60), "the job never started"
+    assert server.state.queue.get(job["id"]).status == "running"
     server.stop()  # uvicorn's shutdown: the worker stops between two denoising steps
     stopped = server.state.queue.get(job["id"])
-    assert (stopped.status, stopped.attempts) == ("pending", 0)
+    assert (stopped.status, stopped.attempts, stopped.result_image_ids) == ("pending", 0, None)
 
-    again = serve(data_dir=tmp_path / "a")  # the next start runs it
-    deadline = time.monotonic() + 120
-    while (final := again.state.queue.get(job["id"])).status != "done":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert final.attempts == 1 and len(final.result_image_ids) == 4
+    again = serve(data_dir=tmp_path / "a")  # the next start runs it (the worker was told to stop: no hold)
+    final = again.wait_for_job(job["id"])
+    assert final["status"] == "done" and final["attempts"] == 1 and len(final["images"]) == 4
