@@ -1,4 +1,8 @@
-"""A server killed with SIGKILL mid-queue loses no job and runs none twice once restarted on its database."""
+"""A server killed with SIGKILL mid-queue loses no job and runs none twice once restarted on its database.
+
+The first server holds its first job at a denoising step (tests/server/held_serve.py) until it is
+killed, so the kill lands mid-job whatever the machine's speed.
+"""
 
 import os
 import signal
@@ -7,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -17,7 +22,8 @@ from kaiga.store.db import open_database
 from kaiga.store.tables import Image, Job
 
 N_JOBS, N_IMAGES = 5, 4
-JOB = {"prompt": "a red car", "width": 64, "height": 64, "steps": 30, "n": N_IMAGES}  # about half a second each
+JOB = {"prompt": "a red car", "width": 64, "height": 64, "steps": 4, "n": N_IMAGES}
+HELD_SERVE = Path(__file__).with_name("held_serve.py")
 
 
 def _free_port() -> int:
@@ -27,11 +33,13 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, db_url: str, model: str, home):
+    def __init__(self, db_url: str, model: str, home, hold: Path | None = None):
+        """`hold`: a file the server touches when its first job reaches a denoising step, where it then stays."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        command = [str(HELD_SERVE), str(hold)] if hold is not None else ["-m", "kaiga.cli"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kaiga.cli", "serve", "--port", str(self.port), "--db", db_url, "--model", model],
+            [sys.executable, *command, "serve", "--port", str(self.port), "--db", db_url, "--model", model],
             env={**os.environ, "KAIGA_HOME": str(home), "OMP_NUM_THREADS": "1"},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
@@ -61,7 +69,8 @@ class ServerProcess:
 @pytest.mark.slow
 def test_kill_9_mid_queue_then_restart_every_job_finishes_exactly_once(tmp_path, tiny_model_dir):
     db_url = f"sqlite:///{tmp_path / 'kaiga.db'}"
-    first = ServerProcess(db_url, str(tiny_model_dir), tmp_path)
+    running = tmp_path / "a-job-is-running"
+    first = ServerProcess(db_url, str(tiny_model_dir), tmp_path, hold=running)
     try:
         ids = [httpx.post(first.url + "/v1/jobs", json={**JOB, "seed": 100 * i},
                           headers={"Idempotency-Key": f"job-{i}"}).json()["id"] for i in range(N_JOBS)]
@@ -81,13 +90,15 @@ def test_kill_9_mid_queue_then_restart_every_job_finishes_exactly_once(tmp_path,
         caller.start()
         db = open_database(db_url)
         deadline = time.monotonic() + 120
-        while True:  # wait until the synchronous request is queued and a job is being generated...
+        while True:  # wait until a job is being generated (held there) and the synchronous request is queued...
             assert time.monotonic() < deadline
+            held = running.exists()  # before reading the jobs: a job held now was claimed before the read
             with db.session() as s:
                 statuses = dict(s.execute(select(Job.id, Job.status)).all())
-            if len(statuses) == N_JOBS + 1 and "running" in statuses.values() and statuses[ids[-1]] == "pending":
+            if held and len(statuses) == N_JOBS + 1:
                 break
             time.sleep(0.02)
+        assert list(statuses.values()).count("running") == 1 and statuses[ids[-1]] == "pending"
         first.kill()  # ...and the server dies
         caller.join(30)
         assert isinstance(outcome[0], openai.APIConnectionError)
