@@ -15,7 +15,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 
-from kaiga.families.base import check_one_size
+from kaiga.capabilities import Capabilities, check_request
 from kaiga.model_files import ModelError, ModelFormat, ModelRef, list_models, model_hash, resolve_model
 from kaiga.request import GenerationRequest, RequestError
 
@@ -64,7 +64,7 @@ class Catalog:
     def check(self, request: GenerationRequest) -> None:
         """What the model cannot do, refused before queuing (the pipeline checks again when it runs)."""
         info = self.info(request.model)
-        check_one_size(info, request)
+        check_request(Capabilities.from_info(info), request)
         samplers = info.get("samplers")
         if samplers and request.sampler.value not in samplers:
             raise RequestError(f"sampler: this model supports {', '.join(samplers)} (got {request.sampler.value!r})")
