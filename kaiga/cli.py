@@ -16,6 +16,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from kaiga.cli_options import request_options
+from kaiga.request import FAMILY_OPTIONS
+
 app = typer.Typer(help="kaiga: an AI image-generation studio. Every image carries how it was made.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Make datasets.", no_args_is_help=True)
@@ -56,30 +59,13 @@ def _slug(text: str, n: int = 40) -> str:
 
 
 @app.command()
+@request_options()
 def generate(
-    prompt: Annotated[str, typer.Argument(help="What to draw, in plain English or as comma-separated tags.")],
-    negative: Annotated[str, typer.Option("--negative", help="What to steer away from.")] = "",
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the first image; image i uses seed+i. Random if omitted.")] = None,
-    n: Annotated[int, typer.Option("--n", help="Number of images (1-16).")] = 1,
-    steps: Annotated[int, typer.Option(help="Denoising steps (1-150).")] = 20,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (0-30); 1 turns guidance off.")] = 3.0,
-    sampler: Annotated[str, typer.Option(help="ddim, euler, euler-a, dpm++2m or lcm (where the model supports it).")] = "ddim",
-    width: Annotated[Optional[int], typer.Option(help="Width in pixels, a multiple of 8; default: the model's native size.")] = None,
-    height: Annotated[Optional[int], typer.Option(help="Height in pixels, a multiple of 8; default: the model's native size.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name (see `kaiga models`) or path to a diffusers folder or .safetensors file.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")] = Path("outputs"),
     grid: Annotated[bool, typer.Option("--grid", help="Also write all images as one contact sheet.")] = False,
-    upscale: Annotated[int, typer.Option(help="Enlarge outputs for viewing (Lanczos, 1-8); the record keeps the native size.")] = 4,
     device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Config folder for a single-file checkpoint that has none inside (offline).")] = None,
-    init: Annotated[Optional[Path], typer.Option("--init", help="Edit this image (PNG, JPEG or WebP, at most 4 MiB) instead of starting from noise; it is resized to the output size.")] = None,
-    strength: Annotated[Optional[float], typer.Option(help="With --init: how much to redraw, 0-1 (default 0.75); runs int(steps × strength) steps.")] = None,
-    mask: Annotated[Optional[Path], typer.Option("--mask", help="With --init: repaint only where this image is white (black = keep); grey levels above half count as white.")] = None,
-    truncation: Annotated[Optional[float], typer.Option(help="gan / vae models: scale of the latent noise, 0-1 (lower: more typical, less varied).")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="transformer models: sampling temperature of each image token (0.05-2).")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="transformer models: sample among the k likeliest tokens (0 = all).")] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", help="transformer models: nucleus sampling mass (0.01-1).")] = None,
-    candidates: Annotated[Optional[int], typer.Option(help="transformer models: draws per image, the best kept by the contrastive reranker (1-16).")] = None,
+    *, fields: dict,
 ):
     """Generate images from a prompt with the default model or --model; edit an image with --init.
 
@@ -93,14 +79,12 @@ def generate(
     from kaiga.request import GenerationRequest, describe_error
     from kaiga.store.uploads import PENDING
 
+    init, mask = fields.pop("init_image"), fields.pop("mask")  # paths here; the request names them by hash
     try:
-        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, n=n, steps=steps,
-                                    guidance=guidance, sampler=sampler, width=width, height=height,
-                                    model=model, upscale=upscale, init_image=PENDING if init else None,
-                                    mask=PENDING if mask else None, strength=strength, truncation=truncation,
-                                    temperature=temperature, top_k=top_k, top_p=top_p, candidates=candidates)
+        request = GenerationRequest(**fields, init_image=PENDING if init else None, mask=PENDING if mask else None)
     except ValidationError as e:
         fail(describe_error(e))
+    prompt = request.prompt
     if init is not None:
         request = request.model_copy(update=_stored_inputs(init, mask))
 
@@ -447,51 +431,47 @@ def _eval_model(model: Optional[str]):
     return loaded.ref.name, loaded.hash, loaded.model
 
 
-def _generator(loaded_model, steps: int, guidance: Optional[float], sampler: str, total: int, bar, label: str,
-               options: Optional[dict] = None):
+def _generator(loaded_model, settings: dict, total: int, bar, label: str):
+    """A GenerateFn over the loaded model with the evaluation's (checked) request settings."""
     from kaiga.eval.alignment import model_generate
+
+    task = bar.add_task(label, total=total)
+    options = {k: settings[k] for k in FAMILY_OPTIONS if k in settings}
+    return model_generate(loaded_model, steps=settings["steps"], guidance=settings["guidance"],
+                          sampler=settings["sampler"], on_image=lambda done: bar.update(task, completed=done),
+                          options=options)
+
+
+_EvalModel = Annotated[Optional[str], typer.Option(help="Model name or path (default: the bundled default); `renders` scores the renderer itself (the ceiling).")]
+# The request settings an evaluation takes, as `kaiga generate` does (same names, defaults, ranges, help).
+EVAL_FIELDS = ("steps", "guidance", "sampler", *FAMILY_OPTIONS)
+
+
+def _eval_settings(fields: dict) -> dict:
+    """The evaluation's request settings, checked by the request type before any model loads, as recorded in
+    its results: steps, guidance and sampler, and the family options given (None: the model's default)."""
     from pydantic import ValidationError
 
     from kaiga.request import GenerationRequest, describe_error
 
-    try:  # the request type holds every limit: check them before any image is made
-        GenerationRequest(prompt="check", steps=steps, sampler=sampler, **({"guidance": guidance} if guidance is not None else {}),
-                          **(options or {}))  # _family_options: never None
+    try:
+        GenerationRequest(prompt="the evaluation's prompts", **fields)
     except ValidationError as e:
         fail(describe_error(e))
-    task = bar.add_task(label, total=total)
-    return model_generate(loaded_model, steps=steps, guidance=guidance, sampler=sampler,
-                          on_image=lambda done: bar.update(task, completed=done), options=options)
-
-
-_EvalModel = Annotated[Optional[str], typer.Option(help="Model name or path (default: the bundled default); `renders` scores the renderer itself (the ceiling).")]
-_EvalSteps = Annotated[int, typer.Option(min=1, max=150, help="Sampling steps.")]
-_EvalGuidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance (default: the request default).")]
-_EvalSampler = Annotated[str, typer.Option(help="Sampler: ddim, euler, euler-a, dpm++2m.")]
-_EvalTruncation = Annotated[Optional[float], typer.Option(help="gan / vae models: latent truncation, 0-1 (default: the model's).")]
-_EvalCandidates = Annotated[Optional[int], typer.Option(help="transformer models: draws per image, the reranker keeps one (default: the model's).")]
-_EvalTemperature = Annotated[Optional[float], typer.Option(help="transformer models: sampling temperature (default: the model's).")]
-_EvalTopK = Annotated[Optional[int], typer.Option("--top-k", help="transformer models: sample among the k likeliest codes, 0 = all (default: the model's).")]
-_EvalTopP = Annotated[Optional[float], typer.Option("--top-p", help="transformer models: nucleus sampling, 1 = off (default: the model's).")]
-
-
-def _family_options(**options) -> dict:
-    """The family options an evaluation was asked for (recorded in its settings): those not None."""
-    return {k: v for k, v in options.items() if v is not None}
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 @eval_app.command("alignment")
+@request_options(EVAL_FIELDS)
 def eval_alignment(
     model: _EvalModel = None,
     samples_per_prompt: Annotated[int, typer.Option("--samples-per-prompt", "-k", min=1, max=64, help="Images per prompt (fixed seeds).")] = 4,
-    steps: _EvalSteps = 20, guidance: _EvalGuidance = None, sampler: _EvalSampler = "ddim",
-    truncation: _EvalTruncation = None, candidates: _EvalCandidates = None, temperature: _EvalTemperature = None,
-    top_k: _EvalTopK = None, top_p: _EvalTopP = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Result file (default: docs/eval/<model>/alignment.json).")] = None,
     grid: Annotated[Optional[Path], typer.Option(help="Worst-prompts grid PNG (default: beside the JSON).")] = None,
     readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
     through_autoencoder: Annotated[bool, typer.Option("--through-autoencoder", help="Score renders passed through the model's autoencoder instead of generating: the ceiling its latent space allows (results under <model>+autoencoder).")] = False,
     category: Annotated[Optional[list[str]], typer.Option("--category", "-c", help="Score only this category (repeat for several), with the seeds a full run gives its prompts; the result goes to alignment-<categories>.json, never over a full run's.")] = None,
+    *, fields: dict,
 ):
     """Score prompt-following on the fixed suite: GenEval categories plus scene, weather, time, style.
 
@@ -516,9 +496,8 @@ def eval_alignment(
         check_categories(category)
     except ValueError as e:
         fail(f"--category: {e}")
+    settings = _eval_settings(fields)
     name, model_hash, loaded = _eval_model(model)
-    options = _family_options(truncation=truncation, candidates=candidates, temperature=temperature, top_k=top_k,
-                              top_p=top_p)
     suite = prompt_suite()
     judge = ReadoutNet.load(readout)
     if through_autoencoder and loaded is None:
@@ -529,12 +508,11 @@ def eval_alignment(
         elif through_autoencoder:
             generate, name = autoencoder_generate(loaded, suite), f"{name}+autoencoder"
         else:
-            generate = _generator(loaded, steps, guidance, sampler, len(suite) * samples_per_prompt, bar, "generating",
-                                  options)
+            generate = _generator(loaded, settings, len(suite) * samples_per_prompt, bar, "generating")
         result, cases = evaluate_alignment(generate, judge, k=samples_per_prompt, suite=suite, categories=category)
     generated = loaded is not None and not through_autoencoder
     result = {"model": name, "model_hash": model_hash,
-              "settings": {"steps": steps, "guidance": guidance, "sampler": sampler, **options} if generated else None} | result
+              "settings": settings if generated else None} | result
     # A partial run has its own file: the report reads alignment.json, which must hold the whole suite.
     stem = "alignment" + ("-" + "+".join(result["categories"]) if category else "")
     json_path = json_path or Path("docs/eval") / name / f"{stem}.json"
@@ -556,15 +534,14 @@ def eval_alignment(
 
 
 @eval_app.command("fidelity")
+@request_options(EVAL_FIELDS)
 def eval_fidelity(
     model: _EvalModel = None,
     n: Annotated[int, typer.Option("--n", min=10, max=100_000, help="Images to generate, and held-out renders to compare with.")] = 1000,
-    steps: _EvalSteps = 20, guidance: _EvalGuidance = None, sampler: _EvalSampler = "ddim",
-    truncation: _EvalTruncation = None, candidates: _EvalCandidates = None, temperature: _EvalTemperature = None,
-    top_k: _EvalTopK = None, top_p: _EvalTopP = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Result file (default: docs/eval/<model>/fidelity.json).")] = None,
     readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
     features: Annotated[Optional[Path], typer.Option(help="Also score in this network's feature space: a TorchScript file such as the standard FID Inception (inception-2015-12-05.pt), uint8 images in, features out.")] = None,
+    *, fields: dict,
 ):
     """FID, KID, precision and recall against held-out renders, with the floor at the same N.
 
@@ -579,6 +556,7 @@ def eval_fidelity(
     from kaiga.eval.fidelity import FeatureExtractorError, evaluate_fidelity, torchscript_features
     from kaiga.eval.readout import ReadoutNet
 
+    settings = _eval_settings(fields)
     name, model_hash, loaded = _eval_model(model)
     if loaded is None:
         fail("fidelity: `renders` is the reference itself; its score is the floor printed for every model")
@@ -587,14 +565,12 @@ def eval_fidelity(
     except FeatureExtractorError as e:
         fail(str(e))
     judge = ReadoutNet.load(readout)
-    options = _family_options(truncation=truncation, candidates=candidates, temperature=temperature, top_k=top_k,
-                              top_p=top_p)
     with Progress(console=err, transient=True) as bar:
-        generate = _generator(loaded, steps, guidance, sampler, n, bar, "generating", options)
+        generate = _generator(loaded, settings, n, bar, "generating")
         result = evaluate_fidelity(generate, judge, n=n, extra_features=extra,
                                    extra_name=features.name if features is not None else "")
     result = {"model_name": name, "model_hash": model_hash,
-              "settings": {"steps": steps, "guidance": guidance, "sampler": sampler, **options}} | result
+              "settings": settings} | result
     json_path = json_path or Path("docs/eval") / name / "fidelity.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=1) + "\n")

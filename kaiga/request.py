@@ -15,8 +15,10 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated
+from functools import cache
+from typing import Annotated, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -71,26 +73,43 @@ class GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
     # Image edits. Declared before `prompt`, whose check reads them: an edit may have an empty prompt
-    # (a variation of an image), a text-to-image request may not.
-    init_image: Annotated[str | None, Field(pattern=_SHA256)] = None  # SHA-256 of a stored upload
-    mask: Annotated[str | None, Field(pattern=_SHA256)] = None  # stored upload, white = repaint
-    strength: Annotated[float | None, _range("strength")] = None  # share of the steps re-run; None: 0.75
-    prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
-    negative_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] = ""
-    seed: Annotated[int | None, _range("seed")] = None
-    n: Annotated[int, _range("n")] = 1
-    steps: Annotated[int, _range("steps")] = 20
-    guidance: Annotated[float, _range("guidance")] = 3.0
-    sampler: Sampler = Sampler.DDIM
-    width: Annotated[int | None, _range("width")] = None
-    height: Annotated[int | None, _range("height")] = None
-    model: str | None = None
-    upscale: Annotated[int, _range("upscale")] = 1  # Lanczos resize of the output for viewing
-    truncation: Annotated[float | None, _range("truncation")] = None
-    temperature: Annotated[float | None, _range("temperature")] = None
-    top_k: Annotated[int | None, _range("top_k")] = None
-    top_p: Annotated[float | None, _range("top_p")] = None
-    candidates: Annotated[int | None, _range("candidates")] = None
+    # (a variation of an image), a text-to-image request may not. Each description is the help text of
+    # the field in every interface (CLI option, API field, UI input); the range is added from LIMITS.
+    init_image: Annotated[str | None, Field(pattern=_SHA256, description=(
+        "Image to edit instead of starting from noise: the SHA-256 of a stored upload (every interface stores "
+        "the file and fills this in); it is resized to the output size."))] = None
+    mask: Annotated[str | None, Field(pattern=_SHA256, description=(
+        "With an init image: repaint only where this stored upload is white (black = keep)."))] = None
+    strength: Annotated[float | None, _range("strength", description=(
+        "With an init image: how much to redraw, 0 keeps it, 1 ignores it; runs int(steps × strength) steps."),
+        json_schema_extra={"when_omitted": DEFAULT_STRENGTH})] = None
+    prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description=(
+        "What to draw, in plain English or as comma-separated tags."))]
+    negative_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description="What to steer away from.")] = ""
+    seed: Annotated[int | None, _range("seed", description=(
+        "Seed of the first image; image i uses seed+i. Random if omitted."))] = None
+    n: Annotated[int, _range("n", description="Number of images.")] = 1
+    steps: Annotated[int, _range("steps", description="Denoising steps.")] = 20
+    guidance: Annotated[float, _range("guidance", description=(
+        "Classifier-free guidance scale; 1 turns guidance off."))] = 3.0
+    sampler: Annotated[Sampler, Field(description="Sampler, where the model supports it.")] = Sampler.DDIM
+    width: Annotated[int | None, _range("width", description=(
+        "Width in pixels, a multiple of 8; default: the model's native size."))] = None
+    height: Annotated[int | None, _range("height", description=(
+        "Height in pixels, a multiple of 8; default: the model's native size."))] = None
+    model: Annotated[str | None, Field(description="Model name (see `kaiga models`); default: the default model.")] = None
+    upscale: Annotated[int, _range("upscale", description=(
+        "Enlarge the outputs for viewing (Lanczos); the record keeps the native size."))] = 1
+    truncation: Annotated[float | None, _range("truncation", description=(
+        "gan / vae models: scale of the latent noise (lower: more typical, less varied); default: the model's."))] = None
+    temperature: Annotated[float | None, _range("temperature", description=(
+        "transformer models: sampling temperature of each image token; default: the model's."))] = None
+    top_k: Annotated[int | None, _range("top_k", description=(
+        "transformer models: sample among the k likeliest tokens, 0 = all; default: the model's."))] = None
+    top_p: Annotated[float | None, _range("top_p", description=(
+        "transformer models: nucleus sampling mass, 1 = off; default: the model's."))] = None
+    candidates: Annotated[int | None, _range("candidates", description=(
+        "transformer models: draws per image, the best kept by the contrastive reranker; default: the model's."))] = None
 
     @field_validator("prompt")
     @classmethod
@@ -138,6 +157,70 @@ class GenerationRequest(BaseModel):
     def seeds(self, first: int) -> list[int]:
         """Seed of each image: consecutive from the first, as A1111 does for a batch."""
         return [(first + i) % (MAX_SEED + 1) for i in range(self.n)]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of `GenerationRequest` as every interface presents it: a CLI option, an API field, a UI input.
+
+    Read from the model's own field (`field_specs`), never written out a second time.
+    """
+
+    name: str
+    type: type  # int, float or str (an enum's values are strings)
+    default: object  # the request's default; None: the model's default, or drawn (seed)
+    required: bool
+    description: str
+    range: tuple[int | float, int | float] | None = None  # LIMITS
+    choices: tuple[str, ...] = ()  # an enum's values
+    max_length: int | None = None
+    when_omitted: object = None  # what a None default stands for, where it is one value (strength: 0.75)
+
+    @property
+    def help(self) -> str:
+        """The description with the allowed values, for a CLI's --help or a form's tooltip."""
+        text = self.description
+        if self.range is not None:
+            text += f" Range {_number(self.range[0])}-{_number(self.range[1])}."
+        if self.choices:
+            text += f" One of {', '.join(self.choices)}."
+        if self.when_omitted is not None:
+            text += f" Default {_number(self.when_omitted)}."
+        return text
+
+    def json(self) -> dict:
+        """As the request schema endpoint answers it (JSON types: integer, number, string)."""
+        kind = {int: "integer", float: "number", str: "string"}[self.type]
+        return {"type": kind, "default": self.default, "required": self.required, "description": self.description,
+                "minimum": self.range[0] if self.range else None, "maximum": self.range[1] if self.range else None,
+                "choices": list(self.choices) or None, "max_length": self.max_length,
+                "when_omitted": self.when_omitted}
+
+
+def _number(x) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+@cache
+def field_specs() -> dict[str, FieldSpec]:
+    """Every field of `GenerationRequest`, in declaration order, with its type, default, range and help."""
+    specs = {}
+    for name, info in GenerationRequest.model_fields.items():
+        kind = next(a for a in get_args(info.annotation) or (info.annotation,) if a is not type(None))
+        choices = tuple(m.value for m in kind) if isinstance(kind, type) and issubclass(kind, Enum) else ()
+        default = None if info.is_required() else info.default
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        specs[name] = FieldSpec(
+            name=name, type=str if choices else kind, default=default.value if isinstance(default, Enum) else default,
+            required=info.is_required(), description=info.description or "", range=LIMITS.get(name), choices=choices,
+            max_length=next((m.max_length for m in info.metadata if hasattr(m, "max_length")), None),
+            when_omitted=extra.get("when_omitted"))
+    return specs
+
+
+def request_schema() -> dict:
+    """The request's fields as JSON, for clients that build a form from them (the web UI)."""
+    return {"fields": {name: spec.json() for name, spec in field_specs().items()}}
 
 
 class RequestError(ValueError):
