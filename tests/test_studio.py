@@ -1,6 +1,7 @@
 import logging
 
 import pytest
+from pydantic import ValidationError
 
 from kaiga import GenerationRequest, Studio
 from kaiga.request import RequestError
@@ -25,7 +26,7 @@ def test_a_request_object_and_field_overrides(studio, tiny_model_dir):
     [a] = studio.generate(req)
     [b] = studio.generate(req, seed=6)
     assert (a.record.seed, b.record.seed) == (5, 6)
-    with pytest.raises(Exception, match="steps"):
+    with pytest.raises(ValidationError, match=r"steps\n  Input should be greater than or equal to 1 "):
         studio.generate(req, steps=0)  # overrides are validated like everything else
 
 
