@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from kaiga.families.base import check_one_size
+from kaiga.capabilities import Capabilities, check_request
 from kaiga.metadata import GenerationRecord, save_png
 from kaiga.model_files import ModelRef, load_model, model_hash, pick_device, resolve_model
 from kaiga.paths import model_home
@@ -95,7 +95,7 @@ class Studio:
             request = GenerationRequest.model_validate(request.model_dump())
         loaded = self.load(request.model)
         model = loaded.model
-        check_one_size(model.info, request)  # a gan, vae or transformer model: one size, no edits
+        check_request(Capabilities.from_info(model.info), request)  # before any work: sizes, sampler, edits
         unknown = unknown_words(model.tokenizer, request.prompt + " " + request.negative_prompt)
         if unknown:
             log.warning("the model does not know these words and ignores them: %s", ", ".join(dict.fromkeys(unknown)))

@@ -18,12 +18,6 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "kaiga"
 BOTTOM = {"version", "paths", "request", "capabilities", "safetensors_header"}
 
-# Part -> part edges of a cycle being removed right now; the cycle test skips them, and
-# test_known_cycles_are_gone (strict xfail) says when they are gone. Remove an entry once its
-# cycle is broken.
-KNOWN = {
-    ("families", "train"),  # families/diffusion/train.py imports kaiga.train.loop; its task moves under train/
-}
 
 
 def _module_name(path: Path) -> str:
@@ -111,14 +105,6 @@ def test_no_part_imports_the_package_root():
 
 
 def test_no_cycle_between_top_level_parts():
-    edges = {e: w for e, w in import_edges().items() if e not in KNOWN}
-    cycle = find_cycle(edges)
-    assert cycle is None, f"import cycle between top-level parts: {_describe(cycle, edges)}"
-
-
-@pytest.mark.xfail(strict=True, reason="a known cycle (KNOWN above) is being removed; "
-                                       "once this passes, delete its entry from KNOWN")
-def test_known_cycles_are_gone():
     edges = import_edges()
     cycle = find_cycle(edges)
     assert cycle is None, f"import cycle between top-level parts: {_describe(cycle, edges)}"

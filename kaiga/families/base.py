@@ -7,14 +7,20 @@ A family's model is a `torch.nn.Module` subclass of `ImageGenerator` with:
     whatever the batch size;
   - `save(folder)` / `load(folder)`: weights in safetensors, config and capabilities in `kaiga.json`,
     the tokenizer in the transformers format beside them (no pickle anywhere);
-  - `explain(prompt, seed)`: frames showing how the family builds an image, for `kaiga explain`.
+  - `explain(prompt, seed)`: frames showing how the family builds an image, for `kaiga explain`;
+  - its capabilities (sizes, samplers, edits, options: `kaiga.capabilities`) in `info`, saved in
+    `kaiga.json`, which the Studio and the server check every request against;
+  - for training, the hooks the shared dataset task (`kaiga.train.family_task.FamilyTask`) calls:
+    `set_stage` (families trained in stages), `cached_inputs` (per-image tensors computed once that
+    stand in for `pixels`, such as diffusion's latents), `training_grid` and `finish_training`.
+    Training lives above the families: `kaiga.train` imports this contract, never the reverse.
 
 A batch for `loss` is a dict with `pixels` [B, 3, H, W] in [-1, 1], `input_ids` [B, T] and a CPU
 `generator`, so one dataset task (`kaiga.train.family_task.FamilyTask`) trains every family on the
 same Accelerate loop. `forward(batch)` is `loss(batch)`: the loop calls the module.
 
-The diffusion family's `LatentDiffusion` provides the same verbs without this base class: it keeps
-the diffusers folder layout, so real Stable Diffusion folders load through it.
+The diffusion family's `LatentDiffusion` overrides `save`/`load` to keep the diffusers folder layout,
+so real Stable Diffusion folders load through it.
 
 Example:
     >>> from kaiga.families.vae.model import ConditionalVAE
@@ -35,6 +41,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
+from kaiga.capabilities import Capabilities, check_request
 from kaiga.data.captions import vocabulary_words
 from kaiga.request import GenerationRequest, RequestError
 from kaiga.text.tokenizer import build_word_tokenizer
@@ -69,11 +76,13 @@ class ImageGenerator(torch.nn.Module):
     config_class: ClassVar[type]
 
     def __init__(self, config, tokenizer, info: dict | None = None):
+        """`config` None: a model whose architecture came from elsewhere (a Stable Diffusion folder)."""
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
-        self.info = {"family": self.family, "native_size": 64, "max_size": 64, "samplers": [],
-                     **(info or {}), "config": asdict(config)}
+        self.info = {"family": self.family, "native_size": 64, "max_size": 64, "samplers": [], **(info or {})}
+        if config is not None:
+            self.info["config"] = asdict(config)
 
     # --- construction and files ---------------------------------------------------------------
     @classmethod
@@ -142,26 +151,31 @@ class ImageGenerator(torch.nn.Module):
         """Frames of how an image is built, each with a caption (for `kaiga explain`)."""
         raise NotImplementedError
 
+    def edit(self, request: GenerationRequest, init: Image.Image, seeds: list[int], mask: Image.Image | None = None,
+             batch_size: int = 16, on_step: OnStep | None = None) -> list[Image.Image]:
+        """Image → image (inpainting with `mask`, white = repaint), for families whose capabilities say `edits`."""
+        raise RequestError(f"init_image: image edits need a diffusion model; this is a {self.family} model")
+
+    # --- training hooks (see the module docstring) ----------------------------------------------
+    def cached_inputs(self, pixels: torch.Tensor, data: Path, cache_dir: Path | None) -> dict | None:
+        """Per-image tensors [N, ...] computed once from uint8 `pixels` [N, 3, H, W], or None: batches use pixels."""
+        return None
+
+    @property
+    def export_dtype(self) -> torch.dtype | None:
+        """The dtype a trained model is saved in (None: as trained); fp16 halves the shipped size."""
+        return torch.float16
+
+    def finish_training(self, pixels: torch.Tensor) -> None:
+        """Called once before a trained model is saved, with the first images of its data ([N, 3, H, W], [-1, 1])."""
+
     # --- helpers for the subclasses -------------------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities.from_info(self.info)
+
     def check_request(self, request: GenerationRequest) -> None:
-        check_one_size(self.info, request)
-
-
-def check_one_size(info: dict, request: GenerationRequest) -> None:
-    """Refuse what a one-size, text-only family (gan, vae, transformer) cannot do, naming the field.
-
-    The server calls it before queuing a job; the model calls it again when it runs.
-    """
-    family = info.get("family", "diffusion")
-    if family == "diffusion":
-        return
-    native = int(info.get("native_size", 64))
-    for name in ("width", "height"):
-        v = getattr(request, name)
-        if v is not None and v != native:
-            raise RequestError(f"{name}: a {family} model makes {native}×{native} images only (got {v})")
-    if request.is_edit:
-        raise RequestError(f"init_image: image edits need a diffusion model; this is a {family} model")
+        check_request(self.capabilities, request)
 
 
 def prompt_batches(request: GenerationRequest, seeds: list[int], batch_size: int, prompts: list[str] | None):

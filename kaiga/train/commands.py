@@ -18,11 +18,13 @@ from diffusers import AutoencoderKL
 
 from kaiga.families.base import KAIGA_JSON
 from kaiga.families.diffusion.config import DiffusionConfig
-from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
-from kaiga.families.diffusion.train import AutoencoderTask, DenoiserTask
+from kaiga.families.diffusion.model import DiffusionStage, LatentDiffusion, tiny_config
 from kaiga.families.registry import family_class
 from kaiga.train.family_task import FamilyTask
 from kaiga.train.loop import LoopConfig, train
+
+
+DENOISER_UNCOND_PROB = 0.1  # share of empty captions: the unconditional branch of classifier-free guidance
 
 
 def diffusion_config(size: str) -> DiffusionConfig:
@@ -43,7 +45,7 @@ def _load_vae(path: Path) -> AutoencoderKL:
 
 def train_autoencoder(data: Path, out: Path, loop: LoopConfig, size: str = "default", resume: bool = False,
                       init: Path | None = None, decoder_only: bool = False) -> dict:
-    """Fit the latent autoencoder; writes `out/vae/` (a diffusers AutoencoderKL folder).
+    """Fit the latent autoencoder; writes a model folder to `out` whose `vae/` the denoiser stage takes.
 
     `init` starts from a trained autoencoder; with `decoder_only` its encoder (so its latents) stays fixed.
     """
@@ -52,9 +54,8 @@ def train_autoencoder(data: Path, out: Path, loop: LoopConfig, size: str = "defa
         model.vae = _load_vae(init)
     elif decoder_only:
         raise ValueError("decoder-only training needs --init: the autoencoder whose encoder to keep")
-    task = AutoencoderTask(model, data, decoder_only=decoder_only)
-    task.batch_size = loop.batch_size
-    return train(task, loop, out, resume=resume)
+    model.set_stage(DiffusionStage.AUTOENCODER, decoder_only=decoder_only)
+    return train(FamilyTask(model, data, batch_size=loop.batch_size), loop, out, resume=resume)
 
 
 def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, size: str = "default",
@@ -75,7 +76,9 @@ def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, si
         model.vae = _load_vae(vae)
     if torch.cuda.is_available():
         model.to("cuda")  # the task encodes every image once with the frozen autoencoder: on the GPU when there is one
-    task = DenoiserTask(model, data, batch_size=loop.batch_size, cache_dir=Path(out) / "cache")
+    model.set_stage(DiffusionStage.DENOISER)
+    task = FamilyTask(model, data, batch_size=loop.batch_size, uncond_prob=DENOISER_UNCOND_PROB,
+                      cache_dir=Path(out) / "cache")
     return train(task, loop, out, resume=resume)
 
 

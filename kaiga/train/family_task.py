@@ -1,8 +1,9 @@
-"""The dataset task that trains any `ImageGenerator` family on the shared loop.
+"""The dataset task that trains any `ImageGenerator` family, every stage, on the shared loop.
 
 It keeps every image of a dataset folder in memory as uint8 and every caption tokenized once, then
 draws batches `{"pixels", "input_ids", "generator"}` from the step's seeded generator (so a resumed
-run sees the same batches). Sample grids and the final export go through the family's own
+run sees the same batches). A stage whose model gives `cached_inputs` (diffusion's denoiser: the
+latents of every image, encoded once and kept in `cache_dir`) gets those in place of the pixels. Sample grids and the final export go through the family's own
 `sample` and `save`, so what training writes is what `kaiga generate` will load.
 
 Example:
@@ -36,12 +37,14 @@ class FamilyTask(TrainTask):
     classifier-free guidance.
     """
 
-    def __init__(self, model: ImageGenerator, data: Path, batch_size: int = 32, uncond_prob: float = 0.0):
+    def __init__(self, model: ImageGenerator, data: Path, batch_size: int = 32, uncond_prob: float = 0.0,
+                 cache_dir: Path | None = None):
         self.model = self.module = model
         self.batch_size, self.uncond_prob = batch_size, uncond_prob
         self.data = Path(data)
         examples = read_metadata(self.data)
         self.pixels = load_pixels(examples, int(model.info["native_size"]))
+        self.cached = model.cached_inputs(self.pixels, self.data, cache_dir)  # {name: [N_images, ...]} or None
         captions = [c for ex in examples for c in ex.captions]
         self.owner = torch.tensor([i for i, ex in enumerate(examples) for _ in ex.captions])
         self.ids = model.tokenize(captions)
@@ -56,7 +59,10 @@ class FamilyTask(TrainTask):
         ids = self.ids[pick].clone()
         if self.uncond_prob:
             ids[torch.rand(self.batch_size, generator=generator) < self.uncond_prob] = self.empty_ids
-        return {"pixels": to_float(self.pixels[self.owner[pick]]), "input_ids": ids, "generator": generator}
+        images = self.owner[pick]
+        if self.cached is not None:
+            return {**{k: v[images] for k, v in self.cached.items()}, "input_ids": ids, "generator": generator}
+        return {"pixels": to_float(self.pixels[images]), "input_ids": ids, "generator": generator}
 
     def sample_grid(self, module, step):
         special = getattr(module, "training_grid", None)  # a stage that has no samples yet shows its own grid
@@ -68,10 +74,11 @@ class FamilyTask(TrainTask):
 
     def export(self, state_dict, out):
         self.model.load_state_dict(state_dict)
+        self.model.finish_training(to_float(self.pixels[:1024]))
         # A stage's name (a transformer's tokenizer, a vae's prior); the family's name for whole-model runs
         stage = getattr(getattr(self.model, "stage", None), "value", None)
         stage = self.model.family if stage in (None, "all") else stage
-        config = {k: v for k, v in self.model.info["config"].items() if not isinstance(v, dict)}
+        config = {k: v for k, v in self.model.info.get("config", {}).items() if not isinstance(v, dict)}
         self.model.info["training"] = training_record(self.model.info.get("training"), out, stage,
                                                       self.data.name, config=config)
-        self.model.save(out, dtype=torch.float16)
+        self.model.save(out, dtype=self.model.export_dtype)

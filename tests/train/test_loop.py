@@ -3,14 +3,22 @@ import json
 import pytest
 import torch
 
-from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
-from kaiga.families.diffusion.train import DenoiserTask
+from kaiga.data.dataset import to_float
+from kaiga.families.diffusion.model import DiffusionStage, LatentDiffusion, tiny_config
+from kaiga.train.family_task import FamilyTask
 from kaiga.train.loop import LoopConfig, train
 
 
-def _task(data):
-    torch.manual_seed(0)
-    return DenoiserTask(LatentDiffusion.create(tiny_config()), data, batch_size=8)
+def _denoiser(data, model=None, batch_size=8, cache_dir=None):
+    """The diffusion family's denoiser stage as `kaiga train diffusion` runs it."""
+    if model is None:
+        torch.manual_seed(0)
+        model = LatentDiffusion.create(tiny_config())
+    model.set_stage(DiffusionStage.DENOISER)
+    return FamilyTask(model, data, batch_size=batch_size, uncond_prob=0.1, cache_dir=cache_dir)
+
+
+_task = _denoiser
 
 
 def _mean_loss(task, steps=8):
@@ -39,15 +47,40 @@ def test_resume_continues_exactly_where_it_stopped(tiny_scenes, tmp_path):
         torch.testing.assert_close(a, b, msg=k)
 
 
-def test_a_time_limit_stops_early_with_checkpoint_and_model_and_resume_goes_on(tiny_scenes, tmp_path):
+class StepClock:
+    """The loop's clock in a test: it moves only when a step takes its batch, one second each time."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def timed(self, task):
+        """`task`, with each batch it gives (one per optimiser step) taking one second on this clock."""
+        batch = task.batch
+
+        def one_second_batch(*args):
+            self.now += 1.0
+            return batch(*args)
+
+        task.batch = one_second_batch
+        return task
+
+
+def test_a_time_limit_stops_early_with_checkpoint_and_model_and_resume_goes_on(tiny_scenes, tmp_path, monkeypatch):
+    from kaiga.train import loop
+
+    clock = StepClock()
+    monkeypatch.setattr(loop, "time", clock)  # the loop's own clock, not the time module's
     cfg = LoopConfig(steps=10_000, lr=1e-3, warmup_steps=0, checkpoint_every=10_000, progress=False, sample_every=0,
-                     max_seconds=0.01)  # spent by the first step
-    state = train(_task(tiny_scenes), cfg, tmp_path)
-    assert 1 <= state["step"] < 10_000
-    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == state["step"]
+                     max_seconds=2.5)  # out of time after the third one-second step
+    state = train(clock.timed(_task(tiny_scenes)), cfg, tmp_path)
+    assert (state["step"], state["seconds"]) == (3, 3.0)
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 3
     LatentDiffusion.load(tmp_path)  # exported as at a normal end
-    again = train(_task(tiny_scenes), cfg, tmp_path, resume=True)
-    assert again["step"] > state["step"]
+    again = train(clock.timed(_task(tiny_scenes)), cfg, tmp_path, resume=True)
+    assert (again["step"], again["seconds"]) == (6, 6.0)  # a new 2.5 s budget: three more steps
 
 
 def test_training_writes_checkpoint_samples_log_and_the_model(tiny_scenes, tmp_path):
@@ -63,12 +96,10 @@ def test_training_writes_checkpoint_samples_log_and_the_model(tiny_scenes, tmp_p
 
 
 def test_decoder_only_training_keeps_the_latents(tiny_scenes, tmp_path):
-    from kaiga.families.diffusion.train import AutoencoderTask, to_float
-
     torch.manual_seed(0)
     model = LatentDiffusion.create(tiny_config())
-    task = AutoencoderTask(model, tiny_scenes, decoder_only=True)
-    task.batch_size = 4
+    model.set_stage(DiffusionStage.AUTOENCODER, decoder_only=True)
+    task = FamilyTask(model, tiny_scenes, batch_size=4)
     x = to_float(task.pixels[:2])
     before_z = model.vae.encode(x).latent_dist.mode().detach().clone()
     before_dec = model.vae.decoder.conv_out.weight.detach().clone()
@@ -78,14 +109,29 @@ def test_decoder_only_training_keeps_the_latents(tiny_scenes, tmp_path):
 
 
 def test_latents_are_cached_for_resumed_runs(tiny_scenes, tmp_path):
-    first = DenoiserTask(LatentDiffusion.create(tiny_config()), tiny_scenes, cache_dir=tmp_path)
+    first = _denoiser(tiny_scenes, LatentDiffusion.create(tiny_config()), cache_dir=tmp_path)
     assert (tmp_path / "latents.safetensors").is_file()
     model = LatentDiffusion.create(tiny_config())
     model.vae.load_state_dict(first.model.vae.state_dict())
-    again = DenoiserTask(model, tiny_scenes, cache_dir=tmp_path)
-    torch.testing.assert_close(again.latents, first.latents)
-    other = DenoiserTask(LatentDiffusion.create(tiny_config()), tiny_scenes, cache_dir=tmp_path)  # new VAE weights
-    assert not torch.equal(other.latents, first.latents)
+    again = _denoiser(tiny_scenes, model, cache_dir=tmp_path)
+    torch.testing.assert_close(again.cached["latents"], first.cached["latents"])
+    other = _denoiser(tiny_scenes, LatentDiffusion.create(tiny_config()), cache_dir=tmp_path)  # new VAE weights
+    assert not torch.equal(other.cached["latents"], first.cached["latents"])
+    batch = first.batch(0, 0, torch.Generator().manual_seed(0))  # the denoiser's batches carry latents, not pixels
+    assert "pixels" not in batch and batch["latents"].shape == (8, 4, 16, 16)
+
+
+def test_autoencoder_stage_exports_a_model_with_unit_variance_latents(tiny_scenes, tmp_path):
+    from kaiga.train.commands import train_autoencoder
+
+    train_autoencoder(tiny_scenes, tmp_path, LoopConfig(steps=2, batch_size=4, progress=False, sample_every=2),
+                      size="tiny")
+    model = LatentDiffusion.load(tmp_path)
+    assert (tmp_path / "samples" / "step0000002.png").is_file()  # renders above their reconstructions
+    pixels = to_float(FamilyTask(model, tiny_scenes).pixels[:8])
+    z = model.vae.encode(pixels).latent_dist.mode()
+    assert model.scaling_factor == pytest.approx(1 / z.std().item(), rel=0.2)
+    assert model.info["training"]["runs"][-1]["stage"] == "autoencoder"
 
 
 def test_fine_tuning_starts_from_the_given_model(tiny_scenes, tiny_model_dir, tmp_path):

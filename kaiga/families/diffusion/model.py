@@ -1,27 +1,36 @@
 """The latent diffusion model: text encoder, denoising UNet and autoencoder, in the diffusers layout.
 
-A folder holds `model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`
-(the layout of a Stable Diffusion folder on the Hub), plus our `kaiga.json` with what the model
-supports. Our default model and a real SD 1.x/2.x folder therefore load through `load()`.
+An `ImageGenerator` like the other families (the same verbs, the same contract tests), trained in
+two stages on the shared loop: `autoencoder` (the VAE alone) and `denoiser` (UNet + text encoder
+over the frozen VAE's latents, which `cached_inputs` encodes once per dataset). It overrides
+`save`/`load` to keep the folder layout of a Stable Diffusion folder on the Hub:
+`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`, plus our
+`kaiga.json` with the config and capabilities, so our default model and a real SD 1.x/2.x folder
+load through the same `load()`.
 
 Example:
     >>> import tempfile
     >>> m = LatentDiffusion.create(tiny_config())
+    >>> m.info["size_multiple"], m.info["edits"]
+    (16, True)
     >>> m.save(tempfile.mkdtemp()).name.startswith("tmp")
     True
 """
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict
+from enum import Enum
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import AutoTokenizer, CLIPTextModel
 
+from kaiga.capabilities import Capabilities
 from kaiga.data.captions import vocabulary_words
+from kaiga.families.base import KAIGA_JSON, ImageGenerator, config_from_dict
 from kaiga.families.diffusion.config import (
     DiffusionConfig,
     TextConfig,
@@ -32,9 +41,11 @@ from kaiga.families.diffusion.config import (
     build_vae,
 )
 from kaiga.families.diffusion.schedulers import DEFAULT_SCHEDULER, alphas_cumprod
+from kaiga.request import Sampler
 from kaiga.text.tokenizer import build_word_tokenizer
 
-KAIGA_JSON = "kaiga.json"
+COMPONENTS = ("unet", "vae", "text_encoder")
+OUR_SAMPLERS = ["ddim", "euler", "euler-a", "dpm++2m"]  # LCM needs a consistency-distilled model
 
 
 def tiny_config() -> DiffusionConfig:
@@ -46,24 +57,40 @@ def tiny_config() -> DiffusionConfig:
     )
 
 
-class LatentDiffusion(torch.nn.Module):
-    """Components of a latent diffusion model plus the few verbs the pipelines need."""
+class DiffusionStage(str, Enum):
+    AUTOENCODER = "autoencoder"  # the VAE alone: reconstruction + KL (or the decoder alone, `decoder_only`)
+    DENOISER = "denoiser"  # UNet + text encoder, v-prediction over the frozen VAE's latents
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, info: dict | None = None):
-        super().__init__()
+
+def _capabilities(unet, vae, native_size: int, max_size: int, samplers: list[str]) -> dict:
+    """kaiga.json's capability keys; sizes must divide by the VAE's and the UNet's downsampling."""
+    depth = len(vae.config.block_out_channels) - 1 + len(unet.config.block_out_channels) - 1
+    return Capabilities(family="diffusion", native_size=native_size, max_size=max_size, size_multiple=2**depth,
+                        samplers=tuple(samplers), edits=True, options=()).to_info()
+
+
+class LatentDiffusion(ImageGenerator):
+    """Components of a latent diffusion model plus the family's verbs."""
+
+    family = "diffusion"
+    config_class = DiffusionConfig
+    stage = DiffusionStage.DENOISER
+
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, info: dict | None = None,
+                 config: DiffusionConfig | None = None):
+        super().__init__(config, tokenizer, info)
         self.unet, self.vae, self.text_encoder = unet, vae, text_encoder
-        self.tokenizer = tokenizer
         self.scheduler_config = dict(scheduler_config)
-        self.info = dict(info or {})
+        self.decoder_only, self.kl_weight = False, 1e-4
 
-    # --- construction -------------------------------------------------------------------------
+    # --- construction and files ---------------------------------------------------------------
     @classmethod
-    def create(cls, config: DiffusionConfig, words: set[str] | None = None) -> "LatentDiffusion":
+    def create(cls, config: DiffusionConfig | None = None, words: set[str] | None = None) -> "LatentDiffusion":
+        config = config or DiffusionConfig()
         tokenizer = build_word_tokenizer(words or vocabulary_words(), config.text.max_length)
-        info = {"family": "diffusion", "config": asdict(config), "samplers": ["ddim", "euler", "euler-a", "dpm++2m"],
-                "max_size": 256, "native_size": config.vae.image_size}
-        return cls(build_unet(config.unet), build_vae(config.vae), build_text_encoder(config.text, len(tokenizer)),
-                   tokenizer, DEFAULT_SCHEDULER, info)
+        unet, vae = build_unet(config.unet), build_vae(config.vae)
+        info = _capabilities(unet, vae, config.vae.image_size, 256, OUR_SAMPLERS)
+        return cls(unet, vae, build_text_encoder(config.text, len(tokenizer)), tokenizer, DEFAULT_SCHEDULER, info, config)
 
     @classmethod
     def load(cls, folder, dtype: torch.dtype = torch.float32) -> "LatentDiffusion":
@@ -76,24 +103,26 @@ class LatentDiffusion(torch.nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
         scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler", local_files_only=True))
         info_path = folder / KAIGA_JSON
-        info = json.loads(info_path.read_text()) if info_path.exists() else {
-            "family": "diffusion", "samplers": ["ddim", "euler", "euler-a", "dpm++2m", "lcm"],
-            "native_size": vae.config.sample_size if isinstance(vae.config.sample_size, int) else 512,
-            "max_size": 2048,
-        }
-        return cls(unet, vae, text_encoder, tokenizer, scheduler_config, info).eval()
+        if info_path.exists():
+            info = json.loads(info_path.read_text())
+        else:  # a Stable Diffusion folder from elsewhere: every sampler, its autoencoder's native size
+            native = vae.config.sample_size if isinstance(vae.config.sample_size, int) else 512
+            info = _capabilities(unet, vae, native, 2048, [s.value for s in Sampler])
+        # kaiga.json files written before these keys: the same values a new model declares.
+        info = {**_capabilities(unet, vae, int(info.get("native_size", 64)), int(info.get("max_size", 2048)),
+                                info.get("samplers", OUR_SAMPLERS)), **info}
+        config = config_from_dict(DiffusionConfig, info["config"]) if "config" in info else None
+        return cls(unet, vae, text_encoder, tokenizer, scheduler_config, info, config).eval()
 
     def save(self, folder, dtype: torch.dtype | None = None) -> Path:
         """Write the diffusers layout; `dtype=torch.float16` halves the shipped size."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("unet", "vae", "text_encoder"):
+        for name in COMPONENTS:
             module = getattr(self, name)
-            orig = next(module.parameters()).dtype
-            if dtype is not None:
-                module.to(dtype)
+            # A converted copy: casting in place and back would round the weights still in use to `dtype`.
+            module = copy.deepcopy(module).to(dtype) if dtype is not None else module
             module.save_pretrained(folder / name, safe_serialization=True)
-            module.to(orig)
         self.tokenizer.save_pretrained(folder / "tokenizer")
         DDPMScheduler.from_config(self.scheduler_config).save_pretrained(folder / "scheduler")
         index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
@@ -143,14 +172,8 @@ class LatentDiffusion(torch.nn.Module):
         """Scaled latents -> pixels [N, 3, H, W] in [-1, 1]."""
         return self.vae.decode(latents / self.scaling_factor).sample.clamp(-1, 1)
 
-    # --- the family contract (kaiga.families.base) ----------------------------------------------
-    family = "diffusion"
-
-    def forward(self, batch: dict):
-        return self.loss(batch)
-
     def sample(self, request, seeds, batch_size=16, on_step=None, prompts=None):
-        """One native-size image per seed (see `kaiga.families.diffusion.generate`)."""
+        """One native-size image per seed (see `kaiga.families.diffusion.generate.sample`)."""
         from kaiga.families.diffusion.generate import sample
 
         return sample(self, request, seeds, batch_size, on_step, prompts)
@@ -161,25 +184,79 @@ class LatentDiffusion(torch.nn.Module):
 
         return edit(self, request, init, seeds, mask, batch_size, on_step)
 
-    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """v-prediction loss of UNet + text encoder on a pixel batch (the autoencoder stays frozen).
-
-        Training encodes a dataset to latents once (`DenoiserTask`); this per-batch form is the
-        contract's, so one test suite can hold every family to the same verbs.
-        """
-        from kaiga.families.diffusion.losses import diffusion_loss
-
-        g = batch["generator"]
-        with torch.no_grad():
-            latents = self.encode_images(batch["pixels"])
-        alphas = alphas_cumprod(self.scheduler_config)
-        noise = torch.randn(latents.shape, generator=g).to(latents)
-        t = torch.randint(0, len(alphas), (len(latents),), generator=g)
-        states = self.text_encoder(batch["input_ids"].to(self.device))[0]
-        return diffusion_loss(self.unet, alphas, latents, states, noise, t), {}
-
     def explain(self, prompt: str, seed: int, steps: int = 20, guidance: float = 3.0):
         """The denoising trajectory: the predicted clean image (x̂₀) after a few steps each."""
         from kaiga.families.diffusion.generate import trajectory
 
         return trajectory(self, prompt, seed, steps, guidance)
+
+    # --- training (the family contract's stages, on the shared loop) ------------------------------
+    def set_stage(self, stage: DiffusionStage | str, decoder_only: bool = False, kl_weight: float = 1e-4) -> None:
+        """Train only `stage`'s modules; `decoder_only` (autoencoder) keeps the encoder, so the latents, fixed.
+
+        A decoder-only run sharpens the decoder as Stable Diffusion's ft-MSE VAE did: a diffusion model
+        trained on the old latents keeps working with it.
+        """
+        self.stage, self.decoder_only, self.kl_weight = DiffusionStage(stage), decoder_only, kl_weight
+        self.requires_grad_(False)
+        if self.stage is DiffusionStage.AUTOENCODER:
+            self.vae.requires_grad_(True)
+            if decoder_only:
+                self.vae.encoder.requires_grad_(False)
+                self.vae.quant_conv.requires_grad_(False)
+        else:
+            self.unet.requires_grad_(True)
+            self.text_encoder.requires_grad_(True)
+            self.vae.eval()
+
+    def cached_inputs(self, pixels: torch.Tensor, data: Path, cache_dir: Path | None) -> dict | None:
+        """The denoiser trains on latents: every image of dataset `data` encoded once (and kept in `cache_dir`)."""
+        if self.stage is not DiffusionStage.DENOISER:
+            return None
+        from kaiga.families.diffusion.latent_cache import cached_latents
+
+        return {"latents": cached_latents(self, pixels, data, cache_dir)}
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """The stage's loss on a batch: `pixels` [B, 3, H, W] (or the denoiser's cached `latents`), `input_ids`."""
+        from kaiga.families.diffusion.losses import decoder_loss, diffusion_loss, vae_loss
+
+        g = batch["generator"]
+        if self.stage is DiffusionStage.AUTOENCODER:
+            x = batch["pixels"].to(self.vae.device)
+            return decoder_loss(self.vae, x) if self.decoder_only else vae_loss(self.vae, x, self.kl_weight, g)
+        latents = batch.get("latents")
+        if latents is None:
+            with torch.no_grad():
+                latents = self.encode_images(batch["pixels"])
+        alphas = alphas_cumprod(self.scheduler_config)
+        noise = torch.randn(latents.shape, generator=g).to(latents)
+        t = torch.randint(0, len(alphas), (len(latents),), generator=g).to(latents.device)
+        states = self.text_encoder(batch["input_ids"].to(self.device))[0]
+        return diffusion_loss(self.unet, alphas, latents, states, noise, t), {}
+
+    def training_grid(self, pixels: torch.Tensor) -> torch.Tensor | None:
+        """The autoencoder stage shows renders [8] above their reconstructions; the denoiser, samples (None)."""
+        if self.stage is not DiffusionStage.AUTOENCODER:
+            return None
+        x = pixels.to(self.vae.device)
+        return torch.cat([x, self.vae.decode(self.vae.encode(x).latent_dist.mode()).sample])
+
+    @property
+    def export_dtype(self) -> torch.dtype | None:
+        """An autoencoder run is saved in float32: the denoiser stage encodes its data with exactly these weights."""
+        return None if self.stage is DiffusionStage.AUTOENCODER else torch.float16
+
+    @torch.no_grad()
+    def finish_training(self, pixels: torch.Tensor) -> None:
+        """After a full autoencoder run: scale latents to unit variance, as Stable Diffusion's 0.18215 does.
+
+        `pixels`: float [N, 3, H, W] in [-1, 1], the first images of the dataset. A decoder-only run keeps
+        the encoder, so the latents and their scale stay as they were.
+        """
+        if self.stage is not DiffusionStage.AUTOENCODER or self.decoder_only:
+            return
+        z = torch.cat([self.vae.encode(pixels[i : i + 64].to(self.vae.device)).latent_dist.mode()
+                       for i in range(0, len(pixels), 64)])
+        self.vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+
