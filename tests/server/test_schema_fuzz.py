@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import httpx
 import pytest
@@ -82,8 +81,7 @@ def fuzz_server(tmp_path_factory, tiny_model_dir):
     server = RunningServer(settings).start()
     torch.set_num_threads(1)
     job = httpx.post(f"{server.url}/v1/jobs", json={"prompt": "warm up", "steps": 1}).json()
-    while httpx.get(f"{server.url}/v1/jobs/{job['id']}").json()["status"] in ("pending", "running"):
-        time.sleep(0.05)
+    assert server.wait_for_job(job["id"], timeout=120)["status"] == "done"  # the model loads: fails, never hangs
     yield server
     server.stop()
 
