@@ -16,7 +16,7 @@ from kaiga.families.registry import FAMILIES, family_class
 from kaiga.request import GenerationRequest, RequestError
 
 # Per family: how to make its tiny model, and the training stages its loss has (None: one).
-STAGES = {"diffusion": [None], "gan": [None], "vae": [None], "transformer": ["tokenizer", "prior", "scorer"]}
+STAGES = {"diffusion": ["autoencoder", "denoiser"], "gan": [None], "vae": [None], "transformer": ["tokenizer", "prior", "scorer"]}
 
 
 def tiny(family: str):
@@ -114,15 +114,30 @@ def test_trains_on_the_shared_loop(family, tiny_scenes, tmp_path):
     assert loaded.info["family"] == family
 
 
-@pytest.mark.parametrize("family", sorted(set(STAGES) - {"diffusion"}))
+@pytest.mark.parametrize("family", sorted(STAGES))
 def test_studio_serves_the_family_with_its_record(family, tmp_path):
+    from PIL import Image
+
+    from kaiga.store.uploads import UploadStore
     from kaiga.studio import Studio
 
-    folder = tiny(family).save(tmp_path / f"tiny-{family}")
-    studio = Studio(device="cpu")
-    [img] = studio.generate(request(model=str(folder), seed=9, truncation=0.5))
+    model = tiny(family)
+    caps = model.capabilities  # declared by the family, saved in kaiga.json, checked by the Studio
+    folder = model.save(tmp_path / f"tiny-{family}")
+    studio = Studio(device="cpu", uploads=UploadStore(tmp_path / "uploads"))
+    options = {"truncation": 0.5} if caps.options else {}
+    [img] = studio.generate(request(model=str(folder), seed=9, **options))
     assert img.record.family == family and img.record.seed == 9
-    assert img.record.extra["truncation"] == 0.5
-    assert img.image.size == (64, 64)
-    with pytest.raises(RequestError, match="width: a .* model makes 64×64 images only"):
-        studio.generate(request(model=str(folder), width=128))
+    assert img.record.extra == options
+    assert img.image.size == (caps.native_size, caps.native_size)
+    too_wide = caps.max_size + caps.size_multiple
+    refusal = "width: a .* model makes 64×64 images only" if caps.one_size else f"width: at most {caps.max_size}"
+    with pytest.raises(RequestError, match=refusal):
+        studio.generate(request(model=str(folder), width=too_wide))
+    init = studio.uploads.add(img.image)
+    if caps.edits:
+        [edited] = studio.generate(request(model=str(folder), seed=9, init_image=init, strength=0.5))
+        assert edited.record.init_image == init and edited.record.strength == 0.5
+    else:
+        with pytest.raises(RequestError, match="init_image: image edits need a diffusion model"):
+            studio.generate(request(model=str(folder), init_image=init))
