@@ -116,8 +116,6 @@ def test_trains_on_the_shared_loop(family, tiny_scenes, tmp_path):
 
 @pytest.mark.parametrize("family", sorted(STAGES))
 def test_studio_serves_the_family_with_its_record(family, tmp_path):
-    from PIL import Image
-
     from kaiga.store.uploads import UploadStore
     from kaiga.studio import Studio
 
