@@ -25,11 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, MetadataError, read_metadata
-from kaiga.request import GenerationRequest
-from kaiga.request import Sampler
+from kaiga.request import GenerationRequest, Sampler, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
-from kaiga.server.family_fields import FamilyOptionFields, family_options
+from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal, ServerState
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
@@ -37,29 +36,37 @@ router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], depend
 MAX_PNG_INFO_BYTES = 50 * 2**20  # png-info reads text chunks only, but the upload itself is capped
 
 
-class Txt2ImgBody(FamilyOptionFields):
+# How A1111 names the request's fields (request -> A1111). n is batch_size × n_iter, the sampler may be
+# A1111's name ("Euler a"), the model is the checkpoint of override_settings or of POST /options, and
+# img2img (kaiga.server.a1111_img2img) takes the image, the mask and the strength. Every other field of
+# GenerationRequest is taken under its own name: A1111's (prompt, steps, width, ...) or kaiga's own.
+RENAME = {"n": "batch_size", "guidance": "cfg_scale", "sampler": "sampler_name", "strength": "denoising_strength",
+          "model": "sd_model_checkpoint", "init_image": "init_images", "mask": "mask"}
+TXT2IMG_FIELDS = taken_fields(exclude=set(RENAME) - {"guidance"}, rename=RENAME)  # cfg_scale is guidance as it is
+
+
+class _A1111Fields(BaseModel):
+    model_config = ConfigDict(extra="allow")  # A1111's fields that kaiga does not use are accepted
+
+
+class Txt2ImgBody(request_body("Txt2ImgFields", TXT2IMG_FIELDS, base=_A1111Fields)):
     """The body of `POST /sdapi/v1/txt2img` (A1111's names; unlisted A1111 fields are accepted and unused)."""
 
-    model_config = ConfigDict(extra="allow")
-
+    # A1111's own defaults and conventions for fields the request also has.
     prompt: str = ""
     negative_prompt: str = ""
     seed: int = -1  # -1: random
-    sampler_name: str | None = None
+    sampler_name: str | None = Field(None, description=field_specs()["sampler"].help + " Or A1111's name (Euler a).")
     sampler_index: str | None = None  # A1111's older name for the sampler
     batch_size: Annotated[int, Field(ge=1)] = 1  # their product is kaiga's n, limited by the request type
     n_iter: Annotated[int, Field(ge=1)] = 1
-    steps: int | None = None
-    cfg_scale: float | None = None
-    width: int | None = None
-    height: int | None = None
+    # A1111's features that kaiga lacks: accepted at their "off" values only.
     enable_hr: bool = False
     restore_faces: bool | None = False
     tiling: bool | None = False
     script_name: str | None = None
     override_settings: dict[str, Any] = {}
     send_images: bool = True
-    # Not A1111's: kaiga's options of the gan, vae and transformer families, inherited (ranges: GenerationRequest).
 
 
 _UNSUPPORTED = {"enable_hr": "hires fix", "restore_faces": "face restoration", "tiling": "tiling",
@@ -82,14 +89,9 @@ def request_fields(body: Txt2ImgBody, model: str | None) -> dict:
     for field, what in _UNSUPPORTED.items():
         if getattr(body, field):
             raise ApiError(422, f"{field}: kaiga has no {what}; leave it off", param=field)
-    return {"prompt": body.prompt, "negative_prompt": body.negative_prompt,
-            "seed": None if body.seed == -1 else body.seed, "n": body.batch_size * body.n_iter,
-            "steps": body.steps, "guidance": body.cfg_scale, "width": body.width, "height": body.height,
-            "sampler": sampler_of(body.sampler_name or body.sampler_index), "model": model,
-            **family_options(body)}
-
-
-RENAME = {"n": "batch_size", "guidance": "cfg_scale", "sampler": "sampler_name", "strength": "denoising_strength"}
+    return {**request_values(body, TXT2IMG_FIELDS), "seed": None if body.seed == -1 else body.seed,
+            "n": body.batch_size * body.n_iter, "sampler": sampler_of(body.sampler_name or body.sampler_index),
+            "model": model}
 
 
 def _validated(fields: dict) -> GenerationRequest:

@@ -31,7 +31,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from kaiga.request import MAX_UPLOAD_BYTES
+from kaiga.request import DEFAULT_STRENGTH, MAX_UPLOAD_BYTES, field_specs
 from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, model_of, request_fields
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError
@@ -49,7 +49,7 @@ class Img2ImgBody(Txt2ImgBody):
 
     init_images: list[str] = []
     mask: str | None = None
-    denoising_strength: float = 0.75
+    denoising_strength: float = Field(DEFAULT_STRENGTH, description=field_specs()["strength"].help)  # A1111's too
     inpainting_mask_invert: Annotated[int, Field(ge=0, le=1)] = 0
     mask_blur: Annotated[int, Field(ge=0, le=64)] = 4
     resize_mode: int = 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kaiga.capabilities import Capabilities, check_request
 from kaiga.model_files import ModelError, ModelFormat, ModelRef, list_models, model_hash, resolve_model
-from kaiga.request import GenerationRequest, RequestError
+from kaiga.request import GenerationRequest
 
 
 class Catalog:
@@ -53,36 +53,35 @@ class Catalog:
         return self._hashes[name]
 
     def info(self, name: str | None) -> dict:
-        """The model's kaiga.json (read once: every request is checked against it)."""
+        """The model's kaiga.json, or for a diffusers folder without one what its configs say (read once)."""
         ref = self.ref(name)
         if ref.name not in self._infos:
-            path = ref.path / "kaiga.json"
-            exists = ref.format is not ModelFormat.SINGLE_FILE and path.exists()
-            self._infos[ref.name] = json.loads(path.read_text()) if exists else {}
+            self._infos[ref.name] = _read_info(ref)
         return self._infos[ref.name]
 
+    def capabilities(self, name: str | None) -> Capabilities:
+        return Capabilities.from_info(self.info(name))
+
     def check(self, request: GenerationRequest) -> None:
-        """What the model cannot do, refused before queuing (the pipeline checks again when it runs)."""
-        info = self.info(request.model)
-        check_request(Capabilities.from_info(info), request)
-        samplers = info.get("samplers")
-        if samplers and request.sampler.value not in samplers:
-            raise RequestError(f"sampler: this model supports {', '.join(samplers)} (got {request.sampler.value!r})")
-        limit = info.get("max_size")
-        config = info.get("config") or {}
-        # The pipeline needs sizes divisible by the VAE's and the UNet's downsampling (as latent_shape).
-        depth = len(config.get("vae", {}).get("block_out_channels", [0])) + len(
-            config.get("unet", {}).get("block_out_channels", [0])) - 2
-        step = 2 ** depth if config else 8
-        for field in ("width", "height"):
-            value = getattr(request, field)
-            if value is None:
-                continue
-            if value % step:
-                raise RequestError(f"{field}: must be a multiple of {step} for this model (got {value})")
-            if limit and value > limit:
-                raise RequestError(f"{field}: at most {limit} for this model (got {value})")
+        """What the model cannot do, refused before queuing (the model checks again, the same way, when it runs)."""
+        check_request(self.capabilities(request.model), request)
 
     @cached_property
     def models(self) -> list[ModelRef]:
         return list(self._refs.values())
+
+
+def _read_info(ref: ModelRef) -> dict:
+    """kaiga.json; a diffusers folder without it (Stable Diffusion's layout) gives the downsampling of its
+    VAE and UNet from their config.json; a single file gives {} (a diffusion model, the defaults)."""
+    if ref.format is ModelFormat.SINGLE_FILE:
+        return {}
+    path = ref.path / "kaiga.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    config = {}
+    for part in ("vae", "unet"):
+        part_config = ref.path / part / "config.json"
+        if part_config.exists():
+            config[part] = {"block_out_channels": json.loads(part_config.read_text())["block_out_channels"]}
+    return {"family": "diffusion", "config": config} if config else {}

@@ -13,9 +13,10 @@ Field mapping onto `GenerationRequest` (every limit stays enforced there):
 | response_format url / b64_json | a URL on this server (the gallery's content-addressed file) / base64 PNG |
 | user | the job's user, for fair queueing |
 
-kaiga's own fields may be added (the openai client's `extra_body`): negative_prompt, seed, steps,
-guidance, sampler, and for gan / vae / transformer models truncation, temperature, top_k, top_p,
-candidates. Any other field is refused, as OpenAI does.
+kaiga's own fields may be added (the openai client's `extra_body`): every other field of
+`GenerationRequest` under its own name (negative_prompt, seed, steps, guidance, sampler, upscale, and
+for gan / vae / transformer models truncation, temperature, top_k, top_p, candidates), derived from
+the request (`GENERATION_FIELDS`). Any other field is refused, as OpenAI does.
 
 Example:
     >>> to_request(ImageGenerationBody(prompt="a red car", size="64x64", quality="hd")).steps
@@ -37,10 +38,10 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kaiga.request import GenerationRequest
+from kaiga.request import GenerationRequest, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
-from kaiga.server.family_fields import FamilyOptionFields, family_options
+from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal, ServerState
 from kaiga.store.gallery import is_sha256
 
@@ -51,29 +52,30 @@ STYLE_GUIDANCE = {"natural": 2.0, "vivid": 4.5}
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 
 
-class KaigaFields(FamilyOptionFields):
-    """kaiga's own fields, which every OpenAI-compatible body also takes (the openai client's `extra_body`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    negative_prompt: str | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    sampler: str | None = None
+# How OpenAI's API names the request's fields: `size` ("WxH" or auto) stands for width and height. Every
+# other field of GenerationRequest is a body field under its own name: OpenAI's own (prompt, n, model) or
+# kaiga's, which the openai client sends as `extra_body`.
+SIZE_FIELDS = ("width", "height")
+EDIT_ONLY = ("init_image", "mask", "strength")  # /v1/images/edits: the uploaded files, and how much to redraw
+GENERATION_FIELDS = taken_fields(exclude=(*SIZE_FIELDS, *EDIT_ONLY))
 
 
-class ImageGenerationBody(KaigaFields):
-    """The body of `POST /v1/images/generations`."""
+class OpenAIFields(BaseModel):
+    """OpenAI's own fields that are not the request's, shared by generations, edits and variations."""
 
-    prompt: str
-    model: str | None = None
-    n: int | None = None
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, as OpenAI does
+
     size: str | None = None
     response_format: Literal["url", "b64_json"] | None = None
+    user: Annotated[str | None, Field(max_length=255)] = None
+
+
+class ImageGenerationBody(request_body("GenerationFields", GENERATION_FIELDS, base=OpenAIFields)):
+    """The body of `POST /v1/images/generations`."""
+
+    prompt: str = Field(description=field_specs()["prompt"].help)  # required, as OpenAI's
     quality: Literal["low", "medium", "standard", "auto", "high", "hd"] | None = None
     style: Literal["vivid", "natural"] | None = None
-    user: Annotated[str | None, Field(max_length=255)] = None
     output_format: Literal["png"] | None = None  # the only format kaiga writes
 
 
@@ -101,18 +103,18 @@ def parse_size(size: str | None) -> tuple[int | None, int | None]:
 def to_request(body: ImageGenerationBody) -> GenerationRequest:
     """The kaiga request an OpenAI body asks for; ApiError(400, param=...) when it is out of range."""
     width, height = parse_size(body.size)
-    fields = {"prompt": body.prompt, "model": body.model, "n": body.n, "width": width, "height": height,
-              "steps": body.steps if body.steps is not None else QUALITY_STEPS[body.quality or "auto"],
-              "guidance": body.guidance if body.guidance is not None else STYLE_GUIDANCE.get(body.style or ""),
-              "negative_prompt": body.negative_prompt, "seed": body.seed, "sampler": body.sampler,
-              **family_options(body)}
+    fields = request_values(body, GENERATION_FIELDS) | {"width": width, "height": height}
+    fields.setdefault("steps", QUALITY_STEPS[body.quality or "auto"])
+    fields.setdefault("guidance", STYLE_GUIDANCE.get(body.style or ""))
     try:
         return GenerationRequest(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as e:
-        rename = {"width": "size", "height": "size", "negative_prompt": "negative_prompt"}
-        if body.steps is None:
-            rename["steps"] = "quality"
-        raise from_validation(e, rename) from None
+        raise from_validation(e, size_renames(body.steps)) from None
+
+
+def size_renames(steps: int | None) -> dict[str, str]:
+    """Request fields as the OpenAI client named them, for errors: `size`, and `quality` when it set the steps."""
+    return dict.fromkeys(SIZE_FIELDS, "size") | ({"steps": "quality"} if steps is None else {})
 
 
 def file_url(request: Request, sha256: str) -> str:

@@ -12,9 +12,9 @@ through the same durable queue. Mapping onto `GenerationRequest`:
 | prompt, n, size, model, response_format, user, quality | as for generations |
 | variations | image-to-image at strength 0.6, prompted by the image's own kaiga/A1111 metadata, else empty |
 
-kaiga's own fields may be added (the openai client's `extra_body`): negative_prompt, seed, steps,
-guidance, sampler, and strength (default 1.0 with a mask: the area is drawn anew, as OpenAI's;
-0.75 without). Any other field is refused, as OpenAI does.
+kaiga's own fields may be added (the openai client's `extra_body`): every other field of
+`GenerationRequest` under its own name, as for generations, and strength (default 1.0 with a mask:
+the area is drawn anew, as OpenAI's; 0.75 without). Any other field is refused, as OpenAI does.
 
 Example:
     >>> EditForm(prompt="a red car", n="2").n
@@ -35,10 +35,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from kaiga.metadata import read_metadata
-from kaiga.request import MAX_UPLOAD_BYTES
+from kaiga.request import MAX_UPLOAD_BYTES, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError
-from kaiga.server.openai_api import QUALITY_STEPS, ImagesResponse, KaigaFields, answer, check_model, parse_size
+from kaiga.server.openai_api import (QUALITY_STEPS, SIZE_FIELDS, ImagesResponse, OpenAIFields, answer, check_model,
+                                     parse_size, size_renames)
+from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal
 from kaiga.server.edit_inputs import capped_route, edit_request, has_transparency, mask_from_alpha, read_image, store_inputs
 
@@ -49,21 +51,20 @@ _BODY_LIMIT = 2 * MAX_UPLOAD_BYTES + 2**20  # image + mask + the text fields
 router = APIRouter(tags=["OpenAI-compatible"], route_class=capped_route(_BODY_LIMIT))
 
 
-class VariationForm(KaigaFields):
+# The request fields each form takes under their own names (as generations: `size` for width and height);
+# the image and the mask are the files.
+EDIT_FIELDS = taken_fields(exclude=(*SIZE_FIELDS, "init_image", "mask"))
+VARIATION_FIELDS = taken_fields(exclude=(*SIZE_FIELDS, "init_image", "mask", "prompt"))  # prompt: the image's own
+
+
+class VariationForm(request_body("VariationFields", VARIATION_FIELDS, base=OpenAIFields)):
     """The text fields of `POST /v1/images/variations` (the file is `image`)."""
 
-    model: str | None = None
-    n: int | None = None
-    size: str | None = None
-    response_format: Literal["url", "b64_json"] | None = None
-    user: Annotated[str | None, Field(max_length=255)] = None
-    strength: float | None = None  # kaiga's own, for edits only
 
-
-class EditForm(VariationForm):
+class EditForm(request_body("EditFields", EDIT_FIELDS, base=OpenAIFields)):
     """The text fields of `POST /v1/images/edits` (the files are `image` and `mask`)."""
 
-    prompt: str
+    prompt: str = Field(description=field_specs()["prompt"].help)  # required, as OpenAI's
     quality: Literal["low", "medium", "standard", "auto", "high", "hd"] | None = None
     output_format: Literal["png"] | None = None  # the only format kaiga writes
 
@@ -108,11 +109,9 @@ def variation_prompt(data: bytes) -> tuple[str, str]:
     return str(meta.parameters.get("prompt", "")), str(meta.parameters.get("negative_prompt", ""))
 
 
-def _fields(form: VariationForm) -> dict:
+def _fields(form: BaseModel, fields: dict[str, str]) -> dict:
     width, height = parse_size(form.size)
-    return {"model": form.model, "n": form.n, "width": width, "height": height, "negative_prompt": form.negative_prompt,
-            "seed": form.seed, "steps": form.steps, "guidance": form.guidance, "sampler": form.sampler,
-            "strength": form.strength}
+    return request_values(form, fields) | {"width": width, "height": height}
 
 
 def _fingerprint(api: str, form: BaseModel, data: dict[str, bytes]) -> dict:
@@ -136,11 +135,11 @@ async def create_edit(request: Request, response: Response, principal: Principal
         mask = await run_in_threadpool(mask_from_alpha, mask, "mask")
     elif await run_in_threadpool(has_transparency, image):
         mask = await run_in_threadpool(mask_from_alpha, image, "image")
-    fields = {**_fields(form), "prompt": form.prompt,
-              "steps": form.steps if form.steps is not None else QUALITY_STEPS[form.quality or "auto"]}
-    if fields["strength"] is None and mask is not None:
-        fields["strength"] = MASKED_STRENGTH
-    gen = edit_request(fields, mask=mask is not None, rename={"width": "size", "height": "size"})
+    fields = _fields(form, EDIT_FIELDS)
+    fields.setdefault("steps", QUALITY_STEPS[form.quality or "auto"])
+    if mask is not None:
+        fields.setdefault("strength", MASKED_STRENGTH)
+    gen = edit_request(fields, mask=mask is not None, rename=size_renames(form.steps))
     state = request.app.state.kaiga
     check_model(state, gen.model)
     gen = await store_inputs(state, gen, image, mask)
@@ -156,10 +155,10 @@ async def create_variation(request: Request, response: Response, principal: Prin
     form, data = await _parse(request, VariationForm, ("image",))
     image = await read_image(data["image"], "image")
     prompt, negative = await run_in_threadpool(variation_prompt, data["image"])
-    fields = {**_fields(form), "prompt": prompt, "negative_prompt": form.negative_prompt or negative or None}
-    if fields["strength"] is None:
-        fields["strength"] = VARIATION_STRENGTH
-    gen = edit_request(fields, mask=False, rename={"width": "size", "height": "size"})
+    fields = {**_fields(form, VARIATION_FIELDS), "prompt": prompt,
+              "negative_prompt": form.negative_prompt or negative or None}
+    fields.setdefault("strength", VARIATION_STRENGTH)
+    gen = edit_request(fields, mask=False, rename=size_renames(0))
     state = request.app.state.kaiga
     check_model(state, gen.model)
     gen = await store_inputs(state, gen, image, None)

@@ -5,6 +5,9 @@ with its own queue beside ours, while this page uses the same job queue, gallery
 other client (generate through `/v1/jobs`, edit through `/v1/images/edits`, browse `/v1/gallery`), so
 the UI cannot do anything the API does not. No build step and no CDN: it works offline.
 
+The form's inputs take their ranges, defaults and sampler choices from `GET /v1/schema/request`, the
+request's own fields (`kaiga.request.request_schema`), so the page has no second copy of the limits.
+
 Example:
     >>> (UI_DIR / "index.html").is_file()
     True
@@ -18,6 +21,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from kaiga.request import request_schema
+
 UI_DIR = Path(__file__).parent / "ui"
 # How the tests and scripts/screenshot_ui.py drive the page in Debian's chromium, headless. Without the
 # background-networking flags chromium keeps trying to reach Google's hosts on a closed network.
@@ -25,6 +30,7 @@ CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 router = APIRouter(include_in_schema=False)
+schema_router = APIRouter(tags=["kaiga schema"])
 
 
 @router.get("/")
@@ -32,7 +38,14 @@ async def index():
     return FileResponse(UI_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+@schema_router.get("/v1/schema/request")
+async def request_fields():
+    """Every field of a generation request: type, default, range, choices and help (what the UI's form is built from)."""
+    return request_schema()
+
+
 def mount_ui(app: FastAPI) -> None:
-    """Serve the page at `/` and its script and stylesheet under `/ui/`."""
+    """Serve the page at `/`, its script and stylesheet under `/ui/`, and the request schema its form reads."""
     app.include_router(router)
+    app.include_router(schema_router)
     app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")

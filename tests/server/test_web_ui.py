@@ -110,6 +110,25 @@ def test_generate_browse_rate_rerun(server, page, tmp_path):
     page.wait_for_function("document.querySelectorAll('#gallery .results figure').length === 1")
 
 
+def test_the_form_is_built_from_the_request_schema(server, page):
+    """Ranges, defaults and sampler choices come from GET /v1/schema/request, not from the page."""
+    fields = httpx.get(server.url + "/v1/schema/request").json()["fields"]
+    page.goto(server.url + "/")
+    page.wait_for_function("document.querySelectorAll('select.samplers option').length > 0")
+    form = "#generate-form"
+    for name in ("steps", "guidance", "seed"):
+        box = page.locator(f"{form} input[name={name}]")
+        assert (float(box.get_attribute("min")), float(box.get_attribute("max"))) == (
+            fields[name]["minimum"], fields[name]["maximum"]), name
+    assert page.input_value(f"{form} input[name=steps]") == str(fields["steps"]["default"])
+    assert page.input_value(f"{form} input[name=n]") == "4"  # the form's one deliberate default (FORM_DEFAULTS)
+    assert page.input_value("#edit-form input[name=n]") == str(fields["n"]["default"])
+    assert page.input_value("#edit-form input[name=strength]") == str(fields["strength"]["when_omitted"])
+    options = page.locator(f"{form} select[name=sampler] option").evaluate_all("os => os.map(o => o.value)")
+    assert options == fields["sampler"]["choices"] and page.input_value(f"{form} select[name=sampler]") == "ddim"
+    assert page.get_attribute(f"{form} textarea[name=prompt]", "maxlength") == str(fields["prompt"]["max_length"])
+
+
 def test_inpaint_with_the_mask_brush(server, page, tmp_path):
     source = Image.new("RGB", (64, 64), (40, 90, 200))
     path = tmp_path / "source.png"

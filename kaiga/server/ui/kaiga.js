@@ -3,6 +3,7 @@
 //   edit:     POST /v1/images/edits (multipart; painted pixels become transparent in the mask, OpenAI's
 //             convention), progress from GET /sdapi/v1/progress while it runs
 //   gallery:  /v1/gallery/images (search, favourites, ratings, delete, re-run, export)
+//   forms:    GET /v1/schema/request (each request input's range, default and choices), GET /v1/models
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -319,14 +320,44 @@ function selectTab(name) {
   if (name === "gallery") loadGallery();
 }
 
+// Where a form deliberately starts from another value than the request's default, in one place: the
+// generate tab makes four images to choose from (the request's default is one).
+const FORM_DEFAULTS = { "generate-form": { n: 4 } };
+
+function applySchema(schema) {
+  // Every request input takes its range, length, default and choices from the request's own fields
+  // (GET /v1/schema/request); a value the user already typed is kept.
+  for (const form of $$("form.settings")) {
+    for (const [name, field] of Object.entries(schema.fields)) {
+      const input = form.elements[name];
+      if (!input || input.type === "file") continue;
+      input.title = field.description;
+      if (input.tagName === "SELECT") {
+        if (!field.choices) continue;  // the model list comes from GET /v1/models
+        const chosen = input.value || field.default;
+        input.replaceChildren(...field.choices.map((c) => new Option(c, c)));
+        input.value = field.choices.includes(chosen) ? chosen : field.choices[0];
+        continue;
+      }
+      if (input.type === "number") {
+        if (field.minimum !== null) input.min = field.minimum;
+        if (field.maximum !== null) input.max = field.maximum;
+      }
+      if (field.max_length !== null) input.maxLength = field.max_length;
+      const start = FORM_DEFAULTS[form.id]?.[name] ?? field.default ?? field.when_omitted;
+      if (input.value === "" && start !== null && start !== "") input.value = start;
+    }
+  }
+}
+
 async function fillChoices() {
   try {
-    const [models, samplers] = await Promise.all([api("/v1/models"), api("/sdapi/v1/samplers")]);
+    applySchema(await api("/v1/schema/request"));
+  } catch (e) { showError(e); }
+  try {
+    const models = await api("/v1/models");
     for (const select of $$("select.models")) {
       select.replaceChildren(...models.data.map((m) => new Option(m.id, m.id)));
-    }
-    for (const select of $$("select.samplers")) {
-      select.replaceChildren(...samplers.map((s) => new Option(s.name, s.aliases?.[0] ?? s.name)));
     }
   } catch (e) { showError(e); }
 }
