@@ -1,7 +1,9 @@
 """The Studio: the one façade that makes images, for every interface (CLI, HTTP API, UI, Python).
 
-It validates a request, loads and caches models, runs the pipeline, and attaches to every image
-the `GenerationRecord` that makes it reproducible and traceable.
+It validates a request, checks it against the model's capabilities, loads and caches models, runs
+the pipeline, and attaches to every image the `GenerationRecord` that makes it reproducible and
+traceable. Variations (`vary`) and the frames of `kaiga explain` (`explain`) go through it too, so
+every interface gets them the same way.
 
 Example:
     >>> studio = Studio()
@@ -24,12 +26,12 @@ import torch
 from PIL import Image
 
 from kaiga.capabilities import Capabilities, check_request
-from kaiga.metadata import GenerationRecord, save_png
+from kaiga.metadata import GenerationRecord, read_metadata, save_png
 from kaiga.model_files import ModelRef, load_model, model_hash, pick_device, resolve_model
 from kaiga.paths import model_home
 from kaiga.pipelines.text_to_image import text_to_image
 from kaiga.request import MAX_SEED, GenerationRequest, RequestError
-from kaiga.store.uploads import UploadStore
+from kaiga.store.uploads import UploadStore, check_image
 from kaiga.text.tokenizer import unknown_words
 from kaiga.version import __version__
 
@@ -46,6 +48,35 @@ class GeneratedImage:
     def save(self, path) -> Path:
         """Write a PNG carrying the record (kaiga JSON + A1111 `parameters`)."""
         return save_png(self.image, self.record, path)
+
+
+VARIATION_STRENGTH = 0.6  # a variation keeps the composition and colours and redraws the detail
+
+
+def variation_fields(image: bytes | Image.Image) -> dict:
+    """Request fields of a variation of `image`: the prompt and negative prompt that made it (from its
+    kaiga record or A1111 parameters; empty when it has none) at a moderate strength."""
+    try:
+        meta = read_metadata(image)
+    except Exception:  # no readable metadata is the usual case, never an error
+        meta = None
+    if meta is not None and meta.record is not None:
+        prompt, negative = meta.record.prompt, meta.record.negative_prompt
+    elif meta is not None:
+        prompt, negative = str(meta.parameters.get("prompt", "")), str(meta.parameters.get("negative_prompt", ""))
+    else:
+        prompt, negative = "", ""
+    return {"prompt": prompt, "negative_prompt": negative, "strength": VARIATION_STRENGTH}
+
+
+@dataclass
+class Explanation:
+    """The frames of how a model builds one image, each with a caption, and the model that made them."""
+
+    frames: list[Image.Image]
+    captions: list[str]
+    model: str
+    family: str
 
 
 @dataclass
@@ -139,6 +170,21 @@ class Studio:
             )
             for image, seed in zip(images, seeds)
         ]
+
+    def vary(self, image: bytes | Image.Image, **fields) -> list[GeneratedImage]:
+        """Variations of `image` (image → image at `VARIATION_STRENGTH`, prompted by its own record);
+        keyword arguments are request fields and win over what the image says."""
+        init = image if isinstance(image, Image.Image) else check_image(image, "image")  # limits before decoding
+        request = GenerationRequest(**{**variation_fields(image), "init_image": self.uploads.add(init), **fields})
+        return self.generate(request)
+
+    def explain(self, prompt: str, *, model: str | None = None, seed: int = 0) -> Explanation:
+        """How the model's family builds an image: a diffusion model's denoising trajectory, a transformer's
+        token-by-token decoding, a latent walk for gan and vae. The prompt and seed are checked as a request's."""
+        request = GenerationRequest(prompt=prompt, seed=seed, model=model)
+        loaded = self.load(request.model)
+        frames, captions = loaded.model.explain(request.prompt, seed)
+        return Explanation(frames, captions, loaded.ref.name, loaded.ref.family)
 
     def _upload(self, field: str, sha256: str | None) -> Image.Image | None:
         if sha256 is None:

@@ -53,3 +53,27 @@ def test_saved_png_round_trips_the_record(studio, tiny_model_dir, tmp_path):
     [img] = studio.generate("a car", steps=1, seed=3, model=str(tiny_model_dir))
     path = img.save(tmp_path / "x.png")
     assert read_metadata(path).record == img.record
+
+
+def test_explain_through_the_studio_checks_the_prompt_and_names_the_model():
+    studio = Studio(device="cpu")
+    explanation = studio.explain("a red car in the city", model="scenes-gan", seed=2)
+    assert explanation.model == "scenes-gan" and explanation.family == "gan"
+    assert len(explanation.frames) == len(explanation.captions) >= 4
+    with pytest.raises(ValidationError, match="prompt"):
+        studio.explain("")
+
+
+def test_a_variation_takes_the_prompt_from_the_image_record(tmp_path):
+    from kaiga.store.uploads import UploadStore
+    from kaiga.studio import VARIATION_STRENGTH, variation_fields
+
+    studio = Studio(device="cpu", uploads=UploadStore(tmp_path / "uploads"))
+    [source] = studio.generate("a red car in the snow at night", seed=3, steps=4)
+    source.save(tmp_path / "source.png")
+    data = (tmp_path / "source.png").read_bytes()
+    assert variation_fields(data)["prompt"] == "a red car in the snow at night"
+    assert variation_fields(b"not an image") == {"prompt": "", "negative_prompt": "", "strength": VARIATION_STRENGTH}
+    [varied] = studio.vary(data, seed=4, steps=4)
+    assert varied.record.prompt == "a red car in the snow at night" and varied.record.strength == VARIATION_STRENGTH
+    assert varied.record.init_image is not None and varied.image.size == source.image.size
