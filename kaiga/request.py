@@ -97,11 +97,13 @@ class GenerationRequest(BaseModel):
         "Width in pixels, a multiple of 8; default: the model's native size."))] = None
     height: Annotated[int | None, _range("height", description=(
         "Height in pixels, a multiple of 8; default: the model's native size."))] = None
-    model: Annotated[str | None, Field(description="Model name (see `kaiga models`); default: the default model.")] = None
+    model: Annotated[str | None, Field(description=(
+        "Model name (see `kaiga models`); default: the default model."))] = None
     upscale: Annotated[int, _range("upscale", description=(
         "Enlarge the outputs for viewing (Lanczos); the record keeps the native size."))] = 1
     truncation: Annotated[float | None, _range("truncation", description=(
-        "gan / vae models: scale of the latent noise (lower: more typical, less varied); default: the model's."))] = None
+        "gan / vae models: scale of the latent noise (lower: more typical, less varied); "
+        "default: the model's."))] = None
     temperature: Annotated[float | None, _range("temperature", description=(
         "transformer models: sampling temperature of each image token; default: the model's."))] = None
     top_k: Annotated[int | None, _range("top_k", description=(
@@ -109,7 +111,8 @@ class GenerationRequest(BaseModel):
     top_p: Annotated[float | None, _range("top_p", description=(
         "transformer models: nucleus sampling mass, 1 = off; default: the model's."))] = None
     candidates: Annotated[int | None, _range("candidates", description=(
-        "transformer models: draws per image, the best kept by the contrastive reranker; default: the model's."))] = None
+        "transformer models: draws per image, the best kept by the contrastive reranker; "
+        "default: the model's."))] = None
 
     @field_validator("prompt")
     @classmethod

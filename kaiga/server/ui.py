@@ -40,7 +40,8 @@ async def index():
 
 @schema_router.get("/v1/schema/request")
 async def request_fields():
-    """Every field of a generation request: type, default, range, choices and help (what the UI's form is built from)."""
+    """Every field of a generation request: type, default, range, choices and help (the UI's form is built
+    from them)."""
     return request_schema()
 
 
