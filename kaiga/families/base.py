@@ -81,8 +81,8 @@ class ImageGenerator(torch.nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         self.info = {"family": self.family, "native_size": 64, "max_size": 64, "samplers": [], **(info or {})}
-        if config is not None:
-            self.info["config"] = asdict(config)
+        if config is not None:  # as saved, when `info` comes from a kaiga.json; else the config's own fields
+            self.info.setdefault("config", asdict(config))
 
     # --- construction and files ---------------------------------------------------------------
     @classmethod

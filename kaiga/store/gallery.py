@@ -33,27 +33,24 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Iterator
 
 from PIL import Image as PILImage
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from kaiga.metadata import GenerationRecord, png_bytes, write_atomic
+from kaiga.metadata import GenerationRecord, png_bytes
+from kaiga.store.content import ContentFiles, is_sha256  # noqa: F401 (is_sha256 re-exported)
 from kaiga.store.db import Database
 from kaiga.store.tables import Board, BoardImage, Image
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_PAGE = 200  # images per page at most
 RATINGS = range(1, 6)  # 1-5 stars; None is "not rated"
 
@@ -157,32 +154,19 @@ class _Sink:
         return data
 
 
-def is_sha256(text: str) -> bool:
-    return bool(_SHA256.match(text))
-
-
-class Gallery:
-    """Stores images in `folder` and their records in `db`."""
+class Gallery(ContentFiles):
+    """Stores images in `folder` (content-addressed) and their records in `db`."""
 
     def __init__(self, db: Database, folder: str | os.PathLike[str]):
+        super().__init__(folder)
         self.db = db
-        self.folder = Path(folder)
-
-    def file(self, sha256: str) -> Path:
-        """The file of an image by its hash (checked: a request's text never becomes a path unchecked)."""
-        if not is_sha256(sha256):
-            raise ValueError(f"not a SHA-256 hex digest: {sha256[:80]!r}")
-        return self.folder / sha256[:2] / f"{sha256}.png"
 
     def add(self, session: Session, image: PILImage.Image, record: GenerationRecord, job_id: str | None = None) -> int:
         """Store one image (once: the same PNG bytes give the same row) and return its id."""
-        data = png_bytes(image, record)
-        sha = hashlib.sha256(data).hexdigest()
-        existing = session.scalar(select(Image.id).where(Image.sha256 == sha))
+        # Written unless there: new, or its file lost to a delete that raced an earlier add (see delete).
+        sha = self.put(png_bytes(image, record))
         path = self.file(sha)
-        if not path.exists():  # new, or its file lost to a delete that raced an earlier add (see delete)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, data)
+        existing = session.scalar(select(Image.id).where(Image.sha256 == sha))
         if existing is not None:
             return existing
         row = Image(sha256=sha, path=str(path.relative_to(self.folder)), record=record.model_dump(mode="json"),

@@ -27,19 +27,16 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import re
 import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from kaiga.metadata import write_atomic
 from kaiga.request import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UPLOAD_FORMATS
+from kaiga.store.content import ContentFiles, is_sha256  # noqa: F401 (is_sha256 re-exported)
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PENDING = "0" * 64  # stands in for an upload's hash while the rest of a request is checked, before storing
 
 
@@ -91,21 +88,8 @@ def amount(n_bytes: int) -> str:
     return f"{n_bytes // 2**20} MiB" if n_bytes >= 2**20 and n_bytes % 2**20 == 0 else f"{n_bytes:,} bytes"
 
 
-def is_sha256(text: str) -> bool:
-    return bool(_SHA256.match(text))
-
-
-class UploadStore:
-    """Content-addressed PNG files under `folder`."""
-
-    def __init__(self, folder: str | os.PathLike[str]):
-        self.folder = Path(folder)
-
-    def file(self, sha256: str) -> Path:
-        """The file of an upload (checked: a request's text never becomes a path unchecked)."""
-        if not is_sha256(sha256):
-            raise ValueError(f"not a SHA-256 hex digest: {sha256[:80]!r}")
-        return self.folder / sha256[:2] / f"{sha256}.png"
+class UploadStore(ContentFiles):
+    """Uploaded images as content-addressed PNG files under `folder`."""
 
     def add(self, image: Image.Image) -> str:
         """Store `image` (a checked one) as a PNG without metadata; returns its SHA-256."""
@@ -113,13 +97,7 @@ class UploadStore:
         buf = io.BytesIO()
         # No pnginfo, no exif: nothing of the uploader's file but its pixels.
         image.convert("L" if image.mode == "L" else "RGB").save(buf, format="PNG")
-        data = buf.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        path = self.file(sha)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, data)
-        return sha
+        return self.put(buf.getvalue())
 
     def open(self, sha256: str) -> Image.Image:
         """The stored image, decoded; FileNotFoundError if there is none with this hash."""

@@ -103,9 +103,15 @@ class LatentDiffusion(ImageGenerator):
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
         scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler", local_files_only=True))
         info_path = folder / KAIGA_JSON
-        if info_path.exists():
-            info = json.loads(info_path.read_text())
-        else:  # a Stable Diffusion folder from elsewhere: every sampler, its autoencoder's native size
+        info = json.loads(info_path.read_text()) if info_path.exists() else None
+        return cls.from_components(unet, vae, text_encoder, tokenizer, scheduler_config, info)
+
+    @classmethod
+    def from_components(cls, unet, vae, text_encoder, tokenizer, scheduler_config: dict,
+                        info: dict | None) -> "LatentDiffusion":
+        """A model of loaded modules, with its kaiga.json `info` or, for a folder or file from elsewhere
+        (a Stable Diffusion download: None), SD's capabilities: every sampler, its autoencoder's size."""
+        if info is None:
             native = vae.config.sample_size if isinstance(vae.config.sample_size, int) else 512
             info = _capabilities(unet, vae, native, 2048, [s.value for s in Sampler])
         # kaiga.json files written before these keys: the same values a new model declares.

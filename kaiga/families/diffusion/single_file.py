@@ -348,7 +348,7 @@ def _from_metadata(path: Path, parts: dict[str, dict[str, torch.Tensor]], meta: 
         for name, text in tok_files.items():
             (Path(tmp) / Path(name).name).write_text(text, encoding="utf-8")
         tokenizer = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
-    return LatentDiffusion(unet, vae, text_encoder, tokenizer, scheduler_config, info).eval()
+    return LatentDiffusion.from_components(unet, vae, text_encoder, tokenizer, scheduler_config, info or None)
 
 
 def _offline_help(path: Path, checkpoint: dict[str, torch.Tensor]) -> str:
@@ -398,12 +398,8 @@ def _from_diffusers(path: Path, parts: dict[str, dict[str, torch.Tensor]], confi
     tokenizer = AutoTokenizer.from_pretrained(config_dir / "tokenizer", local_files_only=True)
     scheduler_config = dict(DDPMScheduler.load_config(config_dir / "scheduler", local_files_only=True))
     info_path = config_dir / KAIGA_JSON
-    info = json.loads(info_path.read_text()) if info_path.exists() else {  # as LatentDiffusion.load
-        "family": "diffusion", "samplers": ["ddim", "euler", "euler-a", "dpm++2m", "lcm"],
-        "native_size": vae.config.sample_size if isinstance(vae.config.sample_size, int) else 512,
-        "max_size": 2048,
-    }
-    return LatentDiffusion(unet, vae, text_encoder, tokenizer, scheduler_config, info).eval()
+    info = json.loads(info_path.read_text()) if info_path.exists() else None
+    return LatentDiffusion.from_components(unet, vae, text_encoder, tokenizer, scheduler_config, info)
 
 
 def load_single_file(path: str | Path, config_dir: str | Path | None = None,
