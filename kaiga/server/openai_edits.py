@@ -19,8 +19,6 @@ the area is drawn anew, as OpenAI's; 0.75 without). Any other field is refused, 
 Example:
     >>> EditForm(prompt="a red car", n="2").n
     2
-    >>> variation_prompt(b"not an image")
-    ('', '')
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from kaiga.metadata import read_metadata
 from kaiga.request import MAX_UPLOAD_BYTES, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError
@@ -43,9 +40,9 @@ from kaiga.server.openai_api import (QUALITY_STEPS, SIZE_FIELDS, ImagesResponse,
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal
 from kaiga.server.edit_inputs import capped_route, edit_request, has_transparency, mask_from_alpha, read_image, store_inputs
+from kaiga.studio import variation_fields
 
 MASKED_STRENGTH = 1.0  # OpenAI redraws the masked area from scratch
-VARIATION_STRENGTH = 0.6  # keeps the composition and colours, varies the detail
 _BODY_LIMIT = 2 * MAX_UPLOAD_BYTES + 2**20  # image + mask + the text fields
 
 router = APIRouter(tags=["OpenAI-compatible"], route_class=capped_route(_BODY_LIMIT))
@@ -98,17 +95,6 @@ async def _parse(request: Request, form_type: type[BaseModel], files: tuple[str,
     return parsed, data
 
 
-def variation_prompt(data: bytes) -> tuple[str, str]:
-    """Prompt and negative prompt that made the image, from its kaiga record or A1111 parameters."""
-    try:
-        meta = read_metadata(data)
-    except Exception:  # no readable metadata is the usual case, never an error
-        return "", ""
-    if meta.record is not None:
-        return meta.record.prompt, meta.record.negative_prompt
-    return str(meta.parameters.get("prompt", "")), str(meta.parameters.get("negative_prompt", ""))
-
-
 def _fields(form: BaseModel, fields: dict[str, str]) -> dict:
     width, height = parse_size(form.size)
     return request_values(form, fields) | {"width": width, "height": height}
@@ -154,10 +140,11 @@ async def create_variation(request: Request, response: Response, principal: Prin
     """Variations of an image: image-to-image at a moderate strength, prompted by the image's own metadata."""
     form, data = await _parse(request, VariationForm, ("image",))
     image = await read_image(data["image"], "image")
-    prompt, negative = await run_in_threadpool(variation_prompt, data["image"])
-    fields = {**_fields(form, VARIATION_FIELDS), "prompt": prompt,
-              "negative_prompt": form.negative_prompt or negative or None}
-    fields.setdefault("strength", VARIATION_STRENGTH)
+    # The Studio says what a variation is (the image's own prompt, a moderate strength); the form's fields win.
+    own = await run_in_threadpool(variation_fields, data["image"])
+    fields = {**_fields(form, VARIATION_FIELDS), "prompt": own["prompt"],
+              "negative_prompt": form.negative_prompt or own["negative_prompt"] or None}
+    fields.setdefault("strength", own["strength"])
     gen = edit_request(fields, mask=False, rename=size_renames(0))
     state = request.app.state.kaiga
     check_model(state, gen.model)
