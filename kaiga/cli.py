@@ -8,8 +8,10 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -38,10 +40,68 @@ EXIT_USAGE = 2
 
 
 def fail(message: str, code: int = EXIT_USAGE):
-    """One clear line (or a few, one per problem) on stderr, no traceback, then exit."""
+    """One clear line (or a few, one per problem) on stderr, no traceback, then exit.
+
+    Never wrapped at the terminal's width (a line is one problem, for people and for scripts), and
+    printed as text: a path with brackets in it is not Rich markup.
+    """
+    from rich.markup import escape
+
     for line in message.splitlines():
-        err.print(f"[bold red]error:[/] {line}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+# --- paths given on the command line: checked before any work, one line each when wrong ----------
+
+def _input_path(path: Optional[Path], name: str, kind: str = "file", required: bool = True) -> None:
+    """Fail unless `path` is an existing, readable `kind` ("file", "folder" or "any").
+
+    None (not given) passes; so does a missing path that is not `required` (the command does without).
+    """
+    if path is None:
+        return
+    if not path.exists():
+        if required:
+            fail(f"{name}: {path} does not exist")
+        return
+    if kind == "file" and path.is_dir():
+        fail(f"{name}: {path} is a folder, not a file")
+    if kind == "folder" and not path.is_dir():
+        fail(f"{name}: {path} is a file, not a folder")
+    if not os.access(path, os.R_OK):
+        fail(f"{name}: cannot read {path} (permission denied)")
+
+
+def _writable_folder(path: Path, name: str, given: Optional[Path] = None) -> None:
+    """Fail unless `path` is a folder, or one that can be made, where files can be written.
+
+    Nothing is left behind: the nearest existing folder is tried with a nameless temporary file.
+    `given`: the path to name in the message (an output file, whose folder this is).
+    """
+    given = given or path
+    if path.exists() and not path.is_dir():
+        fail(f"{name}: {given} is a file, not a folder" if given == path else
+             f"{name}: cannot write {given}: {path} is a file")
+    existing = path
+    while not existing.is_dir():
+        if existing.exists():  # a file on the way down
+            fail(f"{name}: cannot write {given}: {existing} is a file")
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        fail(f"{name}: cannot write {given} ({e.strerror or e} in {existing})")
+
+
+def _writable_file(path: Optional[Path], name: str) -> None:
+    """Fail unless `path` (None: not given) names a file that can be written (its folder need not exist yet)."""
+    if path is None:
+        return
+    if path.is_dir():
+        fail(f"{name}: {path} is a folder; give a file name")
+    _writable_folder(path.parent, name, given=path)
 
 
 def _setup_logging():
@@ -80,6 +140,10 @@ def generate(
     from kaiga.store.uploads import PENDING
 
     init, mask = fields.pop("init_image"), fields.pop("mask")  # paths here; the request names them by hash
+    _input_path(init, "--init")  # every path before any work: a typo should not cost a generation
+    _input_path(mask, "--mask")
+    _input_path(config, "--config", "folder")
+    _writable_folder(out_dir, "--out")
     try:
         request = GenerationRequest(**fields, init_image=PENDING if init else None, mask=PENDING if mask else None)
     except ValidationError as e:
@@ -136,7 +200,7 @@ def explain(
     prompt: Annotated[str, typer.Argument(help="What to draw.")],
     model: Annotated[Optional[str], typer.Option(help="Model name (see `kaiga models`) or path.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the image.")] = 0,
-    out_path: Annotated[Path, typer.Option("--out", help="PNG to write: the frames side by side, captioned.")] = Path("explain.png"),
+    out_path: Annotated[Path, typer.Option("--out", help="PNG to write: the frames side by side, captioned; or a folder (a path without a suffix), to write explain-<seed>-<prompt>.png in.")] = Path("explain.png"),
     scale: Annotated[int, typer.Option(min=1, max=8, help="Enlarge each frame (nearest) for viewing.")] = 3,
     device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
 ):
@@ -147,6 +211,20 @@ def explain(
     gan and vae: a latent walk from this seed to the next (what the noise controls, the prompt fixed).
     """
     _setup_logging()
+    from pydantic import ValidationError
+
+    from kaiga.request import GenerationRequest, RequestError, describe_error
+
+    try:  # the prompt and seed as generate takes them (not empty, not too long, seed in range)
+        GenerationRequest(prompt=prompt, seed=seed, model=model)
+    except ValidationError as e:
+        fail(describe_error(e))
+    if out_path.is_dir() or not out_path.suffix:  # a folder, as generate's --out
+        _writable_folder(out_path, "--out")
+        out_path = out_path / f"explain-{seed:010d}-{_slug(prompt)}.png"
+    elif out_path.suffix.lower() != ".png":
+        fail(f"--out: {out_path} is neither a .png file nor a folder")
+    _writable_file(out_path, "--out")
     from kaiga.images import captioned_strip
     from kaiga.model_files import ModelError
     from kaiga.studio import Studio
@@ -154,10 +232,15 @@ def explain(
     try:
         loaded = Studio(device=device).load(model)
         frames, captions = loaded.model.explain(prompt, seed)
-    except ModelError as e:
+    except (ModelError, RequestError) as e:
         fail(str(e))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    captioned_strip(frames, captions, scale=scale, title=f"{loaded.ref.name} ({loaded.ref.family}): {prompt!r}, seed {seed}").save(out_path)
+    strip = captioned_strip(frames, captions, scale=scale,
+                            title=f"{loaded.ref.name} ({loaded.ref.family}): {prompt!r}, seed {seed}")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        strip.save(out_path)
+    except OSError as e:
+        fail(f"--out: cannot write {out_path} ({e.strerror or e})")
     typer.echo(str(out_path))
 
 
@@ -166,8 +249,7 @@ def info(image: Annotated[Path, typer.Argument(help="A PNG/JPEG/WebP from kaiga,
     """Print how an image was made: kaiga records, A1111 parameters or a ComfyUI graph."""
     from kaiga.metadata import MetadataError, describe, read_metadata
 
-    if not image.is_file():
-        fail(f"{image} is not a file")
+    _input_path(image, "image")
     try:
         out.print(describe(read_metadata(image)), highlight=False, markup=False)  # "[hash]" is text, not markup
     except MetadataError as e:
@@ -183,6 +265,8 @@ def models(
 
     from kaiga.model_files import ModelError, list_models, user_models_dir
 
+    for path in paths or []:
+        _input_path(path, "paths", "any")
     try:
         refs = list_models(paths or [])
     except ModelError as e:
@@ -213,6 +297,7 @@ def data_scenes(
             raise ValueError
     except ValueError:
         fail(f"layouts: three shares (single, count, pair) that sum to 1, e.g. 0.4,0.2,0.4 (got {layouts!r})")
+    _writable_folder(out_dir, "--out")
     from kaiga.data.world import Mix
     import time
 
@@ -227,6 +312,15 @@ def data_scenes(
                      mix=Mix(layouts=shares), workers=workers)
     dt = time.perf_counter() - t0
     out.print(f"wrote {n} images to {out_dir} ({n / dt:.0f} images/s)", highlight=False)
+
+
+def _run_paths(data: Optional[Path], out_dir: Path, **folders: Optional[Path]) -> None:
+    """A training command's paths, before anything loads: the dataset and `folders` (option -> path)
+    exist as folders, and the run folder can be written."""
+    _input_path(data, "--data", "folder")
+    for option, path in folders.items():
+        _input_path(path, f"--{option}", "folder")
+    _writable_folder(out_dir, "--out")
 
 
 def _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip: float = 1.0,
@@ -256,6 +350,7 @@ def train_autoencoder_cmd(data: _Data, out_dir: _Out, steps: _Steps = 1000, batc
               decoder_only: Annotated[bool, typer.Option(help="Keep the encoder (and so the latents) fixed; sharpen the decoder.")] = False,
               max_minutes: _MaxMinutes = None):
     """Train the autoencoder (AutoencoderKL) whose latent space the diffusion model works in."""
+    _run_paths(data, out_dir, init=init)
     from kaiga.data.dataset import DatasetError
     from kaiga.train.commands import train_autoencoder
 
@@ -277,6 +372,7 @@ def train_diffusion(data: _Data, out_dir: _Out,
                     checkpoint_every: int = 100, sample_every: int = 250, seed: int = 0,
                     resume: _Resume = False, size: _Size = "default", max_minutes: _MaxMinutes = None):
     """Train the denoising UNet and text encoder (v-prediction, zero-terminal-SNR, min-SNR-5)."""
+    _run_paths(data, out_dir, vae=vae)
     from kaiga.data.dataset import DatasetError
     from kaiga.model_files import ModelFormat, resolve_model
     from kaiga.train.commands import train_denoiser
@@ -299,6 +395,7 @@ def train_diffusion(data: _Data, out_dir: _Out,
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
                   size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None,
                   stage_options: dict | None = None):
+    _run_paths(data, out_dir)  # --init may be a model's name: resolve_model checks it, still before training
     from kaiga.data.dataset import DatasetError
     from kaiga.model_files import ModelError, resolve_model
     from kaiga.train.commands import train_family
@@ -394,6 +491,7 @@ def train_readout_cmd(out_dir: _Out, steps: _Steps = 3000, batch_size: _Batch = 
     also reads soft generated images. The bundled judge (kaiga/bundled/scenes-readout) was made
     with the defaults (about 35 minutes on 2 CPU cores); its accuracy is in its readout.json.
     """
+    _writable_folder(out_dir, "--out")
     from dataclasses import replace
 
     from rich.progress import Progress
@@ -484,6 +582,9 @@ def eval_alignment(
 
         kaiga eval alignment -c two_objects -c position -c colour_attribution
     """
+    _writable_file(json_path, "--json")  # before the model loads, as every check here
+    _writable_file(grid, "--grid")
+    _input_path(readout, "--readout", "folder")
     from rich.progress import Progress
     from rich.table import Table
 
@@ -549,6 +650,9 @@ def eval_fidelity(
     with the captions of N fresh renders; the floor compares those renders with N other renders:
     what a perfect model would score at this N. N=1000 takes about 8 minutes on 2 CPU cores.
     """
+    _writable_file(json_path, "--json")  # before the model loads
+    _input_path(readout, "--readout", "folder")
+    _input_path(features, "--features")
     import json
 
     from rich.progress import Progress
@@ -598,6 +702,7 @@ def eval_families(
     `kaiga eval report` joins these figures with each model's alignment and fidelity results into the
     families table of docs/EVAL.md. About a minute on 2 CPU cores.
     """
+    _writable_file(json_path, "--json")
     import json
 
     from rich.table import Table
@@ -629,6 +734,10 @@ def eval_report(
     families_json: Annotated[Path, typer.Option("--families", help="Results of `kaiga eval families`.")] = Path("bench/results/families.json"),
 ):
     """Write docs/EVAL.md (tables and grids) from the JSON files the eval commands and `kaiga bench` wrote."""
+    _writable_file(out_path, "--out")
+    _input_path(results, "--results", "folder", required=False)  # missing inputs: the report says what makes them
+    _input_path(bench_json, "--bench", required=False)
+    _input_path(families_json, "--families", required=False)
     from kaiga.eval.report import write_report
 
     out.print(f"wrote {write_report(out_path, results, bench_json, families_json=families_json)}")
@@ -708,6 +817,7 @@ def bench(
     hours). Times are wall-clock: leave the machine otherwise idle, or bound
     the cores with --threads. bench/README.md explains every field.
     """
+    _writable_file(json_path, "--json")
     from dataclasses import replace
 
     from kaiga.eval.speed import FULL, QUICK, ColdStartError, run, write_json
