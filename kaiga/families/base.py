@@ -74,13 +74,18 @@ class ImageGenerator(torch.nn.Module):
 
     family: ClassVar[str]
     config_class: ClassVar[type]
+    request_options: ClassVar[tuple[str, ...]] = ()  # the request's family options (FAMILY_OPTIONS) it reads
 
     def __init__(self, config, tokenizer, info: dict | None = None):
         """`config` None: a model whose architecture came from elsewhere (a Stable Diffusion folder)."""
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
-        self.info = {"family": self.family, "native_size": 64, "max_size": 64, "samplers": [], **(info or {})}
+        # Capabilities: the family's declaration, then what `info` (a kaiga.json) says, then derived keys.
+        declared = {"family": self.family, "native_size": 64, "max_size": 64, "samplers": [], "edits": False,
+                    "options": list(self.request_options)}
+        self.info = {**declared, **(info or {})}
+        self.info = {**Capabilities.from_info(self.info).to_info(), **self.info}
         if config is not None:  # as saved, when `info` comes from a kaiga.json; else the config's own fields
             self.info.setdefault("config", asdict(config))
 

@@ -88,6 +88,7 @@ class TextGAN(ImageGenerator):
 
     family = "gan"
     config_class = GANConfig
+    request_options = ("truncation",)
 
     def __init__(self, config: GANConfig, tokenizer, info: dict | None = None):
         super().__init__(config, tokenizer, {"native_size": config.image_size, "max_size": config.image_size,

@@ -44,6 +44,7 @@ def candidate_seed(seed: int, j: int) -> int:
 class DalleTransformer(ImageGenerator):
     family = "transformer"
     config_class = TransformerConfig
+    request_options = ("temperature", "top_k", "top_p", "candidates")
 
     def __init__(self, config: TransformerConfig, tokenizer, info: dict | None = None):
         size = config.image_size

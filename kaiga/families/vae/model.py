@@ -163,6 +163,7 @@ class Decoder(nn.Module):
 class ConditionalVAE(ImageGenerator):
     family = "vae"
     config_class = VAEFamilyConfig
+    request_options = ("truncation",)
 
     def __init__(self, config: VAEFamilyConfig, tokenizer, info: dict | None = None):
         super().__init__(config, tokenizer, {"native_size": config.image_size, "max_size": config.image_size, **(info or {})})
