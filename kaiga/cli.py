@@ -140,9 +140,7 @@ def generate(
     from kaiga.store.uploads import PENDING
 
     init, mask = fields.pop("init_image"), fields.pop("mask")  # paths here; the request names them by hash
-    _input_path(init, "--init")  # every path before any work: a typo should not cost a generation
-    _input_path(mask, "--mask")
-    _input_path(config, "--config", "folder")
+    _input_path(config, "--config", "folder")  # every path before any work (--init, --mask: read below, before it)
     _writable_folder(out_dir, "--out")
     try:
         request = GenerationRequest(**fields, init_image=PENDING if init else None, mask=PENDING if mask else None)

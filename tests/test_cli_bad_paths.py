@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from PIL import Image
 
 from kaiga.cli import app
 
@@ -62,6 +63,8 @@ KINDS = {
 
 # Good values of required non-path parameters (any other required one: add it here).
 GOOD = {"prompt": "a red car", "stage": "tokenizer"}
+# Options that a path option needs beside it to mean anything (a mask masks an --init image).
+NEEDS = {("generate", "--mask"): ("--init", "image")}
 
 
 def _commands(command, words=()):
@@ -96,6 +99,7 @@ def test_every_path_parameter_says_what_it_must_be():
 def places(tmp_path):
     """Named places to point paths at, and the good value of each kind of required path."""
     (tmp_path / "a-file").write_text("not a folder\n")
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "an-image.png")
     (tmp_path / "a-folder").mkdir()
     if os.geteuid() == 0:  # root writes through permission bits: a place the kernel refuses instead
         read_only = Path("/sys/kaiga-test-read-only")
@@ -104,7 +108,7 @@ def places(tmp_path):
         read_only.mkdir()
         read_only.chmod(0o555)
     yield {"file": tmp_path / "a-file", "folder": tmp_path / "a-folder", "missing": tmp_path / "missing",
-           "read-only": read_only, "tmp": tmp_path}
+           "read-only": read_only, "tmp": tmp_path, "image": tmp_path / "an-image.png"}
     if read_only.is_relative_to(tmp_path):
         read_only.chmod(0o755)
 
@@ -132,6 +136,9 @@ def good_path(kind: str, places: dict) -> Path:
 def argv(command: str, tested, bad: Path, places: dict) -> list[str]:
     """The command line with `bad` for `tested` and a good value for every other required parameter."""
     args = command.split()
+    if (command, _name(tested)) in NEEDS:
+        option, place = NEEDS[(command, _name(tested))]
+        args += [option, str(places[place])]
     for param in COMMANDS[command].params:
         if param is tested:
             value = str(bad)
