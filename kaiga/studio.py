@@ -137,7 +137,7 @@ class Studio:
             from kaiga.pipelines.image_to_image import image_to_image  # imports diffusers' SD pipelines
 
             init, mask = self._upload("init_image", request.init_image), self._upload("mask", request.mask)
-            images = image_to_image(model, request, init, seeds, mask, self.batch_size, on_step)
+            images = image_to_image(model, request, init, seeds, mask, batch_size=self.batch_size, on_step=on_step)
         else:
             images = text_to_image(model, request, seeds, self.batch_size, on_step)
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(images)

@@ -17,8 +17,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
-
 from PIL import Image
 
 from kaiga.families.diffusion.generate import steps_run  # noqa: F401 (the steps an edit runs, for callers)
@@ -26,19 +24,10 @@ from kaiga.pipelines.text_to_image import enlarge
 from kaiga.request import GenerationRequest
 
 
-def image_to_image(
-    model,
-    request: GenerationRequest,
-    init: Image.Image,
-    seeds: list[int],
-    mask: Image.Image | None = None,
-    batch_size: int = 16,
-    on_step: Callable[[int, int], None] | None = None,
-) -> list[Image.Image]:
+def image_to_image(model, request: GenerationRequest, init: Image.Image, seeds: list[int],
+                   mask: Image.Image | None = None, **batching) -> list[Image.Image]:
     """One edit of `init` per seed; with `mask` (white = repaint) only the masked area changes.
 
-    `init` and `mask` are resized (Lanczos) to the request's size, default the model's native size.
-    `on_step(done, total)` reports progress over all batches.
+    `batching`: `batch_size` and `on_step(done, total)`, as the family's `edit` takes them.
     """
-    images = model.edit(request, init, seeds, mask, batch_size=batch_size, on_step=on_step)
-    return enlarge(images, request.upscale)
+    return enlarge(model.edit(request, init, seeds, mask, **batching), request.upscale)
