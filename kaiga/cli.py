@@ -228,12 +228,11 @@ def explain(
     from kaiga.studio import Studio
 
     try:
-        loaded = Studio(device=device).load(model)
-        frames, captions = loaded.model.explain(prompt, seed)
+        shown = Studio(device=device).explain(prompt, model=model, seed=seed)
     except (ModelError, RequestError) as e:
         fail(str(e))
-    strip = captioned_strip(frames, captions, scale=scale,
-                            title=f"{loaded.ref.name} ({loaded.ref.family}): {prompt!r}, seed {seed}")
+    strip = captioned_strip(shown.frames, shown.captions, scale=scale,
+                            title=f"{shown.model} ({shown.family}): {prompt!r}, seed {seed}")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         strip.save(out_path)

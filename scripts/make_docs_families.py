@@ -54,8 +54,8 @@ def main() -> None:
         for j, prompt in enumerate(PROMPTS):
             [img] = studio.generate(prompt, model=name, seed=args.seed)
             sheet.paste(img.image.resize((cell, cell), Image.NEAREST), (LABEL_W + j * (cell + 4), HEAD + i * (cell + 4)))
-        frames, captions = loaded.model.explain(EXPLAIN_PROMPT, args.seed)
-        strip = captioned_strip(frames, captions, scale=2, title=f"{name} ({loaded.ref.family}): {EXPLAIN_PROMPT!r}")
+        shown = studio.explain(EXPLAIN_PROMPT, model=name, seed=args.seed)
+        strip = captioned_strip(shown.frames, shown.captions, scale=2, title=f"{name} ({loaded.ref.family}): {EXPLAIN_PROMPT!r}")
         strip.save(args.out / f"explain-{loaded.ref.family}.png")
     sheet.save(args.out / "compare.png")
     print(f"wrote {args.out}/compare.png and explain-*.png")
