@@ -224,25 +224,60 @@ def png_bytes(image: Image.Image, record: GenerationRecord) -> bytes:
     return buf.getvalue()
 
 
-def save_png(image: Image.Image, record: GenerationRecord, path: str | os.PathLike[str]) -> Path:
-    """Write `png_bytes` to `path` atomically: a crash leaves the old file or none, never half a PNG."""
+def save_png(image: Image.Image, record: GenerationRecord, path: str | os.PathLike[str], *,
+             exclusive: bool = False) -> Path:
+    """Write `png_bytes` to `path` atomically: a crash leaves the old file or none, never half a PNG.
+
+    `exclusive`: never replace a file already at `path` (FileExistsError instead)."""
     # encode first: an encoding error must not leave a temp file
-    return write_atomic(Path(path), png_bytes(image, record))
+    return write_atomic(Path(path), png_bytes(image, record), exclusive=exclusive)
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` through a synced temporary file and a rename: all of it or nothing."""
+def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> Path:
+    """Write `data` to `path` through a synced temporary file and a rename: all of it or nothing.
+
+    The file gets the mode a plain `open` would give it (0644 under umask 022), not the temporary
+    file's 0600. `exclusive`: never replace a file already at `path`; FileExistsError instead.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
-        os.replace(tmp, path)  # same directory, so the rename is atomic
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if exclusive:
+            _link_new(tmp, path)
+        else:
+            os.replace(tmp, path)  # same directory, so the rename is atomic
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # gone after a rename; a link leaves the temporary name behind
     return path
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Give the file at `tmp` the name `path` unless that name is taken (FileExistsError), atomically."""
+    try:
+        os.link(tmp, path)  # fails, rather than replaces, when `path` exists
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: claim the name, then rename over the claim
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.replace(tmp, path)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux), so that threads
+    writing files at the same moment never see a umask of 0."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import stat
 import struct
 
 import pytest
@@ -174,6 +176,34 @@ def test_png_bytes_matches_save_png_and_reads_back(tmp_path):
     assert meta.source == "kaiga" and meta.record == rec
     with Image.open(io.BytesIO(data)) as im:
         assert read_metadata(im).record == rec
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask_as_open_would(tmp_path, umask, mode):
+    """Not the temporary file's 0600: under umask 022 others may read an output PNG or an upload."""
+    from kaiga.store.uploads import UploadStore
+
+    old = os.umask(umask)
+    try:
+        png = save_png(small_image(), make_record(), tmp_path / "out.png")
+        upload = UploadStore(tmp_path / "uploads")
+        uploaded = upload.file(upload.add(small_image()))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(png.stat().st_mode) == mode
+    assert stat.S_IMODE(uploaded.stat().st_mode) == mode
+
+
+def test_an_exclusive_save_never_replaces_a_file(tmp_path):
+    path = tmp_path / "out.png"
+    path.write_bytes(b"earlier work")
+    with pytest.raises(FileExistsError):
+        save_png(small_image(), make_record(), path, exclusive=True)
+    assert path.read_bytes() == b"earlier work"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temp file left behind
+    fresh = save_png(small_image(), make_record(), tmp_path / "new.png", exclusive=True)
+    assert read_metadata(fresh).record == make_record()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.png", "out.png"]
 
 
 def test_png_with_only_parameters_is_a1111(tmp_path):
