@@ -15,10 +15,34 @@ from enum import Enum
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
+    """Now, in UTC, with its time zone: what every timestamp column holds."""
     return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """A timezone-aware timestamp, stored in UTC and always read back with its time zone.
+
+    SQLite keeps no zone (a DateTime column hands back naive values); PostgreSQL's timestamptz does.
+    Either way a value read here carries UTC, so its `isoformat()` ends in +00:00 and `timestamp()`
+    never reads it as local time. A naive value written is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):
@@ -49,7 +73,7 @@ class Image(Base):
     path: Mapped[str] = mapped_column(String(255))
     record: Mapped[dict] = mapped_column(JSON)  # GenerationRecord
     prompt: Mapped[str] = mapped_column(Text)  # copied out of the record, for search
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     favourite: Mapped[bool] = mapped_column(Boolean, default=False)
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1-5
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), nullable=True)
@@ -64,7 +88,7 @@ class Board(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(100))
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class BoardImage(Base):
@@ -75,7 +99,7 @@ class BoardImage(Base):
     board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"), primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True,
                                           index=True)  # "which boards hold this image"
-    added: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    added: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Job(Base):
@@ -99,9 +123,9 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # times a worker started it
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     result_image_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    finished: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class ApiKey(Base):
@@ -113,5 +137,5 @@ class ApiKey(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to tell keys apart
     name: Mapped[str] = mapped_column(String(255), default="")
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -20,6 +20,16 @@ def test_submit_follow_and_fetch(server):
     assert httpx.get(server.url + "/v1/jobs/nope").json()["error"]["code"] == "not_found"
 
 
+def test_job_timestamps_carry_their_time_zone(server):
+    from datetime import datetime, timedelta, timezone
+
+    job = server.wait_for_job(httpx.post(server.url + "/v1/jobs", json=JOB).json()["id"])
+    times = [job[k] for k in ("created", "started", "finished")]
+    assert all(t.endswith("+00:00") for t in times), times  # UTC, said so: not a naive local-looking time
+    created, started, finished = (datetime.fromisoformat(t) for t in times)
+    assert created <= started <= finished and abs(datetime.now(timezone.utc) - created) < timedelta(minutes=10)
+
+
 def test_bad_job_request_names_the_field(server):
     r = httpx.post(server.url + "/v1/jobs", json={**JOB, "steps": 0})
     assert r.status_code == 400 and r.json()["error"]["param"] == "steps"
