@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -36,12 +35,10 @@ from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, model_of, reques
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError
 from kaiga.server.state import Principal, ServerState
-from kaiga.server.edit_inputs import a1111_mask, capped_route, decode_base64, edit_request, read_image, store_inputs
+from kaiga.server.edit_inputs import a1111_mask, decode_base64, edit_request, read_image, store_inputs
 
-_BODY_LIMIT = 2 * math.ceil(MAX_UPLOAD_BYTES * 4 / 3) + 2**20  # image + mask in base64, and the fields
-
-router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)],
-                   route_class=capped_route(_BODY_LIMIT))
+# The body (image and mask in base64) is bounded by kaiga.server.body_limit, sized for it.
+router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
 
 
 class Img2ImgBody(Txt2ImgBody):

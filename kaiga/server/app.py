@@ -19,11 +19,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from kaiga.version import __version__
-from kaiga.server import a1111_api, a1111_img2img, jobs_api, openai_api, openai_edits
-from kaiga.server import gallery_api
+from kaiga.server import a1111_api, a1111_img2img, gallery_api, jobs_api, openai_api, openai_edits
+from kaiga.server.body_limit import BodyLimit
 from kaiga.server.catalog import Catalog
-from kaiga.server.errors import ApiError, a1111_body, openai_body
+from kaiga.server.errors import ApiError, body_for, is_a1111, openai_body
 from kaiga.server.settings import ServerSettings
 from kaiga.server.state import ServerState
 from kaiga.server.ui import mount_ui
@@ -32,6 +31,7 @@ from kaiga.store.db import open_database
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import JobQueue
 from kaiga.store.uploads import UploadStore
+from kaiga.version import __version__
 from kaiga.worker import Worker, Workers
 
 log = logging.getLogger("kaiga.server")
@@ -52,10 +52,6 @@ def build_state(settings: ServerSettings) -> ServerState:
             batch_size=settings.batch_size, poll_s=settings.poll_s, on_finished=waiters.notify, uploads=uploads,
             models=models))
     return ServerState(settings, db, queue, gallery, catalog, waiters, workers)
-
-
-def _is_a1111(request: Request) -> bool:
-    return request.url.path.startswith("/sdapi/")
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -86,15 +82,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(a1111_img2img.router)
     app.include_router(gallery_api.router)
     mount_ui(app)
+    app.add_middleware(BodyLimit)  # outermost but for the 500 handler: before routing, auth and parsing
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError):
-        body = a1111_body(e) if _is_a1111(request) else openai_body(e)
-        return JSONResponse(body, status_code=e.status, headers=e.headers)
+        return JSONResponse(body_for(request.url.path, e), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, e: RequestValidationError):
-        if _is_a1111(request):  # A1111 answers FastAPI's own 422
+        if is_a1111(request.url.path):  # A1111 answers FastAPI's own 422
             return JSONResponse({"detail": jsonable(e.errors())}, status_code=422)
         err = e.errors()[0]
         loc = [str(p) for p in err["loc"]]

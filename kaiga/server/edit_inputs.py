@@ -1,9 +1,8 @@
 """Image uploads of the edit endpoints: body caps, base64, mask conventions, and submitting an edit.
 
 Every uploaded image passes `kaiga.store.uploads.check_image` (bytes, format and pixel count checked
-before decoding); a refusal is a 400 naming the field, and nothing is written. A route made with
-`capped_route(limit)` refuses a request body over `limit` bytes while it arrives (413), so no
-client can make the server spool an unbounded upload before those checks run.
+before decoding); a refusal is a 400 naming the field, and nothing is written. The whole request
+body is bounded before any of this, while it arrives (`kaiga.server.body_limit`).
 
 Masks are stored in kaiga's convention, white = repaint; the APIs' own conventions are converted
 here: OpenAI's (transparent = repaint) by `mask_from_alpha`, A1111's (white = repaint, or the alpha
@@ -22,10 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Callable
 
-from fastapi import HTTPException, Request
-from fastapi.routing import APIRoute
 from PIL import Image, ImageChops, ImageFilter
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -35,43 +31,6 @@ from kaiga.request import GenerationRequest, RequestError
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.state import ServerState
 from kaiga.store.uploads import PENDING, UploadError, UploadStore, amount, check_image
-
-
-class _TooLarge(HTTPException):
-    pass
-
-
-def capped_route(limit: int) -> type[APIRoute]:
-    """An APIRoute class whose requests may carry at most `limit` bytes of body (else 413)."""
-
-    class CappedRoute(APIRoute):
-        def get_route_handler(self) -> Callable:
-            handler = super().get_route_handler()
-
-            async def capped(request: Request):
-                too_large = ApiError(413, f"request body: at most {amount(limit)}", code="request_too_large")
-                length = request.headers.get("content-length")
-                if length is not None and (not length.isdigit() or int(length) > limit):
-                    raise too_large
-                received = 0
-                receive = request.receive
-
-                async def counting_receive():  # a chunked body has no Content-Length: count it
-                    nonlocal received
-                    message = await receive()
-                    received += len(message.get("body", b""))
-                    if received > limit:
-                        raise _TooLarge(413)  # an HTTPException: FastAPI's body parsing lets it through
-                    return message
-
-                try:
-                    return await handler(Request(request.scope, counting_receive))
-                except _TooLarge:
-                    raise too_large from None
-
-            return capped
-
-    return CappedRoute
 
 
 async def read_image(data: bytes, field: str) -> Image.Image:

@@ -37,6 +37,15 @@ def a1111_body(e: ApiError) -> dict:
     return {"detail": e.message}
 
 
+def is_a1111(path: str) -> bool:
+    return path.startswith("/sdapi/")
+
+
+def body_for(path: str, e: ApiError) -> dict:
+    """`e` in the shape of the API that `path` belongs to."""
+    return a1111_body(e) if is_a1111(path) else openai_body(e)
+
+
 def from_validation(e: ValidationError, rename: dict[str, str] | None = None) -> ApiError:
     """A pydantic error as a 400 naming the first bad field (renamed to the client's field name)."""
     first = e.errors()[0]["loc"]

@@ -39,13 +39,12 @@ from kaiga.server.openai_api import (QUALITY_STEPS, SIZE_FIELDS, ImagesResponse,
                                      parse_size, size_renames)
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal
-from kaiga.server.edit_inputs import capped_route, edit_request, has_transparency, mask_from_alpha, read_image, store_inputs
+from kaiga.server.edit_inputs import edit_request, has_transparency, mask_from_alpha, read_image, store_inputs
 from kaiga.studio import variation_fields
 
 MASKED_STRENGTH = 1.0  # OpenAI redraws the masked area from scratch
-_BODY_LIMIT = 2 * MAX_UPLOAD_BYTES + 2**20  # image + mask + the text fields
 
-router = APIRouter(tags=["OpenAI-compatible"], route_class=capped_route(_BODY_LIMIT))
+router = APIRouter(tags=["OpenAI-compatible"])  # bodies are bounded by kaiga.server.body_limit
 
 
 # The request fields each form takes under their own names (as generations: `size` for width and height);

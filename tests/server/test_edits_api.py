@@ -14,6 +14,7 @@ import webuiapi
 from PIL import Image, ImageDraw
 
 from kaiga.metadata import read_metadata
+from kaiga.server.body_limit import MAX_BODY_BYTES
 
 FAST = {"steps": 2, "seed": 5}
 
@@ -138,13 +139,13 @@ def test_bad_edit_fields_are_400_and_write_nothing(client, server):
 
 
 def test_a_body_over_the_cap_is_refused_while_it_arrives(server):
-    big = b"\0" * (9 * 2**20)
+    big = b"\0" * (MAX_BODY_BYTES + 1)
     got = httpx.post(server.url + "/v1/images/edits", files={"image": ("x.png", big, "image/png")},
                      data={"prompt": "a car"})
     assert got.status_code == 413 and got.json()["error"]["code"] == "request_too_large"
 
     def chunks():  # no Content-Length: counted as it arrives
-        for _ in range(40):
+        for _ in range(MAX_BODY_BYTES // 2**20 + 2):
             yield b"\0" * 2**20
 
     got = httpx.post(server.url + "/sdapi/v1/img2img", content=chunks(), headers={"content-type": "application/json"})
