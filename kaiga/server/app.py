@@ -16,8 +16,10 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kaiga.server import a1111_api, a1111_img2img, gallery_api, jobs_api, openai_api, openai_edits
 from kaiga.server.body_limit import BodyLimit
@@ -86,6 +88,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError):
+        if request.url.path.startswith("/v1/images/"):  # OpenAI's clients send a size, not a width and height
+            e = openai_api.size_named(e)
         return JSONResponse(body_for(request.url.path, e), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -93,6 +97,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if is_a1111(request.url.path):  # A1111 answers FastAPI's own 422
             return JSONResponse({"detail": jsonable(e.errors())}, status_code=422)
         err = e.errors()[0]
+        if err["type"] == "json_invalid":  # its location is a character offset, not a field
+            message = f"body: not valid JSON ({err['ctx']['error']} at character {err['loc'][-1]})"
+            return JSONResponse(openai_body(ApiError(400, message, code="invalid_json")), status_code=400)
         loc = [str(p) for p in err["loc"]]
         if loc and loc[0] in ("body", "path", "query", "header", "cookie"):  # where it was, not which field
             loc = loc[1:]
@@ -106,6 +113,20 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         else:
             message = f"{param or 'body'}: {err['msg']}"
         return JSONResponse(openai_body(ApiError(400, message, param=param, code="invalid_value")), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):
+        """Starlette's and FastAPI's own errors (unknown route, wrong method, a body it cannot parse) in
+        OpenAI's shape outside /sdapi/, where A1111 answers FastAPI's `{"detail": ...}` as it is."""
+        if is_a1111(request.url.path) or e.status_code < 400:
+            return await http_exception_handler(request, e)
+        message, code = str(e.detail), None
+        if isinstance(e.__cause__, RecursionError):  # json.loads on thousands of nested brackets
+            message, code = "body: JSON nested too deeply to parse", "invalid_json"
+        elif e.status_code == 404:
+            code = "not_found"
+        return JSONResponse(openai_body(ApiError(e.status_code, message, code=code)), status_code=e.status_code,
+                            headers=e.headers)
 
     return app
 

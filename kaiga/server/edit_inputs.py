@@ -30,7 +30,7 @@ from kaiga.model_files import ModelError
 from kaiga.request import GenerationRequest, RequestError
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.state import ServerState
-from kaiga.store.uploads import PENDING, UploadError, UploadStore, amount, check_image
+from kaiga.store.uploads import PENDING, UploadError, UploadStore, check_image, too_large
 
 
 async def read_image(data: bytes, field: str) -> Image.Image:
@@ -45,7 +45,7 @@ def decode_base64(text: str, field: str, limit: int) -> bytes:
     """Base64 with or without a `data:` prefix, refused before decoding when longer than `limit` bytes."""
     encoded = text.split(",", 1)[1] if text.startswith("data:") else text
     if len(encoded) > (limit + 2) // 3 * 4:
-        raise ApiError(400, f"{field}: at most {amount(limit)}", param=field, code="invalid_image")
+        raise ApiError(400, too_large(field, len(encoded) * 3 // 4, limit), param=field, code="invalid_image")
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):

@@ -112,6 +112,18 @@ def to_request(body: ImageGenerationBody) -> GenerationRequest:
         raise from_validation(e, size_renames(body.steps)) from None
 
 
+def size_named(e: ApiError) -> ApiError:
+    """An error about the width or the height as OpenAI's clients know them: about `size`.
+
+    >>> size_named(ApiError(400, "width: at most 256 for this model (got 1024)", param="width")).message
+    'size: width at most 256 for this model (got 1024)'
+    """
+    m = re.match(r"(width|height): (.*)", e.message, re.DOTALL)
+    if e.param not in (*SIZE_FIELDS, "size") or m is None:
+        return e
+    return ApiError(e.status, f"size: {m[1]} {m[2]}", param="size", code=e.code, headers=e.headers)
+
+
 def size_renames(steps: int | None) -> dict[str, str]:
     """Request fields as the OpenAI client named them, for errors: `size`, and `quality` when it set the steps."""
     return dict.fromkeys(SIZE_FIELDS, "size") | ({"steps": "quality"} if steps is None else {})

@@ -40,6 +40,7 @@ from kaiga.server.openai_api import (QUALITY_STEPS, SIZE_FIELDS, ImagesResponse,
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal
 from kaiga.server.edit_inputs import edit_request, has_transparency, mask_from_alpha, read_image, store_inputs
+from kaiga.store.uploads import too_large
 from kaiga.studio import variation_fields
 
 MASKED_STRENGTH = 1.0  # OpenAI redraws the masked area from scratch
@@ -82,6 +83,8 @@ async def _parse(request: Request, form_type: type[BaseModel], files: tuple[str,
         if name in files:
             if name in data or not isinstance(value, UploadFile):
                 raise ApiError(400, f"{name}: one file expected", param=name, code="invalid_value")
+            if value.size is not None and value.size > MAX_UPLOAD_BYTES:  # the parser counted it (the body is bounded)
+                raise ApiError(400, too_large(name, value.size, MAX_UPLOAD_BYTES), param=name, code="invalid_image")
             data[name] = await value.read(MAX_UPLOAD_BYTES + 1)  # one byte over is enough to refuse
         else:
             fields[key] = value

@@ -48,7 +48,7 @@ def check_image(data: bytes, field: str = "image", *, max_bytes: int = MAX_UPLOA
                 max_pixels: int = MAX_UPLOAD_PIXELS) -> Image.Image:
     """The decoded image in `data`, or UploadError if it is too big, of another format, or corrupt."""
     if len(data) > max_bytes:
-        raise UploadError(f"{field}: at most {amount(max_bytes)} (got {len(data):,} bytes)")
+        raise UploadError(too_large(field, len(data), max_bytes))
     try:
         # `formats` limits which decoders PIL even tries; open() reads the header only.
         image = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
@@ -76,7 +76,7 @@ def read_image_file(path: str | os.PathLike[str], field: str) -> Image.Image:
     try:
         size = os.stat(path).st_size
         if size > MAX_UPLOAD_BYTES:
-            raise UploadError(f"{field}: at most {amount(MAX_UPLOAD_BYTES)} (got {size:,} bytes)")
+            raise UploadError(too_large(field, size, MAX_UPLOAD_BYTES))
         data = Path(path).read_bytes()
     except OSError as e:
         raise UploadError(f"{field}: cannot read {path} ({e.strerror or e})") from None
@@ -86,6 +86,22 @@ def read_image_file(path: str | os.PathLike[str], field: str) -> Image.Image:
 def amount(n_bytes: int) -> str:
     """A byte limit as people write it: "4 MiB", or "1,000 bytes"."""
     return f"{n_bytes // 2**20} MiB" if n_bytes >= 2**20 and n_bytes % 2**20 == 0 else f"{n_bytes:,} bytes"
+
+
+def too_large(field: str, n_bytes: int, limit: int) -> str:
+    """The refusal of `n_bytes` over `limit` in the limit's unit, e.g. "image: at most 4 MiB (got 4.3 MiB)",
+    with the exact count too when one decimal would not show the excess.
+
+    >>> too_large("image", 4_508_877, 4 * 2**20), too_large("mask", 4 * 2**20 + 1, 4 * 2**20)
+    ('image: at most 4 MiB (got 4.3 MiB)', 'mask: at most 4 MiB (got 4.0 MiB: 4,194,305 bytes)')
+    """
+    if amount(limit).endswith("bytes"):
+        got = f"{n_bytes:,} bytes"
+    else:
+        got = f"{n_bytes / 2**20:.1f} MiB"
+        if round(n_bytes / 2**20, 1) * 2**20 <= limit:  # 4.0 MiB against "at most 4 MiB"
+            got += f": {n_bytes:,} bytes"
+    return f"{field}: at most {amount(limit)} (got {got})"
 
 
 class UploadStore(ContentFiles):

@@ -196,3 +196,14 @@ def test_a1111_img2img_refusals_name_the_field(server, change, status, start):
     got = httpx.post(server.url + "/sdapi/v1/img2img", json=body)
     assert got.status_code == status and got.json()["detail"].startswith(start), got.text
     assert _uploads(server) == []
+
+
+def test_an_upload_over_the_limit_is_told_in_mebibytes(server):
+    """The size said is the upload's own (4.3 MiB), not the byte count read before refusing it."""
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    big = b"\x89PNG" + b"\0" * (int(4.3 * 2**20) - 4)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.images.edit(image=("big.png", big, "image/png"), prompt="a red car")
+    assert (e.value.body["param"], e.value.body["message"]) == ("image", "image: at most 4 MiB (got 4.3 MiB)")
+    got = httpx.post(server.url + "/sdapi/v1/img2img", json={"init_images": [base64.b64encode(big).decode()]})
+    assert got.status_code == 400 and got.json()["detail"] == "init_images: at most 4 MiB (got 4.3 MiB)"

@@ -90,3 +90,23 @@ def test_idempotency_key_makes_a_retry_return_the_same_images(client, server):
     with pytest.raises(openai.APIStatusError) as e:  # the same key with another request
         client.images.generate(prompt="a blue car", size="64x64", extra_headers=headers, extra_body=FAST)
     assert e.value.status_code == 409 and e.value.body["param"] == "Idempotency-Key"
+
+
+def test_a_size_the_model_refuses_names_size(client):
+    """The model's own limit (the tiny one makes at most 256²) is told about `size`, the field the client sent."""
+    with pytest.raises(openai.BadRequestError) as e:
+        client.images.generate(prompt="a red car", size="1024x1024", extra_body=FAST)
+    assert e.value.body["param"] == "size" and e.value.body["message"].startswith("size: width at most 256")
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"prompt": "a red car", ',
+     "body: not valid JSON (Expecting property name enclosed in double quotes at character 24)"),
+    (b'{"prompt": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "body: JSON nested too deeply to parse"),
+])
+@pytest.mark.parametrize("path", ["/v1/images/generations", "/v1/jobs"])
+def test_unparsable_json_gets_the_openai_error_shape(server, path, body, message):
+    got = httpx.post(server.url + path, content=body, headers={"content-type": "application/json"})
+    assert got.status_code == 400
+    assert got.json() == {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                    "code": "invalid_json"}}
