@@ -1,7 +1,8 @@
 """AUTOMATIC1111-compatible API (`/sdapi/v1/...`), for the clients and plugins written for A1111.
 
 Responses are shaped as A1111's: `images` are base64 PNGs without a `data:` prefix, `parameters`
-echoes the request, `info` is a JSON *string*. Fields of A1111 that kaiga has no equivalent for
+echoes the request, `info` is a JSON *string* (with kaiga's `unknown_words`: the prompt's words the
+model did not know and ignored). Fields of A1111 that kaiga has no equivalent for
 (hires fix, face restoration, tiling, scripts) are accepted at their "off" values and refused with
 a 422 naming the field when switched on, rather than silently ignored.
 
@@ -29,7 +30,7 @@ from kaiga.request import GenerationRequest, Sampler, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
-from kaiga.server.state import Principal, ServerState
+from kaiga.server.state import Principal, ServerState, unknown_words
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
 
@@ -137,7 +138,7 @@ def _info(images, request: GenerationRequest, job) -> str:
         "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": infotexts, "styles": [],
         "job_timestamp": job.created.strftime("%Y%m%d%H%M%S"), "clip_skip": 1,
         "is_using_inpainting_conditioning": False, "version": f"kaiga {first.get('kaiga_version', '')}".strip(),
-        "kaiga_job_id": job.id,
+        "kaiga_job_id": job.id, "unknown_words": unknown_words(records),
     })
 
 

@@ -1,7 +1,8 @@
 """kaiga's own job endpoints: queue without waiting, follow a job's progress, cancel it.
 
 `POST /v1/jobs` takes a `GenerationRequest` (plus priority) and answers 202 at once;
-`GET /v1/jobs/{id}` gives status, progress and, when done, the images' URLs;
+`GET /v1/jobs/{id}` gives status, progress and, when done, the images' URLs and records, and the
+prompt's words the model did not know and ignored (`unknown_words`);
 `POST /v1/jobs/{id}/cancel` cancels a pending job or stops a running one between steps.
 """
 
@@ -17,7 +18,7 @@ from kaiga.request import GenerationRequest
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import from_validation
 from kaiga.server.openai_api import file_url
-from kaiga.server.state import Principal, ServerState
+from kaiga.server.state import Principal, ServerState, unknown_words
 from kaiga.store.jobs import JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["kaiga jobs"], dependencies=[Depends(authenticate)])
@@ -40,7 +41,8 @@ async def describe_job(state: ServerState, request: Request, job: JobView) -> di
             "created": job.created.isoformat(), "started": job.started.isoformat() if job.started else None,
             "finished": job.finished.isoformat() if job.finished else None,
             "images": [{"id": r.id, "sha256": r.sha256, "url": file_url(request, r.sha256), "record": r.record}
-                       for r in images]}
+                       for r in images],
+            "unknown_words": unknown_words(r.record for r in images)}
 
 
 @router.post("", status_code=202)

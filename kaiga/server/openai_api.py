@@ -12,6 +12,7 @@ Field mapping onto `GenerationRequest` (every limit stays enforced there):
 | style natural / vivid | guidance 2 / 4.5 (default: the request's guidance, 3) |
 | response_format url / b64_json | a URL on this server (the gallery's content-addressed file) / base64 PNG |
 | user | the job's user, for fair queueing |
+| (answer) revised_prompt | the prompt the model was given, with the words it did not know and ignored named |
 
 kaiga's own fields may be added (the openai client's `extra_body`): every other field of
 `GenerationRequest` under its own name (negative_prompt, seed, steps, guidance, sampler, upscale, and
@@ -42,7 +43,7 @@ from kaiga.request import GenerationRequest, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
-from kaiga.server.state import Principal, ServerState
+from kaiga.server.state import UNKNOWN_WORDS_NOTE, Principal, ServerState, unknown_words
 from kaiga.store.gallery import is_sha256
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -129,6 +130,16 @@ def size_renames(steps: int | None) -> dict[str, str]:
     return dict.fromkeys(SIZE_FIELDS, "size") | ({"steps": "quality"} if steps is None else {})
 
 
+def revised_prompt(record: dict) -> str:
+    """OpenAI's `revised_prompt`: the prompt as the model read it, naming the words it did not know.
+
+    >>> revised_prompt({"prompt": "a zebra car", "extra": {"unknown_words": ["zebra"]}})
+    'a zebra car (the model does not know these words and ignored them: zebra)'
+    """
+    words = unknown_words([record])
+    return f"{record['prompt']} ({UNKNOWN_WORDS_NOTE}: {', '.join(words)})" if words else record["prompt"]
+
+
 def file_url(request: Request, sha256: str) -> str:
     return str(request.url_for("image_file", name=f"{sha256}.png"))
 
@@ -167,9 +178,11 @@ async def answer(request: Request, response: Response, gen: GenerationRequest, *
     as_url = (response_format or "url") == "url"
     images = await state.images(job, with_bytes=not as_url)
     if as_url:
-        data = [ImageData(url=file_url(request, row.sha256)) for row, _ in images]
+        data = [ImageData(url=file_url(request, row.sha256), revised_prompt=revised_prompt(row.record))
+                for row, _ in images]
     else:
-        data = [ImageData(b64_json=base64.b64encode(png).decode()) for _, png in images]
+        data = [ImageData(b64_json=base64.b64encode(png).decode(), revised_prompt=revised_prompt(row.record))
+                for row, png in images]
     return ImagesResponse(created=int(job.created.timestamp()), data=data)
 
 

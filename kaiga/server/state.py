@@ -10,11 +10,14 @@ Example:
     5
     >>> nul_field({"prompt": "a red car", "user": "ann\\x00"})
     'user'
+    >>> unknown_words([{"extra": {"unknown_words": ["zebra"]}}, {"extra": {"unknown_words": ["zebra", "okapi"]}}])
+    ['zebra', 'okapi']
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +50,16 @@ def nul_field(fields: dict) -> str | None:
         if isinstance(value, str) and "\x00" in value:
             return name
     return None
+
+
+# How every interface says which words of a prompt were dropped (the CLI's warning says the same).
+UNKNOWN_WORDS_NOTE = "the model does not know these words and ignored them"
+
+
+def unknown_words(records: Iterable[dict]) -> list[str]:
+    """The words of the prompts the model did not know and ignored, each once, from the images' records
+    (the Studio puts them in the record's `extra`)."""
+    return list(dict.fromkeys(w for r in records for w in (r.get("extra") or {}).get("unknown_words", [])))
 
 
 @dataclass

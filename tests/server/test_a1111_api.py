@@ -96,3 +96,9 @@ def test_api_auth_like_a1111(serve):
     assert httpx.get(server.url + "/sdapi/v1/samplers", auth=("me", key)).status_code == 200
     with pytest.raises(RuntimeError):
         _api(server, username="ann", password="wrong").txt2img(prompt="a car", width=64, height=64)
+
+
+def test_info_names_the_words_the_model_ignored(server):
+    r = _api(server).txt2img(prompt="a zebra car", negative_prompt="okapi fog", width=64, height=64)
+    assert r.info["unknown_words"] == ["zebra", "okapi"]
+    assert _api(server).txt2img(prompt="a red car", width=64, height=64).info["unknown_words"] == []

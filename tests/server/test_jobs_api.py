@@ -100,3 +100,8 @@ def _job_rows(server):
 
     with server.state.db.session() as s:
         return list(s.scalars(select(Job)))
+
+
+def test_a_job_names_the_words_the_model_ignored(server):
+    job = server.wait_for_job(httpx.post(server.url + "/v1/jobs", json={**JOB, "prompt": "a zebra car"}).json()["id"])
+    assert job["unknown_words"] == ["zebra"] and job["images"][0]["record"]["extra"]["unknown_words"] == ["zebra"]

@@ -110,3 +110,11 @@ def test_unparsable_json_gets_the_openai_error_shape(server, path, body, message
     assert got.status_code == 400
     assert got.json() == {"error": {"message": message, "type": "invalid_request_error", "param": None,
                                     "code": "invalid_json"}}
+
+
+def test_revised_prompt_names_the_words_the_model_ignored(client):
+    r = client.images.generate(prompt="a zebra car", size="64x64", n=2, extra_body=FAST)
+    assert [d.revised_prompt for d in r.data] == ["a zebra car (the model does not know these words and ignored "
+                                                  "them: zebra)"] * 2
+    r = client.images.generate(prompt="a red car", size="64x64", response_format="b64_json", extra_body=FAST)
+    assert r.data[0].revised_prompt == "a red car"  # every word known: the prompt as it was

@@ -156,3 +156,31 @@ def test_inpaint_with_the_mask_brush(server, page, tmp_path):
     # Outside the painted stroke (the top-right corner) the source survives; inside, it was redrawn.
     assert max(abs(a - b) for a, b in zip(image.getpixel((60, 4)), (40, 90, 200))) < 40
     page.screenshot(path=tmp_path / "edit.png")
+
+
+def test_words_the_model_ignored_are_shown(server, page, tmp_path):
+    page.goto(server.url + "/")
+    page.wait_for_function("document.querySelectorAll('select.samplers option').length > 0")
+    warning = "#generate .unknown-words"
+    assert page.locator(warning).is_hidden()
+    page.fill("#generate-form textarea[name=prompt]", "a zebra car")
+    page.fill("#generate-form input[name=steps]", "2")
+    page.fill("#generate-form input[name=n]", "1")
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector(f"{warning}:visible", timeout=60_000)
+    assert page.text_content(warning) == "The model does not know these words and ignored them: zebra"
+    page.fill("#generate-form textarea[name=prompt]", "a red car")
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
+    assert page.locator(warning).is_hidden()  # a prompt the model knows: no warning left over
+
+    path = tmp_path / "source.png"
+    Image.new("RGB", (64, 64), (40, 90, 200)).save(path)  # the Edit tab (through /v1/images/edits) says it too
+    page.click("nav [data-tab=edit]")
+    page.set_input_files("#edit-form input[name=image]", str(path))
+    page.wait_for_function("document.querySelector('#edit-image').width === 64")
+    page.fill("#edit-form textarea[name=prompt]", "an okapi")
+    page.fill("#edit-form input[name=steps]", "4")
+    page.click("#edit-form button[type=submit]")
+    page.wait_for_selector("#edit .unknown-words:visible", timeout=60_000)
+    assert page.text_content("#edit .unknown-words").endswith("ignored them: okapi")

@@ -16,7 +16,12 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
-async function api(path, { method = "GET", body, form } = {}) {
+async function api(path, options = {}) {
+  return (await apiResponse(path, options)).data;
+}
+
+async function apiResponse(path, { method = "GET", body, form } = {}) {
+  // The answer's JSON and its headers (X-Kaiga-Job-Id names the job behind an OpenAI-style answer).
   const headers = authHeaders();
   let payload;
   if (form) payload = form;
@@ -28,7 +33,7 @@ async function api(path, { method = "GET", body, form } = {}) {
     const message = data?.error?.message ?? data?.detail ?? `${response.status} ${response.statusText}`;
     throw new Error(typeof message === "string" ? message : JSON.stringify(message));
   }
-  return data;
+  return { data, headers: response.headers };
 }
 
 function showError(error) {
@@ -67,6 +72,13 @@ function setProgress(panel, fraction, text) {
   bar.hidden = fraction === null;
   if (fraction !== null) bar.value = fraction;
   $(".status-text", panel).textContent = text;
+}
+
+function showUnknownWords(panel, job) {
+  // The words the model did not know and ignored (the job's unknown_words): said, never dropped silently.
+  const line = $(".unknown-words", panel), words = job?.unknown_words ?? [];
+  line.textContent = words.length ? `The model does not know these words and ignored them: ${words.join(", ")}` : "";
+  line.hidden = !words.length;
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -108,12 +120,14 @@ async function generate(event) {
   showError(null);
   $("button[type=submit]", form).disabled = true;
   $(".results", panel).replaceChildren();
+  showUnknownWords(panel, null);
   setProgress(panel, 0, "submitting");
   try {
     const started = performance.now();
     const job = await runJob(request, panel);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     setProgress(panel, null, `${job.images.length} image(s) in ${seconds} s`);
+    showUnknownWords(panel, job);
     $(".results", panel).append(...job.images.map((im) => figure(im, openDetails)));
   } catch (e) {
     setProgress(panel, null, "");
@@ -210,11 +224,13 @@ async function runEdit(event) {
   for (const name of ["strength", "steps", "seed", "n"]) if (fields[name] !== undefined) body.append(name, fields[name]);
   $("button[type=submit]", form).disabled = true;
   $(".results", panel).replaceChildren();
+  showUnknownWords(panel, null);
   try {
-    const request = api("/v1/images/edits", { method: "POST", form: body });
+    const request = apiResponse("/v1/images/edits", { method: "POST", form: body });
     followProgress(panel, request);
-    const answer = await request;
+    const { data: answer, headers } = await request;
     setProgress(panel, null, `${answer.data.length} image(s)`);
+    showUnknownWords(panel, await api(`/v1/jobs/${headers.get("x-kaiga-job-id")}`));
     $(".results", panel).append(...answer.data.map((d) => figure({ url: d.url, prompt: fields.prompt ?? "" }, (im) => {
       window.open(im.url, "_blank");
     })));
@@ -289,6 +305,7 @@ async function openDetails(image) {
       const done = await followJob(job, panel);
       $(".results", panel).replaceChildren(...done.images.map((im) => figure(im, openDetails)));
       setProgress(panel, null, `re-ran seed ${item.record.seed}`);
+      showUnknownWords(panel, done);
     } catch (e) { showError(e); }
   };
   $(".to-edit", dialog).onclick = async () => {
