@@ -2,16 +2,20 @@
 
 Example:
     $ kaiga generate "a red car in the snow at night" --seed 7 --n 4 --grid
-    $ kaiga info outputs/00007-a-red-car.png
+    $ kaiga info outputs/0000000007-a-red-car-in-the-snow-at-night-1f0c2a9b.png
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import logging
 import os
 import re
 import sys
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -104,6 +108,96 @@ def _writable_file(path: Optional[Path], name: str) -> None:
     _writable_folder(path.parent, name, given=path)
 
 
+# --- the machine: --device and --threads, checked and set before any work --------------------------
+
+_Device = Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")]
+MAX_DEFAULT_THREADS = 4  # beyond this the bundled models' small tensors gain little from more threads
+_Threads = Annotated[Optional[int], typer.Option(
+    min=1, show_default=False,
+    help=f"CPU threads for torch. Default: $OMP_NUM_THREADS when set, else the cores not busy with other "
+         f"work when the command starts, at most {MAX_DEFAULT_THREADS}. More threads than free cores can "
+         "make generation many times slower (measured: a 64-pixel image in 37-66 s instead of 0.9 s beside one busy "
+         "process on 2 cores).")]
+
+
+def _check_device(device: Optional[str]) -> None:
+    """Fail unless `device` (None: the best available) is one this machine and this torch build have."""
+    if device is None:
+        return
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    available = ["cpu", *(["cuda"] if torch.cuda.is_available() else []),
+                 *(["mps"] if mps is not None and mps.is_available() else [])]
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, ValueError):
+        fail(f"--device: {device!r} is not a device; this machine has {', '.join(available)}")
+    if kind.type == "cuda" and "cuda" in available and (kind.index or 0) >= torch.cuda.device_count():
+        fail(f"--device: {device}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 and up")
+    if kind.type not in available:
+        why = {"cuda": "no CUDA GPU found" if torch.backends.cuda.is_built() else
+                       f"this torch build ({torch.__version__}) has no CUDA",
+               "mps": "no Apple GPU (MPS) found"}.get(kind.type, "kaiga runs on cpu, cuda or mps")
+        fail(f"--device: {device} is not available here: {why}; use {' or '.join(available)}")
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _busy_cores() -> int:
+    """Cores other work keeps busy: the larger of the runnable tasks at this moment (less this process) and
+    the 1-minute load average, rounded. 0 where the system says neither."""
+    busy = 0
+    try:
+        busy = round(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        pass
+    try:  # "0.72 1.20 1.08 2/91 17073": 2 runnable now, this process one of them
+        busy = max(busy, int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    return busy
+
+
+def default_threads(environ: dict, cores: int, busy: int) -> int:
+    """Torch threads when --threads is not given: $OMP_NUM_THREADS when set (a whole number), else the
+    `cores` that other work leaves free (`busy` of them taken), at least 1 and at most MAX_DEFAULT_THREADS.
+
+    Why not torch's own default (every core): its threads wait for each other at every operation, so a
+    single thread that shares its core with another busy process holds all of them up.
+
+    >>> default_threads({}, cores=2, busy=0), default_threads({}, cores=2, busy=1), default_threads({}, 16, 0)
+    (2, 1, 4)
+    >>> default_threads({"OMP_NUM_THREADS": "3"}, cores=2, busy=1)
+    3
+    """
+    given = environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) >= 1:
+        return int(given)
+    return max(1, min(MAX_DEFAULT_THREADS, cores - busy))
+
+
+def _use_threads(threads: Optional[int]) -> int:
+    """Set torch's CPU threads before any work: `threads`, else `default_threads`. Warns when they are more
+    than the free cores. Returns the count."""
+    import torch
+
+    cores, busy = _cores(), _busy_cores()
+    n = threads or default_threads(os.environ, cores, busy)
+    torch.set_num_threads(n)
+    free = max(1, cores - busy)
+    if n > free:
+        err.print(f"[yellow]warning:[/] torch on {n} threads but only {free} of {cores} cores are free: "
+                  f"this can run many times slower; try --threads {free}", highlight=False, soft_wrap=True)
+    return n
+
+
 def _setup_logging():
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
                         handlers=[_RichWarning()], force=True)
@@ -114,8 +208,77 @@ class _RichWarning(logging.Handler):
         err.print(f"[yellow]warning:[/] {record.getMessage()}", highlight=False)
 
 
+# --- output file names: readable, and never the same for two different images --------------------
+
 def _slug(text: str, n: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "image"
+    """A file-name word for `text`: ASCII letters and digits joined by '-', at most `n` characters.
+
+    Accents are dropped (café -> cafe), kana spelt out (きつね -> kitune), emoji and other symbols named
+    (🚗 -> automobile); a word with letters that cannot be spelt in ASCII (雪, Ж) is left out. "" when
+    nothing is left: the file name then has the seed and the record's hash only.
+
+    >>> _slug("A red car, in the snow!"), _slug("Crème brûlée"), _slug("きつね 🚗❄️"), _slug("赤い車")
+    ('a-red-car-in-the-snow', 'creme-brulee', 'kitune-automobile-snowflake', '')
+    """
+    words, word = [], []
+
+    def end_word():
+        spelt = [_ascii_letter(ch) for ch in word]
+        if word and None not in spelt:
+            words.append("".join(spelt))
+        word.clear()
+
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category[0] in "LNM":  # letters, digits and the accents on them
+            word.append(ch)
+            continue
+        end_word()
+        if category == "So" and not ch.isascii():  # emoji, ❄, ★: by name
+            words.append(unicodedata.name(ch, "").lower())
+    end_word()
+    return re.sub(r"[^a-z0-9]+", "-", " ".join(words)).strip("-")[:n].strip("-")
+
+
+def _ascii_letter(ch: str) -> str | None:
+    """`ch` in lowercase ASCII ("" for an accent on its own), or None when it has no spelling there."""
+    if ch.isascii() or unicodedata.category(ch).startswith("M"):
+        return ch.lower() if ch.isascii() else ""
+    plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+    if plain.isalnum():  # é -> e, ｆ -> f, ３ -> 3
+        return plain.lower()
+    name = unicodedata.name(ch, "")
+    if name.startswith(("HIRAGANA LETTER ", "KATAKANA LETTER ")):  # "HIRAGANA LETTER KI" -> ki
+        return name.rsplit(" ", 1)[1].lower()
+    return None
+
+
+def _pixels_key(*records) -> str:
+    """8 hex digits of a SHA-256 over what makes the images' pixels: their records, less when they were
+    made, how fast and by which kaiga (another sampler, step count, model, size or edit: another key)."""
+    fields = [r.model_dump(mode="json", exclude={"created", "timings", "kaiga_version"}) for r in records]
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _output_stem(prefix: str, records: list) -> str:
+    """`<prefix><seed>-<prompt slug>-<key>`: the slug for people, the key so that no two images share a name."""
+    first = records[0]
+    return "-".join(part for part in (f"{prefix}{first.seed:010d}", _slug(first.prompt), _pixels_key(*records)) if part)
+
+
+def _save_new(image, record, folder: Path, stem: str) -> Path:
+    """Save at folder/stem.png, or at stem-1.png, stem-2.png, ... when taken: never over an existing file
+    (the same request run twice keeps both)."""
+    from kaiga.metadata import save_png
+
+    for k in itertools.count():
+        path = folder / (f"{stem}.png" if k == 0 else f"{stem}-{k}.png")
+        try:
+            return save_png(image, record, path, exclusive=True)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            fail(f"--out: cannot write {path} ({e.strerror or e})")
 
 
 @app.command()
@@ -123,8 +286,9 @@ def _slug(text: str, n: int = 40) -> str:
 def generate(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")] = Path("outputs"),
     grid: Annotated[bool, typer.Option("--grid", help="Also write all images as one contact sheet.")] = False,
-    device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
+    device: _Device = None,
     config: Annotated[Optional[Path], typer.Option(help="Config folder for a single-file checkpoint that has none inside (offline).")] = None,
+    threads: _Threads = None,
     *, fields: dict,
 ):
     """Generate images from a prompt with the default model or --model; edit an image with --init.
@@ -142,11 +306,11 @@ def generate(
     init, mask = fields.pop("init_image"), fields.pop("mask")  # paths here; the request names them by hash
     _input_path(config, "--config", "folder")  # every path before any work (--init, --mask: read below, before it)
     _writable_folder(out_dir, "--out")
+    _check_device(device)
     try:
         request = GenerationRequest(**fields, init_image=PENDING if init else None, mask=PENDING if mask else None)
     except ValidationError as e:
         fail(describe_error(e))
-    prompt = request.prompt
     if init is not None:
         request = request.model_copy(update=_stored_inputs(init, mask))
 
@@ -156,6 +320,7 @@ def generate(
     from kaiga.request import RequestError
     from kaiga.studio import Studio
 
+    _use_threads(threads)
     try:
         studio = Studio(device=device, config_dir=config)
         with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -165,17 +330,14 @@ def generate(
     except (RequestError, ModelError) as e:
         fail(str(e))
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
     for img in images:
-        path = out_dir / f"{img.record.seed:010d}-{_slug(prompt)}.png"
-        paths.append(img.save(path))
+        path = _save_new(img.image, img.record, out_dir, _output_stem("", [img.record]))
         typer.echo(str(path))  # plain: paths are for scripts too, never wrapped
     if grid and len(images) > 1:
-        from kaiga.metadata import save_png
         from kaiga.images import contact_sheet
 
-        sheet = out_dir / f"grid-{images[0].record.seed:010d}-{_slug(prompt)}.png"
-        save_png(contact_sheet([i.image for i in images]), images[0].record, sheet)
+        records = [i.record for i in images]
+        sheet = _save_new(contact_sheet([i.image for i in images]), records[0], out_dir, _output_stem("grid-", records))
         typer.echo(str(sheet))
 
 
@@ -200,7 +362,8 @@ def explain(
     seed: Annotated[int, typer.Option(help="Seed of the image.")] = 0,
     out_path: Annotated[Path, typer.Option("--out", help="PNG to write: the frames side by side, captioned; or a folder (a path without a suffix), to write explain-<seed>-<prompt>.png in.")] = Path("explain.png"),
     scale: Annotated[int, typer.Option(min=1, max=8, help="Enlarge each frame (nearest) for viewing.")] = 3,
-    device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
+    device: _Device = None,
+    threads: _Threads = None,
 ):
     """Show how the model's family builds an image, frame by frame.
 
@@ -223,6 +386,8 @@ def explain(
     elif out_path.suffix.lower() != ".png":
         fail(f"--out: {out_path} is neither a .png file nor a folder")
     _writable_file(out_path, "--out")
+    _check_device(device)
+    _use_threads(threads)
     from kaiga.images import captioned_strip
     from kaiga.model_files import ModelError
     from kaiga.studio import Studio
@@ -336,18 +501,22 @@ _Out = Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, samp
 _Resume = Annotated[bool, typer.Option(help="Continue from the run folder's checkpoint.")]
 _Size = Annotated[str, typer.Option(help="Model size preset: default or tiny (for tests).")]
 _MaxMinutes = Annotated[Optional[float], typer.Option(min=0.01, help="Stop after this many minutes of training even if --steps is not reached; the run checkpoints and exports as at its end (--resume continues it).")]
+_CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints in the run folder (what --resume continues from); one is also written at the end.")]
+_SampleEvery = Annotated[int, typer.Option(min=0, help="Steps between sample grids (OUT/samples/step<N>.png), also at the end; 0: none.")]
+_Seed = Annotated[int, typer.Option(help="Seed of the training batches (which images, noise and timesteps each step draws): the same seed and settings give the same run, resumed or not.")]
 
 
 @train_app.command("autoencoder")
 def train_autoencoder_cmd(data: _Data, out_dir: _Out, steps: _Steps = 1000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-              checkpoint_every: int = 100, sample_every: int = 100, seed: int = 0,
+              checkpoint_every: _CheckpointEvery = 100, sample_every: _SampleEvery = 100, seed: _Seed = 0,
               resume: _Resume = False, size: _Size = "default",
               init: Annotated[Optional[Path], typer.Option(help="Start from this trained autoencoder (run or model folder).")] = None,
               decoder_only: Annotated[bool, typer.Option(help="Keep the encoder (and so the latents) fixed; sharpen the decoder.")] = False,
-              max_minutes: _MaxMinutes = None):
+              max_minutes: _MaxMinutes = None, threads: _Threads = None):
     """Train the autoencoder (AutoencoderKL) whose latent space the diffusion model works in."""
     _run_paths(data, out_dir, init=init)
+    _use_threads(threads)
     from kaiga.data.dataset import DatasetError
     from kaiga.train.commands import train_autoencoder
 
@@ -366,10 +535,12 @@ def train_diffusion(data: _Data, out_dir: _Out,
                     init: Annotated[Optional[str], typer.Option(help="Fine-tune this model (name or folder) instead of starting from scratch.")] = None,
                     steps: _Steps = 5000, batch_size: _Batch = 32,
                     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
-                    checkpoint_every: int = 100, sample_every: int = 250, seed: int = 0,
-                    resume: _Resume = False, size: _Size = "default", max_minutes: _MaxMinutes = None):
+                    checkpoint_every: _CheckpointEvery = 100, sample_every: _SampleEvery = 250, seed: _Seed = 0,
+                    resume: _Resume = False, size: _Size = "default", max_minutes: _MaxMinutes = None,
+                    threads: _Threads = None):
     """Train the denoising UNet and text encoder (v-prediction, zero-terminal-SNR, min-SNR-5)."""
     _run_paths(data, out_dir, vae=vae)
+    _use_threads(threads)
     from kaiga.data.dataset import DatasetError
     from kaiga.model_files import ModelFormat, resolve_model
     from kaiga.train.commands import train_denoiser
@@ -391,8 +562,9 @@ def train_diffusion(data: _Data, out_dir: _Out,
 
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
                   size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None,
-                  stage_options: dict | None = None):
+                  stage_options: dict | None = None, threads: int | None = None):
     _run_paths(data, out_dir)  # --init may be a model's name: resolve_model checks it, still before training
+    _use_threads(threads)
     from kaiga.data.dataset import DatasetError
     from kaiga.model_files import ModelError, resolve_model
     from kaiga.train.commands import train_family
@@ -417,11 +589,12 @@ _Init = Annotated[Optional[Path], typer.Option(help="Continue from this model (n
 @train_app.command("vae")
 def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-              checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
+              checkpoint_every: _CheckpointEvery = 250, sample_every: _SampleEvery = 1000, seed: _Seed = 0,
               resume: _Resume = False, size: _Size = "default", init: _Init = None, max_minutes: _MaxMinutes = None,
               beta: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of the KL term (default: the config's, 1; higher: the caption decides more, the latent less).")] = None,
               stage: Annotated[str, typer.Option(help="all (every part) or prior (only the prior p(z | text), on a trained VAE given by --init).")] = "all",
-              prior_components: Annotated[Optional[int], typer.Option(min=1, max=64, help="Gaussians in the prior p(z | text); a new count starts a new, untrained prior (train it with --stage prior).")] = None):
+              prior_components: Annotated[Optional[int], typer.Option(min=1, max=64, help="Gaussians in the prior p(z | text); a new count starts a new, untrained prior (train it with --stage prior).")] = None,
+              threads: _Threads = None):
     """Train a conditional VAE (reconstruction + β·KL against a text-conditional prior).
 
     A mixture prior for a trained VAE, in minutes:
@@ -433,16 +606,18 @@ def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
         fail("stage prior needs --init: the trained VAE whose prior to fit")
     _train_family("vae", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
                   stage=stage, loss_options={"beta": beta} if beta is not None else None, max_minutes=max_minutes,
-                  stage_options={"prior_components": prior_components} if prior_components is not None else None)
+                  stage_options={"prior_components": prior_components} if prior_components is not None else None,
+                  threads=threads)
 
 
 @train_app.command("gan")
 def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate (the generator's; see the config for D's).")] = 2e-4,
-              checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
+              checkpoint_every: _CheckpointEvery = 250, sample_every: _SampleEvery = 1000, seed: _Seed = 0,
               resume: _Resume = False, size: _Size = "default", init: _Init = None, max_minutes: _MaxMinutes = None,
               mismatch: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Share of D's fake term given to real images under wrong captions (matching-aware D, GAN-CLS); default: the config's, 0.")] = None,
-              d_lr_ratio: Annotated[Optional[float], typer.Option(min=0.0, help="D's learning rate over G's (default: the config's, 1).")] = None):
+              d_lr_ratio: Annotated[Optional[float], typer.Option(min=0.0, help="D's learning rate over G's (default: the config's, 1).")] = None,
+              threads: _Threads = None):
     """Train a text-conditional GAN (hinge loss, R1, DiffAugment, projection discriminator, EMA generator).
 
     --init takes a gan to continue, or a vae with a one-Gaussian prior (such as scripts/train_gpu.sh's
@@ -455,7 +630,7 @@ def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
     options = {"mismatch": mismatch, "d_lr_ratio": d_lr_ratio}
     _train_family("gan", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
                   grad_clip=0.0, max_minutes=max_minutes,
-                  loss_options={k: v for k, v in options.items() if v is not None} or None)
+                  loss_options={k: v for k, v in options.items() if v is not None} or None, threads=threads)
 
 
 @train_app.command("transformer")
@@ -463,16 +638,16 @@ def train_transformer(data: _Data, out_dir: _Out,
                       stage: Annotated[str, typer.Option(help="tokenizer (VQ), scorer (the reranker) or prior (the GPT over text + image tokens); the tokenizer first, then each stage with --init the previous stage's folder (the prior needs the tokenizer, the scorer only real images).")],
                       steps: _Steps = 5000, batch_size: _Batch = 32,
                       lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
-                      checkpoint_every: int = 250, sample_every: int = 1000, seed: int = 0,
+                      checkpoint_every: _CheckpointEvery = 250, sample_every: _SampleEvery = 1000, seed: _Seed = 0,
                       resume: _Resume = False, size: _Size = "default", init: _Init = None,
-                      max_minutes: _MaxMinutes = None):
+                      max_minutes: _MaxMinutes = None, threads: _Threads = None):
     """Train one stage of the DALL-E-style model: VQ tokenizer, then GPT prior, then the reranker."""
     if stage not in ("tokenizer", "prior", "scorer"):
         fail(f"stage: must be tokenizer, prior or scorer (got {stage!r})")
     if stage != "tokenizer" and init is None:
         fail(f"stage {stage} needs --init: the folder the previous stage wrote")
     _train_family("transformer", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
-                  size, init, stage=stage, max_minutes=max_minutes)
+                  size, init, stage=stage, max_minutes=max_minutes, threads=threads)
 
 
 @train_app.command("readout")
@@ -480,8 +655,8 @@ def train_readout_cmd(out_dir: _Out, steps: _Steps = 3000, batch_size: _Batch = 
                       lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-3,
                       n_train: Annotated[int, typer.Option("--n-train", min=100, help="Renders to train on (all kept in memory: 12 KB each).")] = 30000,
                       n_test: Annotated[int, typer.Option("--n-test", min=10, help="Fresh renders per accuracy measurement.")] = 3000,
-                      checkpoint_every: int = 250, seed: Annotated[int, typer.Option(help="Seed of the training renders; accuracy is measured on seed+1 and seed+2.")] = 100,
-                      resume: _Resume = False):
+                      checkpoint_every: _CheckpointEvery = 250, seed: Annotated[int, typer.Option(help="Seed of the training renders; accuracy is measured on seed+1 and seed+2.")] = 100,
+                      resume: _Resume = False, threads: _Threads = None):
     """Train the readout network, the judge of `kaiga eval`, on fresh renders; writes OUT/readout/.
 
     It learns to read every scenes attribute back from an image, with blur and noise so that it
@@ -489,6 +664,7 @@ def train_readout_cmd(out_dir: _Out, steps: _Steps = 3000, batch_size: _Batch = 
     with the defaults (about 35 minutes on 2 CPU cores); its accuracy is in its readout.json.
     """
     _writable_folder(out_dir, "--out")
+    _use_threads(threads)
     from dataclasses import replace
 
     from rich.progress import Progress
@@ -566,6 +742,7 @@ def eval_alignment(
     readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
     through_autoencoder: Annotated[bool, typer.Option("--through-autoencoder", help="Score renders passed through the model's autoencoder instead of generating: the ceiling its latent space allows (results under <model>+autoencoder).")] = False,
     category: Annotated[Optional[list[str]], typer.Option("--category", "-c", help="Score only this category (repeat for several), with the seeds a full run gives its prompts; the result goes to alignment-<categories>.json, never over a full run's.")] = None,
+    threads: _Threads = None,
     *, fields: dict,
 ):
     """Score prompt-following on the fixed suite: GenEval categories plus scene, weather, time, style.
@@ -595,6 +772,7 @@ def eval_alignment(
     except ValueError as e:
         fail(f"--category: {e}")
     settings = _eval_settings(fields)
+    _use_threads(threads)
     name, model_hash, loaded = _eval_model(model)
     suite = prompt_suite()
     judge = ReadoutNet.load(readout)
@@ -639,6 +817,7 @@ def eval_fidelity(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Result file (default: docs/eval/<model>/fidelity.json).")] = None,
     readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
     features: Annotated[Optional[Path], typer.Option(help="Also score in this network's feature space: a TorchScript file such as the standard FID Inception (inception-2015-12-05.pt), uint8 images in, features out.")] = None,
+    threads: _Threads = None,
     *, fields: dict,
 ):
     """FID, KID, precision and recall against held-out renders, with the floor at the same N.
@@ -650,7 +829,6 @@ def eval_fidelity(
     _writable_file(json_path, "--json")  # before the model loads
     _input_path(readout, "--readout", "folder")
     _input_path(features, "--features")
-    import json
 
     from rich.progress import Progress
 
@@ -658,6 +836,7 @@ def eval_fidelity(
     from kaiga.eval.readout import ReadoutNet
 
     settings = _eval_settings(fields)
+    _use_threads(threads)
     name, model_hash, loaded = _eval_model(model)
     if loaded is None:
         fail("fidelity: `renders` is the reference itself; its score is the floor printed for every model")
@@ -691,7 +870,7 @@ def eval_families(
     models: Annotated[Optional[list[str]], typer.Argument(help="Models to compare (default: the four bundled scenes models).")] = None,
     batch: Annotated[int, typer.Option(min=1, max=16, help="Images per call.")] = 16,
     repeats: Annotated[int, typer.Option(min=1, max=100, help="Timed calls per model; the median is reported.")] = 3,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Torch threads (default: torch's choice).")] = None,
+    threads: _Threads = None,
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the figures.")] = Path("bench/results/families.json"),
 ):
     """Time every family's model in one run (ms/image at batch 16, against diffusion) and count parameters.
@@ -700,15 +879,13 @@ def eval_families(
     families table of docs/EVAL.md. About a minute on 2 CPU cores.
     """
     _writable_file(json_path, "--json")
-    import json
-
     from rich.table import Table
 
     from kaiga.eval.families import DEFAULT_MODELS, measure_families
     from kaiga.model_files import ModelError
 
     try:
-        result = measure_families(models or DEFAULT_MODELS, batch=batch, repeats=repeats, threads=threads,
+        result = measure_families(models or DEFAULT_MODELS, batch=batch, repeats=repeats, threads=_use_threads(threads),
                                   on_model=lambda name: err.print(f"[dim]timed {name}[/]", highlight=False))
     except ModelError as e:
         fail(str(e))
@@ -795,7 +972,7 @@ def bench(
     repeats: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Timed calls per side per cell, and cold starts per side; the median is reported (default 3; 1 with --quick).")] = None,
     cold_start: Annotated[bool, typer.Option("--cold-start/--no-cold-start", help="Also time fresh processes to their first image (the slowest part).")] = True,
     size: Annotated[Optional[int], typer.Option(help="Image width and height in pixels (default: the model's native size).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
+    device: _Device = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch threads, here and in the cold-start processes (default: torch's choice, usually every core).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 2 steps, batch 1 and 2, 1 repeat; options given beside it still apply.")] = False,
 ):
@@ -815,6 +992,7 @@ def bench(
     the cores with --threads. bench/README.md explains every field.
     """
     _writable_file(json_path, "--json")
+    _check_device(device)
     from dataclasses import replace
 
     from kaiga.eval.speed import FULL, QUICK, ColdStartError, run, write_json
@@ -850,10 +1028,27 @@ _Db = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL of the 
 
 
 def _open_db(db: Optional[str]):
-    from kaiga.server.settings import ServerSettings
-    from kaiga.store.db import open_database
+    """The database of --db (default: SQLite in $KAIGA_HOME), made or migrated; one line naming --db when it
+    cannot be opened (an unknown kind of URL, a server that does not answer)."""
+    from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
-    return open_database(ServerSettings(db_url=db).database_url())
+    from kaiga.server.settings import ServerSettings
+    from kaiga.store.db import normalise_url, open_database
+
+    url = ServerSettings(db_url=db).database_url()
+    examples = "sqlite:///PATH/kaiga.db or postgresql://USER@HOST/DATABASE"
+    try:
+        parsed = normalise_url(url)
+    except SQLAlchemyError:
+        fail(f"--db: {url!r} is not a database URL; give one such as {examples}")
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        return open_database(url)
+    except NoSuchModuleError:
+        fail(f"--db: {shown}: no database driver for {parsed.drivername!r} here; give a URL such as {examples}")
+    except (SQLAlchemyError, OSError) as e:
+        why = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        fail(f"--db: cannot open {shown} ({why})")
 
 
 @app.command()
@@ -866,7 +1061,8 @@ def serve(
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without any auth.")] = False,
     model: Annotated[Optional[str], typer.Option(help="Default model: a name (see `kaiga models`) or a path.")] = None,
     max_queued: Annotated[int, typer.Option(min=1, help="Unfinished jobs before new requests get 429.")] = 64,
-    device: Annotated[Optional[str], typer.Option(help="cuda, mps or cpu; default: the best available.")] = None,
+    device: _Device = None,
+    threads: _Threads = None,
 ):
     """Serve the studio over HTTP: OpenAI-compatible /v1, A1111-compatible /sdapi/v1, docs at /docs."""
     from pydantic import ValidationError
@@ -883,6 +1079,8 @@ def serve(
     if not is_loopback(host) and not settings.has_auth and not insecure:
         fail(f"host: {host} is reachable from other machines and no auth is set; add --auth (API keys from "
              "`kaiga keys create`) or --api-auth user:password, or --insecure to serve it open anyway")
+    _check_device(device)
+    database = _open_db(db)  # a bad --db is one line here, not a traceback once the server starts
     import uvicorn
 
     from kaiga.server.app import create_app
@@ -891,10 +1089,12 @@ def serve(
 
     try:
         Catalog(settings.default_model)  # an unknown model is a usage error, before anything starts
-        if settings.require_keys and not any(k.revoked is None for k in list_keys(_open_db(db))):
+        if settings.require_keys and not any(k.revoked is None for k in list_keys(database)):
             err.print("[yellow]warning:[/] --auth but no API key yet: make one with `kaiga keys create`", highlight=False)
     except ModelError as e:
         fail(str(e))
+    database.engine.dispose()  # the server opens its own
+    _use_threads(threads)
     err.print(f"kaiga serving on http://{host}:{port} (API docs: /docs)", highlight=False)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
@@ -933,8 +1133,39 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see `k
     out.print(f"revoked key {key_id}")
 
 
+# --- the entry point ------------------------------------------------------------------------------
+
+def _print_version(value: bool) -> None:
+    if value:
+        from kaiga.version import __version__
+
+        typer.echo(f"kaiga {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print kaiga's version and exit.")] = False,
+):
+    pass
+
+
+def _flags_take_no_value(command) -> None:
+    """Show no value type beside a flag (--grid, --help) in `command`'s help and its subcommands': Typer's help
+    prints `<bool>` there, as if the flag took a value."""
+    help_option = command.get_help_option(command.context_class(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_take_no_value(sub)
+
+
 def main():
-    app()
+    command = typer.main.get_command(app)
+    _flags_take_no_value(command)
+    command(prog_name="kaiga")
 
 
 if __name__ == "__main__":
