@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from kaiga.server import a1111_api, a1111_img2img, gallery_api, jobs_api, openai_api, openai_edits
 from kaiga.server.body_limit import BodyLimit
 from kaiga.server.catalog import Catalog
+from kaiga.server.docs import mount_docs
 from kaiga.server.errors import ApiError, body_for, is_a1111, openai_body
 from kaiga.server.settings import ServerSettings
 from kaiga.server.state import ServerState
@@ -74,7 +75,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             state.workers.stop()
         state.db.engine.dispose()
 
-    app = FastAPI(title="kaiga", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="kaiga", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="kaiga's studio server: OpenAI- and AUTOMATIC1111-compatible image generation "
                               "over a durable job queue.")
     app.include_router(openai_api.router)
@@ -84,6 +85,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(a1111_img2img.router)
     app.include_router(gallery_api.router)
     mount_ui(app)
+    mount_docs(app)  # /docs and /redoc without a CDN
     app.add_middleware(BodyLimit)  # outermost but for the 500 handler: before routing, auth and parsing
 
     @app.exception_handler(ApiError)

@@ -14,23 +14,32 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kaiga.request import GenerationRequest
+from kaiga.request import GenerationRequest, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import from_validation
 from kaiga.server.openai_api import file_url
+from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal, ServerState, unknown_words
 from kaiga.store.jobs import JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["kaiga jobs"], dependencies=[Depends(authenticate)])
 
 
-class JobBody(BaseModel):
-    """A generation request (the fields of `GenerationRequest`) with a priority and a user."""
+JOB_FIELDS = taken_fields()  # every field of the request, under its own name
 
-    model_config = ConfigDict(extra="allow")
 
-    priority: Annotated[int, Field(ge=-100, le=100)] = 0  # higher runs first
-    user: Annotated[str | None, Field(max_length=255)] = None
+class _JobFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a field the request does not have is refused, naming it
+
+    priority: Annotated[int, Field(ge=-100, le=100, description="Higher runs first.")] = 0
+    user: Annotated[str | None, Field(max_length=255, description="Whose job it is, for fair queueing.")] = None
+
+
+class JobBody(request_body("JobRequestFields", JOB_FIELDS, base=_JobFields)):
+    """The body of `POST /v1/jobs`: a generation request (every field of `GenerationRequest`, ranges
+    checked by it) with a priority and a user."""
+
+    prompt: str = Field(description=field_specs()["prompt"].help)  # required, as by the request
 
 
 async def describe_job(state: ServerState, request: Request, job: JobView) -> dict:
@@ -45,17 +54,17 @@ async def describe_job(state: ServerState, request: Request, job: JobView) -> di
             "unknown_words": unknown_words(r.record for r in images)}
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses={202: {"description": "Queued: the job, as GET /v1/jobs/{id} answers"}})
 async def submit_job(body: JobBody, request: Request, principal: Principal = Depends(authenticate),
                      idempotency_key: Annotated[str | None, Header()] = None):
     """Queue a generation and answer at once (202) with the job."""
     state: ServerState = request.app.state.kaiga
     try:
-        gen = GenerationRequest(**(body.model_extra or {}))
+        gen = GenerationRequest(**request_values(body, JOB_FIELDS))
     except ValidationError as e:
         raise from_validation(e) from None
     job = await state.submit(gen, principal=principal, user=body.user, priority=body.priority,
-                             idempotency_key=idempotency_key, fingerprint={"api": "jobs", "body": body.model_dump()})
+                             idempotency_key=idempotency_key, fingerprint={"api": "jobs", "body": body.model_dump(exclude_none=True)})
     return JSONResponse(await describe_job(state, request, job), status_code=202)
 
 

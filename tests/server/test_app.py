@@ -14,6 +14,23 @@ def test_openapi_docs(server):
     assert {"/v1/images/generations", "/v1/models", "/v1/jobs/{job_id}", "/sdapi/v1/txt2img"} <= set(paths)
 
 
+def test_post_jobs_documents_every_request_field_and_its_400(server):
+    from kaiga.request import field_specs
+
+    schema = httpx.get(server.url + "/openapi.json").json()
+    post = schema["paths"]["/v1/jobs"]["post"]
+    body = schema["components"]["schemas"][post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                                           .rsplit("/", 1)[1]]
+    assert set(body["properties"]) == {*field_specs(), "priority", "user"} and body["required"] == ["prompt"]
+    assert body["properties"]["steps"]["maximum"] == field_specs()["steps"].range[1]
+    assert "422" not in post["responses"]  # the server answers a bad body 400, in OpenAI's shape, as documented
+    error = post["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(schema["components"]["schemas"][error]["properties"]) == {"error"}
+    bad = httpx.post(server.url + "/v1/jobs", json={"prompt": "a red car", "steps": "many"})
+    assert bad.status_code == 400 and set(bad.json()["error"]) == {"message", "type", "param", "code"}
+    assert "422" in schema["paths"]["/sdapi/v1/txt2img"]["post"]["responses"]  # A1111's own, as A1111 answers
+
+
 @pytest.fixture
 def held_jobs(monkeypatch):
     """Jobs wait at their first denoising step until their worker is told to stop.

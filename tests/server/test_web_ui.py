@@ -184,3 +184,30 @@ def test_words_the_model_ignored_are_shown(server, page, tmp_path):
     page.click("#edit-form button[type=submit]")
     page.wait_for_selector("#edit .unknown-words:visible", timeout=60_000)
     assert page.text_content("#edit .unknown-words").endswith("ignored them: okapi")
+
+
+def test_api_docs_render_offline(server, page):
+    """/docs (Swagger UI) and /redoc draw every operation with no script, style or font from another host
+    (requests elsewhere are refused, as on a machine without internet)."""
+    elsewhere: list[str] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            elsewhere.append((route.request.resource_type, route.request.url))
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(server.url + "/docs")
+    page.wait_for_selector(".opblock-summary-path[data-path='/v1/jobs']", timeout=30_000)
+    paths = set(page.locator(".opblock-summary-path").evaluate_all("els => els.map(e => e.dataset.path)"))
+    assert {"/v1/images/generations", "/v1/jobs", "/sdapi/v1/txt2img"} <= paths
+    page.click(".opblock-post:has(.opblock-summary-path[data-path='/v1/jobs'])")
+    responses = page.locator(".opblock-post.is-open .responses-table .response-col_status").all_text_contents()
+    assert "400" in [r.strip() for r in responses] and "422" not in [r.strip() for r in responses]
+
+    page.goto(server.url + "/redoc")
+    page.locator("h2", has_text="Submit Job").wait_for(timeout=30_000)  # the operation's own section
+    # ReDoc's "powered by" badge is an image of its maker's; everything that draws the page was local.
+    assert [url for kind, url in elsewhere if kind != "image"] == []
