@@ -63,8 +63,9 @@ async def submit_job(body: JobBody, request: Request, principal: Principal = Dep
         gen = GenerationRequest(**request_values(body, JOB_FIELDS))
     except ValidationError as e:
         raise from_validation(e) from None
+    fingerprint = {"api": "jobs", "body": body.model_dump(exclude_none=True)}
     job = await state.submit(gen, principal=principal, user=body.user, priority=body.priority,
-                             idempotency_key=idempotency_key, fingerprint={"api": "jobs", "body": body.model_dump(exclude_none=True)})
+                             idempotency_key=idempotency_key, fingerprint=fingerprint)
     return JSONResponse(await describe_job(state, request, job), status_code=202)
 
 
