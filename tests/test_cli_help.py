@@ -11,7 +11,7 @@ import typer.main
 
 from kaiga.cli import app
 from kaiga.version import __version__
-from tests.test_cli_machine import _commands
+from tests.test_cli_bad_paths import _commands
 
 # Prints the help of every command given, as the entry point renders it, one JSON string per command.
 HELP_OF_ALL = """

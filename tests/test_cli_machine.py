@@ -17,6 +17,7 @@ import typer.main
 
 from kaiga import cli
 from kaiga.cli import app, default_threads
+from tests.test_cli_bad_paths import _commands
 
 # Runs `kaiga ARGS` in a process as the entry point does, then says whether a model was loaded (a check
 # made "before any work" must fail before that) and torch's threads at the end.
@@ -127,15 +128,6 @@ def test_use_threads_sets_torch_and_warns_when_cores_are_busy(monkeypatch, capsy
         assert "warning" in warning and "only 1 of 2 cores are free" in warning and "--threads 1" in warning
     finally:
         torch.set_num_threads(before)
-
-
-def _commands(command, words=()):
-    subcommands = getattr(command, "commands", None)
-    if subcommands is None:
-        yield " ".join(words), command
-        return
-    for name, sub in subcommands.items():
-        yield from _commands(sub, (*words, name))
 
 
 def test_every_command_that_runs_torch_takes_threads():
