@@ -33,7 +33,7 @@ def test_a_vae_model_answers_the_openai_client_with_its_record(vae_server):
 
     with pytest.raises(openai.BadRequestError) as e:  # refused before queuing, naming the field
         client.images.generate(prompt="a red car", size="128x128")
-    assert e.value.body["param"] == "width" and "64×64 images only" in e.value.body["message"]
+    assert e.value.body["param"] == "size" and "64×64 images only" in e.value.body["message"]
     with pytest.raises(openai.BadRequestError) as e:
         client.images.generate(prompt="a red car", extra_body={"truncation": 3})
     assert e.value.body["param"] == "truncation"
