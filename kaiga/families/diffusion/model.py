@@ -235,11 +235,18 @@ class LatentDiffusion(ImageGenerator):
         if latents is None:
             with torch.no_grad():
                 latents = self.encode_images(batch["pixels"])
-        alphas = alphas_cumprod(self.scheduler_config)
+        alphas = self._training_schedule()
         noise = torch.randn(latents.shape, generator=g).to(latents)
         t = torch.randint(0, len(alphas), (len(latents),), generator=g).to(latents.device)
         states = self.text_encoder(batch["input_ids"].to(self.device))[0]
         return diffusion_loss(self.unet, alphas, latents, states, noise, t), {}
+
+    def _training_schedule(self) -> torch.Tensor:
+        """ᾱ_t of the training schedule, built once (not at every step) and rebuilt only if the config changes."""
+        key = repr(sorted(self.scheduler_config.items()))
+        if getattr(self, "_schedule_key", None) != key:
+            self._schedule, self._schedule_key = alphas_cumprod(self.scheduler_config), key
+        return self._schedule
 
     def training_grid(self, pixels: torch.Tensor) -> torch.Tensor | None:
         """The autoencoder stage shows renders [8] above their reconstructions; the denoiser, samples (None)."""
