@@ -12,6 +12,8 @@ Example:
     ['<bos>', '<unk>', 'red', '<unk>', '<eos>']
     >>> unknown_words(tok, "A red zebra")
     ['A', 'zebra']
+    >>> unknown_words(tok, "a (red:1.3) [car]")  # A1111's weighting syntax is no words
+    ['a']
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
+
+from kaiga.text.prompt_weights import plain_text
 
 SPECIAL = ("<pad>", "<unk>", "<bos>", "<eos>")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
@@ -46,9 +50,13 @@ def build_word_tokenizer(words: set[str], max_length: int = 32) -> PreTrainedTok
 
 
 def unknown_words(tokenizer, prompt: str) -> list[str]:
-    """Words of `prompt` that the tokenizer maps to its unknown token (empty for BPE tokenizers)."""
+    """Words of `prompt` that the tokenizer maps to its unknown token (empty for BPE tokenizers).
+
+    The prompt is read as the text encoder reads it, without its weighting syntax (`(red:1.3)` is `red`).
+    """
     unk = tokenizer.unk_token_id
     if unk is None:
         return []
+    prompt = plain_text(prompt)
     enc = tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=False)
     return [prompt[a:b] for tid, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if tid == unk]

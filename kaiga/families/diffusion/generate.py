@@ -59,8 +59,11 @@ def steps_run(request: GenerationRequest) -> int:
 
 
 def _text_states(model, prompts: list[str], negative: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Text states of the prompts [1 or N, T, D] and of the negative prompt [1, T, D] (guidance's "uncond")."""
-    return model.encode_text(model.tokenize(prompts)), model.encode_text(model.tokenize([negative]))
+    """Text states of the prompts [1 or N, T, D] and of the negative prompt [1, T, D] (guidance's "uncond"):
+    weighted (`(red:1.3)`) and, past the encoder's length, in chunks (`prompt_encoding`), as A1111."""
+    from kaiga.families.diffusion.prompt_encoding import text_states
+
+    return text_states(model, prompts, negative)
 
 
 def _chunks(seeds: list[int], batch_size: int):
