@@ -6,7 +6,9 @@ Layout of the results (all regenerable by the commands printed in the report):
     docs/eval/<model>/fidelity.json    kaiga eval fidelity --model <model>
     bench/results/generate.json        kaiga bench
     bench/results/families.json        kaiga eval families
-The report only formats numbers; it never computes or edits them.
+The report only formats numbers; it never computes or edits them. The same files make the tables of
+docs/FAMILIES.md and docs/QUALITY.md (`docs_tables`, written between their `<!-- table: NAME -->` and
+`<!-- /table -->` markers by `fill_tables`; `python scripts/make_docs_tables.py` runs both).
 
 Example:
     >>> _fmt(0.91234), _fmt(None), _fmt(12.3456, 2)
@@ -18,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from kaiga.eval.prompts import CATEGORIES
@@ -158,7 +161,7 @@ def _trained(hours: float | None, hardware: str) -> str:
 
 
 def families_table(families: dict, results: Path = RESULTS_DIR) -> list[str]:
-    """The four-family comparison (also pasted into the README): quality from docs/eval, speed measured together."""
+    """The four-family comparison (also in docs/FAMILIES.md): quality from docs/eval, speed measured together."""
     rows = []
     for r in comparison_rows(families, results):
         fid = (f"{_fmt(r['fid'], 1)} ({_fmt(r['fid'] / r['fid_floor'], 1)}× floor)" if r["fid"] is not None else "–")
@@ -169,6 +172,68 @@ def families_table(families: dict, results: Path = RESULTS_DIR) -> list[str]:
     s = families["settings"]
     return _table(["family", "model", "alignment seen / held-out", "FID (vs floor)", "KID", f"ms/image at batch {s['batch']}",
                    "parameters", "training (wall-clock, hardware)"], rows)
+
+
+# The rows of docs/QUALITY.md's alignment table: its label there, the docs/eval folder whose alignment.json it
+# reads, and whether it is the shipped model (in bold).
+ALIGNMENT_ROWS = (
+    ("**scenes-diffusion v5** (shipped)", "scenes-diffusion", True),
+    ("scenes-diffusion v4 (GPU, 6 minutes)", "scenes-diffusion-v4", False),
+    ("renders through the v4–v5 autoencoder", "scenes-diffusion+autoencoder", False),
+    ("scenes-diffusion v3 (CPU, fine-tuned on pairs)", "scenes-diffusion-v3", False),
+    ("scenes-diffusion v2 (before the fine-tune)", "scenes-diffusion-v2", False),
+    ("scenes-diffusion v1 (4,000 + 300 steps)", "scenes-diffusion-v1", False),
+    ("renders through the v1–v3 autoencoder (v2 = v3)", "scenes-diffusion-v3+autoencoder", False),
+    (f"{ORACLE} (the judge's ceiling)", ORACLE, False),
+)
+
+
+def alignment_summary(rows: tuple[tuple[str, str, bool], ...] = ALIGNMENT_ROWS,
+                      results: Path = RESULTS_DIR) -> list[str]:
+    """Seen and held-out overall and every seen category, two decimals, one row per (label, folder, bold)."""
+    lines = []
+    for label, folder, bold in rows:
+        r = json.loads((results / folder / "alignment.json").read_text())
+        overall = [_fmt(r[part]["overall"], 2) for part in ("seen", "held_out")]
+        lines.append([label] + [f"**{v}**" if bold else v for v in overall]
+                     + [_fmt(r["seen"]["categories"].get(c), 2) for c in CATEGORIES])
+    return _table(["model", "seen overall", "held-out overall"] + [c.replace("_", " ") for c in CATEGORIES], lines)
+
+
+def speed_summary(bench: dict) -> list[str]:
+    """`kaiga bench`'s throughput against stock diffusers, rounded for reading (EVAL.md has more digits)."""
+    rows = [[str(row["steps"]), str(row["batch"]), _fmt(row["kaiga"]["ms_per_image"], 0),
+             _fmt(row["kaiga"]["images_per_s"], 1), _fmt(row["stock"]["ms_per_image"], 0),
+             _fmt(row["ratio_kaiga_over_stock"], 2)] for row in bench["throughput"]]
+    return _table(["steps", "batch", "kaiga ms/image", "kaiga images/s", "stock diffusers ms/image", "kaiga / stock"],
+                  rows)
+
+
+def docs_tables(root: Path = Path(".")) -> dict[str, list[str]]:
+    """Every table the docs take from result JSON, by the name its markers give it, from the files under `root`."""
+    results = root / RESULTS_DIR
+    return {
+        "families": families_table(json.loads((root / "bench/results/families.json").read_text()), results),
+        "alignment": alignment_summary(ALIGNMENT_ROWS, results),
+        "speed": speed_summary(json.loads((root / "bench/results/generate.json").read_text())),
+    }
+
+
+_MARKED_TABLE = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+
+
+def fill_tables(text: str, tables: dict[str, list[str]]) -> str:
+    """`text` with the lines between each `<!-- table: NAME -->` and `<!-- /table -->` replaced by tables[NAME].
+
+    >>> fill_tables("a\\n<!-- table: t -->\\nold\\n<!-- /table -->\\nb", {"t": ["| x |"]})
+    'a\\n<!-- table: t -->\\n| x |\\n<!-- /table -->\\nb'
+    """
+    def fill(m: re.Match) -> str:
+        if m["name"] not in tables:
+            raise KeyError(f"table {m['name']!r}: no such table; known: {', '.join(tables)}")
+        return m.group(1) + "\n".join(tables[m["name"]]) + "\n" + m.group(4)
+
+    return _MARKED_TABLE.sub(fill, text)
 
 
 def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,
