@@ -44,6 +44,7 @@ from transformers import AutoTokenizer
 from kaiga.capabilities import Capabilities, check_request
 from kaiga.data.captions import vocabulary_words
 from kaiga.request import GenerationRequest, RequestError
+from kaiga.text.prompt_weights import plain_text
 from kaiga.text.tokenizer import build_word_tokenizer
 
 KAIGA_JSON = "kaiga.json"
@@ -135,9 +136,10 @@ class ImageGenerator(torch.nn.Module):
         return next(self.parameters()).dtype
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        """Token ids [N, T], padded to the text length."""
+        """Token ids [N, T], padded to the text length; A1111's weighting syntax (`(red:1.3)`) is read as its
+        plain text (these families have no per-token states to weigh)."""
         n = self.max_text_length(self.config)
-        return self.tokenizer(prompts, padding="max_length", max_length=n, truncation=True,
+        return self.tokenizer([plain_text(p) for p in prompts], padding="max_length", max_length=n, truncation=True,
                               return_tensors="pt").input_ids
 
     def forward(self, batch: dict):
