@@ -41,11 +41,10 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import re
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +57,24 @@ from diffusers.loaders.single_file_utils import (
     convert_ldm_clip_checkpoint,
     convert_ldm_unet_checkpoint,
     convert_ldm_vae_checkpoint,
-    create_diffusers_clip_model_from_ldm,
+    convert_open_clip_checkpoint,
     infer_diffusers_model_type,
-    load_single_file_checkpoint,
+    is_open_clip_model,
 )
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
 
 from kaiga.families.diffusion.model import KAIGA_JSON, LatentDiffusion
-from kaiga.safetensors_header import read_header
+from kaiga.safetensors_header import TensorEntry, read_header, tensor_entries
 
-__all__ = ["SingleFileError", "save_single_file", "load_single_file", "looks_like_sd_single_file", "FORMAT"]
+__all__ = [
+    "FORMAT",
+    "SingleFileError",
+    "load_single_file",
+    "looks_like_sd_single_file",
+    "original_layout",
+    "save_single_file",
+]
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -218,6 +224,22 @@ def _tokenizer_files(tokenizer: Any) -> dict[str, str]:
     return files
 
 
+def original_layout(unet, vae, text_encoder, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The three networks' tensors under their original SD 1.x names (on the CPU; views where nothing changes)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, converted in (
+        (UNET_PREFIX, _unet_to_ldm(unet.state_dict(), _config_dict(unet.config))),
+        (VAE_PREFIX, _vae_to_ldm(vae.state_dict(), _config_dict(vae.config))),
+        ("", _text_to_ldm(text_encoder.state_dict())),
+    ):
+        for k, v in converted.items():
+            v = v.detach().to("cpu")
+            if dtype is not None and v.is_floating_point():
+                v = v.to(dtype)
+            tensors[prefix + k] = v.contiguous()
+    return tensors
+
+
 def save_single_file(model: LatentDiffusion, path: str | Path, dtype: torch.dtype | None = None) -> Path:
     """Write `model` as one SD 1.x-layout ``.safetensors`` with everything to rebuild it in ``kaiga.*`` metadata.
 
@@ -225,17 +247,7 @@ def save_single_file(model: LatentDiffusion, path: str | Path, dtype: torch.dtyp
     """
     path = Path(path)
     unet_cfg, vae_cfg = _config_dict(model.unet.config), _config_dict(model.vae.config)
-    tensors: dict[str, torch.Tensor] = {}
-    for prefix, converted in (
-        (UNET_PREFIX, _unet_to_ldm(model.unet.state_dict(), unet_cfg)),
-        (VAE_PREFIX, _vae_to_ldm(model.vae.state_dict(), vae_cfg)),
-        ("", _text_to_ldm(model.text_encoder.state_dict())),
-    ):
-        for k, v in converted.items():
-            v = v.detach().to("cpu")
-            if dtype is not None and v.is_floating_point():
-                v = v.to(dtype)
-            tensors[prefix + k] = v.contiguous()
+    tensors = original_layout(model.unet, model.vae, model.text_encoder, dtype)
     tok = _tokenizer_files(model.tokenizer)
     metadata = {
         "format": "pt",
@@ -254,41 +266,101 @@ def save_single_file(model: LatentDiffusion, path: str | Path, dtype: torch.dtyp
 
 
 # --- loading --------------------------------------------------------------------------------------
-@contextmanager
-def _quiet_cast_warning() -> Iterator[None]:
-    """Mute diffusers' "should be kept in float32: []" warning, which `from_single_file(torch_dtype=...)` always
-    triggers (diffusers 0.42 warns even when no module needs float32); other loading warnings still show."""
-    log = logging.getLogger("diffusers.models.modeling_utils")
-    level = log.level
-    log.setLevel(logging.ERROR)
+# The safetensors format's dtype names.
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+
+
+@dataclass
+class _Configs:
+    """Everything but the weights: from the file's kaiga metadata, or from a diffusers config folder."""
+
+    unet: dict[str, Any]
+    vae: dict[str, Any]
+    text: CLIPTextConfig
+    scheduler: dict[str, Any]
+    tokenizer: Callable[[], Any]
+    info: dict | None  # None: a Stable Diffusion model from elsewhere (see LatentDiffusion.from_components)
+
+
+def _read_tensors(path: Path, entries: dict[str, TensorEntry], names: list[str],
+                  dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Tensors `names` of `path`, floating ones as `dtype`, each read into fresh memory with plain reads.
+
+    Nothing of the file is mapped and no tensor is held twice except the one being cast, so loading
+    holds about one copy of the weights, as a folder load does (a whole-file load held the file's
+    mapping beside the converted copy: twice the model at its peak). Fresh memory is also aligned,
+    which keeps the loaded model's outputs bit-identical to the saved one's (see `_materialize`).
+    """
+    out: dict[str, torch.Tensor] = {}
+    with open(path, "rb", buffering=0) as f:
+        for name in sorted(names, key=lambda n: entries[n].start):
+            e = entries[name]
+            if e.dtype not in _DTYPES:
+                raise SingleFileError(f"{path.name}: tensor {name!r} has dtype {e.dtype}, which kaiga does not load")
+            t = torch.empty(e.shape, dtype=_DTYPES[e.dtype])
+            raw = t.reshape(-1).view(torch.uint8).numpy()
+            if raw.nbytes != e.end - e.start:
+                raise SingleFileError(f"{path.name}: tensor {name!r} holds {e.end - e.start} bytes, "
+                                      f"not the {raw.nbytes} of {e.dtype} {list(e.shape)} (a damaged file?)")
+            f.seek(e.start)
+            done = 0
+            while done < raw.nbytes:
+                n = f.readinto(memoryview(raw)[done:])
+                if not n:
+                    raise SingleFileError(f"{path.name} ends inside tensor {name!r} (a truncated download?)")
+                done += n
+            out[name] = t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
+    return out
+
+
+def _split(names: list[str]) -> dict[str, list[str]]:
+    """The names of the UNet, VAE and text-encoder tensors; EMA copies and schedule buffers are left out."""
+    parts: dict[str, list[str]] = {"unet": [], "vae": [], "text": []}
+    prefixes = (("unet", UNET_PREFIX), ("vae", VAE_PREFIX), ("text", "cond_stage_model."))
+    for k in names:
+        for part, prefix in prefixes:
+            if k.startswith(prefix):
+                parts[part].append(k)
+                break
+    return parts
+
+
+def _text_state(checkpoint: dict[str, torch.Tensor], text_encoder: CLIPTextModel) -> dict[str, torch.Tensor]:
+    """Original text-encoder names -> CLIPTextModel's: OpenAI CLIP (SD 1.x) or OpenCLIP (SD 2.x), as from_single_file."""
+    if is_open_clip_model(checkpoint):
+        state = convert_open_clip_checkpoint(text_encoder, checkpoint, prefix="cond_stage_model.model.")
+    else:
+        state = convert_ldm_clip_checkpoint(checkpoint)  # -> "text_model.*"
+    if not hasattr(text_encoder, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
+        state = {k.removeprefix("text_model."): v for k, v in state.items()}
+    return {k: v for k, v in state.items() if not k.endswith("embeddings.position_ids")}  # a buffer older files carry
+
+
+def _fill(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: Path, lenient: bool) -> None:
+    """Put `state`'s tensors in place of the meta parameters; every parameter must come from the file.
+
+    `lenient`: names the module lacks are dropped (OpenCLIP's logit scale and the like); otherwise they
+    mean the configs do not describe this checkpoint.
+    """
     try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def _check_loaded(module: torch.nn.Module, what: str, path: Path) -> None:
-    """diffusers' low-memory loading leaves weights absent from the file on the meta device: say so here."""
-    missing = [n for n, p in module.named_parameters() if p.is_meta]
-    if missing:
-        raise SingleFileError(f"{path.name}: the {what} weights {missing[:5]}{' ...' if len(missing) > 5 else ''} "
-                              "are missing from the checkpoint (does the config folder match it?)")
-
-
-def _build(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: Path) -> None:
-    try:
-        module.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as e:
-        raise SingleFileError(f"{path.name}: the {what} weights do not fit the config in its metadata: {e}") from e
+        missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as e:  # shapes that differ
+        raise SingleFileError(f"{path.name}: the {what} weights do not fit the configs: {e}") from None
+    if missing or (unexpected and not lenient):
+        names = missing or unexpected
+        raise SingleFileError(f"{path.name}: the {what} weights {names[:5]}{' ...' if len(names) > 5 else ''} are "
+                              f"{'missing from the checkpoint' if missing else 'not in the model'} "
+                              "(do the configs match it?)")
 
 
 def _materialize(module: torch.nn.Module, dtype: torch.dtype) -> None:
     """Give every floating tensor `dtype` and its own 64-byte-aligned storage.
 
-    Tensors read from a safetensors file sit at arbitrary offsets of the file's buffer, and oneDNN/MKL
-    kernels sum in a different order on unaligned memory: outputs then drift by ~1e-7 from the same
-    weights in fresh memory. Copying here makes a loaded model bit-identical to the one that was saved,
-    and casting per tensor avoids `ModelMixin.to(dtype)` (and its spurious float32 warning).
+    oneDNN/MKL kernels sum in a different order on unaligned memory: outputs then drift by ~1e-7 from
+    the same weights in fresh memory. `_read_tensors` already gives the file's tensors both; this covers
+    buffers the modules make themselves.
     """
     with torch.no_grad():
         for t in (*module.parameters(), *module.buffers()):
@@ -297,66 +369,53 @@ def _materialize(module: torch.nn.Module, dtype: torch.dtype) -> None:
                 t.data = t.data.to(want, copy=True)
 
 
-def _split(checkpoint: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    """The UNet, VAE and text-encoder tensors, full names kept; EMA copies and schedule buffers are dropped.
-
-    Handing each loader only its part (and clearing it after) keeps the peak near one model's size.
-    """
-    parts: dict[str, dict[str, torch.Tensor]] = {"unet": {}, "vae": {}, "text": {}}
-    prefixes = (("unet", UNET_PREFIX), ("vae", VAE_PREFIX), ("text", "cond_stage_model."))
-    for k in list(checkpoint):
-        for part, prefix in prefixes:
-            if k.startswith(prefix):
-                parts[part][k] = checkpoint.pop(k)
-                break
-    return parts
-
-
-def _from_metadata(path: Path, parts: dict[str, dict[str, torch.Tensor]], meta: dict[str, str],
-                   dtype: torch.dtype) -> LatentDiffusion:
+def _configs_from_metadata(path: Path, meta: dict[str, str]) -> _Configs:
     fmt = meta.get("kaiga.format", FORMAT)
     if fmt != FORMAT:
         raise SingleFileError(f"{path.name} was written as {fmt!r}; this kaiga reads {FORMAT!r}")
     try:
-        unet_cfg, vae_cfg = json.loads(meta["kaiga.unet_config"]), json.loads(meta["kaiga.vae_config"])
-        text_cfg = CLIPTextConfig.from_dict(json.loads(meta["kaiga.text_config"]))
-        scheduler_config = json.loads(meta["kaiga.scheduler_config"])
-        info = json.loads(meta.get("kaiga.info", "{}"))
         tok_files = {"tokenizer.json": meta["kaiga.tokenizer"], **json.loads(meta.get("kaiga.tokenizer_files", "{}"))}
+        configs = _Configs(json.loads(meta["kaiga.unet_config"]), json.loads(meta["kaiga.vae_config"]),
+                           CLIPTextConfig.from_dict(json.loads(meta["kaiga.text_config"])),
+                           json.loads(meta["kaiga.scheduler_config"]), lambda: _tokenizer_from(tok_files),
+                           json.loads(meta.get("kaiga.info", "{}")) or None)
     except (KeyError, ValueError) as e:
         raise SingleFileError(f"{path.name}: incomplete or unreadable kaiga metadata ({e})") from e
+    return configs
 
-    with init_empty_weights():  # parameters on meta; load_state_dict(assign=True) puts the file's in place
-        unet = UNet2DConditionModel.from_config(unet_cfg)
-        vae = AutoencoderKL.from_config(vae_cfg)
-        text_encoder = CLIPTextModel(text_cfg)
-    # The library's original->diffusers converters, the same ones from_single_file uses.
-    _build(unet, convert_ldm_unet_checkpoint(parts["unet"], dict(unet.config)), "UNet", path)
-    _build(vae, convert_ldm_vae_checkpoint(parts["vae"], dict(vae.config)), "VAE", path)
-    text_state = convert_ldm_clip_checkpoint(parts["text"])  # -> "text_model.*"
-    if not hasattr(text_encoder, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
-        text_state = {k.removeprefix("text_model."): v for k, v in text_state.items()}
-    for k in [k for k in text_state if k.endswith("embeddings.position_ids")]:  # a buffer older files carry
-        del text_state[k]
-    _build(text_encoder, text_state, "text encoder", path)
-    del text_state
-    for part, module in zip(("unet", "vae", "text"), (unet, vae, text_encoder)):
-        parts[part].clear()
-        _materialize(module, dtype)
 
+def _tokenizer_from(files: dict[str, str]):
     with tempfile.TemporaryDirectory() as tmp:
-        for name, text in tok_files.items():
+        for name, text in files.items():
             (Path(tmp) / Path(name).name).write_text(text, encoding="utf-8")
-        tokenizer = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
-    return LatentDiffusion.from_components(unet, vae, text_encoder, tokenizer, scheduler_config, info or None)
+        return AutoTokenizer.from_pretrained(tmp, local_files_only=True)
 
 
-def _offline_help(path: Path, checkpoint: dict[str, torch.Tensor]) -> str:
+def _configs_from_folder(config_dir: Path) -> _Configs:
+    if not config_dir.is_dir():
+        raise SingleFileError(f"config folder {config_dir} does not exist")
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if not (config_dir / sub).is_dir():
+            raise SingleFileError(f"config folder {config_dir} has no {sub}/ (a diffusers-layout folder is needed)")
     try:
-        kind = infer_diffusers_model_type(checkpoint)
+        info_path = config_dir / KAIGA_JSON
+        return _Configs(
+            dict(UNet2DConditionModel.load_config(config_dir / "unet", local_files_only=True)),
+            dict(AutoencoderKL.load_config(config_dir / "vae", local_files_only=True)),
+            CLIPTextConfig.from_pretrained(config_dir / "text_encoder", local_files_only=True),
+            dict(DDPMScheduler.load_config(config_dir / "scheduler", local_files_only=True)),
+            lambda: AutoTokenizer.from_pretrained(config_dir / "tokenizer", local_files_only=True),
+            json.loads(info_path.read_text()) if info_path.exists() else None)
+    except (OSError, ValueError) as e:
+        raise SingleFileError(f"config folder {config_dir}: unreadable configs ({e})") from None
+
+
+def _offline_help(path: Path, entries: dict[str, TensorEntry]) -> str:
+    try:  # diffusers' guess reads only names and shapes: tensors on the meta device suffice
+        kind = infer_diffusers_model_type({k: torch.empty(e.shape, device="meta") for k, e in entries.items()})
         repo = DIFFUSERS_DEFAULT_PIPELINE_PATHS[kind]["pretrained_model_name_or_path"]
         guess = f" diffusers takes it for an SD {kind!r} checkpoint, whose configs it would fetch from {repo}."
-    except Exception:  # a guess for the message only
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError):  # a guess for the message only
         guess = ""
     return (f"{path.name} is a Stable Diffusion single-file checkpoint without kaiga metadata: it holds the weights "
             "but not the model configs, text-encoder config, tokenizer or scheduler, which diffusers would download "
@@ -365,70 +424,50 @@ def _offline_help(path: Path, checkpoint: dict[str, torch.Tensor]) -> str:
             "scheduler/, e.g. a copy of that Hub repository without its weight files).")
 
 
-def _from_diffusers(path: Path, parts: dict[str, dict[str, torch.Tensor]], config_dir: Path,
-                    dtype: torch.dtype) -> LatentDiffusion:
-    if not config_dir.is_dir():
-        raise SingleFileError(f"config folder {config_dir} does not exist")
-    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
-        if not (config_dir / sub).is_dir():
-            raise SingleFileError(f"config folder {config_dir} has no {sub}/ (a diffusers-layout folder is needed)")
-    cfg = str(config_dir)  # from_single_file takes the folder as a str (it refuses a Path)
-    kw: dict[str, Any] = {"config": cfg, "local_files_only": True, "torch_dtype": dtype}
-    loaders = (
-        ("unet", "UNet", lambda sd: UNet2DConditionModel.from_single_file(sd, subfolder="unet", **kw)),
-        ("vae", "VAE", lambda sd: AutoencoderKL.from_single_file(sd, subfolder="vae", **kw)),
-        # diffusers has no CLIPTextModel.from_single_file; this is what its pipeline loader calls for CLIP/OpenCLIP.
-        ("text", "text encoder", lambda sd: create_diffusers_clip_model_from_ldm(
-            CLIPTextModel, sd, subfolder="text_encoder", **kw)),
-    )
-    modules = []
-    for part, what, load in loaders:
-        if not parts[part]:
-            raise SingleFileError(f"{path.name} has no {what} weights")
-        try:
-            with _quiet_cast_warning():
-                module = load(parts[part])
-        except (RuntimeError, ValueError, KeyError, OSError) as e:
-            raise SingleFileError(f"{path.name}: the {what} does not load with the configs in {config_dir}: {e}") from e
-        parts[part].clear()
-        _check_loaded(module, what, path)
-        _materialize(module, dtype)
-        modules.append(module.eval())
-    unet, vae, text_encoder = modules
-    tokenizer = AutoTokenizer.from_pretrained(config_dir / "tokenizer", local_files_only=True)
-    scheduler_config = dict(DDPMScheduler.load_config(config_dir / "scheduler", local_files_only=True))
-    info_path = config_dir / KAIGA_JSON
-    info = json.loads(info_path.read_text()) if info_path.exists() else None
-    return LatentDiffusion.from_components(unet, vae, text_encoder, tokenizer, scheduler_config, info)
-
-
 def load_single_file(path: str | Path, config_dir: str | Path | None = None,
                      dtype: torch.dtype = torch.float32) -> LatentDiffusion:
-    """Load an SD single-file checkpoint offline.
+    """Load an SD single-file ``.safetensors`` checkpoint offline, holding about one copy of the weights.
 
     A file written by :func:`save_single_file` rebuilds from its own metadata (`config_dir` is not needed and
-    is ignored). Any other SD 1.x/2.x file (``.safetensors``, or a ``.ckpt`` read with ``weights_only``) goes
-    through diffusers' ``from_single_file`` machinery with the configs, tokenizer and scheduler of
-    `config_dir`, a diffusers-layout folder; without one this raises :class:`SingleFileError`.
+    is ignored). Any other SD 1.x/2.x file takes the configs, tokenizer and scheduler of `config_dir`, a
+    diffusers-layout folder; without one this raises :class:`SingleFileError`. Either way the networks are
+    built on the meta device, then filled one at a time with the file's tensors, read one by one and
+    renamed by diffusers' own converters (those of ``from_single_file``).
     """
     path = Path(path)
     if not path.is_file():
         raise SingleFileError(f"{path} is not a file")
-    meta = _metadata(path)
-    try:
-        checkpoint = load_single_file_checkpoint(str(path), local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise SingleFileError(f"{path.name} is not a readable checkpoint: {e}") from e
-    if any(k.startswith("conditioner.embedders.") for k in checkpoint):
+    entries = tensor_entries(path)
+    if entries is None:
+        raise SingleFileError(f"{path.name} is not a readable safetensors file")
+    if any(k.startswith("conditioner.embedders.") for k in entries):
         raise SingleFileError(f"{path.name} is an SDXL-style checkpoint (two text encoders, size conditioning); "
                               "kaiga's latent diffusion family loads SD 1.x/2.x only")
-    parts = _split(checkpoint)
-    del checkpoint
+    parts = _split(list(entries))
     if not parts["unet"]:
         raise SingleFileError(f"{path.name} has no {UNET_PREFIX}* weights: "
                               "not a Stable Diffusion single-file checkpoint")
+    meta = _metadata(path)
     if "kaiga.unet_config" in meta:
-        return _from_metadata(path, parts, meta, dtype)
-    if config_dir is None:
-        raise SingleFileError(_offline_help(path, parts["unet"]))
-    return _from_diffusers(path, parts, Path(config_dir), dtype)
+        configs = _configs_from_metadata(path, meta)
+    elif config_dir is None:
+        raise SingleFileError(_offline_help(path, entries))
+    else:
+        configs = _configs_from_folder(Path(config_dir))
+
+    with init_empty_weights():  # parameters on meta; `_fill` puts the file's in their place
+        unet = UNet2DConditionModel.from_config(configs.unet)
+        vae = AutoencoderKL.from_config(configs.vae)
+        text_encoder = CLIPTextModel(configs.text)
+    networks = (
+        ("unet", unet, "UNet", lambda sd: convert_ldm_unet_checkpoint(sd, dict(unet.config))),
+        ("vae", vae, "VAE", lambda sd: convert_ldm_vae_checkpoint(sd, dict(vae.config))),
+        ("text", text_encoder, "text encoder", lambda sd: _text_state(sd, text_encoder)),
+    )
+    for part, module, what, convert in networks:  # one network's tensors in memory at a time, beside the built ones
+        if not parts[part]:
+            raise SingleFileError(f"{path.name} has no {what} weights")
+        _fill(module, convert(_read_tensors(path, entries, parts[part], dtype)), what, path, lenient=part == "text")
+        _materialize(module, dtype)
+    return LatentDiffusion.from_components(unet, vae, text_encoder, configs.tokenizer(), configs.scheduler,
+                                           configs.info)
