@@ -23,7 +23,14 @@ from dataclasses import asdict, dataclass
 from kaiga.request import FAMILY_OPTIONS, GenerationRequest, RequestError
 
 # The keys of kaiga.json that `Capabilities` reads and writes.
-CAPABILITY_KEYS = ("family", "native_size", "max_size", "size_multiple", "samplers", "edits", "options")
+CAPABILITY_KEYS = ("family", "native_size", "max_size", "size_multiple", "samplers", "edits", "options", "defaults")
+# A model's defaults for the request fields left out (None), where its kaiga.json has no `defaults`:
+# kaiga's own diffusion models. Stable Diffusion downloads get diffusers' (steps 50, guidance 7.5) from
+# `LatentDiffusion.from_components`.
+DEFAULTS = {"steps": 20, "guidance": 3.0, "upscale": 1}
+# The request fields that only a denoising family (`Capabilities.denoises`) reads.
+DENOISING_FIELDS = ("sampler", "steps", "guidance", "negative_prompt")
+VIEW_PIXELS = 256  # the CLI enlarges smaller images to at least this for a screen (`view_upscale`)
 
 
 @dataclass(frozen=True)
@@ -32,9 +39,21 @@ class Capabilities:
     native_size: int = 64  # pixels; a request without width/height gets this
     max_size: int = 64  # pixels, either side
     size_multiple: int = 8  # width and height must divide by it (the latent and UNet downsampling)
-    samplers: tuple[str, ...] = ()  # empty: the family has no choice of sampler (and ignores steps)
+    samplers: tuple[str, ...] = ()  # empty: a diffusion model takes every one; the other families have none
     edits: bool = False  # image-to-image, inpainting
     options: tuple[str, ...] = ()  # the family options of the request (FAMILY_OPTIONS) that it reads
+    defaults: tuple[tuple[str, int | float], ...] = tuple(DEFAULTS.items())  # steps, guidance, upscale
+
+    @property
+    def default(self) -> dict:
+        """The model's defaults by field name: steps, guidance, upscale."""
+        return dict(self.defaults)
+
+    @property
+    def denoises(self) -> bool:
+        """A denoising family (diffusion): it reads sampler, steps, guidance and the negative prompt. (Not
+        `samplers`: a Stable Diffusion folder declares none and takes every one.)"""
+        return self.family == "diffusion"
 
     @property
     def one_size(self) -> bool:
@@ -54,11 +73,20 @@ class Capabilities:
             samplers=tuple(info.get("samplers", ())),
             edits=bool(info.get("edits", diffusion)),
             options=tuple(info.get("options", () if diffusion else FAMILY_OPTIONS)),
+            defaults=tuple({**DEFAULTS, **(info.get("defaults") or {})}.items()),
         )
 
     def to_info(self) -> dict:
         """The kaiga.json keys (JSON has no tuples)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        info = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        info["defaults"] = self.default
+        return info
+
+    def view_upscale(self, request: GenerationRequest) -> int:
+        """An enlargement that shows the request's images at `VIEW_PIXELS` or more (the CLI's default upscale):
+        4 for the bundled 64-pixel models, 1 for Stable Diffusion's 512."""
+        width, height = output_size(self, request)
+        return max(self.default["upscale"], -(-VIEW_PIXELS // max(width, height)))
 
 
 def _size_multiple_from_config(config: dict | None) -> int:
@@ -86,6 +114,29 @@ def check_request(caps: Capabilities, request: GenerationRequest) -> None:
             raise RequestError(f"{name}: at most {caps.max_size} for this model (got {v})")
     if caps.samplers and request.sampler.value not in caps.samplers:
         raise RequestError(f"sampler: this model supports {', '.join(caps.samplers)} (got {request.sampler.value!r})")
+    steps = request.steps or caps.default["steps"]
+    if request.is_edit and int(steps * request.denoise_strength) < 1:  # as the request checks given steps
+        raise RequestError(f"strength: {request.denoise_strength:g} × {steps} steps runs no step; "
+                           f"raise strength or steps")
+
+
+def ignored_fields(caps: Capabilities, request: GenerationRequest) -> list[str]:
+    """The fields `request` sets that this model does not read (steps on a GAN, truncation on diffusion):
+    they are dropped before it runs (`with_defaults`), named in a warning, and not written into the record."""
+    unread = [] if caps.denoises else list(DENOISING_FIELDS)
+    unread += [name for name in FAMILY_OPTIONS if name not in caps.options]
+    defaults = GenerationRequest.model_fields
+    return [name for name in unread
+            if name in request.model_fields_set and getattr(request, name) != defaults[name].default]
+
+
+def with_defaults(caps: Capabilities, request: GenerationRequest) -> GenerationRequest:
+    """`request` as the model runs it: the model's defaults for steps and guidance where it left them out,
+    and the fields the model does not read (`ignored_fields`) back at their defaults (None: not used)."""
+    update = {name: GenerationRequest.model_fields[name].default for name in ignored_fields(caps, request)}
+    filled = ("steps", "guidance", "upscale") if caps.denoises else ("upscale",)
+    update |= {name: caps.default[name] for name in filled if getattr(request, name) is None}
+    return request.model_copy(update=update) if update else request
 
 
 def output_size(caps: Capabilities, request: GenerationRequest) -> tuple[int, int]:

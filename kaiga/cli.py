@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -300,7 +301,7 @@ def generate(
     _setup_logging()
     from pydantic import ValidationError
 
-    from kaiga.request import GenerationRequest, describe_error
+    from kaiga.request import GenerationRequest, RequestError, describe_error
     from kaiga.store.uploads import PENDING
 
     init, mask = fields.pop("init_image"), fields.pop("mask")  # paths here; the request names them by hash
@@ -309,23 +310,29 @@ def generate(
     _check_device(device)
     try:
         request = GenerationRequest(**fields, init_image=PENDING if init else None, mask=PENDING if mask else None)
+        request.require_prompt()
     except ValidationError as e:
         fail(describe_error(e))
+    except RequestError as e:
+        fail(str(e))
     if init is not None:
         request = request.model_copy(update=_stored_inputs(init, mask))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from kaiga.capabilities import Capabilities, with_defaults
     from kaiga.model_files import ModelError
-    from kaiga.request import RequestError
     from kaiga.studio import Studio
 
     _use_threads(threads)
     try:
         studio = Studio(device=device, config_dir=config)
+        caps = Capabilities.from_info(studio.load(request.model).model.info)
+        if request.upscale is None:
+            request = request.model_copy(update={"upscale": caps.view_upscale(request)})
         with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as bar:
-            task = bar.add_task("gen", total=request.n * request.steps)
+            task = bar.add_task("gen", total=request.n * (with_defaults(caps, request).steps or 1))
             images = studio.generate(request, on_step=lambda done, total: bar.update(task, completed=done, total=total))
     except (RequestError, ModelError) as e:
         fail(str(e))
@@ -377,9 +384,11 @@ def explain(
     from kaiga.request import GenerationRequest, RequestError, describe_error
 
     try:  # the prompt and seed as generate takes them (not empty, not too long, seed in range)
-        GenerationRequest(prompt=prompt, seed=seed, model=model)
+        GenerationRequest(prompt=prompt, seed=seed, model=model).require_prompt()
     except ValidationError as e:
         fail(describe_error(e))
+    except RequestError as e:
+        fail(str(e))
     if out_path.is_dir() or not out_path.suffix:  # a folder, as generate's --out
         _writable_folder(out_path, "--out")
         out_path = out_path / f"explain-{seed:010d}-{_slug(prompt)}.png"
@@ -460,12 +469,12 @@ def data_scenes(
     except ValueError:
         fail(f"layouts: three shares (single, count, pair) that sum to 1, e.g. 0.4,0.2,0.4 (got {layouts!r})")
     _writable_folder(out_dir, "--out")
-    from kaiga.data.world import Mix
     import time
 
     from rich.progress import Progress
 
     from kaiga.data.dataset import write_scenes
+    from kaiga.data.world import Mix
 
     t0 = time.perf_counter()
     with Progress(console=err, transient=True) as bar:
@@ -762,8 +771,13 @@ def eval_alignment(
     from rich.progress import Progress
     from rich.table import Table
 
-    from kaiga.eval.alignment import (autoencoder_generate, check_categories, evaluate_alignment, oracle_generate,
-                                       write_alignment)
+    from kaiga.eval.alignment import (
+        autoencoder_generate,
+        check_categories,
+        evaluate_alignment,
+        oracle_generate,
+        write_alignment,
+    )
     from kaiga.eval.prompts import CATEGORIES, prompt_suite
     from kaiga.eval.readout import ReadoutNet
 
@@ -1095,8 +1109,29 @@ def serve(
         fail(str(e))
     database.engine.dispose()  # the server opens its own
     _use_threads(threads)
-    err.print(f"kaiga serving on http://{host}:{port} (API docs: /docs)", highlight=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    sock = _bound_socket(host, port)  # bound before "serving on" is printed: a taken port is one line, exit 2
+    err.print(f"kaiga serving on http://{host}:{sock.getsockname()[1]} (API docs: /docs)", highlight=False)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    server.run(sockets=[sock])
+
+
+def _bound_socket(host: str, port: int):
+    """A listening socket on host:port, as uvicorn would bind it; fail naming --port or --host when it cannot."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait for TIME_WAIT
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            fail(f"--port: {port} is already in use on {host}; stop what serves there or pick another --port")
+        fail(f"--host: cannot listen on {host}:{port} ({e.strerror or e})")
+    sock.set_inheritable(True)
+    return sock
 
 
 @keys_app.command("create")

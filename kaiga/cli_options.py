@@ -43,13 +43,17 @@ CLI_PATHS = {
 }
 # Request fields given as the command's positional argument rather than as an option.
 CLI_ARGUMENTS = ("prompt",)
-# The CLI's own defaults, where it differs from the request's. upscale: the images are for looking at on a
-# screen, where the bundled models' 64-pixel images are tiny; the record keeps the native size (the APIs
-# answer native pixels, upscale 1).
-CLI_DEFAULTS = {"upscale": 4}
-# Help the CLI words otherwise, for what it can do that the APIs cannot.
+# The CLI's own defaults, where it differs from the request's (none today: upscale's None means something
+# else here, see CLI_HELP).
+CLI_DEFAULTS: dict[str, object] = {}
+# Help the CLI words otherwise, for what it can do that the APIs cannot. upscale: the images are for looking
+# at on a screen, where the bundled models' 64-pixel images are tiny (`Capabilities.view_upscale`); the
+# record keeps the native size (the APIs answer the model's default, 1).
 CLI_HELP = {"model": "Model name (see `kaiga models`) or path to a diffusers folder or .safetensors file; "
-                     "default: the default model."}
+                     "default: the default model.",
+            "upscale": "Enlarge the outputs for viewing (Lanczos); the record keeps the native size. Range 1-8. "
+                       "Default: enough to show them at 256 pixels or more (4 for the 64-pixel bundled "
+                       "models, 1 for Stable Diffusion)."}
 
 
 def flag(name: str) -> str:

@@ -100,9 +100,9 @@ class GenerationRecord(BaseModel):
     prompt: str
     negative_prompt: str = ""
     seed: int
-    sampler: str  # our names ("euler-a"); not validated, other families may sample differently
-    steps: int = Field(ge=0)
-    guidance: float
+    sampler: str  # our names ("euler-a"); "" for a family that has none (gan, vae, transformer)
+    steps: int = Field(ge=0)  # 0 for a family without denoising steps
+    guidance: float | None = None  # None for a family without classifier-free guidance
     width: int = Field(ge=1)
     height: int = Field(ge=1)
     model: str
@@ -113,6 +113,7 @@ class GenerationRecord(BaseModel):
     init_image: str | None = None
     mask: str | None = None  # white = repaint
     strength: float | None = None
+    mask_blur: int | None = None  # inpainting: pixels of Gaussian blur on the mask's edge
     timings: dict[str, float] = Field(default_factory=dict)
     kaiga_version: str = Field(default_factory=_kaiga_version)
     created: str = Field(default_factory=_utc_now)  # ISO 8601, UTC
@@ -148,10 +149,11 @@ def _unquote(value: str) -> str:
 
 
 def _a1111_fields(record: GenerationRecord) -> dict[str, object]:
-    fields: dict[str, object] = {
-        "Steps": record.steps,
-        "Sampler": A1111_SAMPLER_NAMES.get(record.sampler, record.sampler),
-        "CFG scale": record.guidance,
+    fields: dict[str, object] = {}
+    if record.sampler:  # a denoising family; A1111 writes them for every image
+        fields |= {"Steps": record.steps, "Sampler": A1111_SAMPLER_NAMES.get(record.sampler, record.sampler),
+                   "CFG scale": record.guidance}
+    fields |= {
         "Seed": record.seed,
         "Size": f"{record.width}x{record.height}",
         "Model hash": record.model_hash,
@@ -159,6 +161,8 @@ def _a1111_fields(record: GenerationRecord) -> dict[str, object]:
     }
     if record.strength is not None:  # A1111 writes it for img2img
         fields["Denoising strength"] = record.strength
+    if record.mask_blur:  # A1111 writes it for inpainting
+        fields["Mask blur"] = record.mask_blur
     if record.upscale > 1:
         fields["Postprocess upscale by"] = record.upscale
         fields["Postprocess upscaler"] = POSTPROCESS_UPSCALER
@@ -499,12 +503,13 @@ def _describe_record(r: GenerationRecord) -> list[str]:
         lines.append(f"Negative prompt: {r.negative_prompt}")
     lines += [
         f"Model: {r.model} [{r.model_hash}] ({r.family})",
-        f"Sampler: {r.sampler}, {r.steps} steps, guidance {r.guidance:g}",
+        *([f"Sampler: {r.sampler}, {r.steps} steps, guidance {r.guidance:g}"] if r.sampler else []),
         f"Seed: {r.seed}",
         f"Size: {size}",
     ]
     if r.init_image is not None:
-        lines.append(f"Edit of: {r.init_image}" + (f", mask {r.mask}" if r.mask else "") + f", strength {r.strength:g}")
+        lines.append(f"Edit of: {r.init_image}" + (f", mask {r.mask}" if r.mask else "") + f", strength {r.strength:g}"
+                     + (f", mask blur {r.mask_blur}" if r.mask_blur else ""))
     if r.timings:
         lines.append("Timings: " + ", ".join(f"{k} {v:.0f}" for k, v in r.timings.items()))
     if r.extra:

@@ -4,8 +4,8 @@ Every limit lives here, so an out-of-range value is refused the same way whichev
 through, with a message naming the field and the allowed range (`describe_error`).
 
 Example:
-    >>> GenerationRequest(prompt="a red car", seed=7).steps
-    20
+    >>> GenerationRequest(prompt="a red car", seed=7, steps=4).steps
+    4
     >>> try:
     ...     GenerationRequest(prompt="a red car", steps=0)
     ... except Exception as e:
@@ -20,8 +20,7 @@ from enum import Enum
 from functools import cache
 from typing import Annotated, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
-
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_PROMPT_CHARS = 1000  # OpenAI's dall-e-2 limit; also keeps the record small
 MAX_SEED = 2**32 - 1
@@ -34,6 +33,7 @@ LIMITS = {
     "seed": (0, MAX_SEED),
     "upscale": (1, 8),
     "strength": (0.0, 1.0),
+    "mask_blur": (0, 64),
     # Options of the non-diffusion families (ignored by the others; None = the family's default).
     "truncation": (0.0, 1.0),  # GAN / VAE: scale of the latent noise; < 1 trades variety for quality
     "temperature": (0.05, 2.0),  # transformer: softmax temperature of each image token
@@ -83,15 +83,23 @@ class GenerationRequest(BaseModel):
     strength: Annotated[float | None, _range("strength", description=(
         "With an init image: how much to redraw, 0 keeps it, 1 ignores it; runs int(steps × strength) steps."),
         json_schema_extra={"when_omitted": DEFAULT_STRENGTH})] = None
+    mask_blur: Annotated[int, _range("mask_blur", description=(
+        "With a mask: soften its edge by this many pixels (Gaussian blur), so the repainted area blends "
+        "into the rest; 0 = a hard edge (without a mask it has no effect)."))] = 0
+    # Empty is allowed, as in A1111 and diffusers: an unconditional image. The CLI and the OpenAI API, whose
+    # users always mean to give one, refuse it themselves (`require_prompt`).
     prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description=(
-        "What to draw, in plain English or as comma-separated tags."))]
+        "What to draw, in plain English or as comma-separated tags; (word:1.3) weighs a word up, "
+        "[word] down."))]
     negative_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description="What to steer away from.")] = ""
     seed: Annotated[int | None, _range("seed", description=(
         "Seed of the first image; image i uses seed+i. Random if omitted."))] = None
     n: Annotated[int, _range("n", description="Number of images.")] = 1
-    steps: Annotated[int, _range("steps", description="Denoising steps.")] = 20
-    guidance: Annotated[float, _range("guidance", description=(
-        "Classifier-free guidance scale; 1 turns guidance off."))] = 3.0
+    steps: Annotated[int | None, _range("steps", description=(
+        "Denoising steps; default: the model's (20 for kaiga's models, 50 for Stable Diffusion)."))] = None
+    guidance: Annotated[float | None, _range("guidance", description=(
+        "Classifier-free guidance scale, 1 turns guidance off; default: the model's (3 for kaiga's "
+        "models, 7.5 for Stable Diffusion)."))] = None
     sampler: Annotated[Sampler, Field(description="Sampler, where the model supports it.")] = Sampler.DDIM
     width: Annotated[int | None, _range("width", description=(
         "Width in pixels, a multiple of 8; default: the model's native size."))] = None
@@ -99,8 +107,9 @@ class GenerationRequest(BaseModel):
         "Height in pixels, a multiple of 8; default: the model's native size."))] = None
     model: Annotated[str | None, Field(description=(
         "Model name (see `kaiga models`); default: the default model."))] = None
-    upscale: Annotated[int, _range("upscale", description=(
-        "Enlarge the outputs for viewing (Lanczos); the record keeps the native size."))] = 1
+    upscale: Annotated[int | None, _range("upscale", description=(
+        "Enlarge the outputs for viewing (Lanczos); the record keeps the native size; default: the "
+        "model's (1)."))] = None
     truncation: Annotated[float | None, _range("truncation", description=(
         "gan / vae models: scale of the latent noise (lower: more typical, less varied); "
         "default: the model's."))] = None
@@ -114,25 +123,15 @@ class GenerationRequest(BaseModel):
         "transformer models: draws per image, the best kept by the contrastive reranker; "
         "default: the model's."))] = None
 
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, v: str, info: ValidationInfo) -> str:
-        if info.data.get("init_image"):
-            return v
-        if not v:
-            raise ValueError("must not be empty")
-        if not v.strip():
-            raise ValueError("must contain some text")
-        return v
-
     @model_validator(mode="after")
     def _edit_fields_need_an_image(self) -> "GenerationRequest":
         if self.init_image is None:
             for name in ("mask", "strength"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name}: only applies to an image edit; give an init image too")
-        elif int(self.steps * self.denoise_strength) < 1:
-            # As diffusers and A1111: an edit runs int(steps · strength) of the steps.
+        if self.is_edit and self.steps is not None and int(self.steps * self.denoise_strength) < 1:
+            # As diffusers and A1111: an edit runs int(steps · strength) of the steps. With the model's
+            # default steps, `kaiga.capabilities.check_request` makes the same check.
             raise ValueError(f"strength: {self.denoise_strength:g} × {self.steps} steps runs no step; "
                              f"raise strength or steps")
         return self
@@ -156,6 +155,13 @@ class GenerationRequest(BaseModel):
     def family_options(self) -> dict:
         """The options of the non-diffusion families that this request sets (for the image's record)."""
         return {k: getattr(self, k) for k in FAMILY_OPTIONS if getattr(self, k) is not None}
+
+    def require_prompt(self) -> "GenerationRequest":
+        """This request, or RequestError when it has no prompt and is no edit: for the interfaces whose users
+        always mean to give one (the CLI, the OpenAI API), where an empty prompt is a slip, not a choice."""
+        if not self.is_edit and not self.prompt.strip():
+            raise RequestError("prompt: must not be empty" if not self.prompt else "prompt: must contain some text")
+        return self
 
     def seeds(self, first: int) -> list[int]:
         """Seed of each image: consecutive from the first, as A1111 does for a batch."""

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from kaiga.capabilities import Capabilities, check_request
+from kaiga.capabilities import Capabilities, check_request, ignored_fields, with_defaults
 from kaiga.metadata import GenerationRecord, read_metadata, save_png
 from kaiga.model_files import ModelRef, load_model, model_hash, pick_device, resolve_model
 from kaiga.paths import model_home
@@ -126,10 +126,16 @@ class Studio:
             request = GenerationRequest.model_validate(request.model_dump())
         loaded = self.load(request.model)
         model = loaded.model
-        check_request(Capabilities.from_info(model.info), request)  # before any work: sizes, sampler, edits
+        caps = Capabilities.from_info(model.info)
+        check_request(caps, request)  # before any work: sizes, sampler, edits
+        ignored = ignored_fields(caps, request)
+        if ignored:
+            log.warning("a %s model does not use %s; ignored", caps.family, ", ".join(ignored))
+        request = with_defaults(caps, request)  # the model's steps, guidance, upscale where left out
         unknown = unknown_words(model.tokenizer, request.prompt + " " + request.negative_prompt)
         if unknown:
             log.warning("the model does not know these words and ignores them: %s", ", ".join(dict.fromkeys(unknown)))
+        denoising = caps.denoises  # the other families read no sampler, steps or guidance
         first = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         seeds = request.seeds(first)
         t0 = time.perf_counter()
@@ -150,9 +156,9 @@ class Studio:
                     prompt=request.prompt,
                     negative_prompt=request.negative_prompt,
                     seed=seed,
-                    sampler=request.sampler.value,
-                    steps=request.steps,
-                    guidance=request.guidance,
+                    sampler=request.sampler.value if denoising else "",
+                    steps=request.steps if denoising else 0,
+                    guidance=request.guidance if denoising else None,
                     width=request.width or native,
                     height=request.height or native,
                     model=loaded.ref.name,
@@ -165,7 +171,9 @@ class Studio:
                     timings={"ms_per_image": round(per_image_ms, 1), "load_s": round(loaded.load_seconds, 3)},
                     kaiga_version=__version__,
                     created=created,
-                    extra={**request.family_options(), **({"unknown_words": unknown} if unknown else {})},
+                    mask_blur=request.mask_blur if request.mask is not None else None,
+                    extra={**request.family_options(), **({"unknown_words": unknown} if unknown else {}),
+                           **({"ignored_fields": ignored} if ignored else {})},
                 ),
             )
             for image, seed in zip(images, seeds)
@@ -181,7 +189,7 @@ class Studio:
     def explain(self, prompt: str, *, model: str | None = None, seed: int = 0) -> Explanation:
         """How the model's family builds an image: a diffusion model's denoising trajectory, a transformer's
         token-by-token decoding, a latent walk for gan and vae. The prompt and seed are checked as a request's."""
-        request = GenerationRequest(prompt=prompt, seed=seed, model=model)
+        request = GenerationRequest(prompt=prompt, seed=seed, model=model).require_prompt()
         loaded = self.load(request.model)
         frames, captions = loaded.model.explain(request.prompt, seed)
         return Explanation(frames, captions, loaded.ref.name, loaded.ref.family)

@@ -43,7 +43,7 @@ def test_the_option_names_of_generate_are_kept():
 
 def test_defaults_agree_with_the_request_but_for_the_listed_overrides():
     params = _params(_command("generate"))
-    assert CLI_DEFAULTS == {"upscale": 4}  # documented in cli_options: the CLI's images are for viewing
+    assert CLI_DEFAULTS == {}  # upscale's None is the CLI's view enlargement (CLI_HELP), not a second default
     for name, spec in field_specs().items():
         if name in CLI_ARGUMENTS:
             continue

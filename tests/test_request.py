@@ -1,12 +1,11 @@
 import pytest
 from pydantic import ValidationError
 
-from kaiga.request import GenerationRequest, describe_error
+from kaiga.capabilities import Capabilities, check_request, ignored_fields, with_defaults
+from kaiga.request import GenerationRequest, RequestError, describe_error
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"prompt": ""}, "prompt: must not be empty"),
-    ({"prompt": "   "}, "prompt: must contain some text"),
     ({"prompt": "x" * 1001}, "prompt: at most 1000 characters"),
     ({"negative_prompt": "x" * 1001}, "negative_prompt: at most 1000 characters"),
     ({"steps": 0}, "steps: must be between 1 and 150 (got 0)"),
@@ -27,8 +26,47 @@ def test_bad_requests_name_the_field_and_the_range(fields, message):
 
 def test_defaults_and_seeds():
     r = GenerationRequest(prompt="a red car", n=3)
-    assert (r.steps, r.guidance, r.sampler.value, r.width) == (20, 3.0, "ddim", None)
+    assert (r.steps, r.guidance, r.upscale, r.sampler.value, r.width) == (None, None, None, "ddim", None)
     assert r.seeds(4294967295) == [4294967295, 0, 1]
+
+
+def test_the_models_defaults_fill_what_the_request_leaves_out():
+    kaiga = Capabilities.from_info({"family": "diffusion", "samplers": ["ddim"]})
+    sd = Capabilities.from_info({"family": "diffusion", "samplers": ["ddim"], "native_size": 512,
+                                 "defaults": {"steps": 50, "guidance": 7.5}})
+    r = GenerationRequest(prompt="a red car")
+    assert (with_defaults(kaiga, r).steps, with_defaults(kaiga, r).guidance, with_defaults(kaiga, r).upscale) == (20, 3.0, 1)
+    assert (with_defaults(sd, r).steps, with_defaults(sd, r).guidance) == (50, 7.5)
+    given = GenerationRequest(prompt="a red car", steps=4, guidance=1.0)
+    assert (with_defaults(sd, given).steps, with_defaults(sd, given).guidance) == (4, 1.0)
+    # The CLI's enlargement for a screen: 64-pixel images ×4, Stable Diffusion's 512 as they are.
+    assert (kaiga.view_upscale(r), sd.view_upscale(r), kaiga.view_upscale(r.model_copy(update={"width": 128}))) == (4, 1, 2)
+
+
+def test_fields_a_model_does_not_read_are_named_and_dropped():
+    gan = Capabilities.from_info({"family": "gan", "options": ["truncation"]})
+    diffusion = Capabilities.from_info({"family": "diffusion", "samplers": ["ddim", "euler"]})
+    r = GenerationRequest(prompt="a red car", steps=4, sampler="euler", negative_prompt="snow", truncation=0.5,
+                          temperature=0.7)
+    assert ignored_fields(gan, r) == ["sampler", "steps", "negative_prompt", "temperature"]
+    assert ignored_fields(diffusion, r) == ["truncation", "temperature"]
+    run = with_defaults(gan, r)
+    assert (run.steps, run.sampler.value, run.negative_prompt, run.temperature, run.truncation) == (None, "ddim", "", None, 0.5)
+    assert ignored_fields(gan, run) == [] and ignored_fields(gan, GenerationRequest(prompt="a car")) == []
+
+
+def test_an_empty_prompt_is_an_unconditional_image_where_the_interface_allows_it():
+    assert GenerationRequest(prompt="").prompt == ""  # A1111 and diffusers take it
+    for prompt, message in (("", "prompt: must not be empty"), ("   ", "prompt: must contain some text")):
+        with pytest.raises(RequestError, match=message):
+            GenerationRequest(prompt=prompt).require_prompt()  # the CLI and the OpenAI API do not
+    assert GenerationRequest(prompt="", init_image="ab" * 32).require_prompt().is_edit  # a variation needs none
+
+
+def test_an_edit_with_the_models_default_steps_must_run_one():
+    caps = Capabilities.from_info({"family": "diffusion", "samplers": ["ddim"], "defaults": {"steps": 4}})
+    with pytest.raises(RequestError, match=r"strength: 0.1 × 4 steps runs no step"):
+        check_request(caps, GenerationRequest(prompt="a car", init_image="ab" * 32, strength=0.1))
 
 
 def test_edit_fields():
@@ -42,6 +80,7 @@ def test_edit_fields():
         ({"prompt": "a car", "init_image": sha, "strength": 1.5}, "strength: must be between 0.0 and 1.0"),
         ({"prompt": "a car", "init_image": sha, "strength": 0.1, "steps": 5}, "strength: 0.1 × 5 steps runs no step"),
         ({"prompt": "a car", "init_image": "../etc/passwd"}, "init_image: must be the SHA-256"),
+        ({"prompt": "a car", "init_image": sha, "mask": sha, "mask_blur": 65}, "mask_blur: must be between 0 and 64"),
     ]:
         with pytest.raises(ValidationError) as e:
             GenerationRequest(**fields)

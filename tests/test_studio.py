@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from kaiga import GenerationRequest, Studio
+from kaiga.metadata import to_a1111_parameters
 from kaiga.request import RequestError
 
 
@@ -60,7 +61,7 @@ def test_explain_through_the_studio_checks_the_prompt_and_names_the_model():
     explanation = studio.explain("a red car in the city", model="scenes-gan", seed=2)
     assert explanation.model == "scenes-gan" and explanation.family == "gan"
     assert len(explanation.frames) == len(explanation.captions) >= 4
-    with pytest.raises(ValidationError, match="prompt"):
+    with pytest.raises(RequestError, match="prompt: must not be empty"):
         studio.explain("")
 
 
@@ -77,3 +78,19 @@ def test_a_variation_takes_the_prompt_from_the_image_record(tmp_path):
     [varied] = studio.vary(data, seed=4, steps=4)
     assert varied.record.prompt == "a red car in the snow at night" and varied.record.strength == VARIATION_STRENGTH
     assert varied.record.init_image is not None and varied.image.size == source.image.size
+
+
+def test_fields_a_model_does_not_read_are_warned_and_kept_out_of_the_record(studio, caplog):
+    with caplog.at_level(logging.WARNING, logger="kaiga"):
+        [gan] = studio.generate("a red car", seed=3, model="scenes-gan", steps=7, guidance=9.0, sampler="euler")
+    [plain] = studio.generate("a red car", seed=3, model="scenes-gan")
+    assert "a gan model does not use sampler, steps, guidance; ignored" in caplog.text
+    rec = gan.record
+    assert (rec.sampler, rec.steps, rec.guidance, rec.extra["ignored_fields"]) == ("", 0, None, ["sampler", "steps", "guidance"])
+    assert list(gan.image.getdata()) == list(plain.image.getdata())  # it ran as without them
+    assert "Steps:" not in to_a1111_parameters(rec) and "Seed: 3" in to_a1111_parameters(rec)
+
+
+def test_the_models_defaults_are_recorded(studio, tiny_model_dir):
+    [img] = studio.generate("a red car", seed=3, model=str(tiny_model_dir))
+    assert (img.record.steps, img.record.guidance, img.record.upscale) == (20, 3.0, 1)

@@ -15,6 +15,7 @@ from typing import Callable
 
 from PIL import Image
 
+from kaiga.capabilities import Capabilities, with_defaults
 from kaiga.request import GenerationRequest
 
 
@@ -37,5 +38,6 @@ def text_to_image(
 
     `prompts` (one per seed) replaces `request.prompt`, so an evaluation can batch many prompts.
     """
+    request = with_defaults(Capabilities.from_info(model.info), request)
     images = model.sample(request, seeds, batch_size=batch_size, on_step=on_step, prompts=prompts)
     return enlarge(images, request.upscale)

@@ -8,7 +8,7 @@ base64 PNGs without prefix, `parameters`, `info` as a JSON string, with `denoisi
 | init_images: one base64 image (with or without `data:` prefix) | init_image, via the upload store |
 | mask: white = repaint (or its alpha channel, when not fully opaque) | mask, white = repaint |
 | inpainting_mask_invert 1 | the mask inverted first |
-| mask_blur (pixels, default 4) | Gaussian blur of the mask: a soft seam in the final overlay |
+| mask_blur (pixels, default 4) | mask_blur: Gaussian blur of the mask's edge, a soft seam (the request's, default 0) |
 | denoising_strength | strength |
 | resize_mode 0 (just resize) | the image resized to width × height; other modes refused (422) |
 
@@ -33,9 +33,9 @@ from starlette.concurrency import run_in_threadpool
 from kaiga.request import DEFAULT_STRENGTH, MAX_UPLOAD_BYTES, field_specs
 from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, model_of, request_fields
 from kaiga.server.auth import authenticate
+from kaiga.server.edit_inputs import a1111_mask, decode_base64, edit_request, read_image, store_inputs
 from kaiga.server.errors import ApiError
 from kaiga.server.state import Principal, ServerState
-from kaiga.server.edit_inputs import a1111_mask, decode_base64, edit_request, read_image, store_inputs
 
 # The body (image and mask in base64) is bounded by kaiga.server.body_limit, sized for it.
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
@@ -48,7 +48,7 @@ class Img2ImgBody(Txt2ImgBody):
     mask: str | None = None
     denoising_strength: float = Field(DEFAULT_STRENGTH, description=field_specs()["strength"].help)  # A1111's too
     inpainting_mask_invert: Annotated[int, Field(ge=0, le=1)] = 0
-    mask_blur: Annotated[int, Field(ge=0, le=64)] = 4
+    mask_blur: int = Field(4, ge=0, le=64, description=field_specs()["mask_blur"].help)  # A1111's default 4
     resize_mode: int = 0
     include_init_images: bool = False
 
@@ -68,7 +68,7 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
     mask = None
     if body.mask:
         mask = await read_image(decode_base64(body.mask, "mask", MAX_UPLOAD_BYTES), "mask")
-        mask = await run_in_threadpool(a1111_mask, mask, bool(body.inpainting_mask_invert), body.mask_blur)
+        mask = await run_in_threadpool(a1111_mask, mask, bool(body.inpainting_mask_invert))
     fields = {**request_fields(body, model_of(state, body)), "strength": body.denoising_strength}
     gen = edit_request(fields, mask=mask is not None, rename=RENAME, status=422)
     gen = await store_inputs(state, gen, init, mask, status=422)

@@ -6,7 +6,7 @@ body is bounded before any of this, while it arrives (`kaiga.server.body_limit`)
 
 Masks are stored in kaiga's convention, white = repaint; the APIs' own conventions are converted
 here: OpenAI's (transparent = repaint) by `mask_from_alpha`, A1111's (white = repaint, or the alpha
-channel when it has one; `inpainting_mask_invert`; `mask_blur`) by `a1111_mask`.
+channel when it has one; `inpainting_mask_invert`) by `a1111_mask`; its `mask_blur` is the request's.
 
 Example:
     >>> from PIL import Image
@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from PIL import Image, ImageChops, ImageFilter
+from PIL import Image, ImageChops
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -66,15 +66,16 @@ def mask_from_alpha(image: Image.Image, field: str) -> Image.Image:
     return image.getchannel("A").point(lambda a: 255 if a == 0 else 0)
 
 
-def a1111_mask(image: Image.Image, invert: bool, blur: int) -> Image.Image:
-    """A1111's mask: its alpha channel if not fully opaque, else its grey levels; white = repaint."""
+def a1111_mask(image: Image.Image, invert: bool) -> Image.Image:
+    """A1111's mask: its alpha channel if not fully opaque, else its grey levels; white = repaint. (Its
+    `mask_blur` is the request's: the family blurs the mask at the output size.)"""
     if image.mode in ("RGBA", "LA") and image.getchannel("A").getextrema() != (255, 255):
         mask = image.getchannel("A").point(lambda a: 255 if a > 128 else 0)
     else:
         mask = image.convert("L")
     if invert:
         mask = ImageChops.invert(mask)
-    return mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask
+    return mask
 
 
 def edit_request(fields: dict, *, mask: bool, rename: dict[str, str] | None = None,

@@ -2,7 +2,8 @@
 
 `POST /v1/jobs` takes a `GenerationRequest` (plus priority) and answers 202 at once;
 `GET /v1/jobs/{id}` gives status, progress and, when done, the images' URLs and records, and the
-prompt's words the model did not know and ignored (`unknown_words`);
+prompt's words the model did not know and ignored (`unknown_words`) and the request fields it does not
+read (`ignored_fields`: steps for a GAN, truncation for diffusion), which it ran without;
 `POST /v1/jobs/{id}/cancel` cancels a pending job or stops a running one between steps.
 """
 
@@ -19,7 +20,7 @@ from kaiga.server.auth import authenticate
 from kaiga.server.errors import from_validation
 from kaiga.server.openai_api import file_url
 from kaiga.server.request_fields import request_body, request_values, taken_fields
-from kaiga.server.state import Principal, ServerState, unknown_words
+from kaiga.server.state import Principal, ServerState, noted, unknown_words
 from kaiga.store.jobs import JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["kaiga jobs"], dependencies=[Depends(authenticate)])
@@ -51,7 +52,8 @@ async def describe_job(state: ServerState, request: Request, job: JobView) -> di
             "finished": job.finished.isoformat() if job.finished else None,
             "images": [{"id": r.id, "sha256": r.sha256, "url": file_url(request, r.sha256), "record": r.record}
                        for r in images],
-            "unknown_words": unknown_words(r.record for r in images)}
+            "unknown_words": unknown_words(r.record for r in images),
+            "ignored_fields": noted((r.record for r in images), "ignored_fields")}
 
 
 @router.post("", status_code=202, responses={202: {"description": "Queued: the job, as GET /v1/jobs/{id} answers"}})

@@ -39,7 +39,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kaiga.request import GenerationRequest, field_specs
+from kaiga.request import GenerationRequest, RequestError, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
@@ -108,9 +108,11 @@ def to_request(body: ImageGenerationBody) -> GenerationRequest:
     fields.setdefault("steps", QUALITY_STEPS[body.quality or "auto"])
     fields.setdefault("guidance", STYLE_GUIDANCE.get(body.style or ""))
     try:
-        return GenerationRequest(**{k: v for k, v in fields.items() if v is not None})
+        return GenerationRequest(**{k: v for k, v in fields.items() if v is not None}).require_prompt()
     except ValidationError as e:
         raise from_validation(e, size_renames(body.steps)) from None
+    except RequestError as e:  # OpenAI requires a prompt; A1111 and the request itself take an empty one
+        raise ApiError(400, str(e), param="prompt", code="invalid_value") from None
 
 
 def size_named(e: ApiError) -> ApiError:
@@ -188,9 +190,11 @@ async def answer(request: Request, response: Response, gen: GenerationRequest, *
 
 @router.get("/v1/models")
 async def list_models(request: Request, principal: Principal = Depends(authenticate)):
-    """The models this server can generate with, as OpenAI lists models."""
+    """The models this server can generate with, as OpenAI lists models; `kaiga` says what each can do
+    (sizes, samplers, edits, family options, default steps and guidance) and which is the default."""
     state: ServerState = request.app.state.kaiga
-    return {"object": "list", "data": [{"id": ref.name, "object": "model", "created": 0, "owned_by": f"kaiga ({ref.source})"}
+    return {"object": "list", "data": [{"id": ref.name, "object": "model", "created": 0, "owned_by": f"kaiga ({ref.source})",
+                                        "kaiga": state.catalog.describe(ref.name)}
                                        for ref in state.catalog.models]}
 
 

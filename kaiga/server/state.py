@@ -56,10 +56,15 @@ def nul_field(fields: dict) -> str | None:
 UNKNOWN_WORDS_NOTE = "the model does not know these words and ignored them"
 
 
+def noted(records: Iterable[dict], key: str) -> list[str]:
+    """What the Studio noted under `extra[key]` of the images' records, each once: `unknown_words` (the
+    prompt's words the model did not know and ignored), `ignored_fields` (request fields it does not read)."""
+    return list(dict.fromkeys(w for r in records for w in (r.get("extra") or {}).get(key, [])))
+
+
 def unknown_words(records: Iterable[dict]) -> list[str]:
-    """The words of the prompts the model did not know and ignored, each once, from the images' records
-    (the Studio puts them in the record's `extra`)."""
-    return list(dict.fromkeys(w for r in records for w in (r.get("extra") or {}).get("unknown_words", [])))
+    """The words of the prompts the model did not know and ignored, each once, from the images' records."""
+    return noted(records, "unknown_words")
 
 
 @dataclass

@@ -114,3 +114,17 @@ def test_studio_records_the_edit_and_repeats_it(tiny_model_dir, tmp_path):
     assert np.array_equal(np.asarray(first.image), np.asarray(again.image))
     with pytest.raises(RequestError, match="init_image: no upload"):
         studio.generate(req.model_copy(update={"init_image": "f" * 64}))
+
+
+def test_mask_blur_softens_the_seam_and_keeps_the_far_side(trained):
+    """A hard mask keeps every pixel right of the seam; mask_blur 4 blends a few columns across it (as A1111's
+    overlay), and the far right stays the init image's own."""
+    init = _init()
+    base = dict(prompt="a green tree in the forest", steps=6, init_image=EDIT, mask=EDIT, strength=1.0)
+    [hard] = _arrays(image_to_image(trained, GenerationRequest(**base), init, [3], _left_half_white()))
+    [soft] = _arrays(image_to_image(trained, GenerationRequest(**base, mask_blur=4), init, [3], _left_half_white()))
+    kept = np.abs(soft - np.asarray(init, np.int16))
+    assert np.abs(hard - np.asarray(init, np.int16))[:, 32:].max() == 0
+    assert kept[:, 32:36].mean() > 0.5  # the seam is blended into the kept side
+    assert kept[:, 48:].max() == 0  # beyond the blur's reach: the init's pixels
+    assert np.abs(soft[:, 28:32] - hard[:, 28:32]).mean() > 0.5  # and the repainted edge takes in the kept side

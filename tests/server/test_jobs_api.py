@@ -105,3 +105,10 @@ def _job_rows(server):
 def test_a_job_names_the_words_the_model_ignored(server):
     job = server.wait_for_job(httpx.post(server.url + "/v1/jobs", json={**JOB, "prompt": "a zebra car"}).json()["id"])
     assert job["unknown_words"] == ["zebra"] and job["images"][0]["record"]["extra"]["unknown_words"] == ["zebra"]
+
+
+def test_a_job_names_the_fields_the_model_does_not_read(server):
+    job = server.wait_for_job(httpx.post(server.url + "/v1/jobs", json={**JOB, "truncation": 0.5}).json()["id"])
+    record = job["images"][0]["record"]
+    assert job["ignored_fields"] == ["truncation"] and record["extra"]["ignored_fields"] == ["truncation"]
+    assert "truncation" not in record["extra"]  # ran without it, so the record does not say it was used

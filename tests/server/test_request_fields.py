@@ -80,7 +80,7 @@ def test_the_request_schema_lists_every_field(server):
     fields = httpx.get(server.url + "/v1/schema/request").json()["fields"]
     assert list(fields) == list(GenerationRequest.model_fields) and fields == request_schema()["fields"]
     assert fields["steps"] | {"description": ""} == {
-        "type": "integer", "default": 20, "required": False, "description": "", "minimum": 1, "maximum": 150,
+        "type": "integer", "default": None, "required": False, "description": "", "minimum": 1, "maximum": 150,
         "choices": None, "max_length": None, "when_omitted": None}
     assert fields["sampler"]["choices"] == ["ddim", "euler", "euler-a", "dpm++2m", "lcm"]
     assert fields["prompt"]["required"] and fields["strength"]["when_omitted"] == 0.75

@@ -28,9 +28,9 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from kaiga.capabilities import Capabilities, check_request
+from kaiga.capabilities import Capabilities, check_request, with_defaults
 from kaiga.families.diffusion.denoise import denoise
 from kaiga.families.diffusion.schedulers import make_scheduler, timesteps_to_run
 from kaiga.images import to_pil
@@ -45,16 +45,23 @@ def latent_shape(model, width: int, height: int) -> tuple[int, int, int]:
     return (model.unet.config.in_channels, height // f, width // f)
 
 
-def output_size(model, request: GenerationRequest) -> tuple[int, int, tuple[int, int, int]]:
-    """Width, height and latent [C, h, w] of the request's images; RequestError if the model cannot."""
+def as_run(model, request: GenerationRequest) -> GenerationRequest:
+    """`request` checked against the model, with the model's defaults for what it leaves out (steps, guidance)."""
     caps = Capabilities.from_info(model.info)
     check_request(caps, request)
-    width, height = request.width or caps.native_size, request.height or caps.native_size
+    return with_defaults(caps, request)
+
+
+def output_size(model, request: GenerationRequest) -> tuple[int, int, tuple[int, int, int]]:
+    """Width, height and latent [C, h, w] of the request's images."""
+    native = Capabilities.from_info(model.info).native_size
+    width, height = request.width or native, request.height or native
     return width, height, latent_shape(model, width, height)
 
 
 def steps_run(request: GenerationRequest) -> int:
-    """Denoising steps an edit runs: the last int(steps · strength) of the schedule (as diffusers, A1111)."""
+    """Denoising steps an edit runs: the last int(steps · strength) of the schedule (as diffusers, A1111);
+    `request` as run (`as_run`: its steps filled in)."""
     return min(int(request.steps * request.denoise_strength), request.steps)
 
 
@@ -93,7 +100,8 @@ def sample(
     """
     if prompts is not None and len(prompts) != len(seeds):
         raise ValueError(f"one prompt per seed: got {len(prompts)} prompts for {len(seeds)} seeds")
-    # 1. Check the request against what this model supports.
+    # 1. Check the request against what this model supports; its defaults for what the request leaves out.
+    request = as_run(model, request)
     _, _, shape = output_size(model, request)
 
     # 2. Encode the prompt and the negative prompt once.
@@ -146,12 +154,15 @@ def edit(
     `init` and `mask` are resized (Lanczos) to the request's size, default the model's native size.
     `on_step(done, total)` reports progress over all batches.
     """
-    # 1. Check the request; bring the inputs to the output size.
+    # 1. Check the request; bring the inputs to the output size; soften the mask's edge (mask_blur, as A1111).
+    request = as_run(model, request)
     width, height, (_, h, w) = output_size(model, request)
     init = init.convert("RGB").resize((width, height), Image.LANCZOS)
     init_pixels = _pixels(init)
     if mask is not None:
         mask = mask.convert("L").resize((width, height), Image.LANCZOS)
+        if request.mask_blur:
+            mask = mask.filter(ImageFilter.GaussianBlur(request.mask_blur))
         mask_latent = _latent_mask(mask, h, w).to(model.device, model.dtype)
 
     # 2. Encode the prompt and the negative prompt once.
