@@ -25,3 +25,16 @@ def test_keys_create_list_revoke(tmp_path):
     assert "ci" in listed and key[:10] in listed and key not in listed
     assert kaiga("keys", "revoke", "1", "--db", db).returncode == 0
     assert kaiga("keys", "revoke", "1", "--db", db).returncode == 2
+
+
+def test_a_port_in_use_is_one_line_before_serving_on(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = kaiga("serve", "--port", str(port), "--db", f"sqlite:///{tmp_path / 'k.db'}")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == f"error: --port: {port} is already in use on 127.0.0.1; stop what serves there or pick another --port"
+    assert "serving on" not in r.stderr and "Traceback" not in r.stderr
