@@ -7,6 +7,8 @@ Example:
     >>> c = Catalog()
     >>> c.default.name, c.ref("scenes-diffusion").source
     ('scenes-diffusion', 'bundled')
+    >>> c.describe("scenes-gan")["samplers"], c.describe("scenes-gan")["max_size"]
+    ([], 64)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from kaiga.capabilities import Capabilities, check_request
 from kaiga.model_files import ModelError, ModelFormat, ModelRef, list_models, model_hash, resolve_model
-from kaiga.request import GenerationRequest
+from kaiga.request import GenerationRequest, Sampler
 
 
 class Catalog:
@@ -61,6 +63,17 @@ class Catalog:
 
     def capabilities(self, name: str | None) -> Capabilities:
         return Capabilities.from_info(self.info(name))
+
+    def describe(self, name: str | None) -> dict:
+        """What a client needs to offer only what the model can do (the web UI's form): its capabilities
+        (sizes, samplers, edits, the family options it reads, its defaults for steps and guidance) and
+        whether it is the server's default."""
+        caps = self.capabilities(name)
+        described = {"default": self.ref(name).name == self.default.name, **caps.to_info()}
+        if caps.denoises and not caps.samplers:
+            # A diffusion model that declares no samplers (Stable Diffusion's own layout) takes every one.
+            described["samplers"] = [s.value for s in Sampler]
+        return described
 
     def check(self, request: GenerationRequest) -> None:
         """What the model cannot do, refused before queuing (the model checks again, the same way, when it runs)."""

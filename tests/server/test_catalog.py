@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from kaiga.request import GenerationRequest, RequestError
+from kaiga.request import GenerationRequest, RequestError, Sampler
 from kaiga.server.catalog import Catalog
 
 
@@ -30,3 +30,18 @@ def test_a_one_size_family_refuses_other_sizes_and_edits():
         catalog.check(GenerationRequest(prompt="a red car", init_image="ab" * 32))
     with pytest.raises(RequestError, match="sampler: this model supports"):
         Catalog().check(GenerationRequest(prompt="a red car", sampler="lcm"))
+
+
+def test_describe_says_what_each_model_offers(tiny_model_dir, tmp_path):
+    """What GET /v1/models tells a client (the web UI's form): sizes, samplers, options, defaults, the default."""
+    catalog = Catalog("scenes-diffusion")
+    diffusion, gan = catalog.describe("scenes-diffusion"), catalog.describe("scenes-gan")
+    assert diffusion["default"] and not gan["default"]
+    assert (diffusion["native_size"], diffusion["max_size"], diffusion["size_multiple"]) == (64, 256, 16)
+    assert "lcm" not in diffusion["samplers"] and diffusion["edits"] and diffusion["options"] == []
+    assert diffusion["defaults"]["steps"] == 20 and diffusion["defaults"]["guidance"] == 3
+    assert (gan["samplers"], gan["max_size"], gan["edits"], gan["options"]) == ([], 64, False, ["truncation"])
+    # A diffusers folder that names no samplers (Stable Diffusion's layout) takes every one: all are offered.
+    bare = shutil.copytree(tiny_model_dir, tmp_path / "bare-diffusion")
+    (bare / "kaiga.json").unlink()
+    assert Catalog(str(bare)).describe(None)["samplers"] == [s.value for s in Sampler]
