@@ -3,33 +3,51 @@
 Responses are shaped as A1111's: `images` are base64 PNGs without a `data:` prefix, `parameters`
 echoes the request, `info` is a JSON *string* (with kaiga's `unknown_words`: the prompt's words the
 model did not know and ignored). Fields of A1111 that kaiga has no equivalent for
-(hires fix, face restoration, tiling, scripts) are accepted at their "off" values and refused with
-a 422 naming the field when switched on, rather than silently ignored.
+(hires fix, face restoration, tiling, scripts, a scheduler other than "automatic") are accepted at
+their "off" values and refused with a 422 naming the field when switched on, rather than silently ignored.
+
+A1111 clients send A1111's defaults: 512×512 (webuiapi, Krita, SillyTavern) and an empty prompt (an
+unconditional image, as A1111 makes). A size the model cannot make (512 on kaiga's 64-pixel models, whose
+largest is 256) is made at about the model's native size with the same aspect, enlarged by an integer
+factor with Lanczos (the request's `upscale`, at most 8) and, where that is not exactly the size asked
+for, resized to it, so the client gets the size it asked for; `info` says so in `kaiga_note`, and its
+`width`/`height` are the size the model made (as A1111's are the first pass's under hires fix). Sizes
+the model can make are made as asked. The prompt may weigh words as A1111's do: `(red:1.3)`, `[fog]`.
 
 Example:
     >>> body = Txt2ImgBody(prompt="a red car", sampler_name="Euler a", batch_size=2, n_iter=2, cfg_scale=4)
     >>> r = to_request(body, model=None)
     >>> r.sampler.value, r.n, r.guidance
     ('euler-a', 4, 4.0)
+    >>> from kaiga.capabilities import Capabilities
+    >>> r, enlarged = fit_size(r.model_copy(update={"width": 768, "height": 512}),
+    ...                        Capabilities.from_info({"native_size": 64, "max_size": 256, "size_multiple": 16}))
+    >>> (r.width, r.height, r.upscale), enlarged.note
+    ((96, 64, 8), 'made at 96x64 (the model makes 64x64 natively, at most 256x256) and enlarged to 768x512 with Lanczos')
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from PIL import Image, PngImagePlugin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from kaiga.capabilities import Capabilities
 from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, MetadataError, read_metadata
-from kaiga.request import GenerationRequest, Sampler, field_specs
+from kaiga.request import LIMITS, GenerationRequest, Sampler, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
+from kaiga.server.settings import is_loopback
 from kaiga.server.state import Principal, ServerState, unknown_words
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
@@ -66,12 +84,15 @@ class Txt2ImgBody(request_body("Txt2ImgFields", TXT2IMG_FIELDS, base=_A1111Field
     restore_faces: bool | None = False
     tiling: bool | None = False
     script_name: str | None = None
+    scheduler: str | None = None  # A1111 1.9+: the noise schedule; kaiga's samplers run the model's own
     override_settings: dict[str, Any] = {}
     send_images: bool = True
 
 
 _UNSUPPORTED = {"enable_hr": "hires fix", "restore_faces": "face restoration", "tiling": "tiling",
                 "script_name": "scripts"}
+SCHEDULERS = ("automatic",)  # A1111's "Automatic": each sampler's own schedule, the only one kaiga runs
+UPSCALERS = ("None", "Lanczos")  # A1111's names of kaiga's enlargements: none, and the request's `upscale`
 
 
 def sampler_of(name: str | None) -> str | None:
@@ -90,6 +111,9 @@ def request_fields(body: Txt2ImgBody, model: str | None) -> dict:
     for field, what in _UNSUPPORTED.items():
         if getattr(body, field):
             raise ApiError(422, f"{field}: kaiga has no {what}; leave it off", param=field)
+    if body.scheduler is not None and body.scheduler.lower() not in SCHEDULERS:
+        raise ApiError(422, f"scheduler: kaiga's samplers run the model's own schedule, {SCHEDULERS[0]!r} "
+                            f"(got {body.scheduler!r})", param="scheduler")
     return {**request_values(body, TXT2IMG_FIELDS), "seed": None if body.seed == -1 else body.seed,
             "n": body.batch_size * body.n_iter, "sampler": sampler_of(body.sampler_name or body.sampler_index),
             "model": model}
@@ -102,6 +126,69 @@ def _validated(fields: dict) -> GenerationRequest:
         error = from_validation(e, RENAME)
         error.status = 422
         raise error from None
+
+
+@dataclass(frozen=True)
+class Enlargement:
+    """A size the model cannot make: made at `made`, enlarged `factor` times (Lanczos), resized to `size`."""
+
+    made: tuple[int, int]  # width, height the model makes
+    factor: int  # the request's `upscale`
+    size: tuple[int, int]  # width, height the client asked for and gets
+    native: int  # the model's native size and its largest, for the note
+    largest: int
+
+    @property
+    def resized(self) -> bool:
+        """Whether the enlarged images need resizing to the exact size asked for."""
+        return (self.made[0] * self.factor, self.made[1] * self.factor) != self.size
+
+    @property
+    def note(self) -> str:
+        made, size = "x".join(map(str, self.made)), "x".join(map(str, self.size))
+        why = ("the model's native size" if self.made == (self.native, self.native) else
+               f"the model makes {self.native}x{self.native} natively, at most {self.largest}x{self.largest}")
+        how = "enlarged" if self.size[0] * self.size[1] > self.made[0] * self.made[1] else "resized"
+        return f"made at {made} ({why}) and {how} to {size} with Lanczos"
+
+
+def _can_make(caps: Capabilities, side: int | None) -> bool:
+    return side is None or (side <= caps.max_size and not (caps.one_size and side != caps.native_size))
+
+
+def _made_side(side: float, caps: Capabilities) -> int:
+    """A side the model can make near `side`: a multiple of its size multiple, within its largest."""
+    m = caps.size_multiple
+    return min(max(m, round(side / m) * m), caps.max_size // m * m)
+
+
+def fit_size(gen: GenerationRequest, caps: Capabilities) -> tuple[GenerationRequest, Enlargement | None]:
+    """`gen` as the model can make it: as asked, or, for a size it cannot make, at about its native size
+    with the same aspect and the integer enlargement (`upscale`, at most 8) closest to the size asked for."""
+    if _can_make(caps, gen.width) and _can_make(caps, gen.height):
+        return gen, None
+    if gen.upscale not in (None, 1):
+        raise ApiError(422, f"upscale: this model cannot make {gen.width}x{gen.height}, so kaiga chooses the "
+                            f"enlargement to it; leave upscale out", param="upscale")
+    width, height = gen.width or caps.native_size, gen.height or caps.native_size
+    factor = max(1, min(LIMITS["upscale"][1], round(max(width, height) / caps.native_size)))
+    if caps.one_size:
+        made = (caps.native_size, caps.native_size)
+    else:
+        made = (_made_side(width / factor, caps), _made_side(height / factor, caps))
+    enlarged = Enlargement(made, factor, (width, height), caps.native_size, caps.max_size)
+    return gen.model_copy(update={"width": made[0], "height": made[1], "upscale": factor}), enlarged
+
+
+def _resized_png(png: bytes, size: tuple[int, int]) -> bytes:
+    """The PNG resized (Lanczos) to `size`, its text chunks (kaiga's record, A1111's parameters) kept."""
+    with Image.open(io.BytesIO(png)) as image:
+        info = PngImagePlugin.PngInfo()
+        for key, value in image.text.items():
+            info.add_text(key, value)
+        out = io.BytesIO()
+        image.resize(size, Image.LANCZOS).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
 
 
 def _model_title(state: ServerState, name: str) -> str:
@@ -117,8 +204,8 @@ def _model_from_option(state: ServerState, value: str) -> str:
         raise ApiError(422, str(e).replace("model:", "sd_model_checkpoint:", 1), param="sd_model_checkpoint") from None
 
 
-def _info(images, request: GenerationRequest, job) -> str:
-    """A1111's `info`: a JSON string describing the batch."""
+def _info(images, request: GenerationRequest, job, enlarged: Enlargement | None = None) -> str:
+    """A1111's `info`: a JSON string describing the batch (and, if it was enlarged, how: `kaiga_note`)."""
     records = [r.record for r in images]
     first = records[0] if records else {}
     from kaiga.metadata import GenerationRecord, to_a1111_parameters
@@ -131,7 +218,8 @@ def _info(images, request: GenerationRequest, job) -> str:
         "subseed": -1, "all_subseeds": [-1] * len(records), "subseed_strength": 0,
         "width": first.get("width", request.width), "height": first.get("height", request.height),
         "sampler_name": A1111_SAMPLER_NAMES.get(request.sampler.value, request.sampler.value),
-        "cfg_scale": request.guidance, "steps": request.steps, "batch_size": request.n, "restore_faces": False,
+        "cfg_scale": first.get("guidance", request.guidance), "steps": first.get("steps", request.steps),
+        "batch_size": request.n, "restore_faces": False,
         "face_restoration_model": None, "sd_model_name": first.get("model"), "sd_model_hash": first.get("model_hash"),
         "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": request.denoise_strength if request.is_edit else None,
@@ -139,6 +227,7 @@ def _info(images, request: GenerationRequest, job) -> str:
         "job_timestamp": job.created.strftime("%Y%m%d%H%M%S"), "clip_skip": 1,
         "is_using_inpainting_conditioning": False, "version": f"kaiga {first.get('kaiga_version', '')}".strip(),
         "kaiga_job_id": job.id, "unknown_words": unknown_words(records),
+        **({"kaiga_note": enlarged.note} if enlarged is not None else {}),
     })
 
 
@@ -147,9 +236,11 @@ async def txt2img(body: Txt2ImgBody, request: Request, response: Response,
                   principal: Principal = Depends(authenticate),
                   idempotency_key: Annotated[str | None, Header()] = None):
     """Generate images from text (waits for the job)."""
-    gen = to_request(body, model_of(request.app.state.kaiga, body))
+    state: ServerState = request.app.state.kaiga
+    model = model_of(state, body)
+    gen, enlarged = fit_size(to_request(body, model), state.catalog.capabilities(model))
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
-                        fingerprint={"api": "a1111", "body": body.model_dump()})
+                        fingerprint={"api": "a1111", "body": body.model_dump()}, enlarged=enlarged)
 
 
 def model_of(state: ServerState, body: Txt2ImgBody) -> str | None:
@@ -160,15 +251,18 @@ def model_of(state: ServerState, body: Txt2ImgBody) -> str | None:
 
 async def answer(request: Request, response: Response, body: Txt2ImgBody, gen: GenerationRequest, *,
                  principal: Principal, idempotency_key: str | None, fingerprint: dict,
-                 parameters: dict | None = None) -> dict:
-    """Queue `gen`, wait for its job, and answer as A1111's txt2img and img2img do."""
+                 parameters: dict | None = None, enlarged: Enlargement | None = None) -> dict:
+    """Queue `gen`, wait for its job, and answer as A1111's txt2img and img2img do (the images resized to
+    the size asked for where `fit_size` enlarged them by an integer factor that does not reach it exactly)."""
     state: ServerState = request.app.state.kaiga
     job = await state.submit(gen, principal=principal, idempotency_key=idempotency_key, fingerprint=fingerprint)
     response.headers["X-Kaiga-Job-Id"] = job.id
     job = await state.wait(job)
     images = await state.images(job, with_bytes=body.send_images) if job.status == "done" else []
     rows = [row for row, _ in images]
-    info = _info(rows, GenerationRequest.model_validate(job.request), job)
+    if body.send_images and enlarged is not None and enlarged.resized:
+        images = [(row, await run_in_threadpool(_resized_png, png, enlarged.size)) for row, png in images]
+    info = _info(rows, GenerationRequest.model_validate(job.request), job, enlarged)
     return {"images": [base64.b64encode(png).decode() for _, png in images] if body.send_images else [],
             "parameters": body.model_dump() if parameters is None else parameters, "info": info}
 
@@ -183,6 +277,39 @@ async def sd_models(request: Request):
 @router.get("/samplers")
 async def samplers():
     return [{"name": A1111_SAMPLER_NAMES.get(s.value, s.value), "aliases": [s.value], "options": {}} for s in Sampler]
+
+
+@router.get("/schedulers")
+async def schedulers():
+    """A1111's noise schedules (1.9+): kaiga's samplers each run the model's own, A1111's "Automatic"."""
+    return [{"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1, "need_inner_model": False}]
+
+
+@router.get("/upscalers")
+async def upscalers():
+    """kaiga's enlargements as A1111's upscalers: none, and Lanczos (the request's integer `upscale`)."""
+    scales = {"None": 1, "Lanczos": LIMITS["upscale"][1]}
+    return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": scales[name]}
+            for name in UPSCALERS]
+
+
+@router.get("/loras")
+async def loras():
+    """The LoRAs a prompt can name (A1111's {name, alias, path, metadata}): kaiga serves none yet."""
+    return []
+
+
+@router.get("/cmd-flags")
+async def cmd_flags(request: Request):
+    """A1111's command-line flags as this server runs: the API and the web UI, where it listens, the default
+    model and data folder. Only flags with a kaiga meaning are listed; credentials never are."""
+    state: ServerState = request.app.state.kaiga
+    host, port = request.scope.get("server") or (None, None)
+    return {"api": True, "nowebui": False, "listen": host is not None and not is_loopback(host), "port": port,
+            "api_auth": None if not state.settings.api_auth else "(set; not shown)",
+            "ckpt": str(state.catalog.default.path), "data_dir": str(state.settings.home()),
+            "disable_safe_unpickle": False,  # kaiga never unpickles: checkpoints are safetensors only
+            "lowvram": False, "medvram": False, "xformers": False}
 
 
 @router.get("/options")

@@ -11,6 +11,7 @@ base64 PNGs without prefix, `parameters`, `info` as a JSON string, with `denoisi
 | mask_blur (pixels, default 4) | mask_blur: Gaussian blur of the mask's edge, a soft seam (the request's, default 0) |
 | denoising_strength | strength |
 | resize_mode 0 (just resize) | the image resized to width × height; other modes refused (422) |
+| width × height the model cannot make (512 on a 64-pixel model) | made near its native size and enlarged, as txt2img |
 
 Accepted but without effect, as kaiga has one way of doing them: `inpainting_fill` (kaiga always
 starts the masked area from the init image's own content, A1111's "original"), `inpaint_full_res`
@@ -31,7 +32,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from kaiga.request import DEFAULT_STRENGTH, MAX_UPLOAD_BYTES, field_specs
-from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, model_of, request_fields
+from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, fit_size, model_of, request_fields
 from kaiga.server.auth import authenticate
 from kaiga.server.edit_inputs import a1111_mask, decode_base64, edit_request, read_image, store_inputs
 from kaiga.server.errors import ApiError
@@ -69,11 +70,14 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
     if body.mask:
         mask = await read_image(decode_base64(body.mask, "mask", MAX_UPLOAD_BYTES), "mask")
         mask = await run_in_threadpool(a1111_mask, mask, bool(body.inpainting_mask_invert))
-    fields = {**request_fields(body, model_of(state, body)), "strength": body.denoising_strength}
+    model = model_of(state, body)
+    fields = {**request_fields(body, model), "strength": body.denoising_strength}
     gen = edit_request(fields, mask=mask is not None, rename=RENAME, status=422)
-    gen = await store_inputs(state, gen, init, mask, status=422)
+    gen, enlarged = fit_size(gen, state.catalog.capabilities(model))
+    gen = await store_inputs(state, gen, init, mask)  # what the model cannot do: 400, as from txt2img
     parameters = body.model_dump()
     if not body.include_init_images:
         parameters.update(init_images=None, mask=None)
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
-                        fingerprint={"api": "a1111-img2img", "body": body.model_dump()}, parameters=parameters)
+                        fingerprint={"api": "a1111-img2img", "body": body.model_dump()}, parameters=parameters,
+                        enlarged=enlarged)

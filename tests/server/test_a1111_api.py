@@ -102,3 +102,60 @@ def test_info_names_the_words_the_model_ignored(server):
     r = _api(server).txt2img(prompt="a zebra car", negative_prompt="okapi fog", width=64, height=64)
     assert r.info["unknown_words"] == ["zebra", "okapi"]
     assert _api(server).txt2img(prompt="a red car", width=64, height=64).info["unknown_words"] == []
+
+
+def test_webuiapi_defaults_512_and_an_empty_prompt_are_made_and_enlarged(server):
+    """webuiapi (as Krita and SillyTavern) asks for 512×512 with an empty prompt; the tiny model makes at most 256."""
+    r = webuiapi.WebUIApi(baseurl=server.url + "/sdapi/v1").txt2img()
+    assert [im.size for im in r.images] == [(512, 512)]
+    assert r.info["kaiga_note"] == "made at 64x64 (the model's native size) and enlarged to 512x512 with Lanczos"
+    assert (r.info["width"], r.info["height"], r.info["prompt"]) == (64, 64, "")
+    rec = read_metadata(r.images[0]).record
+    assert (rec.prompt, rec.width, rec.upscale) == ("", 64, 8)
+
+
+def test_a_size_off_the_integer_factors_is_resized_to_the_one_asked_for(server):
+    r = _api(server).txt2img(prompt="a red car", seed=1, width=600, height=400)
+    assert [im.size for im in r.images] == [(600, 400)]
+    assert r.info["kaiga_note"] == ("made at 80x48 (the model makes 64x64 natively, at most 256x256) and "
+                                    "enlarged to 600x400 with Lanczos")
+    assert read_metadata(r.images[0]).record.seed == 1  # the record survives the resize
+    made = _api(server).txt2img(prompt="a red car", width=128, height=64)  # a size it can make: as asked
+    assert [im.size for im in made.images] == [(128, 64)] and "kaiga_note" not in made.info
+
+
+def test_img2img_with_webuiapi_defaults_is_enlarged_too(server):
+    init = Image.new("RGB", (100, 80), "blue")
+    r = webuiapi.WebUIApi(baseurl=server.url + "/sdapi/v1", steps=4).img2img(images=[init], prompt="a red car")
+    assert [im.size for im in r.images] == [(512, 512)] and "enlarged to 512x512" in r.info["kaiga_note"]
+
+
+def test_a_weighted_prompt_has_no_unknown_words(server):
+    r = _api(server).txt2img(prompt="a (red:1.3) car, [snow], ((night))", width=64, height=64)
+    assert r.info["unknown_words"] == []  # not `( : 1 . 3 )`, nor 3 as a count
+
+
+def test_the_same_size_error_is_400_from_txt2img_and_img2img(server):
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), "blue").save(png, format="PNG")
+    body = {"prompt": "a car", "steps": 2, "width": 72, "height": 64}  # the tiny model's sizes divide by 16
+    txt = httpx.post(server.url + "/sdapi/v1/txt2img", json=body)
+    img = httpx.post(server.url + "/sdapi/v1/img2img",
+                     json={**body, "init_images": [base64.b64encode(png.getvalue()).decode()]})
+    assert txt.status_code == img.status_code == 400
+    assert txt.json() == img.json() == {"detail": "width: must be a multiple of 16 for this model (got 72)"}
+
+
+def test_upscalers_loras_cmd_flags_and_schedulers(server):
+    api = _api(server)
+    assert [(u["name"], u["scale"]) for u in api.get_upscalers()] == [("None", 1), ("Lanczos", 8)]
+    assert set(api.get_upscalers()[0]) == {"name", "model_name", "model_path", "model_url", "scale"}
+    assert api.get_loras() == []
+    flags = api.get_cmd_flags()
+    assert (flags["api"], flags["nowebui"], flags["listen"], flags["port"]) == (True, False, False, server.port)
+    assert flags["api_auth"] is None and flags["disable_safe_unpickle"] is False
+    assert api.get_schedulers() == [{"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1,
+                                     "need_inner_model": False}]
+    assert api.util_get_scheduler_names() == ["automatic"]
+    got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "scheduler": "karras"})
+    assert got.status_code == 422 and got.json()["detail"].startswith("scheduler: kaiga's samplers run")
