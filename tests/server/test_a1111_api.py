@@ -159,3 +159,25 @@ def test_upscalers_loras_cmd_flags_and_schedulers(server):
     assert api.util_get_scheduler_names() == ["automatic"]
     got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "scheduler": "karras"})
     assert got.status_code == 422 and got.json()["detail"].startswith("scheduler: kaiga's samplers run")
+
+
+@pytest.mark.parametrize("info, size, made, factor, note_end", [
+    ({"family": "gan", "native_size": 64}, (512, 768), (64, 64), 8, "enlarged to 512x768 with Lanczos"),
+    ({"family": "gan", "native_size": 64}, (32, 32), (64, 64), 1, "resized to 32x32 with Lanczos"),
+    ({"native_size": 64, "max_size": 256, "size_multiple": 16}, (2048, 2048), (256, 256), 8, "to 2048x2048 with Lanczos"),
+    ({"native_size": 512}, (512, 512), (512, 512), None, None),  # Stable Diffusion makes it as asked
+])
+def test_fit_size_makes_what_the_model_can_and_enlarges_it(info, size, made, factor, note_end):
+    from kaiga.capabilities import Capabilities
+    from kaiga.request import GenerationRequest
+    from kaiga.server.a1111_api import fit_size
+
+    gen, enlarged = fit_size(GenerationRequest(prompt="", width=size[0], height=size[1]), Capabilities.from_info(info))
+    assert (gen.width, gen.height, gen.upscale) == (*made, factor)
+    assert (enlarged.note.endswith(note_end) and enlarged.size == size) if note_end else enlarged is None
+
+
+def test_an_upscale_beside_a_size_the_model_cannot_make_is_refused(server):
+    got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "width": 512, "height": 512,
+                                                             "upscale": 2})
+    assert got.status_code == 422 and got.json()["detail"].startswith("upscale: this model cannot make 512x512")
