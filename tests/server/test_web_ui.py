@@ -1,7 +1,8 @@
 """The web UI in a real browser: Debian's chromium driven by Playwright against a real kaiga server.
 
-Generate with live progress, browse and curate the gallery, re-run, and inpaint with the mask brush;
-every check reads the server's own API or database afterwards, so the page cannot fake a result.
+Generate with live progress, browse and curate the gallery, re-run, inpaint with the mask brush, the
+form following the chosen model, the result cards' actions, and the phone layout; every check reads
+the server's own API, database or upload store afterwards, so the page cannot fake a result.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kaiga.metadata import read_metadata
 from kaiga.server.ui import CHROMIUM_FLAGS
+from kaiga.store.uploads import UploadStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -41,6 +44,49 @@ def page(browser):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+@pytest.fixture
+def phone(browser):
+    """A page as on a phone: 390×844 CSS pixels, touch, three device pixels per CSS pixel."""
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
+                            has_touch=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _open(page, server) -> None:
+    """The page, once its form has the server's models and the chosen model's samplers."""
+    page.goto(server.url + "/")
+    page.wait_for_function("document.querySelectorAll('#generate-form select.samplers option').length > 0")
+
+
+def _source_image(tmp_path, size=(64, 64)):
+    path = tmp_path / "source.png"
+    Image.new("RGB", size, (40, 90, 200)).save(path)
+    return path
+
+
+def _load_for_edit(page, path, width=64) -> None:
+    page.click("nav [data-tab=edit]")
+    page.set_input_files("#edit-form input[name=image]", str(path))
+    page.wait_for_function(f"document.querySelector('#edit-image').width === {width}")
+
+
+def _fill(page, form: str, **values) -> None:
+    """Type each value into the form's field of that name, or choose it where the field is a select."""
+    for name, value in values.items():
+        field = page.locator(f"{form} [name={name}]")
+        if field.evaluate("e => e.tagName") == "SELECT":
+            field.select_option(str(value))
+        else:
+            field.fill(str(value))
+
+
+def _options(page, select: str) -> list[str]:
+    return page.locator(f"{select} option").evaluate_all("os => os.map(o => o.value)")
+
+
 def _record_statuses(page) -> None:
     """Keep every text the status line shows, so a test can tell progress was reported live."""
     page.evaluate("""() => {
@@ -56,11 +102,7 @@ def test_generate_browse_rate_rerun(server, page, tmp_path):
     assert page.title() == "kaiga studio"
     page.wait_for_function("document.querySelectorAll('select.samplers option').length > 0")
     _record_statuses(page)
-    page.fill("#generate-form textarea[name=prompt]", "a red car in the snow")
-    page.fill("#generate-form input[name=steps]", "12")
-    page.fill("#generate-form input[name=seed]", "5")
-    page.fill("#generate-form input[name=n]", "2")
-    page.select_option("#generate-form select[name=style]", "pixel art")
+    _fill(page, "#generate-form", prompt="a red car in the snow", steps=12, seed=5, n=2, style="pixel art")
     page.click("#generate-form button[type=submit]")
     page.wait_for_selector("#generate .results figure:nth-child(2)", timeout=60_000)
     captions = page.locator("#generate .results figcaption").all_text_contents()
@@ -113,30 +155,32 @@ def test_generate_browse_rate_rerun(server, page, tmp_path):
 def test_the_form_is_built_from_the_request_schema(server, page):
     """Ranges, defaults and sampler choices come from GET /v1/schema/request, not from the page."""
     fields = httpx.get(server.url + "/v1/schema/request").json()["fields"]
-    page.goto(server.url + "/")
-    page.wait_for_function("document.querySelectorAll('select.samplers option').length > 0")
+    [tiny] = [m["kaiga"] for m in httpx.get(server.url + "/v1/models").json()["data"] if m["kaiga"]["default"]]
+    _open(page, server)
     form = "#generate-form"
     for name in ("steps", "guidance", "seed"):
         box = page.locator(f"{form} input[name={name}]")
         assert (float(box.get_attribute("min")), float(box.get_attribute("max"))) == (
             fields[name]["minimum"], fields[name]["maximum"]), name
-    assert page.input_value(f"{form} input[name=steps]") == str(fields["steps"]["default"])
+    for name in ("steps", "guidance"):  # None: the model's default, an empty field that says so
+        default, shown = fields[name]["default"], page.input_value(f"{form} input[name={name}]")
+        assert shown == "" if default is None else float(shown) == default
+        given = tiny["defaults"].get(name)
+        assert page.get_attribute(f"{form} input[name={name}]", "placeholder") == (
+            "model default" if given is None else f"model default: {given:g}")
     assert page.input_value(f"{form} input[name=n]") == "4"  # the form's one deliberate default (FORM_DEFAULTS)
     assert page.input_value("#edit-form input[name=n]") == str(fields["n"]["default"])
     assert page.input_value("#edit-form input[name=strength]") == str(fields["strength"]["when_omitted"])
-    options = page.locator(f"{form} select[name=sampler] option").evaluate_all("os => os.map(o => o.value)")
-    assert options == fields["sampler"]["choices"] and page.input_value(f"{form} select[name=sampler]") == "ddim"
+    # The samplers: the request's choices that the chosen model (the server's default) supports.
+    assert _options(page, f"{form} select[name=sampler]") == [c for c in fields["sampler"]["choices"]
+                                                               if c in tiny["samplers"]]
+    assert page.input_value(f"{form} select[name=sampler]") == fields["sampler"]["default"]
     assert page.get_attribute(f"{form} textarea[name=prompt]", "maxlength") == str(fields["prompt"]["max_length"])
 
 
 def test_inpaint_with_the_mask_brush(server, page, tmp_path):
-    source = Image.new("RGB", (64, 64), (40, 90, 200))
-    path = tmp_path / "source.png"
-    source.save(path)
-    page.goto(server.url + "/")
-    page.click("nav [data-tab=edit]")
-    page.set_input_files("#edit-form input[name=image]", str(path))
-    page.wait_for_function("document.querySelector('#edit-image').width === 64")
+    _open(page, server)
+    _load_for_edit(page, _source_image(tmp_path))
     box = page.locator("#edit-mask").bounding_box()
     page.mouse.move(box["x"] + 60, box["y"] + 60)
     page.mouse.down()
@@ -211,3 +255,223 @@ def test_api_docs_render_offline(server, page):
     page.locator("h2", has_text="Submit Job").wait_for(timeout=30_000)  # the operation's own section
     # ReDoc's "powered by" badge is an image of its maker's; everything that draws the page was local.
     assert [url for kind, url in elsewhere if kind != "image"] == []
+
+
+def _stroke(page, x: float, y: float, length: float = 12) -> None:
+    """A short brush stroke through (x, y), in page pixels."""
+    page.mouse.move(x - length / 2, y)
+    page.mouse.down()
+    page.mouse.move(x + length / 2, y, steps=4)
+    page.mouse.up()
+
+
+def _edit_record(server) -> dict:
+    """The record of the one image in the gallery."""
+    [edited] = httpx.get(server.url + "/v1/gallery/images").json()["data"]
+    return edited["record"]
+
+
+def test_the_mask_canvas_fills_its_box_and_the_mask_has_the_image_size(server, page, tmp_path):
+    """Item 1: a 64² image is drawn over the whole box, not at its own size in a corner; a stroke at the box's
+    centre is a mask at the image's centre, the image's size."""
+    _open(page, server)
+    _load_for_edit(page, _source_image(tmp_path))
+    box = page.locator(".canvas-box").bounding_box()
+    for canvas in ("#edit-image", "#edit-mask"):
+        drawn = page.locator(canvas).bounding_box()
+        assert drawn["width"] >= 4 * 64 and abs(drawn["width"] - drawn["height"]) < 1  # scaled, square
+        assert abs(drawn["x"] - box["x"]) <= 1 and abs(drawn["width"] - box["width"]) <= 2  # fills the box
+    assert page.evaluate("document.querySelector('#edit-mask').width") == 64  # the image's own pixels
+    _stroke(page, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.fill("#edit-form textarea[name=prompt]", "a yellow dog")
+    page.fill("#edit-form input[name=steps]", "4")
+    page.click("#edit-form button[type=submit]")
+    page.wait_for_selector("#edit .results figure img", timeout=60_000)
+
+    mask = UploadStore(server.settings.uploads_dir()).open(_edit_record(server)["mask"])
+    assert mask.size == (64, 64)
+    ys, xs = np.nonzero(np.asarray(mask.convert("L")) > 127)  # white: repaint
+    assert len(xs) > 0
+    assert abs(xs.mean() - 31.5) < 2 and abs(ys.mean() - 31.5) < 2, (xs.mean(), ys.mean())
+    assert xs.min() > 16 and xs.max() < 48 and ys.min() > 16 and ys.max() < 48  # a stroke, not the whole image
+
+
+def test_sampler_size_and_options_follow_the_chosen_model(server, page):
+    """Item 2: only what the chosen model reads and supports is offered, so nothing offered is then refused."""
+    models = {m["id"]: m["kaiga"] for m in httpx.get(server.url + "/v1/models").json()["data"]}
+    assert models["scenes-gan"]["samplers"] == [] and "lcm" not in models["scenes-diffusion"]["samplers"]
+    _open(page, server)
+    form = "#generate-form"
+    page.select_option(f"{form} select[name=model]", "scenes-diffusion")
+    samplers = _options(page, f"{form} select[name=sampler]")
+    assert samplers == models["scenes-diffusion"]["samplers"] and "lcm" not in samplers
+    assert _options(page, f"{form} select[name=size]") == ["64x64", "128x128", "256x256"]  # 64 to 256, doubling
+    for name in ("truncation", "temperature", "top_k", "top_p", "candidates"):  # no family options for diffusion
+        assert page.locator(f"{form} input[name={name}]").is_hidden(), name
+
+    page.select_option(f"{form} select[name=model]", "scenes-gan")
+    assert _options(page, f"{form} select[name=size]") == ["64x64"]
+    for name in ("sampler", "steps", "guidance", "negative_prompt"):  # a GAN reads none of them
+        field = page.locator(f"{form} [name={name}]")
+        assert field.is_hidden() and field.is_disabled(), name
+    assert page.locator(f"{form} input[name=truncation]").is_visible()  # the one option it reads
+    assert page.locator(f"{form} input[name=temperature]").is_hidden()
+
+    page.select_option(f"{form} select[name=model]", "scenes-transformer")
+    shown = [n for n in ("truncation", "temperature", "top_k", "top_p", "candidates")
+             if page.locator(f"{form} input[name={n}]").is_visible()]
+    assert shown == models["scenes-transformer"]["options"]
+
+    # What the GAN form sends is a request the GAN takes: generated, no sampler refused.
+    _fill(page, form, model="scenes-gan", prompt="a red car", n=1, truncation=0.7)
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
+    assert page.locator("#error").is_hidden()
+    [made] = httpx.get(server.url + "/v1/gallery/images").json()["data"]
+    assert (made["record"]["model"], made["record"]["extra"]["truncation"]) == ("scenes-gan", 0.7)
+
+    # The Edit tab offers only the models that edit images; its samplers follow its own model.
+    edit_models = _options(page, "#edit-form select[name=model]")
+    assert set(edit_models) == {name for name, m in models.items() if m["edits"]}
+    assert _options(page, "#edit-form select[name=sampler]") == models[page.input_value("#edit-form select[name=model]")]["samplers"]
+
+
+def test_an_edit_takes_model_negative_prompt_guidance_and_sampler(server, page, tmp_path):
+    """Item 3: the Edit tab's model, negative prompt, guidance and sampler (and mask blur, where the request has
+    it) reach the job and the image's record."""
+    _open(page, server)
+    _load_for_edit(page, _source_image(tmp_path))
+    form = "#edit-form"
+    tiny = page.input_value("#generate-form select[name=model]")  # the server's default: the tiny test model
+    _fill(page, form, model=tiny, prompt="a yellow dog", negative_prompt="fog, blur", guidance=2.5, sampler="euler",
+          steps=4)
+    blur = "mask_blur" in httpx.get(server.url + "/v1/schema/request").json()["fields"]
+    assert page.locator(f"{form} input[name=mask_blur]").is_visible() == blur
+    if blur:
+        box = page.locator(".canvas-box").bounding_box()
+        _stroke(page, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, length=60)
+        page.fill(f"{form} input[name=mask_blur]", "3")
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector("#edit .results figure img", timeout=60_000)
+    record = _edit_record(server)
+    assert (record["model"], record["negative_prompt"], record["guidance"], record["sampler"], record["steps"]) == (
+        tiny, "fog, blur", 2.5, "euler", 4)
+    if blur:
+        assert record["mask_blur"] == 3 and record["mask"]
+
+
+def test_result_cards_download_send_to_edit_and_use_these_settings(server, page, tmp_path):
+    """Item 4: each result card downloads its PNG (record inside, a readable file name), sends the image to the
+    Edit tab, and fills the generate form with the settings that made it."""
+    api = httpx.Client(base_url=server.url)
+    made = {"prompt": "a blue boat on the beach", "negative_prompt": "fog", "seed": 21, "steps": 3, "guidance": 4.5,
+            "sampler": "euler-a", "width": 128, "height": 128, "model": "scenes-diffusion"}
+    job = server.wait_for_job(api.post("/v1/jobs", json=made).json()["id"])
+    assert job["status"] == "done", job
+    [image] = job["images"]
+    _open(page, server)
+    page.fill("#generate-form input[name=steps]", "9")  # values that "Use these settings" must replace
+    page.select_option("#generate-form select[name=style]", "neon")
+    page.click("nav [data-tab=gallery]")
+    card = page.locator("#gallery .results figure").first
+    card.wait_for()
+
+    # Download: the stored PNG, byte for byte, under kaiga-<seed>-<prompt>-<8 hex>.png.
+    assert card.locator("a.download").get_attribute("download") == f"kaiga-21-a-blue-boat-on-the-beach-{image['sha256'][:8]}.png"
+    with page.expect_download() as download:
+        card.locator("a.download").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.read_bytes() == api.get(image["url"]).content
+    assert read_metadata(saved).record.seed == 21
+
+    # Use these settings: every setting of the record in the generate form, model first.
+    card.locator("button:has-text('Use these settings')").click()
+    assert page.locator("#generate").is_visible()
+    form = "#generate-form"
+    shown = {name: page.input_value(f"{form} [name={name}]")
+             for name in ("prompt", "negative_prompt", "seed", "steps", "guidance", "sampler", "size", "model", "style")}
+    assert shown == {"prompt": made["prompt"], "negative_prompt": "fog", "seed": "21", "steps": "3", "guidance": "4.5",
+                     "sampler": "euler-a", "size": "128x128", "model": "scenes-diffusion", "style": ""}
+    page.fill(f"{form} input[name=n]", "1")
+    page.click(f"{form} button[type=submit]")  # the same settings make the same record
+    page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
+    again = next(im for im in api.get("/v1/gallery/images").json()["data"] if im["id"] != image["id"])["record"]
+    assert {k: again[k] for k in made} == made
+
+    # Send to edit: the image is the Edit tab's init image (its pixels in the canvas), its prompts beside it.
+    page.click("nav [data-tab=gallery]")
+    page.locator(f"#gallery .results figure:has(img[src$='{image['sha256']}.png'])").wait_for()
+    page.locator(f"#gallery .results figure:has(img[src$='{image['sha256']}.png']) button:has-text('Send to edit')").click()
+    page.wait_for_function("document.querySelector('#edit-image').width === 128")
+    assert page.locator("#edit").is_visible() and not page.locator("#details").is_visible()
+    pixels = np.asarray(Image.open(io.BytesIO(api.get(image["url"]).content)).convert("RGB"))
+    drawn = page.evaluate("""() => {
+        const c = document.querySelector('#edit-image');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+    }""")
+    assert np.array_equal(np.asarray(drawn, np.uint8).reshape(128, 128, 4)[..., :3], pixels)
+    assert page.input_value("#edit-form textarea[name=prompt]") == made["prompt"]
+    assert page.input_value("#edit-form input[name=negative_prompt]") == "fog"
+
+
+def test_edit_results_show_their_seed(server, page, tmp_path):
+    """Item 5: edit results are captioned with their seeds, as generate results are."""
+    _open(page, server)
+    _load_for_edit(page, _source_image(tmp_path))
+    _fill(page, "#edit-form", prompt="a yellow dog", steps=4, seed=13, n=2)
+    page.click("#edit-form button[type=submit]")
+    page.wait_for_selector("#edit .results figure:nth-child(2)", timeout=60_000)
+    captions = page.locator("#edit .results figcaption").all_text_contents()
+    assert captions == ["seed 13 · a yellow dog", "seed 14 · a yellow dog"]
+    assert sorted(im["record"]["seed"] for im in httpx.get(server.url + "/v1/gallery/images").json()["data"]) == [13, 14]
+
+
+_LAYOUT = """(panel) => {
+    // What a phone needs of the visible part of a panel: its width, its form's columns, its touch targets.
+    const visible = (e) => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+    const form = panel.querySelector('form');
+    const formBox = form.getBoundingClientRect();
+    const controls = [...form.querySelectorAll('input, select, textarea')].filter(visible)
+        .filter(e => !['checkbox', 'hidden'].includes(e.type));
+    const targets = [...document.querySelectorAll('nav [role=tab]'),
+                     ...panel.querySelectorAll('button, a, input, select, textarea')].filter(visible)
+        .map(e => e.type === 'checkbox' ? e.closest('label') : e);
+    const results = panel.querySelector('.results');
+    return {
+        scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+        lefts: [...new Set([...form.children].filter(visible).filter(e => e.tagName === 'LABEL')
+                .map(e => Math.round(e.getBoundingClientRect().left)))],
+        narrow: controls.filter(e => e.getBoundingClientRect().width < formBox.width - 2).map(e => e.name),
+        short: targets.filter(e => e.getBoundingClientRect().height < 40)
+            .map(e => `${e.tagName} ${e.name || e.textContent.trim()} ${e.getBoundingClientRect().height}`),
+        resultsBelow: !results || results.getBoundingClientRect().top >= formBox.bottom,
+    };
+}"""
+
+
+def test_the_phone_layout_is_one_column_without_sideways_scrolling(server, phone, tmp_path):
+    """Item 6: at 390×844 the form and the results stack in one column, inputs are the full width, nothing
+    scrolls sideways, every touch target is at least 40 px tall; in each tab, with result cards shown."""
+    page = phone
+    _open(page, server)
+    _fill(page, "#generate-form", prompt="a red car in the snow", steps=2, n=2)
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("#generate .status-text:has-text('2 image(s)')", timeout=60_000)
+    page.screenshot(path=tmp_path / "phone-generate.png", full_page=True)
+    layouts = {"generate": page.locator("#generate").evaluate(_LAYOUT)}
+    page.tap("nav [data-tab=edit]")
+    _load_for_edit(page, _source_image(tmp_path))
+    layouts["edit"] = page.locator("#edit").evaluate(_LAYOUT)
+    box, form = page.locator(".canvas-box").bounding_box(), page.locator("#edit-form").bounding_box()
+    assert abs(box["width"] - form["width"]) <= 2  # the mask canvas is as wide as the screen allows
+    page.tap("nav [data-tab=gallery]")
+    page.wait_for_selector("#gallery .results figure:nth-child(2)")
+    layouts["gallery"] = page.locator("#gallery").evaluate(_LAYOUT)
+    for tab, layout in layouts.items():
+        assert layout["scrollWidth"] <= layout["innerWidth"], tab
+        assert layout["short"] == [], tab
+        assert layout["resultsBelow"], tab
+        if tab != "gallery":  # the gallery's search bar is one row that wraps, not a settings form
+            assert len(layout["lefts"]) == 1, (tab, layout["lefts"])  # one column
+            assert layout["narrow"] == [], tab  # every input the form's full width

@@ -3,7 +3,8 @@
 //   edit:     POST /v1/images/edits (multipart; painted pixels become transparent in the mask, OpenAI's
 //             convention), progress from GET /sdapi/v1/progress while it runs
 //   gallery:  /v1/gallery/images (search, favourites, ratings, delete, re-run, export)
-//   forms:    GET /v1/schema/request (each request input's range, default and choices), GET /v1/models
+//   forms:    GET /v1/schema/request (each request input's range, default and choices), GET /v1/models (what
+//             each model can do: sizes, samplers, family options, default steps and guidance; `kaiga`)
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -54,6 +55,43 @@ function formFields(form) {
   return fields;
 }
 
+function slug(text, n = 40) {
+  // A file-name word for a prompt: ASCII letters and digits joined by '-' (accents dropped, the rest left out).
+  return text.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase().replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "").slice(0, n).replace(/-+$/, "");
+}
+
+function fileName(image) {
+  // kaiga-<seed>-<prompt>-<8 hex of the file's SHA-256>.png: readable, and never the same for two images.
+  const record = image.record ?? {};
+  const sha = image.sha256 ?? image.url.split("/").pop().replace(".png", "");
+  return ["kaiga", record.seed, slug(record.prompt ?? ""), sha.slice(0, 8)].filter((p) => p !== undefined && p !== "")
+    .join("-") + ".png";
+}
+
+function button(text, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.addEventListener("click", (event) => { event.stopPropagation(); onClick(); });
+  return b;
+}
+
+function imageActions(image) {
+  // Download (the PNG as stored: its record, watermark and credentials inside), Send to edit, Use these settings.
+  const download = document.createElement("a");
+  download.className = "download";
+  download.href = image.url;
+  download.download = fileName(image);
+  download.textContent = "Download";
+  download.addEventListener("click", (event) => event.stopPropagation());
+  const actions = document.createElement("div");
+  actions.className = "card-actions";
+  actions.append(download, button("Send to edit", () => sendToEdit(image)));
+  if (image.record) actions.append(button("Use these settings", () => useSettings(image.record)));
+  return actions;
+}
+
 function figure(image, onClick) {
   const fig = document.createElement("figure");
   const img = document.createElement("img");
@@ -62,8 +100,9 @@ function figure(image, onClick) {
   const caption = document.createElement("figcaption");
   const seed = image.record?.seed;
   caption.textContent = seed === undefined ? img.alt : `seed ${seed} · ${img.alt}`;
-  fig.append(img, caption);
-  fig.addEventListener("click", () => onClick(image));
+  fig.append(img, caption, imageActions(image));
+  img.addEventListener("click", () => onClick(image));
+  caption.addEventListener("click", () => onClick(image));
   return fig;
 }
 
@@ -116,7 +155,9 @@ async function generate(event) {
   const form = event.target, panel = $("#generate");
   const { style, size, ...request } = formFields(form);
   if (style) request.prompt = `${request.prompt}, ${style}`;  // a style is words in the prompt
-  if (size) [request.width, request.height] = size.split("x").map(Number);
+  const native = modelInfo(form)?.native_size;
+  const [width, height] = (size ?? "").split("x").map(Number);
+  if (size && !(width === native && height === native)) [request.width, request.height] = [width, height];
   showError(null);
   $("button[type=submit]", form).disabled = true;
   $(".results", panel).replaceChildren();
@@ -144,9 +185,12 @@ function loadEditImage(blob) {
   const url = URL.createObjectURL(blob);
   const img = new Image();
   img.onload = () => {
+    // Both canvases hold the image's own pixels, so the mask is painted (and sent) at the image's size; CSS
+    // stretches them over the box, whose aspect is the image's, and the brush maps the pointer back.
     const canvas = $("#edit-image");
     canvas.width = $("#edit-mask").width = img.naturalWidth;
     canvas.height = $("#edit-mask").height = img.naturalHeight;
+    $(".canvas-box").style.aspectRatio = `${img.naturalWidth} / ${img.naturalHeight}`;
     canvas.getContext("2d").drawImage(img, 0, 0);
     clearMask();
     editState.image = blob;
@@ -169,7 +213,7 @@ function setUpBrush() {
     const box = mask.getBoundingClientRect();
     const x = ((event.clientX - box.left) / box.width) * mask.width;
     const y = ((event.clientY - box.top) / box.height) * mask.height;
-    // The brush slider is in screen pixels of the 256-px box; scale it to the image's pixels.
+    // The brush slider is in screen pixels of the box; scale it to the image's pixels.
     const radius = (Number($("#edit-form").elements.brush.value) / 2) * (mask.width / box.width);
     const ctx = mask.getContext("2d");
     ctx.fillStyle = "rgb(255, 64, 64)";
@@ -215,13 +259,15 @@ async function runEdit(event) {
   const form = event.target, panel = $("#edit");
   showError(null);
   if (!editState.image) { showError("choose an image to edit first"); return; }
-  const { brush, ...fields } = formFields(form);
+  const { brush, mask_blur: blur, ...fields } = formFields(form);
   const body = new FormData();
   body.append("image", editState.image, "image.png");
   if (editState.painted) body.append("mask", await maskBlob(), "mask.png");
+  if (editState.painted && blur) body.append("mask_blur", blur);  // a blur without a mask is refused
   body.append("prompt", fields.prompt ?? "");
   body.append("response_format", "url");
-  for (const name of ["strength", "steps", "seed", "n"]) if (fields[name] !== undefined) body.append(name, fields[name]);
+  delete fields.prompt;
+  for (const [name, value] of Object.entries(fields)) body.append(name, value);
   $("button[type=submit]", form).disabled = true;
   $(".results", panel).replaceChildren();
   showUnknownWords(panel, null);
@@ -229,11 +275,11 @@ async function runEdit(event) {
     const request = apiResponse("/v1/images/edits", { method: "POST", form: body });
     followProgress(panel, request);
     const { data: answer, headers } = await request;
+    // The job behind the answer has each image's record (its seed above all), as a generate job does.
+    const job = await api(`/v1/jobs/${headers.get("x-kaiga-job-id")}`);
     setProgress(panel, null, `${answer.data.length} image(s)`);
-    showUnknownWords(panel, await api(`/v1/jobs/${headers.get("x-kaiga-job-id")}`));
-    $(".results", panel).append(...answer.data.map((d) => figure({ url: d.url, prompt: fields.prompt ?? "" }, (im) => {
-      window.open(im.url, "_blank");
-    })));
+    showUnknownWords(panel, job);
+    $(".results", panel).append(...job.images.map((im) => figure(im, openDetails)));
   } catch (e) {
     setProgress(panel, null, "");
     showError(e);
@@ -308,12 +354,10 @@ async function openDetails(image) {
       showUnknownWords(panel, done);
     } catch (e) { showError(e); }
   };
-  $(".to-edit", dialog).onclick = async () => {
-    dialog.close();
-    selectTab("edit");
-    loadEditImage(await (await fetch(item.url)).blob());
-    $("#edit-form").elements.prompt.value = item.record.prompt ?? "";
-  };
+  $(".download", dialog).href = item.url;
+  $(".download", dialog).download = fileName(item);
+  $(".to-edit", dialog).onclick = () => { dialog.close(); sendToEdit(item); };
+  $(".use-settings", dialog).onclick = () => { dialog.close(); useSettings(item.record); };
   $(".delete", dialog).onclick = async () => {
     if (!confirm("Delete this image from the gallery?")) return;
     try { await api(`/v1/gallery/images/${item.id}`, { method: "DELETE" }); dialog.close(); loadGallery(); }
@@ -328,6 +372,96 @@ async function update(item, change) {
     const updated = await api(`/v1/gallery/images/${item.id}`, { method: "PATCH", body: change });
     openDetails(updated);
   } catch (e) { showError(e); }
+}
+
+async function sendToEdit(image) {
+  // The image becomes the Edit tab's init image, with its prompt and negative prompt.
+  selectTab("edit");
+  try {
+    const response = await fetch(image.url);
+    if (!response.ok) throw new Error(`${image.url}: ${response.status} ${response.statusText}`);
+    loadEditImage(await response.blob());
+  } catch (e) { showError(e); return; }
+  const form = $("#edit-form"), record = image.record ?? {};
+  form.elements.prompt.value = record.prompt ?? image.prompt ?? "";
+  form.elements.negative_prompt.value = record.negative_prompt ?? "";
+}
+
+// The record's fields that the generate form has an input for, under the same names (size apart).
+const SETTINGS = ["prompt", "negative_prompt", "seed", "steps", "guidance", "sampler"];
+
+function useSettings(record) {
+  // Fill the generate form with what made the image: the model first, as the other choices follow it.
+  selectTab("generate");
+  const form = $("#generate-form"), el = form.elements;
+  if (modelsInfo.has(record.model)) el.model.value = record.model;
+  fitToModel(form);
+  el.style.value = "";  // a style is words in the prompt, which the record already has
+  const size = `${record.width}x${record.height}`;
+  if (![...el.size.options].some((o) => o.value === size)) el.size.append(new Option(sizeLabel(record.width, record.height), size));
+  el.size.value = size;
+  const values = { ...record.extra, ...record };
+  for (const name of [...SETTINGS, ...familyOptions(form)]) {
+    const input = el[name], value = values[name];
+    if (!input || input.disabled) continue;
+    // A family without denoising records steps 0, guidance null and sampler "": those stay the model's default.
+    input.value = value === undefined || value === null || (name === "steps" && value === 0) ? "" : value;
+  }
+}
+
+// ---- models: the form offers only what the chosen model can do -------------------------------------
+const modelsInfo = new Map();  // model id -> its `kaiga` description from GET /v1/models
+let schemaFields = {};  // GET /v1/schema/request's fields
+const familyOptions = (form) => $$("label[data-if=option] input", form).map((input) => input.name);
+
+function modelInfo(form) {
+  return modelsInfo.get(form.elements.model?.value);
+}
+
+function sizeLabel(width, height, native) {
+  return `${width}×${height}${width === native && height === native ? " (native)" : ""}`;
+}
+
+function sizeChoices(info) {
+  // Square sizes from the native one, doubling up to the largest the model makes (itself offered too).
+  const sizes = [];
+  for (let s = info.native_size; s <= info.max_size; s *= 2) sizes.push(s);
+  if (info.max_size % info.size_multiple === 0 && !sizes.includes(info.max_size)) sizes.push(info.max_size);
+  return sizes;
+}
+
+function replaceOptions(select, values, labels, keep) {
+  // New choices for a select, keeping the chosen one where it is still offered, else `keep`, else the first.
+  const chosen = select.value;
+  select.replaceChildren(...values.map((v, i) => new Option(labels[i], v)));
+  select.value = values.includes(chosen) ? chosen : values.includes(keep) ? keep : values[0] ?? "";
+}
+
+function fitToModel(form) {
+  // Sizes, samplers and the inputs the model reads follow the chosen model; an input it ignores is hidden
+  // and disabled, so it is never sent. An empty steps or guidance is the model's default, said in the placeholder.
+  const info = modelInfo(form);
+  if (!info) return;
+  const el = form.elements;
+  if (el.size) {
+    const sizes = sizeChoices(info);
+    replaceOptions(el.size, sizes.map((s) => `${s}x${s}`), sizes.map((s) => sizeLabel(s, s, info.native_size)),
+                   `${info.native_size}x${info.native_size}`);
+  }
+  const samplers = (schemaFields.sampler?.choices ?? info.samplers).filter((s) => info.samplers.includes(s));
+  replaceOptions(el.sampler, samplers, samplers, schemaFields.sampler?.default);
+  for (const name of ["steps", "guidance", ...familyOptions(form)]) {
+    if (!el[name]) continue;
+    const given = info.defaults?.[name];
+    el[name].placeholder = given === undefined ? "model default" : `model default: ${given}`;
+  }
+  for (const label of $$("label[data-if]", form)) {
+    const input = $("input, select, textarea", label);
+    const shown = { samplers: info.samplers.length > 0, option: info.options.includes(input.name),
+                    schema: input.name in schemaFields }[label.dataset.if];
+    label.hidden = !shown;
+    input.disabled = !shown;
+  }
 }
 
 // ---- set-up --------------------------------------------------------------------------------------
@@ -350,7 +484,8 @@ function applySchema(schema) {
       if (!input || input.type === "file") continue;
       input.title = field.description;
       if (input.tagName === "SELECT") {
-        if (!field.choices) continue;  // the model list comes from GET /v1/models
+        // The model list and each model's samplers come from GET /v1/models (`fitToModel`).
+        if (!field.choices || input.classList.contains("samplers")) continue;
         const chosen = input.value || field.default;
         input.replaceChildren(...field.choices.map((c) => new Option(c, c)));
         input.value = field.choices.includes(chosen) ? chosen : field.choices[0];
@@ -369,12 +504,19 @@ function applySchema(schema) {
 
 async function fillChoices() {
   try {
-    applySchema(await api("/v1/schema/request"));
+    schemaFields = (await api("/v1/schema/request")).fields;
+    applySchema({ fields: schemaFields });
   } catch (e) { showError(e); }
   try {
-    const models = await api("/v1/models");
-    for (const select of $$("select.models")) {
-      select.replaceChildren(...models.data.map((m) => new Option(m.id, m.id)));
+    const models = (await api("/v1/models")).data;
+    for (const m of models) modelsInfo.set(m.id, m.kaiga);
+    for (const form of $$("form.settings")) {
+      const select = form.elements.model;
+      // The Edit tab offers only the models that edit images.
+      const offered = models.filter((m) => form.id !== "edit-form" || m.kaiga.edits);
+      const chosen = select.value || models.find((m) => m.kaiga.default)?.id;
+      replaceOptions(select, offered.map((m) => m.id), offered.map((m) => `${m.id} (${m.kaiga.family})`), chosen);
+      fitToModel(form);
     }
   } catch (e) { showError(e); }
 }
@@ -385,6 +527,7 @@ document.addEventListener("DOMContentLoaded", () => {
   key.addEventListener("change", () => { localStorage.setItem("kaiga-api-key", key.value); fillChoices(); });
   for (const tab of $$("nav [role=tab]")) tab.addEventListener("click", () => selectTab(tab.dataset.tab));
   $("#generate-form").addEventListener("submit", generate);
+  for (const form of $$("form.settings")) form.elements.model.addEventListener("change", () => fitToModel(form));
   $("#generate .cancel").addEventListener("click", () => {
     if (currentJob) api(`/v1/jobs/${currentJob}/cancel`, { method: "POST" }).catch(showError);
   });
