@@ -27,7 +27,6 @@ from kaiga.paths import BUNDLED_DIR, DEFAULT_MODEL, user_models_dir
 from kaiga.safetensors_header import read_header
 
 
-
 class ModelFormat(str, Enum):
     DIFFUSERS_FOLDER = "diffusers-folder"
     SINGLE_FILE = "single-file"
@@ -125,15 +124,57 @@ def resolve_model(name_or_path: str | None) -> ModelRef:
                      f"(a diffusers folder or a .safetensors file); user models live in {user_models_dir()}")
 
 
+def weight_files(ref: ModelRef) -> list[Path]:
+    """The weight files that loading `ref` reads, and nothing else under its folder: for a diffusers folder
+    each network's plain safetensors, else its variant (`.fp16`), never a clone's other copies."""
+    if ref.format is ModelFormat.SINGLE_FILE:
+        return [ref.path]
+    if ref.format is ModelFormat.KAIGA_FOLDER:
+        return [ref.path / "model.safetensors"]
+    from kaiga.families.diffusion.folder import FolderError, loaded_files
+
+    try:
+        return loaded_files(ref.path)
+    except FolderError as e:
+        raise ModelError(str(e)) from None
+
+
 def model_hash(ref: ModelRef) -> str:
-    """A1111-style short hash: the first 10 hex digits of SHA-256 over the weight files."""
-    files = [ref.path] if ref.path.is_file() else sorted(ref.path.rglob("*.safetensors"))
+    """A1111-style short hash: the first 10 hex digits of SHA-256 over the weight files that load (`weight_files`)."""
     h = hashlib.sha256()
-    for f in files:
+    for f in weight_files(ref):
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:10]
+
+
+def model_info(ref: ModelRef, config_dir: Path | None = None) -> dict:
+    """The model's info (kaiga.json keys: capabilities, `defaults`) as the loaded model will have it, read
+    without loading or hashing a weight: its kaiga.json, a diffusers folder's configs, or a single file's
+    header (its kaiga metadata, else the configs of `config_dir` as `load_model` would use them).
+
+    `Capabilities.from_info(model_info(ref))` is what a request is checked against before a slow load.
+    """
+    from kaiga.families.diffusion.folder import download_info, folder_info
+
+    try:
+        if ref.format is ModelFormat.KAIGA_FOLDER:
+            return json.loads((ref.path / "kaiga.json").read_text())
+        if ref.format is ModelFormat.DIFFUSERS_FOLDER:
+            return folder_info(ref.path)
+        header = read_header(ref.path) or {}
+        meta = header.get("__metadata__") or {}
+        if "kaiga.info" in meta:
+            return json.loads(meta["kaiga.info"]) or download_info(json.loads(meta["kaiga.vae_config"]))
+        if config_dir is not None:
+            return folder_info(config_dir)
+    except (OSError, ValueError, KeyError) as e:  # FolderError, unreadable JSON
+        raise ModelError(f"{ref.path}: cannot read what the model is ({e})") from None
+    # A downloaded checkpoint without configs: the header gives the autoencoder's depth; the native size is
+    # SD 1.x's (loading it needs a config folder, whose configs then decide).
+    blocks = len({k.split(".")[3] for k in header if k.startswith("first_stage_model.encoder.down.")}) or 4
+    return download_info({"block_out_channels": [None] * blocks, "sample_size": 512})
 
 
 def pick_device(requested: str | None = None) -> torch.device:

@@ -4,7 +4,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from kaiga.model_files import ModelError, ModelFormat, identify, list_models, model_hash, resolve_model, user_models_dir
+from kaiga.model_files import (
+    ModelError,
+    ModelFormat,
+    identify,
+    list_models,
+    load_model,
+    model_hash,
+    model_info,
+    resolve_model,
+    user_models_dir,
+)
 
 
 def test_the_default_model_is_bundled():
@@ -50,7 +60,6 @@ def test_unknown_model_lists_the_known_ones():
 def test_a_broken_folder_is_a_model_error(tmp_path, tiny_model_dir):
     import shutil
 
-    from kaiga.model_files import load_model
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
@@ -58,3 +67,88 @@ def test_a_broken_folder_is_a_model_error(tmp_path, tiny_model_dir):
     (broken / "unet").mkdir()
     with pytest.raises(ModelError, match="not a loadable diffusers model folder"):
         load_model(resolve_model(str(broken)), torch.device("cpu"))
+
+
+# --- which files a diffusers folder loads, and what its hash covers (issue 16 item 11) -------------------
+BUNDLED_HASHES = {"scenes-diffusion": "11b0f8e567", "scenes-gan": "f58cb97304", "scenes-transformer": "78a097e273",
+                  "scenes-vae": "e1c08d6317"}  # as recorded in the images they made: they must never change
+
+
+def test_bundled_hashes_are_unchanged():
+    assert {r.name: model_hash(r) for r in list_models()} == BUNDLED_HASHES
+
+
+def _renamed(folder, out, rename):
+    """A copy of `folder` (hard links) whose weight files are named by `rename(path)`: a name, or None to drop."""
+    import os
+
+    for src in folder.rglob("*"):
+        if src.is_file():
+            name = rename(src) if src.suffix == ".safetensors" else src.name
+            if name:
+                dst = out / src.relative_to(folder).with_name(name)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.link(src, dst)
+    return out
+
+
+def _sha(files):
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def test_a_folder_of_fp16_variants_only_loads_and_hashes_them(tiny_model_dir, tmp_path):
+    variants = _renamed(tiny_model_dir, tmp_path / "fp16", lambda p: f"{p.stem}.fp16.safetensors")
+    model = load_model(resolve_model(str(variants)), torch.device("cpu"))
+    plain = load_model(resolve_model(str(tiny_model_dir)), torch.device("cpu"))
+    ids = plain.tokenize(["a red car"])
+    assert torch.equal(model.encode_text(ids), plain.encode_text(ids))
+    assert model_hash(resolve_model(str(variants))) == _sha(sorted(variants.glob("*/*.fp16.safetensors")))
+
+
+def test_plain_weights_are_preferred_and_other_copies_are_not_hashed(tiny_model_dir, tmp_path):
+    """A full clone: fp16 and non-EMA copies beside the plain files, a single file at the top, a safety checker."""
+    from safetensors.torch import save_file
+
+    clone = _renamed(tiny_model_dir, tmp_path / "clone", lambda p: p.name)
+    for f in sorted(clone.glob("*/*.safetensors")):
+        for variant in ("fp16", "non_ema"):
+            save_file({"decoy": torch.ones(3)}, str(f.with_name(f"{f.stem}.{variant}.safetensors")))
+    save_file({"decoy": torch.ones(3)}, str(clone / "v1-5-pruned.safetensors"))
+    (clone / "safety_checker").mkdir()
+    save_file({"decoy": torch.ones(3)}, str(clone / "safety_checker" / "model.safetensors"))
+    loaded = [clone / "text_encoder" / "model.safetensors", clone / "unet" / "diffusion_pytorch_model.safetensors",
+              clone / "vae" / "diffusion_pytorch_model.safetensors"]
+    assert model_hash(resolve_model(str(clone))) == model_hash(resolve_model(str(tiny_model_dir))) == _sha(loaded)
+    load_model(resolve_model(str(clone)), torch.device("cpu"))  # the decoys would not load: the plain files did
+
+
+def test_a_folder_of_pickles_only_is_refused_by_name_not_hashed_as_nothing(tiny_model_dir, tmp_path):
+    pickles = _renamed(tiny_model_dir, tmp_path / "bin", lambda p: p.stem + ".bin")
+    ref = resolve_model(str(pickles))
+    for action in (lambda: model_hash(ref), lambda: load_model(ref, torch.device("cpu"))):
+        with pytest.raises(ModelError) as e:
+            action()
+        msg = str(e.value)
+        assert "diffusion_pytorch_model.bin" in msg and "pickle" in msg and "safetensors.index.json" in msg
+        assert "diffusion_pytorch_model.fp16.safetensors" not in msg and ".<variant>.safetensors" in msg
+    empty = _renamed(tiny_model_dir, tmp_path / "empty", lambda p: None if "unet" in p.parts else p.name)
+    with pytest.raises(ModelError, match=r"unet: no weights to load; looked for diffusion_pytorch_model.safetensors"):
+        load_model(resolve_model(str(empty)), torch.device("cpu"))
+
+
+def test_model_info_reads_what_the_loaded_model_will_say_without_loading(tiny_model_dir, tmp_path):
+    import json
+
+    from kaiga.families.diffusion.single_file import save_single_file
+
+    model = load_model(resolve_model(str(tiny_model_dir)), torch.device("cpu"))
+    assert model_info(resolve_model(str(tiny_model_dir))) == json.loads(json.dumps(model.info))
+    single = save_single_file(model, tmp_path / "tiny.safetensors")
+    assert model_info(resolve_model(str(single))) == json.loads(json.dumps(model.info))
+    for ref in list_models():
+        assert model_info(ref)["family"] == ref.family

@@ -40,8 +40,8 @@ from kaiga.families.diffusion.config import (
     build_unet,
     build_vae,
 )
+from kaiga.families.diffusion.folder import component_weights, download_info
 from kaiga.families.diffusion.schedulers import DEFAULT_SCHEDULER, alphas_cumprod
-from kaiga.request import Sampler
 from kaiga.text.tokenizer import build_word_tokenizer
 
 COMPONENTS = ("unet", "vae", "text_encoder")
@@ -63,7 +63,8 @@ class DiffusionStage(str, Enum):
 
 
 def _capabilities(unet, vae, native_size: int, max_size: int, samplers: list[str]) -> dict:
-    """kaiga.json's capability keys; sizes must divide by the VAE's and the UNet's downsampling."""
+    """kaiga.json's capability keys of kaiga's own models: sizes divide by the VAE's and the UNet's downsampling
+    (what they were trained and tested at; a Stable Diffusion download's are `download_info`'s)."""
     depth = len(vae.config.block_out_channels) - 1 + len(unet.config.block_out_channels) - 1
     return Capabilities(family="diffusion", native_size=native_size, max_size=max_size, size_multiple=2**depth,
                         samplers=tuple(samplers), edits=True, options=()).to_info()
@@ -85,7 +86,7 @@ class LatentDiffusion(ImageGenerator):
 
     # --- construction and files ---------------------------------------------------------------
     @classmethod
-    def create(cls, config: DiffusionConfig | None = None, words: set[str] | None = None) -> "LatentDiffusion":
+    def create(cls, config: DiffusionConfig | None = None, words: set[str] | None = None) -> LatentDiffusion:
         config = config or DiffusionConfig()
         tokenizer = build_word_tokenizer(words or vocabulary_words(), config.text.max_length)
         unet, vae = build_unet(config.unet), build_vae(config.vae)
@@ -93,13 +94,15 @@ class LatentDiffusion(ImageGenerator):
         return cls(unet, vae, build_text_encoder(config.text, len(tokenizer)), tokenizer, DEFAULT_SCHEDULER, info, config)
 
     @classmethod
-    def load(cls, folder, dtype: torch.dtype = torch.float32) -> "LatentDiffusion":
+    def load(cls, folder, dtype: torch.dtype = torch.float32) -> LatentDiffusion:
         """Load a diffusers-layout folder (ours or a Stable Diffusion one), offline."""
         folder = Path(folder)
-        kw = {"torch_dtype": dtype, "local_files_only": True}
-        unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kw)
-        vae = AutoencoderKL.from_pretrained(folder / "vae", **kw)
-        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", **kw)
+        kw = {"torch_dtype": dtype, "local_files_only": True, "use_safetensors": True}
+        # Each network from the files `component_weights` names (and the model hash covers): plain, else a variant.
+        unet, vae, text_encoder = (
+            net.from_pretrained(folder / name, variant=component_weights(folder, name).variant, **kw)
+            for name, net in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL), ("text_encoder", CLIPTextModel))
+        )
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
         scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler", local_files_only=True))
         info_path = folder / KAIGA_JSON
@@ -108,12 +111,12 @@ class LatentDiffusion(ImageGenerator):
 
     @classmethod
     def from_components(cls, unet, vae, text_encoder, tokenizer, scheduler_config: dict,
-                        info: dict | None) -> "LatentDiffusion":
+                        info: dict | None) -> LatentDiffusion:
         """A model of loaded modules, with its kaiga.json `info` or, for a folder or file from elsewhere
-        (a Stable Diffusion download: None), SD's capabilities: every sampler, its autoencoder's size."""
+        (a Stable Diffusion download: None), SD's (`download_info`): every sampler, its autoencoder's size,
+        sizes in multiples of 8, and diffusers' defaults (50 steps, guidance 7.5)."""
         if info is None:
-            native = vae.config.sample_size if isinstance(vae.config.sample_size, int) else 512
-            info = _capabilities(unet, vae, native, 2048, [s.value for s in Sampler])
+            info = download_info(dict(vae.config))
         # kaiga.json files written before these keys: the same values a new model declares.
         info = {**_capabilities(unet, vae, int(info.get("native_size", 64)), int(info.get("max_size", 2048)),
                                 info.get("samplers", OUR_SAMPLERS)), **info}
