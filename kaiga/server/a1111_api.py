@@ -2,7 +2,7 @@
 
 Responses are shaped as A1111's: `images` are base64 PNGs without a `data:` prefix, `parameters`
 echoes the request, `info` is a JSON *string* (with kaiga's `unknown_words`: the prompt's words the
-model did not know and ignored). Fields of A1111 that kaiga has no equivalent for
+model did not know and ignored; `ignored_fields`: what it does not read, e.g. steps for a GAN). Fields of A1111 that kaiga has no equivalent for
 (hires fix, face restoration, tiling, scripts, a scheduler other than "automatic") are accepted at
 their "off" values and refused with a 422 naming the field when switched on, rather than silently ignored.
 
@@ -48,7 +48,7 @@ from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.settings import is_loopback
-from kaiga.server.state import Principal, ServerState, unknown_words
+from kaiga.server.state import Principal, ServerState, noted, unknown_words
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
 
@@ -227,6 +227,7 @@ def _info(images, request: GenerationRequest, job, enlarged: Enlargement | None 
         "job_timestamp": job.created.strftime("%Y%m%d%H%M%S"), "clip_skip": 1,
         "is_using_inpainting_conditioning": False, "version": f"kaiga {first.get('kaiga_version', '')}".strip(),
         "kaiga_job_id": job.id, "unknown_words": unknown_words(records),
+        "ignored_fields": noted(records, "ignored_fields"),
         **({"kaiga_note": enlarged.note} if enlarged is not None else {}),
     })
 

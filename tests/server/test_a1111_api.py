@@ -133,6 +133,12 @@ def test_img2img_with_webuiapi_defaults_is_enlarged_too(server):
 def test_a_weighted_prompt_has_no_unknown_words(server):
     r = _api(server).txt2img(prompt="a (red:1.3) car, [snow], ((night))", width=64, height=64)
     assert r.info["unknown_words"] == []  # not `( : 1 . 3 )`, nor 3 as a count
+    assert r.info["ignored_fields"] == []
+
+
+def test_info_names_what_the_model_does_not_read(server):
+    r = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "steps": 2, "truncation": 0.5})
+    assert r.status_code == 200 and json.loads(r.json()["info"])["ignored_fields"] == ["truncation"]
 
 
 def test_the_same_size_error_is_400_from_txt2img_and_img2img(server):
