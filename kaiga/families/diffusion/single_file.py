@@ -14,10 +14,15 @@ ComfyUI users download and share.
   (``config_dir``, the CLI's ``--config DIR``).
 * :func:`looks_like_sd_single_file` tells such a file by its content (the safetensors header).
 
+Loading holds about one copy of the weights (a folder load's peak): the networks are built on the meta
+device and filled one at a time from tensors read one by one with plain file reads (`_read_tensors`),
+never the whole file at once.
+
 What is hand-written and why: diffusers ships the original-to-diffusers direction as library code
 (``diffusers.loaders.single_file_utils``: ``convert_ldm_unet_checkpoint``, ``convert_ldm_vae_checkpoint``,
-``convert_ldm_clip_checkpoint``, ``create_diffusers_clip_model_from_ldm`` and ``from_single_file``), and
-every load here goes through it. The opposite direction (diffusers to original) exists only as a script
+``convert_ldm_clip_checkpoint``, ``convert_open_clip_checkpoint``, the renamings ``from_single_file``
+applies), and every load here renames through it; only the reading is ours, since ``from_single_file``
+takes the whole checkpoint in memory. The opposite direction (diffusers to original) exists only as a script
 in the diffusers repository (``scripts/convert_diffusers_to_original_stable_diffusion.py``), which is
 not installed and is hard-wired to SD 1.x's four blocks of two layers. ``_unet_to_ldm`` and
 ``_vae_to_ldm`` below are therefore our own mapping, derived from the block structure in the model
