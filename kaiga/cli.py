@@ -320,14 +320,15 @@ def generate(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from kaiga.capabilities import Capabilities, with_defaults
+    from kaiga.capabilities import with_defaults
     from kaiga.model_files import ModelError
     from kaiga.studio import Studio
 
     _use_threads(threads)
     try:
         studio = Studio(device=device, config_dir=config)
-        caps = Capabilities.from_info(studio.load(request.model).model.info)
+        studio.check(request)  # before the model loads
+        caps = studio.capabilities(request.model)
         if request.upscale is None:
             request = request.model_copy(update={"upscale": caps.view_upscale(request)})
         with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

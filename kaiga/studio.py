@@ -27,7 +27,7 @@ from PIL import Image
 
 from kaiga.capabilities import Capabilities, check_request, ignored_fields, with_defaults
 from kaiga.metadata import GenerationRecord, read_metadata, save_png
-from kaiga.model_files import ModelRef, load_model, model_hash, pick_device, resolve_model
+from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
 from kaiga.pipelines.text_to_image import text_to_image
 from kaiga.request import MAX_SEED, GenerationRequest, RequestError
@@ -111,6 +111,18 @@ class Studio:
             self._loaded[key] = LoadedModel(ref, model, model_hash(ref), time.perf_counter() - t0)
         return self._loaded[key]
 
+    def capabilities(self, name: str | None = None) -> Capabilities:
+        """What the model can make and its defaults, read from its files without loading a weight (or from
+        the loaded model)."""
+        ref = resolve_model(name)
+        loaded = self._loaded.get(ref.path.resolve())
+        return Capabilities.from_info(loaded.model.info if loaded else model_info(ref, self.config_dir))
+
+    def check(self, request: GenerationRequest) -> None:
+        """RequestError naming what the request's model cannot make, before any work, even loading it (a size
+        a Stable Diffusion checkpoint refuses is said at once, not after its load and hash)."""
+        check_request(self.capabilities(request.model), request)
+
     def generate(
         self,
         request: GenerationRequest | str,
@@ -124,10 +136,11 @@ class Studio:
         elif fields:
             request = request.model_copy(update=fields)
             request = GenerationRequest.model_validate(request.model_dump())
+        self.check(request)  # before any work, even loading: sizes, sampler, edits
         loaded = self.load(request.model)
         model = loaded.model
         caps = Capabilities.from_info(model.info)
-        check_request(caps, request)  # before any work: sizes, sampler, edits
+        check_request(caps, request)  # again as loaded (the same answer; cheap)
         ignored = ignored_fields(caps, request)
         if ignored:
             log.warning("a %s model does not use %s; ignored", caps.family, ", ".join(ignored))

@@ -94,3 +94,11 @@ def test_fields_a_model_does_not_read_are_warned_and_kept_out_of_the_record(stud
 def test_the_models_defaults_are_recorded(studio, tiny_model_dir):
     [img] = studio.generate("a red car", seed=3, model=str(tiny_model_dir))
     assert (img.record.steps, img.record.guidance, img.record.upscale) == (20, 3.0, 1)
+
+
+def test_a_size_the_model_refuses_is_said_before_it_loads(tiny_model_dir):
+    studio = Studio(device="cpu")
+    too_wide = studio.capabilities(str(tiny_model_dir)).max_size + 64
+    with pytest.raises(RequestError, match=f"width: at most .* \\(got {too_wide}\\)"):
+        studio.generate("a red car", model=str(tiny_model_dir), width=too_wide, steps=1)
+    assert studio._loaded == {}  # refused from its files, no weight loaded or hashed
