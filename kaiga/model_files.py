@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from dataclasses import dataclass
 from enum import Enum
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from kaiga.paths import BUNDLED_DIR, DEFAULT_MODEL, user_models_dir
+from kaiga.paths import BUNDLED_DIR, DEFAULT_MODEL, model_home, user_models_dir
 from kaiga.safetensors_header import read_header
 
 
@@ -124,6 +125,9 @@ def resolve_model(name_or_path: str | None) -> ModelRef:
                      f"(a diffusers folder or a .safetensors file); user models live in {user_models_dir()}")
 
 
+HASH_CACHE = "hashes.json"  # in model_home(): model hashes by their weight files' path, size and mtime
+
+
 def weight_files(ref: ModelRef) -> list[Path]:
     """The weight files that loading `ref` reads, and nothing else under its folder: for a diffusers folder
     each network's plain safetensors, else its variant (`.fp16`), never a clone's other copies."""
@@ -140,13 +144,46 @@ def weight_files(ref: ModelRef) -> list[Path]:
 
 
 def model_hash(ref: ModelRef) -> str:
-    """A1111-style short hash: the first 10 hex digits of SHA-256 over the weight files that load (`weight_files`)."""
-    h = hashlib.sha256()
-    for f in weight_files(ref):
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:10]
+    """A1111-style short hash: the first 10 hex digits of SHA-256 over the weight files that load (`weight_files`).
+
+    Remembered in `$KAIGA_HOME/hashes.json` by each file's path, size and modification time (as A1111's
+    cache.json), so a multi-GB checkpoint (~2 s per GB here) is read once, not on every run.
+    """
+    files = weight_files(ref)
+    try:
+        key = json.dumps([[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files])
+    except OSError as e:
+        raise ModelError(f"{ref.path}: cannot read its weights ({e})") from None
+    cache_path = model_home() / HASH_CACHE
+    cache = _read_cache(cache_path)
+    if key not in cache:
+        h = hashlib.sha256()
+        for f in files:
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        cache = {**_read_cache(cache_path), key: h.hexdigest()[:10]}  # re-read: another process may have added some
+        _write_cache(cache_path, cache)
+    return cache[key]
+
+
+def _read_cache(path: Path) -> dict[str, str]:
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: hash again
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _write_cache(path: Path, cache: dict[str, str]) -> None:
+    """Written whole and renamed into place, so a reader never sees half a file; a read-only home only costs time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=0))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def model_info(ref: ModelRef, config_dir: Path | None = None) -> dict:

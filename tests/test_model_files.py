@@ -152,3 +152,20 @@ def test_model_info_reads_what_the_loaded_model_will_say_without_loading(tiny_mo
     assert model_info(resolve_model(str(single))) == json.loads(json.dumps(model.info))
     for ref in list_models():
         assert model_info(ref)["family"] == ref.family
+
+
+def test_the_hash_is_remembered_by_path_size_and_mtime(tmp_path):
+    import os
+
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"model.diffusion_model.w": torch.zeros(4)}, str(path))
+    ref = resolve_model(str(path))
+    first = model_hash(ref)
+    stat = path.stat()
+    save_file({"model.diffusion_model.w": torch.ones(4)}, str(path))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert model_hash(ref) == first  # not read again
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert model_hash(ref) == _sha([path]) != first
