@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -95,12 +97,14 @@ def test_long_prompts_are_chunked_or_named_in_a_warning(tiny_model):
 
 # --- full size ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def sd15(tmp_path_factory) -> dict[str, Path]:
+def sd15(tmp_path_factory) -> Iterator[dict[str, Path]]:
     """Full-size SD 1.5 with random weights, float16 on disk: a diffusers folder, the same weights as fp16
-    variant files only, and a single file in the original layout without kaiga metadata (a real download)."""
+    variant files only, and a single file in the original layout without kaiga metadata (a real download).
+    Removed after the session (4 GB; pytest keeps its last three temporary folders)."""
     out = tmp_path_factory.mktemp("sd15")
     _run("write", str(out), timeout=600)
-    return {"folder": out / "sd15", "fp16_folder": out / "sd15-fp16", "single_file": out / "v1-5-pruned.safetensors"}
+    yield {"folder": out / "sd15", "fp16_folder": out / "sd15-fp16", "single_file": out / "v1-5-pruned.safetensors"}
+    shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
