@@ -146,14 +146,14 @@ def test_full_size_info_before_loading_matches_the_loaded_model(sd15, sd15_loads
 
 
 @pytest.mark.slow
-def test_full_size_hash_covers_only_the_loaded_files(sd15, tmp_path):
+def test_full_size_hash_covers_only_the_loaded_files(sd15):
     """A full clone: fp16 copies beside the fp32 files, the single files at the top, a safety checker."""
     folder = sd15["folder"]
     loaded = sorted(folder.glob("*/*.safetensors"))
     assert [p.relative_to(folder).as_posix() for p in loaded] == [
         "text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
         "vae/diffusion_pytorch_model.safetensors"]
-    clone = tmp_path / "clone"
+    clone = folder.parent / "clone"  # beside the files it links, so the fixture's clean-up frees them
     for src in folder.rglob("*"):
         if src.is_file():
             (clone / src.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
