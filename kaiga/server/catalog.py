@@ -13,12 +13,11 @@ Example:
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 
 from kaiga.capabilities import Capabilities, check_request
-from kaiga.model_files import ModelError, ModelFormat, ModelRef, list_models, model_hash, resolve_model
+from kaiga.model_files import ModelError, ModelRef, list_models, model_hash, model_info, resolve_model
 from kaiga.request import GenerationRequest, Sampler
 
 
@@ -58,7 +57,7 @@ class Catalog:
         """The model's kaiga.json, or for a diffusers folder without one what its configs say (read once)."""
         ref = self.ref(name)
         if ref.name not in self._infos:
-            self._infos[ref.name] = _read_info(ref)
+            self._infos[ref.name] = model_info(ref)  # what the loaded model will say, no weight read
         return self._infos[ref.name]
 
     def capabilities(self, name: str | None) -> Capabilities:
@@ -82,19 +81,3 @@ class Catalog:
     @cached_property
     def models(self) -> list[ModelRef]:
         return list(self._refs.values())
-
-
-def _read_info(ref: ModelRef) -> dict:
-    """kaiga.json; a diffusers folder without it (Stable Diffusion's layout) gives the downsampling of its
-    VAE and UNet from their config.json; a single file gives {} (a diffusion model, the defaults)."""
-    if ref.format is ModelFormat.SINGLE_FILE:
-        return {}
-    path = ref.path / "kaiga.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    config = {}
-    for part in ("vae", "unet"):
-        part_config = ref.path / part / "config.json"
-        if part_config.exists():
-            config[part] = {"block_out_channels": json.loads(part_config.read_text())["block_out_channels"]}
-    return {"family": "diffusion", "config": config} if config else {}

@@ -11,15 +11,19 @@ from kaiga.server.catalog import Catalog
 
 
 def test_a_diffusers_folder_without_kaiga_json_is_checked_from_its_configs(tiny_model_dir, tmp_path):
+    # kaiga's tiny model declares multiples of 16 in its kaiga.json (VAE and UNet of three levels each)
+    catalog = Catalog(str(tiny_model_dir))
+    assert catalog.capabilities(None).size_multiple == 16
+    catalog.check(GenerationRequest(prompt="a red car", width=48))
+    with pytest.raises(RequestError, match=r"width: must be a multiple of 16 for this model \(got 72\)"):
+        catalog.check(GenerationRequest(prompt="a red car", width=72))
+    # Without it, a folder as downloaded: read as Stable Diffusion's, sizes in multiples of the VAE's factor
+    # (the UNet takes latents its downsampling does not divide), SD's defaults.
     bare = shutil.copytree(tiny_model_dir, tmp_path / "bare-diffusion")
     (bare / "kaiga.json").unlink()
-    for folder in (tiny_model_dir, bare):
-        catalog = Catalog(str(folder))
-        # the tiny model: a VAE and a UNet of three levels each, so sizes go in steps of 2**2 · 2**2 = 16
-        assert catalog.capabilities(None).size_multiple == 16
-        catalog.check(GenerationRequest(prompt="a red car", width=48))
-        with pytest.raises(RequestError, match=r"width: must be a multiple of 16 for this model \(got 72\)"):
-            catalog.check(GenerationRequest(prompt="a red car", width=72))
+    caps = Catalog(str(bare)).capabilities(None)
+    assert (caps.size_multiple, caps.default["steps"], caps.default["guidance"]) == (4, 50, 7.5)
+    Catalog(str(bare)).check(GenerationRequest(prompt="a red car", width=72))
 
 
 def test_a_one_size_family_refuses_other_sizes_and_edits():

@@ -165,3 +165,14 @@ def test_full_size_hash_covers_only_the_loaded_files(sd15):
     (clone / "safety_checker" / "model.safetensors").write_bytes(b"decoy")
     assert model_hash(resolve_model(str(clone))) == _sha(loaded)
     assert model_hash(resolve_model(str(sd15["fp16_folder"]))) == _sha(loaded)  # the same bytes, renamed
+
+
+def test_the_server_catalog_reads_an_sd_folder_as_the_model_will(tiny_sd):
+    """The server refuses before queuing what the model would refuse: an SD folder's sizes divide by 8 (not 64)
+    and its defaults are SD's, read from its files without loading it."""
+    from kaiga.server.catalog import Catalog
+
+    catalog = Catalog(str(tiny_sd))
+    caps = catalog.capabilities(None)
+    assert (caps.size_multiple, caps.default["guidance"], caps.default["steps"]) == (8, 7.5, 50)
+    catalog.check(GenerationRequest(prompt="a red car", width=640, height=360))  # no RequestError
