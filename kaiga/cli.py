@@ -35,7 +35,8 @@ eval_app = typer.Typer(help="Measure models: prompt alignment, fidelity, and the
                        no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
-keys_app = typer.Typer(help="API keys of `kaiga serve` (stored hashed; a key is shown once).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of `kaiga serve` (stored hashed; a key is shown once) and the content-signing key.",
+                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
@@ -270,12 +271,17 @@ def _output_stem(prefix: str, records: list) -> str:
 def _save_new(image, record, folder: Path, stem: str) -> Path:
     """Save at folder/stem.png, or at stem-1.png, stem-2.png, ... when taken: never over an existing file
     (the same request run twice keeps both)."""
-    from kaiga.metadata import save_png
+    from kaiga.metadata import png_bytes, write_atomic
+    from kaiga.provenance.credentials import SigningError, sign_if_configured
 
+    try:  # signed (C2PA) when `kaiga keys init-signing` made a key; the last step on the final bytes
+        data = sign_if_configured(png_bytes(image, record), record)
+    except SigningError as e:
+        fail(str(e))
     for k in itertools.count():
         path = folder / (f"{stem}.png" if k == 0 else f"{stem}-{k}.png")
         try:
-            return save_png(image, record, path, exclusive=True)
+            return write_atomic(path, data, exclusive=True)
         except FileExistsError:
             continue
         except OSError as e:
@@ -1167,6 +1173,86 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see `k
     if not revoke_key(_open_db(db), key_id):
         fail(f"key_id: no active key {key_id}")
     out.print(f"revoked key {key_id}")
+
+
+@keys_app.command("init-signing")
+def keys_init_signing(force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing signing key (images signed with the old one then verify as untrusted).")] = False):
+    """Make, once and offline, the key and certificates that sign content credentials (C2PA) of every image.
+
+    A local root certificate (the trust anchor `kaiga verify` checks against) and a signing certificate
+    and key, in $KAIGA_HOME/signing (the key readable by you only). From then on every PNG that
+    `kaiga generate` and `kaiga serve` write is signed.
+    """
+    from kaiga.provenance.credentials import SigningExists, init_signing
+
+    try:
+        files = init_signing(force=force)
+    except SigningExists as e:
+        fail(f"{e}; pass --force to replace it")
+    except OSError as e:
+        fail(f"cannot write the signing key ({e.strerror or e})")
+    out.print(f"signing key:  {files.key}\ncertificates: {files.chain}\ntrust anchor: {files.root}",
+              highlight=False, markup=False)
+
+
+_VERIFY_STATUS = {
+    "trusted": "valid, trusted (signed under the local trust anchor)",
+    "untrusted": "valid signature, untrusted",
+    "tampered": "tampered: the file changed after signing",
+    "invalid": "invalid content credentials",
+    "none": "no content credentials",
+}
+WATERMARK_NOT_CHECKED = "not checked: no watermark decoder yet"
+
+
+@app.command()
+def verify(
+    image: Annotated[Path, typer.Argument(help="A PNG or JPEG to check.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
+):
+    """Check an image's provenance: its signed content credentials (C2PA, against the local trust anchor in
+    $KAIGA_HOME/signing), its watermark and its generation record. Exit 0 when the credentials are valid and
+    trusted, 1 when they are missing, untrusted or tampered with."""
+    from kaiga.metadata import MetadataError, read_metadata
+    from kaiga.provenance.credentials import read_credentials
+
+    _input_path(image, "image")
+    try:
+        data = image.read_bytes()
+    except OSError as e:
+        fail(f"image: cannot read {image} ({e.strerror or e})")
+    credentials = read_credentials(data)
+    try:
+        meta = read_metadata(data)
+        record = meta.record.model_dump(mode="json") if meta.record is not None else None
+        record_note = "kaiga record" if meta.record is not None else f"no kaiga record (metadata: {meta.source})"
+    except (MetadataError, OSError, ValueError) as e:
+        record, record_note = None, f"unreadable ({e})"
+    ok = credentials["status"] == "trusted"
+    if as_json:
+        typer.echo(json.dumps({"image": str(image), "ok": ok, "credentials": credentials,
+                               "watermark": {"status": "not checked", "reason": WATERMARK_NOT_CHECKED},
+                               "record": record}, indent=2, ensure_ascii=False))
+        raise typer.Exit(0 if ok else 1)
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table("check", "result", title=escape(str(image)), show_lines=True)
+    line = _VERIFY_STATUS.get(credentials["status"], credentials["status"])
+    if credentials["status"] not in ("trusted", "none"):
+        line += f"\n{credentials['reason']}"
+    if credentials.get("model"):
+        model = credentials["model"]
+        line += f"\nmodel {model.get('name')} [{model.get('hash')}], signed by {credentials.get('signer')}"
+    table.add_row("content credentials (C2PA)", escape(line), style="green" if ok else "red")
+    table.add_row("watermark", WATERMARK_NOT_CHECKED)
+    if record is not None:
+        record_note = (f"{record['prompt']}\nmodel {record['model']} [{record['model_hash']}], seed {record['seed']}, "
+                       f"{record['width']}x{record['height']}")
+    table.add_row("generation record", escape(record_note))
+    out.print(table)
+    raise typer.Exit(0 if ok else 1)
 
 
 # --- the entry point ------------------------------------------------------------------------------

@@ -26,10 +26,11 @@ import torch
 from PIL import Image
 
 from kaiga.capabilities import Capabilities, check_request, ignored_fields, with_defaults
-from kaiga.metadata import GenerationRecord, read_metadata, save_png
+from kaiga.metadata import GenerationRecord, png_bytes, read_metadata, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
 from kaiga.pipelines.text_to_image import text_to_image
+from kaiga.provenance.credentials import sign_if_configured
 from kaiga.request import MAX_SEED, GenerationRequest, RequestError
 from kaiga.store.uploads import UploadStore, check_image
 from kaiga.text.tokenizer import unknown_words
@@ -46,8 +47,9 @@ class GeneratedImage:
     record: GenerationRecord
 
     def save(self, path) -> Path:
-        """Write a PNG carrying the record (kaiga JSON + A1111 `parameters`)."""
-        return save_png(self.image, self.record, path)
+        """Write a PNG carrying the record (kaiga JSON + A1111 `parameters`), signed (C2PA) when
+        $KAIGA_HOME/signing holds a key (`kaiga keys init-signing`)."""
+        return write_atomic(Path(path), sign_if_configured(png_bytes(self.image, self.record), self.record))
 
 
 VARIATION_STRENGTH = 0.6  # a variation keeps the composition and colours and redraws the detail

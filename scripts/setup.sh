@@ -24,7 +24,7 @@ if [ "$TEST" = 1 ] && [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import kaiga, torch, torchmetrics, pytest, fastapi, fastapi_offline, uvicorn, sqlalchemy, alembic, psycopg, openai, webuiapi, httpx, playwright, schemathesis" 2>/dev/null; then
+if ! .venv/bin/python -c "import kaiga, c2pa, cryptography, torch, torchmetrics, pytest, fastapi, fastapi_offline, uvicorn, sqlalchemy, alembic, psycopg, openai, webuiapi, httpx, playwright, schemathesis" 2>/dev/null; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[test]"
 fi

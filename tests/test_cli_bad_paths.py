@@ -36,6 +36,7 @@ KINDS = {
     ("generate", "--out"): "out-folder",
     ("explain", "--out"): "out-file-or-folder",
     ("info", "image"): "in-file",
+    ("verify", "image"): "in-file",
     ("models", "paths"): "in-any",
     ("data scenes", "--out"): "out-folder",
     ("train autoencoder", "--data"): "in-folder",

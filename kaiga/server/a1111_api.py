@@ -42,13 +42,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kaiga.capabilities import Capabilities
-from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, MetadataError, read_metadata
+from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, GenerationRecord, MetadataError, read_metadata
 from kaiga.request import LIMITS, GenerationRequest, Sampler, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.settings import is_loopback
 from kaiga.server.state import Principal, ServerState, noted, unknown_words
+from kaiga.store.gallery import Gallery
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
 
@@ -180,15 +181,17 @@ def fit_size(gen: GenerationRequest, caps: Capabilities) -> tuple[GenerationRequ
     return gen.model_copy(update={"width": made[0], "height": made[1], "upscale": factor}), enlarged
 
 
-def _resized_png(png: bytes, size: tuple[int, int]) -> bytes:
-    """The PNG resized (Lanczos) to `size`, its text chunks (kaiga's record, A1111's parameters) kept."""
+def _resized_png(png: bytes, size: tuple[int, int], gallery: Gallery, record: dict) -> bytes:
+    """The PNG resized (Lanczos) to `size`, its text chunks (kaiga's record, A1111's parameters) kept, then
+    finished as the gallery finishes what it stores (signed anew: a resized image is a new asset)."""
     with Image.open(io.BytesIO(png)) as image:
         info = PngImagePlugin.PngInfo()
         for key, value in image.text.items():
             info.add_text(key, value)
         out = io.BytesIO()
         image.resize(size, Image.LANCZOS).save(out, format="PNG", pnginfo=info)
-    return out.getvalue()
+    data = out.getvalue()
+    return gallery.finish(data, GenerationRecord.model_validate(record)) if gallery.finish is not None else data
 
 
 def _model_title(state: ServerState, name: str) -> str:
@@ -262,7 +265,8 @@ async def answer(request: Request, response: Response, body: Txt2ImgBody, gen: G
     images = await state.images(job, with_bytes=body.send_images) if job.status == "done" else []
     rows = [row for row, _ in images]
     if body.send_images and enlarged is not None and enlarged.resized:
-        images = [(row, await run_in_threadpool(_resized_png, png, enlarged.size)) for row, png in images]
+        images = [(row, await run_in_threadpool(_resized_png, png, enlarged.size, state.gallery, row.record))
+                  for row, png in images]
     info = _info(rows, GenerationRequest.model_validate(job.request), job, enlarged)
     return {"images": [base64.b64encode(png).decode() for _, png in images] if body.send_images else [],
             "parameters": body.model_dump() if parameters is None else parameters, "info": info}

@@ -40,7 +40,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 from PIL import Image as PILImage
 from sqlalchemy import delete, func, select, update
@@ -157,14 +157,25 @@ class _Sink:
 class Gallery(ContentFiles):
     """Stores images in `folder` (content-addressed) and their records in `db`."""
 
-    def __init__(self, db: Database, folder: str | os.PathLike[str]):
+    def __init__(self, db: Database, folder: str | os.PathLike[str],
+                 finish: Callable[[bytes, GenerationRecord], bytes] | None = None):
+        """`finish`: the last step on each PNG's bytes before it is stored, e.g. signing its content
+        credentials (the server passes kaiga.provenance's; the store itself knows nothing of signing)."""
         super().__init__(folder)
         self.db = db
+        self.finish = finish
+
+    def encode(self, image: PILImage.Image, record: GenerationRecord) -> bytes:
+        """The PNG the gallery stores for `image`: its record in text chunks, then `finish` (if any)."""
+        data = png_bytes(image, record)
+        return self.finish(data, record) if self.finish is not None else data
 
     def add(self, session: Session, image: PILImage.Image, record: GenerationRecord, job_id: str | None = None) -> int:
-        """Store one image (once: the same PNG bytes give the same row) and return its id."""
+        """Store one image (once: the same PNG bytes give the same row) and return its id.
+
+        A signed PNG (see `finish`) differs at every signing, so the same image signed twice is two files."""
         # Written unless there: new, or its file lost to a delete that raced an earlier add (see delete).
-        sha = self.put(png_bytes(image, record))
+        sha = self.put(self.encode(image, record))
         path = self.file(sha)
         existing = session.scalar(select(Image.id).where(Image.sha256 == sha))
         if existing is not None:

@@ -1,0 +1,99 @@
+"""`kaiga keys init-signing` and `kaiga verify` (issue 20, item 2): a key made once, every PNG of
+`kaiga generate` signed with it, and verify's verdict in its exit code (0 trusted, 1 not, 2 bad input)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from kaiga.cli import app
+from kaiga.metadata import GenerationRecord, png_bytes, read_metadata
+from kaiga.paths import model_home
+from kaiga.provenance.credentials import read_credentials
+
+RECORD = GenerationRecord(prompt="a red car", seed=7, sampler="ddim", steps=2, guidance=3.0, width=64, height=64,
+                          model="scenes-diffusion", model_hash="0123456789")
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def kaiga(*args: str) -> subprocess.CompletedProcess:
+    """The `kaiga` command as a person runs it (KAIGA_HOME is the test's, from tests/conftest.py)."""
+    return subprocess.run([sys.executable, "-m", "kaiga.cli", *args], check=False, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture
+def signing():
+    r = cli("keys", "init-signing")
+    assert r.exit_code == 0, r.output
+    return model_home() / "signing"
+
+
+def test_init_signing_makes_the_files_once(signing):
+    assert sorted(p.name for p in signing.iterdir()) == ["chain.pem", "key.pem", "root.pem"]
+    assert stat.S_IMODE((signing / "key.pem").stat().st_mode) == 0o600
+    key = (signing / "key.pem").read_bytes()
+    again = cli("keys", "init-signing")
+    assert again.exit_code == 2 and "--force" in again.output and "Traceback" not in again.output
+    assert (signing / "key.pem").read_bytes() == key
+    assert cli("keys", "init-signing", "--force").exit_code == 0 and (signing / "key.pem").read_bytes() != key
+
+
+def test_generate_signs_with_a_key_and_verify_trusts_it(signing, tmp_path):
+    r = kaiga("generate", "a red car in the snow", "--seed", "3", "--steps", "2", "--n", "2", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    pngs = sorted(tmp_path.glob("*.png"))
+    assert len(pngs) == 2
+    for png in pngs:
+        report = read_credentials(png.read_bytes())
+        assert report["status"] == "trusted", report
+        assert report["model"]["hash"] == read_metadata(png).record.model_hash
+    shown = cli("verify", str(pngs[0]))
+    assert shown.exit_code == 0, shown.output
+    assert "trusted" in shown.output and "not checked: no watermark decoder yet" in shown.output
+    assert "a red car in the snow" in shown.output
+    as_json = json.loads(cli("verify", str(pngs[0]), "--json").output)
+    assert as_json["ok"] and as_json["credentials"]["status"] == "trusted"
+    assert as_json["record"]["seed"] == read_metadata(pngs[0]).record.seed
+    assert as_json["watermark"]["status"] == "not checked"
+
+
+def test_generate_without_a_key_writes_unsigned_pngs(tmp_path):
+    r = kaiga("generate", "a red car", "--seed", "3", "--steps", "2", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    [png] = tmp_path.glob("*.png")
+    assert b"caBX" not in png.read_bytes() and not (model_home() / "signing").exists()
+
+
+def test_a_tampered_image_fails(signing, tmp_path):
+    from kaiga.provenance.credentials import sign_png
+
+    data = bytearray(sign_png(png_bytes(Image.new("RGB", (64, 64), "red"), RECORD), RECORD))
+    data[data.index(b"IDAT") + 12] ^= 0x01
+    path = tmp_path / "tampered.png"
+    path.write_bytes(bytes(data))
+    r = cli("verify", str(path))
+    assert r.exit_code == 1 and "tampered" in r.output
+    assert json.loads(cli("verify", str(path), "--json").output)["credentials"]["status"] == "tampered"
+
+
+def test_an_unsigned_image_fails(tmp_path):
+    path = tmp_path / "plain.png"
+    path.write_bytes(png_bytes(Image.new("RGB", (64, 64), "red"), RECORD))
+    r = cli("verify", str(path))
+    assert r.exit_code == 1 and "no content credentials" in r.output and "a red car" in r.output
+
+
+def test_a_bad_path_is_one_line(tmp_path):
+    r = cli("verify", str(tmp_path / "missing.png"))
+    assert r.exit_code == 2 and "does not exist" in r.output and len(r.output.strip().splitlines()) == 1
