@@ -130,18 +130,20 @@ def autoencoder_generate(model, suite: list[PromptCase], batch_size: int = 64) -
     return generate
 
 
-def model_generate(model, steps: int = 20, guidance: float | None = None, sampler: str = "ddim",
+def model_generate(model, steps: int | None = None, guidance: float | None = None, sampler: str = "ddim",
                    batch_size: int = 16, on_image: Callable[[int], None] | None = None,
                    options: dict | None = None) -> GenerateFn:
     """A GenerateFn over a loaded model of any family, many prompts per batch.
 
-    `options`: the request's family options (truncation, candidates, ...), None meaning the family's default.
+    `options`: the request's family options (truncation, candidates, ...), None meaning the family's default;
+    `steps`, `guidance` None: the model's own.
     """
     from kaiga.pipelines.text_to_image import text_to_image
     from kaiga.request import GenerationRequest
 
-    fields = {"steps": steps, "sampler": sampler} | ({"guidance": guidance} if guidance is not None else {})
-    request = GenerationRequest(prompt="evaluation", **fields, **{k: v for k, v in (options or {}).items() if v is not None})
+    fields = {"sampler": sampler, "steps": steps, "guidance": guidance}
+    given = {**fields, **(options or {})}
+    request = GenerationRequest(prompt="evaluation", **{k: v for k, v in given.items() if v is not None})
 
     def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         images = []
