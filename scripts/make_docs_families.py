@@ -1,4 +1,4 @@
-"""Render the README's pictures of the four families: one prompt grid and one `explain` strip each.
+"""Render the pictures of the four families in docs/FAMILIES.md: one prompt grid and one `explain` strip each.
 
 Usage:
     .venv/bin/python scripts/make_docs_families.py [--models scenes-diffusion scenes-gan ...] [--out docs/families]
