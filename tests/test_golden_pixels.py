@@ -2,7 +2,8 @@
 
 `tests/golden/pixels.npz` holds the uint8 pixels that the bundled models made, through the Studio, for
 the prompts and seeds of the README and docs/CLI.md (every sampler, image-to-image, inpainting,
-`explain`), recorded before a refactor. A change that is not meant to change a model must keep every case within 1 grey level.
+`explain`), recorded before a refactor. A change that is not meant to change a model must keep every
+case within 1 grey level.
 Re-record only for a change that is meant to change pixels (say so in the commit):
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/test_golden_pixels.py --write
