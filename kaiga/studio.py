@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from kaiga.capabilities import Capabilities, check_request, ignored_fields, with_defaults
+from kaiga.capabilities import Capabilities, check_request, ignored_fields, output_size, with_defaults
 from kaiga.metadata import GenerationRecord, png_bytes, read_metadata, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
@@ -141,8 +141,7 @@ class Studio:
         self.check(request)  # before any work, even loading: sizes, sampler, edits
         loaded = self.load(request.model)
         model = loaded.model
-        caps = Capabilities.from_info(model.info)
-        check_request(caps, request)  # again as loaded (the same answer; cheap)
+        caps = Capabilities.from_info(model.info)  # what `check` read from its files
         ignored = ignored_fields(caps, request)
         if ignored:
             log.warning("a %s model does not use %s; ignored", caps.family, ", ".join(ignored))
@@ -150,7 +149,6 @@ class Studio:
         unknown = unknown_words(model.tokenizer, request.prompt + " " + request.negative_prompt)
         if unknown:
             log.warning("the model does not know these words and ignores them: %s", ", ".join(dict.fromkeys(unknown)))
-        denoising = caps.denoises  # the other families read no sampler, steps or guidance
         first = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         seeds = request.seeds(first)
         t0 = time.perf_counter()
@@ -162,7 +160,7 @@ class Studio:
         else:
             images = text_to_image(model, request, seeds, self.batch_size, on_step)
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(images)
-        native = int(model.info.get("native_size", 64))
+        width, height = output_size(caps, request)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return [
             GeneratedImage(
@@ -171,11 +169,12 @@ class Studio:
                     prompt=request.prompt,
                     negative_prompt=request.negative_prompt,
                     seed=seed,
-                    sampler=request.sampler.value if denoising else "",
-                    steps=request.steps if denoising else 0,
-                    guidance=request.guidance if denoising else None,
-                    width=request.width or native,
-                    height=request.height or native,
+                    # the other families read no sampler, steps or guidance
+                    sampler=request.sampler.value if caps.denoises else "",
+                    steps=request.steps if caps.denoises else 0,
+                    guidance=request.guidance if caps.denoises else None,
+                    width=width,
+                    height=height,
                     model=loaded.ref.name,
                     model_hash=loaded.hash,
                     family=loaded.ref.family,
