@@ -40,11 +40,10 @@ from kaiga.families.diffusion.config import (
     build_unet,
     build_vae,
 )
-from kaiga.families.diffusion.folder import component_weights, download_info
+from kaiga.families.diffusion.folder import COMPONENTS, component_weights, download_info
 from kaiga.families.diffusion.schedulers import DEFAULT_SCHEDULER, alphas_cumprod
 from kaiga.text.tokenizer import build_word_tokenizer
 
-COMPONENTS = ("unet", "vae", "text_encoder")
 OUR_SAMPLERS = ["ddim", "euler", "euler-a", "dpm++2m"]  # LCM needs a consistency-distilled model
 
 
@@ -161,10 +160,15 @@ class LatentDiffusion(ImageGenerator):
     def scaling_factor(self) -> float:
         return float(self.vae.config.scaling_factor)
 
+    @property
+    def text_length(self) -> int:
+        """Tokens the text encoder reads at once, `<bos>` and `<eos>` included (77 for SD's CLIP, 32 for ours)."""
+        return min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         """Token ids [N, T], padded to the encoder's length as Stable Diffusion does."""
-        max_len = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
-        enc = self.tokenizer(prompts, padding="max_length", max_length=max_len, truncation=True, return_tensors="pt")
+        enc = self.tokenizer(prompts, padding="max_length", max_length=self.text_length, truncation=True,
+                             return_tensors="pt")
         return enc.input_ids
 
     def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -46,8 +46,8 @@ class WeightedTokens:
 
 
 def max_tokens(model) -> int:
-    """Tokens the text encoder reads at once, `<bos>` and `<eos>` included."""
-    return min(model.tokenizer.model_max_length, model.text_encoder.config.max_position_embeddings)
+    """Tokens the text encoder reads at once, `<bos>` and `<eos>` included (the model's `text_length`)."""
+    return model.text_length
 
 
 def weighted_tokens(tokenizer, prompt: str) -> WeightedTokens:
