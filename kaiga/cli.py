@@ -732,12 +732,11 @@ def _generator(loaded_model, settings: dict, total: int, bar, label: str):
 def _model_settings(settings: dict, loaded_model) -> dict:
     """The settings as the model runs them, for its results: a denoising model's own steps and guidance where
     the command left them out (20 / 3 for kaiga's, 50 / 7.5 for Stable Diffusion)."""
-    from kaiga.capabilities import Capabilities
+    from kaiga.capabilities import Capabilities, with_defaults
+    from kaiga.request import GenerationRequest
 
-    caps = Capabilities.from_info(loaded_model.info)
-    if not caps.denoises:
-        return settings
-    return {name: caps.default[name] for name in ("steps", "guidance")} | settings
+    run = with_defaults(Capabilities.from_info(loaded_model.info), GenerationRequest(prompt="", **settings))
+    return {name: getattr(run, name) for name in ("steps", "guidance") if getattr(run, name) is not None} | settings
 
 
 _EvalModel = Annotated[Optional[str], typer.Option(help="Model name or path (default: the bundled default); `renders` scores the renderer itself (the ceiling).")]
