@@ -258,7 +258,7 @@ def _ascii_letter(ch: str) -> str | None:
 def _pixels_key(*records) -> str:
     """8 hex digits of a SHA-256 over what makes the images' pixels: their records, less when they were
     made, how fast and by which kaiga (another sampler, step count, model, size or edit: another key)."""
-    fields = [r.model_dump(mode="json", exclude={"created", "timings", "kaiga_version"}) for r in records]
+    fields = [r.pixels_fields() for r in records]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -696,6 +696,30 @@ def train_readout_cmd(out_dir: _Out, steps: _Steps = 3000, batch_size: _Batch = 
         if isinstance(acc, dict):
             out.print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), highlight=False)
     out.print(f"readout network -> {out_dir / 'readout'}")
+
+
+@train_app.command("watermark")
+def train_watermark_cmd(out_dir: _Out, steps: _Steps = 6000, batch_size: _Batch = 32,
+                        lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
+                        n_train: Annotated[int, typer.Option("--n-train", min=8, help="Renders to train on (kept in memory: 12 KB each).")] = 4000,
+                        checkpoint_every: _CheckpointEvery = 250, seed: _Seed = 0, resume: _Resume = False,
+                        max_minutes: _MaxMinutes = None, threads: _Threads = None):
+    """Train the invisible watermark (encoder and decoder together, through JPEG, resizing, crops, noise and
+    blur); writes OUT/watermark.safetensors and OUT/watermark.json.
+
+    The bundled watermark (kaiga/bundled/watermark) was made with the defaults; bench/watermark.py measures it.
+    """
+    _writable_folder(out_dir, "--out")
+    _use_threads(threads)
+    from dataclasses import replace
+
+    from kaiga.provenance.watermark_train import WatermarkTask
+    from kaiga.train.loop import train
+
+    loop = replace(_loop_options(steps, batch_size, lr, checkpoint_every, 0, seed, max_minutes=max_minutes),
+                   ema_decay=0.99)
+    state = train(WatermarkTask(pool=n_train, batch_size=batch_size), loop, out_dir, resume=resume)
+    out.print(f"watermark after {state['step']} steps (loss {state['loss']:.4f}) -> {out_dir}")
 
 
 def _wide() -> Console:

@@ -122,6 +122,14 @@ class GenerationRecord(BaseModel):
     def to_json(self) -> str:
         return self.model_dump_json()
 
+    def pixels_fields(self) -> dict[str, Any]:
+        """The fields that make the image's pixels: all but when it was made, how fast and by which kaiga
+        (the same request run twice has the same ones; another seed, sampler, model or edit has others).
+        The watermark's payload is left out too: it is derived from these."""
+        fields = self.model_dump(mode="json", exclude={"created", "timings", "kaiga_version"})
+        fields["extra"] = {k: v for k, v in fields["extra"].items() if k != "watermark"}
+        return fields
+
     @classmethod
     def from_json(cls, text: str | bytes) -> GenerationRecord:
         return cls.model_validate_json(text)
