@@ -492,6 +492,57 @@ def data_scenes(
     out.print(f"wrote {n} images to {out_dir} ({n / dt:.0f} images/s)", highlight=False)
 
 
+@data_app.command("import")
+def data_import(
+    source: Annotated[Path, typer.Argument(help="Folder of your images (PNG, JPEG, WebP), with an optional metadata.jsonl.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="New or empty folder for the clean copy (outside the source).")],
+    consent: Annotated[Optional[Path], typer.Option(help="File listing the images whose people consented to show their faces: one file name a line, relative to the folder; # starts a comment.")] = None,
+    faces_consent: Annotated[bool, typer.Option("--faces-consent", help="Everyone in every image consented: faces are found and reported, not blurred.")] = False,
+):
+    """Import your images as a dataset, privately: metadata stripped, faces blurred, a report of what was removed.
+
+    Each image is written under its own name to --out with only its pixels (and its ICC colour profile): EXIF
+    (GPS position, camera make, model and serial, dates), embedded thumbnails, XMP, IPTC, comments and PNG text
+    chunks are removed, after the EXIF orientation is applied to the pixels. Faces are found (OpenCV Haar cascades)
+    and blurred unless consent is recorded: a "faces_consent": true column on the image's metadata.jsonl line
+    (wins over the rest), the --consent file, or --faces-consent for all. A metadata.jsonl (file_name + text, the
+    imagefolder format) is carried over, and only the images it lists are imported. --out gets privacy-report.json,
+    one entry per image. The source folder is never written to.
+    """
+    _input_path(source, "DIR", "folder")
+    _input_path(consent, "--consent")
+    from kaiga.data.ingest import IngestError, import_images, plan_import
+
+    try:
+        plan = plan_import(source, out_dir, consent_file=consent, all_consent=faces_consent)
+    except (IngestError, UnicodeDecodeError) as e:
+        fail(str(e) if isinstance(e, IngestError) else f"--consent: {consent} is not UTF-8 text")
+    _writable_folder(out_dir, "--out")
+    from rich.progress import Progress
+    from rich.table import Table
+
+    with Progress(console=err, transient=True, disable=len(plan.items) < 8) as bar:
+        task = bar.add_task("cleaning", total=len(plan.items))
+        report = import_images(plan, out_dir, progress=lambda k: bar.advance(task, k))
+    table = Table(title=f"{source} → {out_dir}", show_header=True)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    t = report["totals"]
+    for label, key in (("cleaned", "images"), ("EXIF removed", "with_exif"), ("  with GPS", "with_gps"),
+                       ("orientation applied", "orientation_applied"), ("thumbnail removed", "with_thumbnail"),
+                       ("XMP removed", "with_xmp"), ("IPTC / comment removed", "with_iptc_or_comment"),
+                       ("PNG text removed", "with_png_text"), ("faces found", "faces_found"),
+                       ("faces blurred", "faces_blurred"), ("faces kept (consent)", "faces_kept_with_consent"),
+                       ("skipped (unreadable)", "skipped")):
+        table.add_row(label, str(t[key]))
+    _wide().print(table)
+    out.print(f"report: {out_dir / 'privacy-report.json'}", highlight=False)
+    for item in report["skipped"]:
+        err.print(f"skipped: {item['error']}", highlight=False, soft_wrap=True, markup=False)
+    if report["skipped"]:
+        raise typer.Exit(1)
+
+
 def _run_paths(data: Optional[Path], out_dir: Path, **folders: Optional[Path]) -> None:
     """A training command's paths, before anything loads: the dataset and `folders` (option -> path)
     exist as folders, and the run folder can be written."""

@@ -32,7 +32,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from kaiga.provenance.faces import Box, blur_faces, detect_faces
 
@@ -132,6 +132,8 @@ def _open(data: bytes, field: str) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
         return image
+    except UnidentifiedImageError:
+        raise PrivacyError(f"{field}: not a readable PNG, JPEG or WebP image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise PrivacyError(f"{field}: not a readable PNG, JPEG or WebP image ({e})") from None
 
