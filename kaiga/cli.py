@@ -511,13 +511,13 @@ def data_import(
     """
     _input_path(source, "DIR", "folder")
     _input_path(consent, "--consent")
+    _writable_folder(out_dir, "--out")
     from kaiga.data.ingest import IngestError, import_images, plan_import
 
     try:
         plan = plan_import(source, out_dir, consent_file=consent, all_consent=faces_consent)
     except (IngestError, UnicodeDecodeError) as e:
         fail(str(e) if isinstance(e, IngestError) else f"--consent: {consent} is not UTF-8 text")
-    _writable_folder(out_dir, "--out")
     from rich.progress import Progress
     from rich.table import Table
 
