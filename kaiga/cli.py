@@ -296,6 +296,7 @@ def generate(
     device: _Device = None,
     config: Annotated[Optional[Path], typer.Option(help="Config folder for a single-file checkpoint that has none inside (offline).")] = None,
     threads: _Threads = None,
+    faces_consent: Annotated[bool, typer.Option("--faces-consent", help="With --init: the people in it consent to show their faces; else faces found in it are blurred first (the record says which).")] = False,
     *, fields: dict,
 ):
     """Generate images from a prompt with the default model or --model; edit an image with --init.
@@ -322,7 +323,7 @@ def generate(
     except RequestError as e:
         fail(str(e))
     if init is not None:
-        request = request.model_copy(update=_stored_inputs(init, mask))
+        request = request.model_copy(update=_stored_inputs(init, mask, faces_consent))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -355,9 +356,11 @@ def generate(
         typer.echo(str(sheet))
 
 
-def _stored_inputs(init: Path, mask: Optional[Path]) -> dict:
-    """--init and --mask checked (as the server checks uploads) and kept by hash in the upload store."""
+def _stored_inputs(init: Path, mask: Optional[Path], faces_consent: bool = False) -> dict:
+    """--init and --mask checked (as the server checks uploads) and kept by hash in the upload store; --init
+    cleaned as the server's uploads are (faces blurred unless --faces-consent, the report kept beside it)."""
     from kaiga.paths import model_home
+    from kaiga.provenance.privacy import clean_upload
     from kaiga.store.uploads import UploadError, UploadStore, read_image_file
 
     try:
@@ -365,8 +368,10 @@ def _stored_inputs(init: Path, mask: Optional[Path]) -> dict:
         mask_image = read_image_file(mask, "mask").convert("L") if mask is not None else None
     except UploadError as e:
         fail(str(e))
+    image, report = clean_upload(init.read_bytes(), image, faces_consent=faces_consent)  # its size checked above
     store = UploadStore(model_home() / "uploads")
-    return {"init_image": store.add(image), "mask": store.add(mask_image) if mask_image is not None else None}
+    return {"init_image": store.add(image, report.to_dict()),
+            "mask": store.add(mask_image) if mask_image is not None else None}
 
 
 @app.command()
