@@ -296,6 +296,7 @@ def generate(
     device: _Device = None,
     config: Annotated[Optional[Path], typer.Option(help="Config folder for a single-file checkpoint that has none inside (offline).")] = None,
     threads: _Threads = None,
+    faces_consent: Annotated[bool, typer.Option("--faces-consent", help="With --init: the people in it consent to show their faces; else faces found in it are blurred first (the record says which).")] = False,
     *, fields: dict,
 ):
     """Generate images from a prompt with the default model or --model; edit an image with --init.
@@ -322,7 +323,7 @@ def generate(
     except RequestError as e:
         fail(str(e))
     if init is not None:
-        request = request.model_copy(update=_stored_inputs(init, mask))
+        request = request.model_copy(update=_stored_inputs(init, mask, faces_consent))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -355,9 +356,11 @@ def generate(
         typer.echo(str(sheet))
 
 
-def _stored_inputs(init: Path, mask: Optional[Path]) -> dict:
-    """--init and --mask checked (as the server checks uploads) and kept by hash in the upload store."""
+def _stored_inputs(init: Path, mask: Optional[Path], faces_consent: bool = False) -> dict:
+    """--init and --mask checked (as the server checks uploads) and kept by hash in the upload store; --init
+    cleaned as the server's uploads are (faces blurred unless --faces-consent, the report kept beside it)."""
     from kaiga.paths import model_home
+    from kaiga.provenance.privacy import clean_upload
     from kaiga.store.uploads import UploadError, UploadStore, read_image_file
 
     try:
@@ -365,8 +368,10 @@ def _stored_inputs(init: Path, mask: Optional[Path]) -> dict:
         mask_image = read_image_file(mask, "mask").convert("L") if mask is not None else None
     except UploadError as e:
         fail(str(e))
+    image, report = clean_upload(init.read_bytes(), image, faces_consent=faces_consent)  # its size checked above
     store = UploadStore(model_home() / "uploads")
-    return {"init_image": store.add(image), "mask": store.add(mask_image) if mask_image is not None else None}
+    return {"init_image": store.add(image, report.to_dict()),
+            "mask": store.add(mask_image) if mask_image is not None else None}
 
 
 @app.command()
@@ -490,6 +495,57 @@ def data_scenes(
                      mix=Mix(layouts=shares), workers=workers)
     dt = time.perf_counter() - t0
     out.print(f"wrote {n} images to {out_dir} ({n / dt:.0f} images/s)", highlight=False)
+
+
+@data_app.command("import")
+def data_import(
+    source: Annotated[Path, typer.Argument(help="Folder of your images (PNG, JPEG, WebP), with an optional metadata.jsonl.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="New or empty folder for the clean copy (outside the source).")],
+    consent: Annotated[Optional[Path], typer.Option(help="File listing the images whose people consented to show their faces: one file name a line, relative to the folder; # starts a comment.")] = None,
+    faces_consent: Annotated[bool, typer.Option("--faces-consent", help="Everyone in every image consented: faces are found and reported, not blurred.")] = False,
+):
+    """Import your images as a dataset, privately: metadata stripped, faces blurred, a report of what was removed.
+
+    Each image is written under its own name to --out with only its pixels (and its ICC colour profile): EXIF
+    (GPS position, camera make, model and serial, dates), embedded thumbnails, XMP, IPTC, comments and PNG text
+    chunks are removed, after the EXIF orientation is applied to the pixels. Faces are found (OpenCV Haar cascades)
+    and blurred unless consent is recorded: a "faces_consent": true column on the image's metadata.jsonl line
+    (wins over the rest), the --consent file, or --faces-consent for all. A metadata.jsonl (file_name + text, the
+    imagefolder format) is carried over, and only the images it lists are imported. --out gets privacy-report.json,
+    one entry per image. The source folder is never written to.
+    """
+    _input_path(source, "DIR", "folder")
+    _input_path(consent, "--consent")
+    _writable_folder(out_dir, "--out")
+    from kaiga.data.ingest import IngestError, import_images, plan_import
+
+    try:
+        plan = plan_import(source, out_dir, consent_file=consent, all_consent=faces_consent)
+    except (IngestError, UnicodeDecodeError) as e:
+        fail(str(e) if isinstance(e, IngestError) else f"--consent: {consent} is not UTF-8 text")
+    from rich.progress import Progress
+    from rich.table import Table
+
+    with Progress(console=err, transient=True, disable=len(plan.items) < 8) as bar:
+        task = bar.add_task("cleaning", total=len(plan.items))
+        report = import_images(plan, out_dir, progress=lambda k: bar.advance(task, k))
+    table = Table(title=f"{source} → {out_dir}", show_header=True)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    t = report["totals"]
+    for label, key in (("cleaned", "images"), ("EXIF removed", "with_exif"), ("  with GPS", "with_gps"),
+                       ("orientation applied", "orientation_applied"), ("thumbnail removed", "with_thumbnail"),
+                       ("XMP removed", "with_xmp"), ("IPTC / comment removed", "with_iptc_or_comment"),
+                       ("PNG text removed", "with_png_text"), ("faces found", "faces_found"),
+                       ("faces blurred", "faces_blurred"), ("faces kept (consent)", "faces_kept_with_consent"),
+                       ("skipped (unreadable)", "skipped")):
+        table.add_row(label, str(t[key]))
+    _wide().print(table)
+    out.print(f"report: {out_dir / 'privacy-report.json'}", highlight=False)
+    for item in report["skipped"]:
+        err.print(f"skipped: {item['error']}", highlight=False, soft_wrap=True, markup=False)
+    if report["skipped"]:
+        raise typer.Exit(1)
 
 
 def _run_paths(data: Optional[Path], out_dir: Path, **folders: Optional[Path]) -> None:

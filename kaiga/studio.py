@@ -187,7 +187,8 @@ class Studio:
                     created=created,
                     mask_blur=request.mask_blur if request.mask is not None else None,
                     extra={**request.family_options(), **({"unknown_words": unknown} if unknown else {}),
-                           **({"ignored_fields": ignored} if ignored else {})},
+                           **({"ignored_fields": ignored} if ignored else {}),
+                           **self._init_privacy(request)},
                 ),
             )
             for image, seed in zip(images, seeds)
@@ -207,6 +208,14 @@ class Studio:
         loaded = self.load(request.model)
         frames, captions = loaded.model.explain(request.prompt, seed)
         return Explanation(frames, captions, loaded.ref.name, loaded.ref.family)
+
+    def _init_privacy(self, request: GenerationRequest) -> dict:
+        """What was removed from the init image before it was stored (faces, metadata), for the record's extra."""
+        note = self.uploads.note(request.init_image) if request.init_image else None
+        if not note:
+            return {}
+        keep = ("removed", "faces_blurred", "faces_consent", "orientation_applied")
+        return {"init_image_privacy": {**{k: note[k] for k in keep if k in note}, "faces": len(note.get("faces", []))}}
 
     def _upload(self, field: str, sha256: str | None) -> Image.Image | None:
         if sha256 is None:

@@ -52,6 +52,8 @@ class Img2ImgBody(Txt2ImgBody):
     mask_blur: int = Field(4, ge=0, le=64, description=field_specs()["mask_blur"].help)  # A1111's default 4
     resize_mode: int = 0
     include_init_images: bool = False
+    faces_consent: bool = Field(False, description=(
+        "kaiga: the people in the image consent to show their faces; else faces found in it are blurred first."))
 
 
 @router.post("/img2img")
@@ -65,7 +67,8 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
                        param="init_images")
     if body.resize_mode != 0:
         raise ApiError(422, f"resize_mode: kaiga only resizes (0) (got {body.resize_mode})", param="resize_mode")
-    init = await read_image(decode_base64(body.init_images[0], "init_images", MAX_UPLOAD_BYTES), "init_images")
+    init_data = decode_base64(body.init_images[0], "init_images", MAX_UPLOAD_BYTES)
+    init = await read_image(init_data, "init_images")
     mask = None
     if body.mask:
         mask = await read_image(decode_base64(body.mask, "mask", MAX_UPLOAD_BYTES), "mask")
@@ -74,7 +77,7 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
     fields = {**request_fields(body, model), "strength": body.denoising_strength}
     gen = edit_request(fields, mask=mask is not None, rename=RENAME, status=422)
     gen, enlarged = fit_size(gen, state.catalog.capabilities(model))
-    gen = await store_inputs(state, gen, init, mask)  # what the model cannot do: 400, as from txt2img
+    gen = await store_inputs(state, gen, init, mask, init_data=init_data, faces_consent=body.faces_consent)  # what the model cannot do: 400, as from txt2img
     parameters = body.model_dump()
     if not body.include_init_images:
         parameters.update(init_images=None, mask=None)

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import partial
 
 from PIL import Image, ImageChops
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kaiga.model_files import ModelError
+from kaiga.provenance.privacy import clean_upload
 from kaiga.request import GenerationRequest, RequestError
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.state import ServerState
@@ -91,14 +93,18 @@ def edit_request(fields: dict, *, mask: bool, rename: dict[str, str] | None = No
 
 
 async def store_inputs(state: ServerState, request: GenerationRequest, init: Image.Image,
-                       mask: Image.Image | None, status: int = 400) -> GenerationRequest:
-    """Check `request` against its model, then store the images and put their hashes in it."""
+                       mask: Image.Image | None, status: int = 400, *, init_data: bytes,
+                       faces_consent: bool = False) -> GenerationRequest:
+    """Check `request` against its model, then store the images and put their hashes in it. The init image is
+    stored cleaned (`kaiga.provenance.privacy.clean_upload`: faces blurred unless `faces_consent`), its report
+    read from the uploaded bytes `init_data` and kept beside it for the records of the images made from it."""
     try:
         state.catalog.check(request)  # a request the model refuses writes no file
     except (RequestError, ModelError) as e:
         field = str(e).split(":", 1)[0]
         raise ApiError(status, str(e), param=field if field.isidentifier() else None, code="invalid_value") from None
     store = UploadStore(state.settings.uploads_dir())
-    init_sha = await run_in_threadpool(store.add, init)
+    init, report = await run_in_threadpool(partial(clean_upload, faces_consent=faces_consent), init_data, init)
+    init_sha = await run_in_threadpool(store.add, init, report.to_dict())
     mask_sha = await run_in_threadpool(store.add, mask) if mask is not None else None
     return request.model_copy(update={"init_image": init_sha, "mask": mask_sha})

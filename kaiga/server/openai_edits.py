@@ -57,6 +57,10 @@ VARIATION_FIELDS = taken_fields(exclude=(*SIZE_FIELDS, "init_image", "mask", "pr
 class VariationForm(request_body("VariationFields", VARIATION_FIELDS, base=OpenAIFields)):
     """The text fields of `POST /v1/images/variations` (the file is `image`)."""
 
+    faces_consent: bool = Field(False, description=(
+        "kaiga: the people in the image consent to show their faces; else faces found in it are blurred before "
+        "it is stored (the image's record says which)."))
+
 
 class EditForm(request_body("EditFields", EDIT_FIELDS, base=OpenAIFields)):
     """The text fields of `POST /v1/images/edits` (the files are `image` and `mask`)."""
@@ -64,6 +68,9 @@ class EditForm(request_body("EditFields", EDIT_FIELDS, base=OpenAIFields)):
     prompt: str = Field(description=field_specs()["prompt"].help)  # required, as OpenAI's
     quality: Literal["low", "medium", "standard", "auto", "high", "hd"] | None = None
     output_format: Literal["png"] | None = None  # the only format kaiga writes
+    faces_consent: bool = Field(False, description=(
+        "kaiga: the people in the image consent to show their faces; else faces found in it are blurred before "
+        "it is stored (the image's record says which)."))
 
 
 def _openapi(form: type[BaseModel], files: dict[str, str]) -> dict:
@@ -130,7 +137,7 @@ async def create_edit(request: Request, response: Response, principal: Principal
     gen = edit_request(fields, mask=mask is not None, rename=size_renames(form.steps))
     state = request.app.state.kaiga
     check_model(state, gen.model)
-    gen = await store_inputs(state, gen, image, mask)
+    gen = await store_inputs(state, gen, image, mask, init_data=data["image"], faces_consent=form.faces_consent)
     return await answer(request, response, gen, principal=principal, user=form.user, idempotency_key=idempotency_key,
                         fingerprint=_fingerprint("openai-edits", form, data), response_format=form.response_format)
 
@@ -150,6 +157,6 @@ async def create_variation(request: Request, response: Response, principal: Prin
     gen = edit_request(fields, mask=False, rename=size_renames(0))
     state = request.app.state.kaiga
     check_model(state, gen.model)
-    gen = await store_inputs(state, gen, image, None)
+    gen = await store_inputs(state, gen, image, None, init_data=data["image"], faces_consent=form.faces_consent)
     return await answer(request, response, gen, principal=principal, user=form.user, idempotency_key=idempotency_key,
                         fingerprint=_fingerprint("openai-variations", form, data), response_format=form.response_format)

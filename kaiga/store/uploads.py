@@ -28,12 +28,14 @@ Example:
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from kaiga.metadata import write_atomic
 from kaiga.request import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UPLOAD_FORMATS
 from kaiga.store.content import ContentFiles, is_sha256  # noqa: F401 (is_sha256 re-exported)
 
@@ -107,13 +109,22 @@ def too_large(field: str, n_bytes: int, limit: int) -> str:
 class UploadStore(ContentFiles):
     """Uploaded images as content-addressed PNG files under `folder`."""
 
-    def add(self, image: Image.Image) -> str:
-        """Store `image` (a checked one) as a PNG without metadata; returns its SHA-256."""
+    def add(self, image: Image.Image, note: dict | None = None) -> str:
+        """Store `image` (a checked one) as a PNG without metadata; returns its SHA-256. `note`: what was done to
+        the upload before (the privacy report), kept beside it as `<sha256>.json` for the images made from it."""
         # L for masks (white = repaint), RGB for everything else: the pipelines read nothing more.
         buf = io.BytesIO()
         # No pnginfo, no exif: nothing of the uploader's file but its pixels.
         image.convert("L" if image.mode == "L" else "RGB").save(buf, format="PNG")
-        return self.put(buf.getvalue())
+        sha = self.put(buf.getvalue())
+        if note is not None:
+            write_atomic(self.file(sha).with_suffix(".json"), json.dumps(note, sort_keys=True).encode())
+        return sha
+
+    def note(self, sha256: str) -> dict | None:
+        """The note `add` kept beside an upload, or None."""
+        path = self.file(sha256).with_suffix(".json")
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def open(self, sha256: str) -> Image.Image:
         """The stored image, decoded; FileNotFoundError if there is none with this hash."""
