@@ -11,7 +11,7 @@ Example:
     0.5
 """
 
-from kaiga.safety.screen import Check, Verdict, blur, screen
+from kaiga.safety.screen import Check, Verdict, blur, describe, screen
 from kaiga.safety.settings import SafetySettings, SafetySettingsError
 
-__all__ = ["Check", "SafetySettings", "SafetySettingsError", "Verdict", "blur", "screen"]
+__all__ = ["Check", "SafetySettings", "SafetySettingsError", "Verdict", "blur", "describe", "screen"]

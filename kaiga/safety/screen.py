@@ -54,6 +54,17 @@ class Verdict:
                 "terms": list(self.terms), "action": "blurred", "review": "held"}
 
 
+def describe(note: dict) -> str:
+    """One line for people about a flagged image's note.
+
+    >>> describe({"check": "image", "score": 0.91, "threshold": 0.5, "terms": []})
+    'flagged by the safety filter (image check: score 0.91 >= threshold 0.5); saved blurred, held for review'
+    """
+    why = f"terms {', '.join(note['terms'])}" if note["check"] == Check.PROMPT.value else (
+        f"score {note['score']} >= threshold {note['threshold']}")
+    return f"flagged by the safety filter ({note['check']} check: {why}); saved blurred, held for review"
+
+
 def blur(image: Image.Image) -> Image.Image:
     """So blurred that nothing in it can be made out, yet never black: its colours remain."""
     radius = max(image.size) / 10
