@@ -75,18 +75,19 @@ def main() -> None:
 
     torch.set_num_threads(1)
     settings = SafetySettings()  # the defaults a user gets
-    rows = [renders(args.renders, settings)]
-    print(rows[-1], flush=True)
-    for name in [m for m in args.models.split(",") if m] if args.per_model else []:
-        rows.append(model_images(name, args.per_model, settings))
-        print(rows[-1], flush=True)
     result = {"benchmark": "safety false-flag rate", "kaiga": __version__, "python": platform.python_version(),
               "machine": platform.machine(), "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": "OMP_NUM_THREADS=1 python bench/safety.py "
                          f"--renders {args.renders} --per-model {args.per_model}",
-              "rows": rows}
+              "rows": []}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    jobs = [lambda: renders(args.renders, settings)] + [
+        (lambda name=name: model_images(name, args.per_model, settings))
+        for name in ([m for m in args.models.split(",") if m] if args.per_model else [])]
+    for job in jobs:  # the file is rewritten after each row: a run cut short keeps what it measured
+        result["rows"].append(job())
+        print(result["rows"][-1], flush=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
 
 

@@ -8,7 +8,7 @@ settings come from the environment (`kaiga.safety.settings`). See docs/trust/saf
 Example:
     >>> from kaiga.safety import SafetySettings
     >>> SafetySettings().threshold
-    0.5
+    0.8
 """
 
 from kaiga.safety.screen import Check, Verdict, blur, describe, screen

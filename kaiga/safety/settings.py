@@ -3,7 +3,7 @@
 `KAIGA_SAFETY`: `on` (the default) or `off`. Off is for research use; every image made while it is off
 says so in its record (`extra.safety = {"filter": "off"}`), so an unscreened image is never mistaken
 for a screened one. `KAIGA_SAFETY_THRESHOLD`: the classifier's score (0-1) at or above which an image is
-flagged; default 0.5. Anything else is a `SafetySettingsError` naming the variable and what is allowed.
+flagged; default 0.8. Anything else is a `SafetySettingsError` naming the variable and what is allowed.
 
 Example:
     >>> SafetySettings.from_env({"KAIGA_SAFETY_THRESHOLD": "0.8"})
@@ -25,7 +25,8 @@ from kaiga.request import RequestError
 
 ENABLED_VAR = "KAIGA_SAFETY"
 THRESHOLD_VAR = "KAIGA_SAFETY_THRESHOLD"
-DEFAULT_THRESHOLD = 0.5  # open_nsfw's own default; scenes images score far below it (docs/trust/safety.md)
+DEFAULT_THRESHOLD = 0.8  # open_nsfw: above 0.8 "highly probable"; at 0.5 (its package default) our transformer's
+# images came within 0.03 of a false flag (max 0.467, docs/trust/safety.md)
 
 
 class SafetySettingsError(RequestError):

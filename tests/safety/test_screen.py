@@ -37,7 +37,7 @@ def test_a_flagged_prompt_blurs_and_notes_every_image_of_the_request():
         assert record.extra["truncation"] == 0.7  # the rest of the record is kept
         note = record.extra["safety"]
         assert (note["check"], note["terms"], note["action"], note["review"]) == ("prompt", ["nsfw"], "blurred", "held")
-        assert 0 <= note["score"] < note["threshold"] == 0.5  # the image itself passed; the prompt flagged it
+        assert 0 <= note["score"] < note["threshold"] == 0.8  # the image itself passed; the prompt flagged it
         assert _detail(image) < 0.02 * _detail(original)
 
 
