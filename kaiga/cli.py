@@ -348,6 +348,10 @@ def generate(
     for img in images:
         path = _save_new(img.image, img.record, out_dir, _output_stem("", [img.record]))
         typer.echo(str(path))  # plain: paths are for scripts too, never wrapped
+        if (note := img.record.extra.get("safety", {})).get("flagged"):  # the Studio blurred it (kaiga.safety)
+            from kaiga.safety import describe
+
+            err.print(f"[yellow]warning:[/] {path}: {describe(note)}", highlight=False, soft_wrap=True)
     if grid and len(images) > 1:
         from kaiga.images import contact_sheet
 

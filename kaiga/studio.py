@@ -32,6 +32,7 @@ from kaiga.paths import model_home
 from kaiga.pipelines.text_to_image import text_to_image
 from kaiga.provenance.credentials import sign_if_configured
 from kaiga.request import MAX_SEED, GenerationRequest, RequestError
+from kaiga.safety import SafetySettings, screen
 from kaiga.store.uploads import UploadStore, check_image
 from kaiga.text.tokenizer import unknown_words
 from kaiga.version import __version__
@@ -94,15 +95,17 @@ class Studio:
 
     `uploads`: where the init images and masks that requests name by hash are stored
     (default: `$KAIGA_HOME/uploads`, the CLI's; the server passes its own data dir's).
+    `safety`: the safety filter's settings (default: from the environment, `kaiga.safety.settings`).
     """
 
     def __init__(self, device: str | None = None, batch_size: int = 16, config_dir: Path | None = None,
-                 uploads: UploadStore | None = None):
+                 uploads: UploadStore | None = None, safety: SafetySettings | None = None):
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.config_dir = config_dir
         self.uploads = uploads or UploadStore(model_home() / "uploads")
         self._loaded: dict[Path, LoadedModel] = {}
+        self.safety = safety or SafetySettings.from_env()  # a bad KAIGA_SAFETY* is an error here, before work
 
     def load(self, name: str | None = None) -> LoadedModel:
         ref = resolve_model(name)
@@ -162,7 +165,7 @@ class Studio:
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(images)
         width, height = output_size(caps, request)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        return [
+        made = [
             GeneratedImage(
                 image,
                 GenerationRecord(
@@ -193,6 +196,9 @@ class Studio:
             )
             for image, seed in zip(images, seeds)
         ]
+        # the safety filter, last: a flagged image leaves blurred and noted, its original dropped here
+        screened = screen([g.image for g in made], [g.record for g in made], request.prompt, self.safety)
+        return [GeneratedImage(image, record) for image, record, _ in screened]
 
     def vary(self, image: bytes | Image.Image, **fields) -> list[GeneratedImage]:
         """Variations of `image` (image → image at `VARIATION_STRENGTH`, prompted by its own record);

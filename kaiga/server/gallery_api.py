@@ -3,14 +3,19 @@
 Every route needs the same auth as the rest of /v1 (`kaiga.server.auth`); errors are OpenAI-shaped.
 Images are shared by all callers; boards belong to the caller (another user's board is a 404).
 
-Images (an item is `{id, sha256, url, prompt, created, favourite, rating, boards: [{id, name}], record}`):
+Images (an item is `{id, sha256, url, prompt, created, favourite, rating, boards: [{id, name}], review, record}`;
+`review` is null, "held" (flagged by the safety filter: stored blurred, its note in record.extra.safety)
+or "approved"):
     GET    /v1/gallery/images               newest first: `{object: "list", data, next_cursor, total}`;
            query: limit (1-200, default 50), cursor (a page's next_cursor), q (prompt substring, any
            case; % and _ are plain characters), favourite (true/false), rating (1-5, exactly),
-           min_rating (1-5), board (a board id of yours)
+           min_rating (1-5), board (a board id of yours), held (true: only the images held for
+           review; without it, every image but those)
     GET    /v1/gallery/images/{id}          one image
     PATCH  /v1/gallery/images/{id}          `{favourite?: bool, rating?: 1-5 | null}` (null clears)
     DELETE /v1/gallery/images/{id}          the row, its board memberships, then its file
+    POST   /v1/gallery/images/{id}/review   `{decision: "approve" | "reject"}` on a held image: approve lists it
+                                            again (still blurred), reject deletes it (row and file)
     POST   /v1/gallery/images/{id}/rerun    queue a job with the image's recorded settings (same seed:
                                             same pixels); answers 202 with the job, as POST /v1/jobs
     GET    /v1/gallery/export               a zip: images/<sha256>.png plus records.jsonl; same filters
@@ -25,12 +30,12 @@ Boards (a board is `{id, name, created, images}`):
 
 Example:
     >>> ImageFilter.model_validate({"q": "red", "min_rating": "4"}).query()
-    ImageQuery(text='red', favourite=None, rating=None, min_rating=4, board_id=None)
+    ImageQuery(text='red', favourite=None, rating=None, min_rating=4, board_id=None, held=False)
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -44,7 +49,7 @@ from kaiga.server.jobs_api import describe_job
 from kaiga.server.openai_api import file_url
 from kaiga.server.state import Principal, ServerState
 from kaiga.store.boards import MAX_NAME, BoardExists, BoardNotFound, Boards, BoardView
-from kaiga.store.gallery import MAX_PAGE, ImageNotFound, ImageQuery, ImageView
+from kaiga.store.gallery import DECISIONS, MAX_PAGE, ImageNotFound, ImageQuery, ImageView
 
 router = APIRouter(prefix="/v1/gallery", tags=["kaiga gallery"], dependencies=[Depends(authenticate)])
 
@@ -65,10 +70,11 @@ class ImageFilter(BaseModel):
     rating: Annotated[int | None, Field(ge=1, le=5)] = None
     min_rating: Annotated[int | None, Field(ge=1, le=5)] = None
     board: Id | None = None
+    held: bool | None = None  # true: only the images held for review
 
     def query(self) -> ImageQuery:
         return ImageQuery(text=self.q or None, favourite=self.favourite, rating=self.rating,
-                          min_rating=self.min_rating, board_id=self.board)
+                          min_rating=self.min_rating, board_id=self.board, held=bool(self.held))
 
 
 class ListParams(ImageFilter):
@@ -83,6 +89,12 @@ class ImagePatch(BaseModel):
 
     favourite: StrictBool | None = None
     rating: Rating | None = None  # null clears the rating
+
+
+class ReviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal[DECISIONS]
 
 
 class BoardBody(BaseModel):
@@ -134,7 +146,7 @@ async def _store(fn: Callable, *args):
 def _item(request: Request, im: ImageView) -> dict:
     return {"id": im.id, "sha256": im.sha256, "url": file_url(request, im.sha256), "prompt": im.prompt,
             "created": im.created.isoformat(), "favourite": im.favourite, "rating": im.rating,
-            "boards": [{"id": b.id, "name": b.name} for b in im.boards], "record": im.record}
+            "boards": [{"id": b.id, "name": b.name} for b in im.boards], "review": im.review, "record": im.record}
 
 
 def _board(b: BoardView) -> dict:
@@ -200,6 +212,16 @@ async def delete_image(image_id: ImageId, request: Request):
     state: ServerState = request.app.state.kaiga
     await _store(state.gallery.delete, image_id)
     return {"id": image_id, "object": "image", "deleted": True}
+
+
+@router.post("/images/{image_id}/review")
+async def review_image(image_id: ImageId, body: ReviewBody, request: Request,
+                       principal: Principal = Depends(authenticate)):
+    """Approve an image held by the safety filter (listed again, still blurred) or reject it (deleted)."""
+    state: ServerState = request.app.state.kaiga
+    if not await _store(state.gallery.review, image_id, body.decision):
+        return {"id": image_id, "object": "image", "review": "rejected", "deleted": True}
+    return _item(request, await _store(state.gallery.image, image_id, principal.name))
 
 
 @router.post("/images/{image_id}/rerun", status_code=202)

@@ -7,9 +7,13 @@ is unlinked if no row names it any more. A path is only ever built from a hash t
 or checked (`is_sha256`).
 
 Browsing: `page()` lists newest first (by id, which only grows: see migration 0002), filtered by an
-`ImageQuery` (prompt text, favourite, rating, board), a page at a time with a keyset cursor, so
+`ImageQuery` (prompt text, favourite, rating, board, held for review), a page at a time with a keyset cursor, so
 images added meanwhile never shift a later page (no duplicates, no gaps). `export_zip()` streams
 the PNGs and a records.jsonl. Boards themselves are `kaiga.store.boards`.
+
+Review: an image whose record carries a flagged safety note (`extra.safety.flagged`, see kaiga.safety)
+is stored held: listed only by `ImageQuery(held=True)` until `review()` approves it (then listed as
+any other) or rejects it (then deleted, row and file).
 
 Example:
     >>> import tempfile
@@ -43,7 +47,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from PIL import Image as PILImage
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from kaiga.metadata import GenerationRecord, png_bytes
@@ -53,10 +57,18 @@ from kaiga.store.tables import Board, BoardImage, Image
 
 MAX_PAGE = 200  # images per page at most
 RATINGS = range(1, 6)  # 1-5 stars; None is "not rated"
+HELD, APPROVED = "held", "approved"  # Image.review; None: never flagged
+DECISIONS = ("approve", "reject")
 
 
 class ImageNotFound(KeyError):
     pass
+
+
+def flagged(record: GenerationRecord) -> bool:
+    """Whether the safety filter flagged the image (its note in `extra`; the store reads, never decides)."""
+    note = record.extra.get("safety")
+    return isinstance(note, dict) and note.get("flagged") is True
 
 
 def check_rating(rating: int | None) -> None:
@@ -90,6 +102,7 @@ class ImageView:
     record: dict  # GenerationRecord
     job_id: str | None
     boards: tuple[BoardRef, ...] = ()
+    review: str | None = None  # None (never flagged), "held" or "approved"
 
 
 @dataclass(frozen=True)
@@ -101,9 +114,10 @@ class ImageQuery:
     rating: int | None = None  # exactly
     min_rating: int | None = None  # at least (unrated images never match)
     board_id: int | None = None  # only images on this board (check the board's owner before)
+    held: bool = False  # True: only the images held for review; False: every other one
 
     def where(self) -> list:
-        clauses = []
+        clauses = [Image.review == HELD] if self.held else [or_(Image.review.is_(None), Image.review != HELD)]
         if self.text:
             clauses.append(Image.prompt.icontains(self.text, autoescape=True))
         if self.favourite is not None:
@@ -181,7 +195,7 @@ class Gallery(ContentFiles):
         if existing is not None:
             return existing
         row = Image(sha256=sha, path=str(path.relative_to(self.folder)), record=record.model_dump(mode="json"),
-                    prompt=record.prompt, favourite=False, job_id=job_id)
+                    prompt=record.prompt, favourite=False, job_id=job_id, review=HELD if flagged(record) else None)
         session.add(row)
         session.flush()  # assigns row.id
         return row.id
@@ -236,7 +250,7 @@ class Gallery(ContentFiles):
     def _views(session: Session, rows: list[Image], owner: str | None) -> list[ImageView]:
         boards = boards_of(session, [r.id for r in rows], owner) if owner is not None and rows else {}
         return [ImageView(r.id, r.sha256, r.path, r.prompt, as_utc(r.created), r.favourite, r.rating, dict(r.record),
-                          r.job_id, boards.get(r.id, ())) for r in rows]
+                          r.job_id, boards.get(r.id, ()), r.review) for r in rows]
 
     # --- curating ----------------------------------------------------------------------------
     def set_favourite(self, image_id: int, favourite: bool) -> None:
@@ -246,6 +260,24 @@ class Gallery(ContentFiles):
         """1-5 stars, or None to clear; anything else is a ValueError."""
         check_rating(rating)
         self._update(image_id, rating=rating)
+
+    def review(self, image_id: int, decision: str) -> bool:
+        """Decide on an image held for review: "approve" lists it again (blurred as it was stored: the
+        original was never kept), "reject" deletes it. Returns whether it still exists. A ValueError
+        for any other decision or an image that is not held."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision: must be one of {', '.join(DECISIONS)} (got {decision!r})")
+        with self.db.session() as s:
+            row = s.get(Image, image_id)
+            if row is None:
+                raise ImageNotFound(image_id)
+            if row.review != HELD:
+                raise ValueError(f"decision: image {image_id} is not held for review")
+            if decision == "approve":
+                row.review = APPROVED
+                return True
+        self.delete(image_id)
+        return False
 
     def _update(self, image_id: int, **values) -> None:
         with self.db.session() as s:

@@ -77,6 +77,8 @@ class Image(Base):
     favourite: Mapped[bool] = mapped_column(Boolean, default=False)
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1-5
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), nullable=True)
+    # None: never flagged; "held": flagged by the safety filter, out of the default listing until "approved"
+    review: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Board(Base):

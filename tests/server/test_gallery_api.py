@@ -38,7 +38,8 @@ def test_gallery_over_http(serve, database_url):  # on SQLite and on PostgreSQL
     rest = httpx.get(g + "/images", params={"limit": 2, "cursor": page["next_cursor"]}).json()
     assert [im["id"] for im in rest["data"]] == [cars[0]] and rest["next_cursor"] is None
     item = rest["data"][0]
-    assert set(item) == {"id", "sha256", "url", "prompt", "created", "favourite", "rating", "boards", "record"}
+    assert set(item) == {"id", "sha256", "url", "prompt", "created", "favourite", "rating", "boards", "review",
+                         "record"}
     assert item["record"]["seed"] == 3 and httpx.get(item["url"]).status_code == 200
     assert [im["id"] for im in httpx.get(g + "/images", params={"q": "100%"}).json()["data"]] == [boat]
     assert httpx.get(g + "/images", params={"q": "0_"}).json()["data"] == []

@@ -296,17 +296,41 @@ async function loadGallery(append = false) {
   const params = new URLSearchParams({ limit: "24" });
   if (form.elements.q.value) params.set("q", form.elements.q.value);
   if (form.elements.favourite.checked) params.set("favourite", "true");
+  if (form.elements.held.checked) params.set("held", "true");
   $("#export").href = `/v1/gallery/export?${params.toString().replace(/(^|&)limit=\d+/, "")}`;
   if (append && galleryCursor) params.set("cursor", galleryCursor);
   try {
     const page = await api(`/v1/gallery/images?${params}`);
     const grid = $("#gallery .results");
     if (!append) grid.replaceChildren();
-    grid.append(...page.data.map((im) => figure(im, openDetails)));
+    grid.append(...page.data.map((im) => withReview(figure(im, openDetails), im)));
     galleryCursor = page.next_cursor;
     $("#more").hidden = !galleryCursor;
     if (!append && page.total === 0) grid.textContent = "No images yet.";
   } catch (e) { showError(e); }
+}
+
+function withReview(fig, image) {
+  // An image the safety filter flagged: stored blurred, out of the gallery until approved (or rejected: deleted).
+  if (image.review !== "held") return fig;
+  const note = image.record?.extra?.safety ?? {};
+  const why = note.check === "prompt" ? `terms ${(note.terms ?? []).join(", ")}`
+    : `score ${note.score} ≥ threshold ${note.threshold}`;
+  const p = document.createElement("p");
+  p.className = "safety-note";
+  p.textContent = `Held for review: flagged by the ${note.check} check (${why}); shown blurred.`;
+  const decide = (decision) => async () => {
+    try {
+      await api(`/v1/gallery/images/${image.id}/review`, { method: "POST", body: { decision } });
+      loadGallery();
+    } catch (e) { showError(e); }
+  };
+  const approve = button("Approve", decide("approve")), reject = button("Reject", decide("reject"));
+  approve.className = "approve";
+  reject.className = "reject";
+  fig.classList.add("held");
+  fig.append(p, approve, reject);
+  return fig;
 }
 
 function describeRecord(record) {
