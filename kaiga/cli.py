@@ -1301,7 +1301,51 @@ _VERIFY_STATUS = {
     "invalid": "invalid content credentials",
     "none": "no content credentials",
 }
-WATERMARK_NOT_CHECKED = "not checked: no watermark decoder yet"
+
+
+def _watermark_check(data: bytes, record) -> dict:
+    """The invisible watermark of an image file: found or not, its p-value, and whether it names `record`
+    (the payload the record says it carries, when it says one)."""
+    import io
+
+    from PIL import Image
+
+    from kaiga.provenance.watermark import THRESHOLD, detect
+
+    claimed = (record or {}).get("extra", {}).get("watermark")
+    expected = int(claimed, 16) if isinstance(claimed, str) and re.fullmatch(r"[0-9a-f]{8}", claimed) else None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            found = detect(im.convert("RGB"), expected=expected)
+    except OSError as e:
+        return {"status": "unreadable", "reason": str(e)}
+    result = {"status": "found" if found.marked else "not found", **found.to_dict(), "threshold": THRESHOLD}
+    if expected is not None:
+        result["matches_record"] = found.marked and found.payload == expected
+    return result
+
+
+def _watermark_line(check: dict) -> str:
+    if check["status"] == "unreadable":
+        return f"unreadable ({check['reason']})"
+    if check["status"] == "not found":
+        line = f"not found (best reading p = {check['p_value']:.2g}; marked means p ≤ {check['threshold']:g})"
+    else:
+        line = (f"found: payload {check['payload']}, p = {check['p_value']:.2g}, {check['bit_errors']} of 63 bits "
+                f"corrected ({check['placement']})")
+    if check.get("matches_record") is True:
+        line += "\nnames this image's record"
+    elif "matches_record" in check:
+        line += (f"\nthe record says {check['expected']}: {check['expected_agreement']} of 63 bits agree "
+                 f"(p = {check['expected_p_value']:.2g})")
+    return line
+
+
+def _verify_ok(credentials: dict, watermark: dict) -> bool:
+    """An image passes when its credentials are trusted and its watermark is found and, where the record says
+    a payload, names that record."""
+    return (credentials["status"] == "trusted" and watermark["status"] == "found"
+            and watermark.get("matches_record", True))
 
 
 @app.command()
@@ -1310,8 +1354,13 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
 ):
     """Check an image's provenance: its signed content credentials (C2PA, against the local trust anchor in
-    $KAIGA_HOME/signing), its watermark and its generation record. Exit 0 when the credentials are valid and
-    trusted, 1 when they are missing, untrusted or tampered with."""
+    $KAIGA_HOME/signing), its invisible watermark (found or not, with its p-value, and whether it names the
+    image's record) and its generation record. Exit 0 when the credentials are trusted and the watermark is found
+    and names the record; 1 otherwise (missing, untrusted or tampered credentials, no watermark, another payload).
+
+    The watermark survives what the credentials do not: a JPEG re-encode, a resize, a crop or a screenshot
+    loses the C2PA manifest and the record but keeps the 32-bit payload, which names the record it came from.
+    """
     from kaiga.metadata import MetadataError, read_metadata
     from kaiga.provenance.credentials import read_credentials
 
@@ -1327,10 +1376,10 @@ def verify(
         record_note = "kaiga record" if meta.record is not None else f"no kaiga record (metadata: {meta.source})"
     except (MetadataError, OSError, ValueError) as e:
         record, record_note = None, f"unreadable ({e})"
-    ok = credentials["status"] == "trusted"
+    watermark = _watermark_check(data, record)
+    ok = _verify_ok(credentials, watermark)
     if as_json:
-        typer.echo(json.dumps({"image": str(image), "ok": ok, "credentials": credentials,
-                               "watermark": {"status": "not checked", "reason": WATERMARK_NOT_CHECKED},
+        typer.echo(json.dumps({"image": str(image), "ok": ok, "credentials": credentials, "watermark": watermark,
                                "record": record}, indent=2, ensure_ascii=False))
         raise typer.Exit(0 if ok else 1)
     from rich.markup import escape
@@ -1343,8 +1392,11 @@ def verify(
     if credentials.get("model"):
         model = credentials["model"]
         line += f"\nmodel {model.get('name')} [{model.get('hash')}], signed by {credentials.get('signer')}"
-    table.add_row("content credentials (C2PA)", escape(line), style="green" if ok else "red")
-    table.add_row("watermark", WATERMARK_NOT_CHECKED)
+    if credentials.get("soft_binding"):
+        line += f"\nsoft binding: watermark payload {credentials['soft_binding']}"
+    table.add_row("content credentials (C2PA)", escape(line), style="green" if credentials["status"] == "trusted" else "red")
+    watermark_ok = watermark["status"] == "found" and watermark.get("matches_record", True)
+    table.add_row("watermark", escape(_watermark_line(watermark)), style="green" if watermark_ok else "red")
     if record is not None:
         record_note = (f"{record['prompt']}\nmodel {record['model']} [{record['model_hash']}], seed {record['seed']}, "
                        f"{record['width']}x{record['height']}")

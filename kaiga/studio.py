@@ -29,8 +29,9 @@ from kaiga.capabilities import Capabilities, check_request, ignored_fields, outp
 from kaiga.metadata import GenerationRecord, png_bytes, read_metadata, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
-from kaiga.pipelines.text_to_image import text_to_image
+from kaiga.pipelines.text_to_image import enlarge, text_to_image
 from kaiga.provenance.credentials import sign_if_configured
+from kaiga.provenance.watermark import embed, payload_of
 from kaiga.request import MAX_SEED, GenerationRequest, RequestError
 from kaiga.safety import SafetySettings, screen
 from kaiga.store.uploads import UploadStore, check_image
@@ -99,13 +100,14 @@ class Studio:
     """
 
     def __init__(self, device: str | None = None, batch_size: int = 16, config_dir: Path | None = None,
-                 uploads: UploadStore | None = None, safety: SafetySettings | None = None):
+                 uploads: UploadStore | None = None, safety: SafetySettings | None = None, watermark: bool = True):
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.config_dir = config_dir
         self.uploads = uploads or UploadStore(model_home() / "uploads")
         self._loaded: dict[Path, LoadedModel] = {}
         self.safety = safety or SafetySettings.from_env()  # a bad KAIGA_SAFETY* is an error here, before work
+        self.watermark = watermark  # off only for measuring the models themselves (kaiga eval, bench/)
 
     def load(self, name: str | None = None) -> LoadedModel:
         ref = resolve_model(name)
@@ -155,13 +157,14 @@ class Studio:
         first = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         seeds = request.seeds(first)
         t0 = time.perf_counter()
+        native = request.model_copy(update={"upscale": 1})  # screened and marked at native size, then enlarged
         if request.is_edit:
             from kaiga.pipelines.image_to_image import image_to_image  # imports diffusers' SD pipelines
 
             init, mask = self._upload("init_image", request.init_image), self._upload("mask", request.mask)
-            images = image_to_image(model, request, init, seeds, mask, batch_size=self.batch_size, on_step=on_step)
+            images = image_to_image(model, native, init, seeds, mask, batch_size=self.batch_size, on_step=on_step)
         else:
-            images = text_to_image(model, request, seeds, self.batch_size, on_step)
+            images = text_to_image(model, native, seeds, self.batch_size, on_step)
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(images)
         width, height = output_size(caps, request)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -196,9 +199,19 @@ class Studio:
             )
             for image, seed in zip(images, seeds)
         ]
-        # the safety filter, last: a flagged image leaves blurred and noted, its original dropped here
+        # the safety filter: a flagged image leaves blurred and noted, its original dropped here
         screened = screen([g.image for g in made], [g.record for g in made], request.prompt, self.safety)
-        return [GeneratedImage(image, record) for image, record, _ in screened]
+        finished = [self._watermarked(image, record) for image, record, _ in screened]
+        return [GeneratedImage(enlarge([g.image], request.upscale)[0], g.record) for g in finished]
+
+    def _watermarked(self, image: Image.Image, record: GenerationRecord) -> GeneratedImage:
+        """The image with its record's payload hidden in it (last of all, so the record it names is final),
+        and the record saying so."""
+        if not self.watermark:
+            return GeneratedImage(image, record)
+        payload = payload_of(record)
+        return GeneratedImage(embed(image, payload),
+                              record.model_copy(update={"extra": {**record.extra, "watermark": f"{payload:08x}"}}))
 
     def vary(self, image: bytes | Image.Image, **fields) -> list[GeneratedImage]:
         """Variations of `image` (image → image at `VARIATION_STRENGTH`, prompted by its own record);

@@ -1,5 +1,6 @@
-"""`kaiga keys init-signing` and `kaiga verify` (issue 20, item 2): a key made once, every PNG of
-`kaiga generate` signed with it, and verify's verdict in its exit code (0 trusted, 1 not, 2 bad input)."""
+"""`kaiga keys init-signing` and `kaiga verify` (issue 20, items 1 and 2): a key made once, every PNG of
+`kaiga generate` signed with it and watermarked, and verify's verdict in its exit code (0 trusted and marked,
+1 not, 2 bad input)."""
 
 from __future__ import annotations
 
@@ -60,12 +61,30 @@ def test_generate_signs_with_a_key_and_verify_trusts_it(signing, tmp_path):
         assert report["model"]["hash"] == read_metadata(png).record.model_hash
     shown = cli("verify", str(pngs[0]))
     assert shown.exit_code == 0, shown.output
-    assert "trusted" in shown.output and "not checked: no watermark decoder yet" in shown.output
+    assert "trusted" in shown.output and "names this image's record" in shown.output
     assert "a red car in the snow" in shown.output
     as_json = json.loads(cli("verify", str(pngs[0]), "--json").output)
     assert as_json["ok"] and as_json["credentials"]["status"] == "trusted"
-    assert as_json["record"]["seed"] == read_metadata(pngs[0]).record.seed
-    assert as_json["watermark"]["status"] == "not checked"
+    record = read_metadata(pngs[0]).record
+    assert as_json["record"]["seed"] == record.seed
+    mark = as_json["watermark"]
+    assert mark["status"] == "found" and mark["payload"] == record.extra["watermark"] and mark["matches_record"]
+    assert mark["p_value"] <= 1e-3
+    assert as_json["credentials"]["soft_binding"] == record.extra["watermark"]  # the manifest names the mark
+
+
+def test_a_reencoded_copy_loses_its_credentials_but_keeps_its_watermark(signing, tmp_path):
+    r = kaiga("generate", "a red car in the snow", "--seed", "5", "--steps", "2", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    [png] = tmp_path.glob("*.png")
+    payload = read_metadata(png).record.extra["watermark"]
+    copy = tmp_path / "copy.jpg"
+    Image.open(png).convert("RGB").save(copy, quality=75)
+    shown = cli("verify", str(copy), "--json")
+    assert shown.exit_code == 1  # no credentials: not a verified kaiga image, but still traceable
+    result = json.loads(shown.output)
+    assert result["credentials"]["status"] == "none" and result["record"] is None
+    assert result["watermark"]["status"] == "found" and result["watermark"]["payload"] == payload
 
 
 def test_generate_without_a_key_writes_unsigned_pngs(tmp_path):
@@ -92,6 +111,7 @@ def test_an_unsigned_image_fails(tmp_path):
     path.write_bytes(png_bytes(Image.new("RGB", (64, 64), "red"), RECORD))
     r = cli("verify", str(path))
     assert r.exit_code == 1 and "no content credentials" in r.output and "a red car" in r.output
+    assert "not found" in r.output  # an image kaiga did not mark
 
 
 def test_a_bad_path_is_one_line(tmp_path):

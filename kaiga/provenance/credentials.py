@@ -211,7 +211,8 @@ def manifest_definition(record: GenerationRecord, mime: str, soft_binding: str |
     ]
     if soft_binding is not None:
         # C2PA soft binding (spec 2.x, section "Soft Binding"): ties the manifest to a watermark that
-        # survives re-encoding. The value is the watermark's payload; its decoder is not built yet.
+        # survives re-encoding, so a copy stripped of its manifest can be matched back to it. The value is
+        # the invisible watermark's payload (kaiga.provenance.watermark), 8 hex digits.
         assertions.append({"label": "c2pa.soft-binding", "data": {
             "alg": SOFT_BINDING_ALG, "blocks": [{"scope": {}, "value": soft_binding}]}})
     return {"claim_generator_info": [agent], "title": f"kaiga: {record.prompt[:80]}", "format": mime,
@@ -222,8 +223,8 @@ def sign_image(data: bytes, record: GenerationRecord, *, fmt: str = "png", home:
                soft_binding: str | None = None) -> bytes:
     """`data` (a whole PNG or JPEG file) with a C2PA manifest signed by the identity in `<home>/signing`.
 
-    `soft_binding`: the invisible watermark's payload, recorded as a `c2pa.soft-binding` assertion
-    (the hook for the watermark: pass its payload once the watermark encoder exists).
+    `soft_binding`: the invisible watermark's payload, recorded as a `c2pa.soft-binding` assertion; by
+    default the one the record says the image carries (`extra.watermark`, written by the Studio).
     Raises FileNotFoundError when there is no signing identity (run `kaiga keys init-signing`).
     """
     import c2pa
@@ -232,6 +233,8 @@ def sign_image(data: bytes, record: GenerationRecord, *, fmt: str = "png", home:
     if not files.complete():
         raise FileNotFoundError(f"no signing key in {files.folder}: run `kaiga keys init-signing`")
     mime = MIME_TYPES[fmt]
+    if soft_binding is None:
+        soft_binding = record.extra.get("watermark")
     dest = io.BytesIO()
     try:
         info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, files.chain.read_bytes(), files.key.read_bytes(), None)
