@@ -38,6 +38,9 @@ app.add_typer(eval_app, name="eval")
 keys_app = typer.Typer(help="API keys of `kaiga serve` (stored hashed; a key is shown once) and the content-signing key.",
                         no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(help="Audit a model: near-copies of its training images (memorisation), skews in what it makes (bias).",
+                        no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 err = Console(stderr=True)
 out = Console()
