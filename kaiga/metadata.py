@@ -107,6 +107,8 @@ class GenerationRecord(BaseModel):
     height: int = Field(ge=1)
     model: str
     model_hash: str = Field(pattern=r"^[0-9a-f]{10}$")  # A1111 short hash: first 10 hex of sha256
+    # The model's card.json, short sha256 as model_hash: the sources and licences of what trained it (None: no card)
+    model_card: str | None = Field(default=None, pattern=r"^[0-9a-f]{10}$")
     family: str = "diffusion"
     upscale: int = Field(default=1, ge=1)
     # Image edits: the uploads they started from (SHA-256 in kaiga's upload store) and how much was redrawn.
@@ -503,6 +505,7 @@ def _describe_record(r: GenerationRecord) -> list[str]:
         lines.append(f"Negative prompt: {r.negative_prompt}")
     lines += [
         f"Model: {r.model} [{r.model_hash}] ({r.family})",
+        *([f"Model card: {r.model_card} (kaiga card {r.model})"] if r.model_card else []),
         *([f"Sampler: {r.sampler}, {r.steps} steps, guidance {r.guidance:g}"] if r.sampler else []),
         f"Seed: {r.seed}",
         f"Size: {size}",
