@@ -46,7 +46,7 @@ class Admission:
         """The dataset as the model card lists it: counts by source, licence and consent of what trained."""
         return {
             "name": self.folder.name,
-            "fingerprint": fingerprint(self.folder),
+            "fingerprint": fingerprint(self.folder, self.examples),
             "items": len(self.examples),
             "sources": _counts(ex.lineage.source or "unknown" for ex in self.examples),
             "licences": _counts(ex.lineage.licence if ex.lineage.licensed else UNLICENSED for ex in self.examples),
@@ -75,9 +75,12 @@ def _names(paths: list[Path]) -> str:
     return shown + (", ..." if len(paths) > SHOWN_NAMES else "")
 
 
-def fingerprint(folder: Path) -> str:
-    """12 hex digits of SHA-256 over the dataset's metadata.jsonl: which dataset, even under another name."""
-    return hashlib.sha256((Path(folder) / METADATA).read_bytes()).hexdigest()[:12]
+def fingerprint(folder: Path, kept: list[Example]) -> str:
+    """12 hex digits of SHA-256 over the dataset's metadata.jsonl and the items kept: which data trained, even
+    under another folder name (the same folder with another opt-out list is other data)."""
+    h = hashlib.sha256((Path(folder) / METADATA).read_bytes())
+    h.update("\n".join(ex.path.name for ex in kept).encode())
+    return h.hexdigest()[:12]
 
 
 def admit(folder: Path, allow_unlicensed: bool = False, opt_out: OptOutList | Path | None = None) -> Admission:

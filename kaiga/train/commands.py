@@ -62,9 +62,11 @@ def train_autoencoder(data: Path, out: Path, loop: LoopConfig, size: str = "defa
 
 
 def _folders(*paths: Path | None) -> tuple[Path, ...]:
-    """The model folders among `paths` whose cards a new model's card continues (an autoencoder's run folder
-    holds the card; its `vae/` does not)."""
-    return tuple(Path(p).parent if Path(p).name == "vae" else Path(p) for p in paths if p is not None)
+    """The model folders among `paths` whose cards a new model's card continues (given an autoencoder's `vae/`
+    folder, the run folder above it, which holds the card)."""
+    folders = [Path(p) for p in paths if p is not None]
+    return tuple(p if (p / KAIGA_JSON).is_file() or not (p.parent / KAIGA_JSON).is_file() else p.parent
+                 for p in folders)
 
 
 def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, size: str = "default",
