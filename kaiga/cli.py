@@ -29,7 +29,16 @@ from kaiga.request import FAMILY_OPTIONS
 app = typer.Typer(help="kaiga: an AI image-generation studio. Every image carries how it was made.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Make datasets.", no_args_is_help=True)
-train_app = typer.Typer(help="Train models (Accelerate: 1..N processes, CPU or GPU).", no_args_is_help=True)
+train_app = typer.Typer(help=(
+    "Train models (Accelerate: 1..N processes, CPU or GPU).\n\n"
+    "Every item needs a licence. Each line of metadata.jsonl may say \"source\", \"licence\" (an SPDX id such as "
+    "CC-BY-4.0, or a licence's name) and \"consent\" (given, not-applicable or unknown); a lineage.json in the "
+    "dataset gives defaults for every item, e.g. {\"source\": \"my photos\", \"licence\": \"CC-BY-4.0\", "
+    "\"consent\": \"given\"}; scenes renders carry theirs. A dataset with unlicensed items is refused unless "
+    "--allow-unlicensed. Items on the opt-out list ($KAIGA_HOME/opt-out.txt, or --opt-out FILE; add with "
+    "`kaiga data opt-out IMAGE...`) are left out, matched by perceptual hash, so re-encoded or resized copies "
+    "too. The model folder gets a card.json listing its data's sources, licences and consent with counts "
+    "(`kaiga card MODEL`)."), no_args_is_help=True)
 app.add_typer(data_app, name="data")
 eval_app = typer.Typer(help="Measure models: prompt alignment, fidelity, and the report (docs/EVAL.md).",
                        no_args_is_help=True)
@@ -555,6 +564,52 @@ def data_import(
         raise typer.Exit(1)
 
 
+@data_app.command("opt-out")
+def data_opt_out(
+    images: Annotated[list[Path], typer.Argument(help="Images to keep out of every training run (copies too).")],
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="The list to add to (default: $KAIGA_HOME/opt-out.txt, the one training reads).")] = None,
+):
+    """Add images to the opt-out list as perceptual hashes (the images themselves are not kept)."""
+    from kaiga.data.optout import add_to_list, default_list_path
+
+    for image in images:
+        _input_path(image, "images")
+    path = list_file or default_list_path()
+    _writable_file(path, "--list")
+    try:
+        hashes = add_to_list(path, images)
+    except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+        fail(f"images: {e}")
+    for image, h in zip(images, hashes):
+        out.print(f"{h}  {image}", highlight=False)
+    out.print(f"{len(hashes)} added to {path}", highlight=False)
+
+
+@app.command()
+def card(
+    model: Annotated[str, typer.Argument(help="A model's name (see `kaiga models`) or folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print card.json itself.")] = False,
+):
+    """Show a model's card: the sources, licences and consent of its training data, with counts, and the card's hash
+    (which every image it makes records)."""
+    from kaiga.model_files import ModelError, resolve_model
+    from kaiga.provenance.card import CARD_FILE, card_hash, describe, read_card
+
+    try:
+        ref = resolve_model(model)
+    except ModelError as e:
+        fail(str(e))
+    data = read_card(ref.path) if ref.path.is_dir() else None
+    if data is None:
+        fail(f"model: {ref.name} has no {CARD_FILE} (trained before kaiga recorded lineage, or not by kaiga)")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    out.print(f"Model card of {ref.name}: {card_hash(ref.path)} ({ref.path / CARD_FILE})", highlight=False)
+    for line in describe(data):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
 def _run_paths(data: Optional[Path], out_dir: Path, **folders: Optional[Path]) -> None:
     """A training command's paths, before anything loads: the dataset and `folders` (option -> path)
     exist as folders, and the run folder can be written."""
@@ -582,6 +637,30 @@ _Size = Annotated[str, typer.Option(help="Model size preset: default or tiny (fo
 _MaxMinutes = Annotated[Optional[float], typer.Option(min=0.01, help="Stop after this many minutes of training even if --steps is not reached; the run checkpoints and exports as at its end (--resume continues it).")]
 _CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints in the run folder (what --resume continues from); one is also written at the end.")]
 _SampleEvery = Annotated[int, typer.Option(min=0, help="Steps between sample grids (OUT/samples/step<N>.png), also at the end; 0: none.")]
+_AllowUnlicensed = Annotated[bool, typer.Option(
+    "--allow-unlicensed", help="Train items without a licence too (the model's card counts them); without it a "
+                               "dataset that has any is refused.")]
+_OptOut = Annotated[Optional[Path], typer.Option(
+    "--opt-out", help="Opt-out list: one perceptual hash (64 hex digits) or image path a line; its images are left "
+                      "out, copies too. Default: $KAIGA_HOME/opt-out.txt when it exists.")]
+
+
+def _admit(data: Path, allow_unlicensed: bool, opt_out: Optional[Path]):
+    """The dataset's items that may train (kaiga/data/admit.py), before any model loads; one line when refused."""
+    _input_path(opt_out, "--opt-out")
+    from kaiga.data.admit import admit
+    from kaiga.data.dataset import DatasetError
+    from kaiga.data.optout import OptOutError
+
+    try:
+        admission = admit(data, allow_unlicensed=allow_unlicensed, opt_out=opt_out)
+    except (DatasetError, OptOutError) as e:
+        fail(str(e))
+    if admission.summary():
+        err.print(admission.summary(), highlight=False, markup=False, soft_wrap=True)
+    return admission
+
+
 _Seed = Annotated[int, typer.Option(help="Seed of the training batches (which images, noise and timesteps each step draws): the same seed and settings give the same run, resumed or not.")]
 
 
@@ -592,9 +671,11 @@ def train_autoencoder_cmd(data: _Data, out_dir: _Out, steps: _Steps = 1000, batc
               resume: _Resume = False, size: _Size = "default",
               init: Annotated[Optional[Path], typer.Option(help="Start from this trained autoencoder (run or model folder).")] = None,
               decoder_only: Annotated[bool, typer.Option(help="Keep the encoder (and so the latents) fixed; sharpen the decoder.")] = False,
-              max_minutes: _MaxMinutes = None, threads: _Threads = None):
+              max_minutes: _MaxMinutes = None, threads: _Threads = None,
+              allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Train the autoencoder (AutoencoderKL) whose latent space the diffusion model works in."""
     _run_paths(data, out_dir, init=init)
+    admission = _admit(data, allow_unlicensed, opt_out)
     _use_threads(threads)
     from kaiga.data.dataset import DatasetError
     from kaiga.train.commands import train_autoencoder
@@ -602,7 +683,7 @@ def train_autoencoder_cmd(data: _Data, out_dir: _Out, steps: _Steps = 1000, batc
     try:
         state = train_autoencoder(data, out_dir, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed,
                                                                max_minutes=max_minutes),
-                                  size=size, resume=resume, init=init, decoder_only=decoder_only)
+                                  size=size, resume=resume, init=init, decoder_only=decoder_only, admission=admission)
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"autoencoder: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir / 'vae'}")
@@ -616,9 +697,10 @@ def train_diffusion(data: _Data, out_dir: _Out,
                     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
                     checkpoint_every: _CheckpointEvery = 100, sample_every: _SampleEvery = 250, seed: _Seed = 0,
                     resume: _Resume = False, size: _Size = "default", max_minutes: _MaxMinutes = None,
-                    threads: _Threads = None):
+                    threads: _Threads = None, allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Train the denoising UNet and text encoder (v-prediction, zero-terminal-SNR, min-SNR-5)."""
     _run_paths(data, out_dir, vae=vae)
+    admission = _admit(data, allow_unlicensed, opt_out)
     _use_threads(threads)
     from kaiga.data.dataset import DatasetError
     from kaiga.model_files import ModelFormat, resolve_model
@@ -633,7 +715,7 @@ def train_diffusion(data: _Data, out_dir: _Out,
             init_path = ref.path
         state = train_denoiser(data, out_dir, vae, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed,
                                                                  max_minutes=max_minutes),
-                               size=size, resume=resume, init=init_path)
+                               size=size, resume=resume, init=init_path, admission=admission)
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"diffusion: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
@@ -641,8 +723,10 @@ def train_diffusion(data: _Data, out_dir: _Out,
 
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
                   size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None,
-                  stage_options: dict | None = None, threads: int | None = None):
+                  stage_options: dict | None = None, threads: int | None = None, allow_unlicensed: bool = False,
+                  opt_out: Optional[Path] = None):
     _run_paths(data, out_dir)  # --init may be a model's name: resolve_model checks it, still before training
+    admission = _admit(data, allow_unlicensed, opt_out)
     _use_threads(threads)
     from kaiga.data.dataset import DatasetError
     from kaiga.model_files import ModelError, resolve_model
@@ -656,7 +740,7 @@ def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_
                 fail(f"init: {init} is a {ref.family} model, not a {family} one")
             init = ref.path
         state = train_family(family, data, out_dir, loop, size=size, resume=resume, init=init, stage=stage,
-                             loss_options=loss_options, stage_options=stage_options)
+                             loss_options=loss_options, stage_options=stage_options, admission=admission)
     except (DatasetError, ModelError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"{family}: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
@@ -673,7 +757,7 @@ def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
               beta: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of the KL term (default: the config's, 1; higher: the caption decides more, the latent less).")] = None,
               stage: Annotated[str, typer.Option(help="all (every part) or prior (only the prior p(z | text), on a trained VAE given by --init).")] = "all",
               prior_components: Annotated[Optional[int], typer.Option(min=1, max=64, help="Gaussians in the prior p(z | text); a new count starts a new, untrained prior (train it with --stage prior).")] = None,
-              threads: _Threads = None):
+              threads: _Threads = None, allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Train a conditional VAE (reconstruction + β·KL against a text-conditional prior).
 
     A mixture prior for a trained VAE, in minutes:
@@ -686,7 +770,7 @@ def train_vae(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
     _train_family("vae", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
                   stage=stage, loss_options={"beta": beta} if beta is not None else None, max_minutes=max_minutes,
                   stage_options={"prior_components": prior_components} if prior_components is not None else None,
-                  threads=threads)
+                  threads=threads, allow_unlicensed=allow_unlicensed, opt_out=opt_out)
 
 
 @train_app.command("gan")
@@ -696,7 +780,7 @@ def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
               resume: _Resume = False, size: _Size = "default", init: _Init = None, max_minutes: _MaxMinutes = None,
               mismatch: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Share of D's fake term given to real images under wrong captions (matching-aware D, GAN-CLS); default: the config's, 0.")] = None,
               d_lr_ratio: Annotated[Optional[float], typer.Option(min=0.0, help="D's learning rate over G's (default: the config's, 1).")] = None,
-              threads: _Threads = None):
+              threads: _Threads = None, allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Train a text-conditional GAN (hinge loss, R1, DiffAugment, projection discriminator, EMA generator).
 
     --init takes a gan to continue, or a vae with a one-Gaussian prior (such as scripts/train_gpu.sh's
@@ -709,7 +793,8 @@ def train_gan(data: _Data, out_dir: _Out, steps: _Steps = 10000, batch_size: _Ba
     options = {"mismatch": mismatch, "d_lr_ratio": d_lr_ratio}
     _train_family("gan", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume, size, init,
                   grad_clip=0.0, max_minutes=max_minutes,
-                  loss_options={k: v for k, v in options.items() if v is not None} or None, threads=threads)
+                  loss_options={k: v for k, v in options.items() if v is not None} or None, threads=threads,
+                  allow_unlicensed=allow_unlicensed, opt_out=opt_out)
 
 
 @train_app.command("transformer")
@@ -719,14 +804,16 @@ def train_transformer(data: _Data, out_dir: _Out,
                       lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
                       checkpoint_every: _CheckpointEvery = 250, sample_every: _SampleEvery = 1000, seed: _Seed = 0,
                       resume: _Resume = False, size: _Size = "default", init: _Init = None,
-                      max_minutes: _MaxMinutes = None, threads: _Threads = None):
+                      max_minutes: _MaxMinutes = None, threads: _Threads = None,
+                      allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Train one stage of the DALL-E-style model: VQ tokenizer, then GPT prior, then the reranker."""
     if stage not in ("tokenizer", "prior", "scorer"):
         fail(f"stage: must be tokenizer, prior or scorer (got {stage!r})")
     if stage != "tokenizer" and init is None:
         fail(f"stage {stage} needs --init: the folder the previous stage wrote")
     _train_family("transformer", data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
-                  size, init, stage=stage, max_minutes=max_minutes, threads=threads)
+                  size, init, stage=stage, max_minutes=max_minutes, threads=threads, allow_unlicensed=allow_unlicensed,
+                  opt_out=opt_out)
 
 
 @train_app.command("readout")

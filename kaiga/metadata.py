@@ -107,6 +107,8 @@ class GenerationRecord(BaseModel):
     height: int = Field(ge=1)
     model: str
     model_hash: str = Field(pattern=r"^[0-9a-f]{10}$")  # A1111 short hash: first 10 hex of sha256
+    # The model's card.json, short sha256 as model_hash: the sources and licences of what trained it (None: no card)
+    model_card: str | None = Field(default=None, pattern=r"^[0-9a-f]{10}$")
     family: str = "diffusion"
     upscale: int = Field(default=1, ge=1)
     # Image edits: the uploads they started from (SHA-256 in kaiga's upload store) and how much was redrawn.
@@ -125,8 +127,9 @@ class GenerationRecord(BaseModel):
     def pixels_fields(self) -> dict[str, Any]:
         """The fields that make the image's pixels: all but when it was made, how fast and by which kaiga
         (the same request run twice has the same ones; another seed, sampler, model or edit has others).
-        The watermark's payload is left out too: it is derived from these."""
-        fields = self.model_dump(mode="json", exclude={"created", "timings", "kaiga_version"})
+        The watermark's payload is left out too: it is derived from these; and the model card's hash (a card
+        describes the weights that model_hash already names)."""
+        fields = self.model_dump(mode="json", exclude={"created", "timings", "kaiga_version", "model_card"})
         fields["extra"] = {k: v for k, v in fields["extra"].items() if k != "watermark"}
         return fields
 
@@ -511,6 +514,7 @@ def _describe_record(r: GenerationRecord) -> list[str]:
         lines.append(f"Negative prompt: {r.negative_prompt}")
     lines += [
         f"Model: {r.model} [{r.model_hash}] ({r.family})",
+        *([f"Model card: {r.model_card} (kaiga card {r.model})"] if r.model_card else []),
         *([f"Sampler: {r.sampler}, {r.steps} steps, guidance {r.guidance:g}"] if r.sampler else []),
         f"Seed: {r.seed}",
         f"Size: {size}",

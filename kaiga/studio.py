@@ -30,6 +30,7 @@ from kaiga.metadata import GenerationRecord, png_bytes, read_metadata, write_ato
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
 from kaiga.pipelines.text_to_image import enlarge, text_to_image
+from kaiga.provenance.card import card_hash
 from kaiga.provenance.credentials import sign_if_configured
 from kaiga.provenance.watermark import embed, payload_of
 from kaiga.request import MAX_SEED, GenerationRequest, RequestError
@@ -183,6 +184,7 @@ class Studio:
                     height=height,
                     model=loaded.ref.name,
                     model_hash=loaded.hash,
+                    model_card=card_hash(loaded.ref.path),
                     family=loaded.ref.family,
                     upscale=request.upscale,
                     init_image=request.init_image,

@@ -86,7 +86,7 @@ def test_the_name_changes_with_what_makes_the_pixels_and_only_with_that():
                    {"mask": "b" * 64}, {"extra": {"truncation": 0.7}}):
         assert _output_stem("", [record(**change)]) != stem, change
     assert _output_stem("", [record(created="2020-01-01T00:00:00+00:00", timings={"total_s": 1.0},
-                                    kaiga_version="9.9")]) == stem
+                                    kaiga_version="9.9", model_card="0123456789")]) == stem
 
 
 def test_slugs_spell_what_they_can():

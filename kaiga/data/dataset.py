@@ -2,8 +2,9 @@
 
 Each line of `metadata.jsonl` is `{"file_name": "00000.png", "text": "..." | ["...", ...]}`, the
 convention of Hugging Face's imagefolder, so any user's folder of captioned images trains the same
-way. Scenes datasets add `"attributes"` (the exact ground truth) and a `manifest.json` recording the
-source and licence of every asset used.
+way. Each line may also give the item's `"source"`, `"licence"` and `"consent"`, and a `lineage.json`
+gives defaults for them all (kaiga/data/lineage.py). Scenes datasets add `"attributes"` (the exact ground
+truth), the lineage of every item, and a `manifest.json` recording the source and licence of every asset used.
 
 Example:
     >>> from pathlib import Path; import tempfile
@@ -24,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from kaiga.data.captions import canonical_caption, random_caption
+from kaiga.data.lineage import SCENES_LINEAGE, Lineage, LineageError, dataset_default, parse
 from kaiga.data.render import SPRITE_LICENCE, SPRITES, render
 from kaiga.data.world import HOLD_OUT, Mix, sample_scene
 
@@ -39,6 +41,7 @@ class Example:
     path: Path
     captions: tuple[str, ...]
     attributes: dict | None = None
+    lineage: Lineage = Lineage()  # source, licence, consent: the item's own, else the dataset's defaults
 
 
 def scene_example(index: int, seed: int, split: str = "train", n_captions: int = 4, mix: Mix = Mix()):
@@ -59,7 +62,7 @@ def _render_and_save(job: tuple[Path, int, int, str, int, Mix]) -> str:
     image, captions, attrs = scene_example(index, seed, split, n_captions, mix)
     name = f"{index:06d}.png"
     image.save(out / name)
-    return json.dumps({"file_name": name, "text": captions, "attributes": attrs}) + "\n"
+    return json.dumps({"file_name": name, "text": captions, "attributes": attrs, **SCENES_LINEAGE.to_dict()}) + "\n"
 
 
 def write_scenes(out: Path, n: int, seed: int = 0, split: str = "train", progress=None, n_captions: int = 4,
@@ -97,6 +100,7 @@ def write_scenes(out: Path, n: int, seed: int = 0, split: str = "train", progres
             for obj, (ch, name) in SPRITES.items()
         ],
         "images_licence": "generated; same terms as the sprites (Apache-2.0)",
+        "lineage": SCENES_LINEAGE.to_dict(),  # what every item's line says too
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return out
@@ -107,12 +111,17 @@ class DatasetError(ValueError):
 
 
 def read_metadata(folder: Path) -> list[Example]:
-    """Every example of a dataset folder, checked: each file exists and has at least one caption."""
+    """Every example of a dataset folder, checked: each file exists and has at least one caption; each
+    carries its lineage (what its line says, completed by the dataset's defaults)."""
     folder = Path(folder)
     meta = folder / METADATA
     if not meta.is_file():
         raise DatasetError(f"{folder} has no {METADATA}: write one line per image, "
                            '{"file_name": "a.png", "text": "a caption"}')
+    try:
+        default = dataset_default(folder)
+    except LineageError as e:
+        raise DatasetError(str(e)) from None
     examples = []
     for lineno, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -128,7 +137,11 @@ def read_metadata(folder: Path) -> list[Example]:
         captions = (text,) if isinstance(text, str) else tuple(text)
         if not captions or not all(isinstance(c, str) and c.strip() for c in captions):
             raise DatasetError(f"{meta}:{lineno}: text must be a caption or a list of captions")
-        examples.append(Example(path, captions, row.get("attributes")))
+        try:
+            lineage = parse(row, f"{meta}:{lineno}").over(default)
+        except LineageError as e:
+            raise DatasetError(str(e)) from None
+        examples.append(Example(path, captions, row.get("attributes"), lineage))
     if not examples:
         raise DatasetError(f"{meta} lists no images")
     return examples

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
+from kaiga.data.admit import Admission
 from kaiga.families.base import KAIGA_JSON
 from kaiga.families.diffusion.config import DiffusionConfig
 from kaiga.families.diffusion.model import DiffusionStage, LatentDiffusion, tiny_config
@@ -44,10 +45,11 @@ def _load_vae(path: Path) -> AutoencoderKL:
 
 
 def train_autoencoder(data: Path, out: Path, loop: LoopConfig, size: str = "default", resume: bool = False,
-                      init: Path | None = None, decoder_only: bool = False) -> dict:
+                      init: Path | None = None, decoder_only: bool = False, admission: Admission | None = None) -> dict:
     """Fit the latent autoencoder; writes a model folder to `out` whose `vae/` the denoiser stage takes.
 
     `init` starts from a trained autoencoder; with `decoder_only` its encoder (so its latents) stays fixed.
+    `admission` (every train_* function): the checked items (kaiga/data/admit.py); default `admit(data)`.
     """
     model = LatentDiffusion.create(diffusion_config(size))
     if init is not None:
@@ -55,11 +57,20 @@ def train_autoencoder(data: Path, out: Path, loop: LoopConfig, size: str = "defa
     elif decoder_only:
         raise ValueError("decoder-only training needs --init: the autoencoder whose encoder to keep")
     model.set_stage(DiffusionStage.AUTOENCODER, decoder_only=decoder_only)
-    return train(FamilyTask(model, data, batch_size=loop.batch_size), loop, out, resume=resume)
+    task = FamilyTask(model, data, batch_size=loop.batch_size, admission=admission, card_from=_folders(init))
+    return train(task, loop, out, resume=resume)
+
+
+def _folders(*paths: Path | None) -> tuple[Path, ...]:
+    """The model folders among `paths` whose cards a new model's card continues (given an autoencoder's `vae/`
+    folder, the run folder above it, which holds the card)."""
+    folders = [Path(p) for p in paths if p is not None]
+    return tuple(p if (p / KAIGA_JSON).is_file() or not (p.parent / KAIGA_JSON).is_file() else p.parent
+                 for p in folders)
 
 
 def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, size: str = "default",
-                   resume: bool = False, init: Path | None = None) -> dict:
+                   resume: bool = False, init: Path | None = None, admission: Admission | None = None) -> dict:
     """Train UNet + text encoder over a frozen autoencoder; writes a model folder to `out`.
 
     From scratch (`size` preset, autoencoder from `vae`), or fine-tuning the model folder `init`
@@ -78,7 +89,7 @@ def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, si
         model.to("cuda")  # the task encodes every image once with the frozen autoencoder: on the GPU when there is one
     model.set_stage(DiffusionStage.DENOISER)
     task = FamilyTask(model, data, batch_size=loop.batch_size, uncond_prob=DENOISER_UNCOND_PROB,
-                      cache_dir=Path(out) / "cache")
+                      cache_dir=Path(out) / "cache", admission=admission, card_from=_folders(init, vae))
     return train(task, loop, out, resume=resume)
 
 
@@ -99,7 +110,8 @@ def family_config(family: str, size: str):
 
 def train_family(family: str, data: Path, out: Path, loop: LoopConfig, size: str = "default", resume: bool = False,
                  init: Path | None = None, uncond_prob: float = 0.0, stage: str | None = None,
-                 loss_options: dict | None = None, stage_options: dict | None = None) -> dict:
+                 loss_options: dict | None = None, stage_options: dict | None = None,
+                 admission: Admission | None = None) -> dict:
     """Train a gan, vae or transformer model on a dataset folder; writes the model folder to `out`.
 
     From scratch (`size` preset) or continuing the model folder `init` (fine-tuning, or the next
@@ -120,5 +132,6 @@ def train_family(family: str, data: Path, out: Path, loop: LoopConfig, size: str
         model.info["config"] = asdict(model.config)
     if stage is not None:
         model.set_stage(stage, **(stage_options or {}))  # freezes every part but the stage's
-    task = FamilyTask(model, data, batch_size=loop.batch_size, uncond_prob=uncond_prob)
+    task = FamilyTask(model, data, batch_size=loop.batch_size, uncond_prob=uncond_prob, admission=admission,
+                      card_from=_folders(init))
     return train(task, loop, out, resume=resume)

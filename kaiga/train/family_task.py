@@ -22,10 +22,12 @@ from pathlib import Path
 
 import torch
 
+from kaiga.data.admit import Admission, admit
 from kaiga.data.captions import GRID_PROMPTS
-from kaiga.data.dataset import load_pixels, read_metadata, to_float
+from kaiga.data.dataset import load_pixels, to_float
 from kaiga.families.base import ImageGenerator
 from kaiga.images import grid, pil_grid
+from kaiga.provenance.card import read_card, run_card, write_card
 from kaiga.request import GenerationRequest
 from kaiga.train.loop import LoopConfig, TrainTask, training_record
 
@@ -34,15 +36,20 @@ class FamilyTask(TrainTask):
     """Train `model` (its `loss`) on the images and captions of dataset folder `data`.
 
     `uncond_prob` replaces that share of captions by the empty prompt, for families that sample with
-    classifier-free guidance.
+    classifier-free guidance. `admission`: the items that may train (kaiga/data/admit.py; default: `admit(data)`,
+    which refuses items without a licence and leaves out the opted-out ones). `card_from`: model folders whose
+    cards the new model's card continues (the model a fine-tune starts from, a diffusion model's autoencoder).
     """
 
     def __init__(self, model: ImageGenerator, data: Path, batch_size: int = 32, uncond_prob: float = 0.0,
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, admission: Admission | None = None,
+                 card_from: tuple[Path, ...] = ()):
         self.model = self.module = model
         self.batch_size, self.uncond_prob = batch_size, uncond_prob
         self.data = Path(data)
-        examples = read_metadata(self.data)
+        self.admission = admission or admit(self.data)
+        self.card_from = tuple(card_from)
+        examples = self.admission.examples
         self.pixels = load_pixels(examples, int(model.info["native_size"]))
         self.cached = model.cached_inputs(self.pixels, self.data, cache_dir)  # {name: [N_images, ...]} or None
         captions = [c for ex in examples for c in ex.captions]
@@ -82,3 +89,5 @@ class FamilyTask(TrainTask):
         self.model.info["training"] = training_record(self.model.info.get("training"), out, stage,
                                                       self.data.name, config=config)
         self.model.save(out, dtype=self.model.export_dtype)
+        previous = [card for folder in self.card_from if (card := read_card(folder)) is not None]
+        write_card(out, run_card(previous, self.admission.data_block(), stage, self.model.family))

@@ -28,9 +28,11 @@ from kaiga.data.dataset import METADATA, to_float
 CACHE_FILE = "latents.safetensors"
 
 
-def fingerprint(model, data: Path) -> str:
-    """Identity of (dataset, autoencoder): the latents are valid while neither changes."""
+def fingerprint(model, data: Path, pixels: torch.Tensor) -> str:
+    """Identity of (dataset, images kept, autoencoder): the latents are valid while none changes (the pixels too:
+    an opt-out list that leaves out other items changes the images, not metadata.jsonl)."""
     h = hashlib.sha256((Path(data) / METADATA).read_bytes())
+    h.update(pixels.contiguous().cpu().numpy().tobytes())
     for name, t in sorted(model.vae.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().float().cpu().numpy().tobytes())
@@ -41,7 +43,7 @@ def fingerprint(model, data: Path) -> str:
 @torch.no_grad()
 def cached_latents(model, pixels: torch.Tensor, data: Path, cache_dir: Path | None) -> torch.Tensor:
     """Latents [N, C, h, w] of uint8 `pixels` [N, 3, H, W] (the images of dataset `data`), from `cache_dir` if valid."""
-    key = fingerprint(model, data)
+    key = fingerprint(model, data, pixels)
     cache = Path(cache_dir) / CACHE_FILE if cache_dir is not None else None
     if cache is not None and cache.exists():
         with safe_open(str(cache), "pt") as f:
