@@ -863,7 +863,7 @@ def train_watermark_cmd(out_dir: _Out, steps: _Steps = 6000, batch_size: _Batch 
     _use_threads(threads)
     from dataclasses import replace
 
-    from kaiga.provenance.watermark_train import WatermarkTask
+    from kaiga.train.watermark import WatermarkTask
     from kaiga.train.loop import train
 
     loop = replace(_loop_options(steps, batch_size, lr, checkpoint_every, 0, seed, max_minutes=max_minutes),

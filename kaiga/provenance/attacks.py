@@ -87,7 +87,7 @@ def _resize_tensor(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def random_attack(x: torch.Tensor, rng: random.Random, p_attack: float = 1.0) -> torch.Tensor:
     """One attack drawn at random for the whole batch (kinds and strengths a little past the measured ones);
-    with probability 1 - `p_attack` only the 8-bit rounding (training starts easy: see watermark_train)."""
+    with probability 1 - `p_attack` only the 8-bit rounding (training starts easy: see kaiga.train.watermark)."""
     kinds = ["jpeg", "jpeg", "resize", "crop", "noise", "blur", "resize+jpeg", "crop+jpeg"]
     kind = rng.choice(kinds) if rng.random() < p_attack else "none"
     h, w = x.shape[-2:]

@@ -1,6 +1,6 @@
 """The invisible watermark's network: learned carriers that an encoder adds and a decoder correlates against.
 
-Spread spectrum with learned parts, trained end to end through attacks (`watermark_train`). Each of the 63
+Spread spectrum with learned parts, trained end to end through attacks (`kaiga.train.watermark`). Each of the 63
 bits owns a carrier, a pattern of 3×32×32; the encoder adds the sum of the carriers signed by the bits,
 weighted by a mask a small CNN draws from the image (where the residual survives: not where white pixels
 clip it), enlarged to 64×64 and scaled to a fixed RMS, so every marked image has the same PSNR by
