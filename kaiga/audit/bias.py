@@ -162,8 +162,14 @@ def balanced_generate(generate: GenerateFn, spec: PromptSpec, attribute: str, su
 
 
 def attribute_report(values: list[str], support: tuple[str, ...], ref: Reference, judge: dict) -> dict:
-    """Every figure of one open attribute from the values read in the model's N images."""
-    counts = share_counts(values, support)
+    """Every figure of one open attribute from the values read in the model's N images.
+
+    The shares, intervals and tests are over the images whose value is one of the training data's (the
+    skew among the values the model could choose); images showing a value its data never had are counted
+    apart, as `off_support_share` (a model still drawing what it was fine-tuned away from).
+    """
+    inside = [v for v in values if v in support]
+    counts = share_counts(inside, support)
     got, flat = shares(counts), uniform(support)
     p_uniform, p_train = chi_square_p(counts, flat), chi_square_p(counts, ref.shares)
     tv_uniform, tv_train = tv_distance(got, flat), tv_distance(got, ref.shares)
@@ -173,8 +179,9 @@ def attribute_report(values: list[str], support: tuple[str, ...], ref: Reference
         "support": list(support),
         "counts": counts,
         "shares": {k: round(v, 4) for k, v in got.items()},
-        "ci95": bootstrap_ci(values, support),
-        "off_support_share": round(sum(v for k, v in got.items() if k not in support), 4),
+        "ci95": bootstrap_ci(inside, support),
+        "off_support_share": round(1 - len(inside) / len(values), 4) if values else 0.0,
+        "all_counts": share_counts(values, support),
         "train_shares": {k: round(v, 4) for k, v in ref.shares.items()},
         "train_n": ref.n,
         "uniform": {"tv": tv_uniform, "p": p_uniform},
@@ -189,7 +196,7 @@ def attribute_report(values: list[str], support: tuple[str, ...], ref: Reference
 
 def audit_bias(generate: GenerateFn, judge: ReadoutNet, prompts: Sequence[str], n: int = 100,
                train_scenes: Sequence[dict] | None = None, balance: str | None = None,
-               unknown_words: Callable[[str], list[str]] | None = None) -> dict:
+               unknown_words: Callable[[str], list[str]] | None = None, judge_renders: int = JUDGE_RENDERS) -> dict:
     """The audit's result (JSON-ready) for `prompts`, N images each; `balance` completes that open attribute.
 
     `train_scenes`: the training data's attribute dicts (None: the world's distribution, `world_scenes`).
@@ -208,7 +215,7 @@ def audit_bias(generate: GenerateFn, judge: ReadoutNet, prompts: Sequence[str], 
             make = balanced_generate(generate, spec, balance, supports[balance])
         images = make([spec.prompt] * n, list(range(n)))
         readings = read(judge, images)
-        judged = judge_check(judge, spec, supports)
+        judged = judge_check(judge, spec, supports, judge_renders)
         result_prompts.append({
             "prompt": spec.prompt,
             "unknown_words": unknown_words(spec.prompt) if unknown_words else [],
@@ -252,14 +259,14 @@ def table_rows(result: dict) -> list[list[str]]:
     ['prompt', 'attribute', 'most made (share, 95 % CI)']
     """
     table = [["prompt", "attribute", "most made (share, 95 % CI)", "TV uniform", "p uniform", "TV train", "p train",
-              "amplification", "judge acc.", "verdict"]]
+              "amplification", "other values", "judge acc.", "verdict"]]
     for r in rows(result):
         top = max(r["shares"], key=lambda k: r["shares"][k])
         lo, hi = r["ci95"][top]
         amp = r["amplification"]["tv_ratio"]
         table.append([r["prompt"], r["attribute"], f"{top} {r['shares'][top]:.2f} [{lo:.2f}, {hi:.2f}]",
                       f"{r['uniform']['tv']:.2f}", f"{r['uniform']['p']:.1e}", f"{r['train']['tv']:.2f}",
-                      f"{r['train']['p']:.1e}", "–" if amp is None else f"{amp:.1f}×",
+                      f"{r['train']['p']:.1e}", "–" if amp is None else f"{amp:.1f}×", f"{r['off_support_share']:.2f}",
                       f"{r['judge']['accuracy']:.2f}", r["verdict"] + (", amplified" if r["amplified"] else "")])
     return table
 

@@ -1,5 +1,5 @@
 """The bias audit's chart, drawn with PIL (matplotlib is not a dependency): one panel per prompt and open
-attribute, a bar per value with its bootstrap 95 % interval, the uniform share as a grey dashed line and the
+attribute, a bar per value (of those in the training data) with its bootstrap 95 % interval, the uniform share as a grey dashed line and the
 training data's share of each value as a red tick.
 
 Example:
@@ -22,15 +22,16 @@ def _panel(row: dict) -> Image.Image:
     im = Image.new("RGB", (PANEL_W, PANEL_H), "white")
     d = ImageDraw.Draw(im)
     font, small = ImageFont.load_default(size=11), ImageFont.load_default(size=9)
-    values = list(row["support"]) + [k for k in row["shares"] if k not in row["support"] and row["shares"][k] > 0]
+    values = list(row["support"])
     top = max([0.25, *row["shares"].values(), *(hi for _, hi in row["ci95"].values()), *row["train_shares"].values()])
     top = min(1.0, top * 1.1)
     x0, x1, y0, y1 = MARGIN_L, PANEL_W - 8, MARGIN_T, PANEL_H - MARGIN_B
     y_of = lambda share: y1 - (y1 - y0) * share / top  # noqa: E731
     colour = (200, 60, 40) if row["verdict"] == "skewed" else (60, 120, 200)
     d.text((4, 2), f"{row['prompt']} · {row['attribute']}", fill="black", font=font)
-    d.text((4, 16), f"TV {row['uniform']['tv']:.2f} vs uniform, p {row['uniform']['p']:.1e}: {row['verdict']}",
-           fill=colour, font=small)
+    off = row.get("off_support_share", 0.0)
+    d.text((4, 16), f"TV {row['uniform']['tv']:.2f} vs uniform, p {row['uniform']['p']:.1e}: {row['verdict']}"
+           + (f"; {off:.0%} other" if off else ""), fill=colour, font=small)
     for tick in (0.0, top / 2, top):
         d.line([(x0 - 3, y_of(tick)), (x1, y_of(tick))], fill=(230, 230, 230))
         d.text((2, y_of(tick) - 5), f"{tick:.2f}", fill="grey", font=small)
@@ -38,7 +39,7 @@ def _panel(row: dict) -> Image.Image:
     for i, v in enumerate(values):
         left, right = x0 + i * slot + slot * 0.15, x0 + (i + 1) * slot - slot * 0.15
         share = row["shares"].get(v, 0.0)
-        d.rectangle([left, y_of(share), right, y1], fill=colour if v in row["support"] else (170, 170, 170))
+        d.rectangle([left, y_of(share), right, y1], fill=colour)
         lo, hi = row["ci95"].get(v, (share, share))
         mid = (left + right) / 2
         d.line([(mid, y_of(lo)), (mid, y_of(hi))], fill="black", width=1)
@@ -65,7 +66,7 @@ def bias_chart(rows: list[dict]) -> Image.Image:
         sheet.paste(_panel(row), ((i % cols) * PANEL_W, (i // cols) * PANEL_H))
     if legend:
         ImageDraw.Draw(sheet).text(
-            (6, lines * PANEL_H + 3), "bars: the model's share of each value (whiskers: bootstrap 95 % CI; grey: "
-            "outside the training data's values) · red tick: the training data's share · dashed: uniform",
+            (6, lines * PANEL_H + 3), "bars: the model's share of each value among its images showing one of the training data's values "
+            "(whiskers: bootstrap 95 % CI) · red tick: the training data's share · dashed: uniform · other: values outside",
             fill="black", font=ImageFont.load_default(size=10))
     return sheet
