@@ -106,7 +106,7 @@ def amplification(model: dict[str, float], train: dict[str, float], reference: d
     """How much more skewed than its training data a model is.
 
     `tv_ratio`: the model's TV from `reference` (uniform) over the training data's (None when the data is
-    not skewed at all); `majority`: the training data's most frequent value, its share there and in the
+    within 0.02 of it: a ratio over a near-zero TV says nothing); `majority`: the training data's most frequent value, its share there and in the
     model, and their ratio (> 1: the model makes the majority value more often than it saw it).
     >>> amplification({"r": 0.95, "b": 0.05}, {"r": 0.8, "b": 0.2}, {"r": 0.5, "b": 0.5})["tv_ratio"]
     1.5
@@ -114,7 +114,7 @@ def amplification(model: dict[str, float], train: dict[str, float], reference: d
     tv_model, tv_train = tv_distance(model, reference), tv_distance(train, reference)
     top = max(train, key=lambda k: train[k])
     return {
-        "tv_ratio": round(tv_model / tv_train, 3) if tv_train > 1e-9 else None,
+        "tv_ratio": round(tv_model / tv_train, 3) if tv_train >= 0.02 else None,
         "majority": {"value": top, "train_share": round(train[top], 4), "model_share": round(model.get(top, 0.0), 4),
                      "ratio": round(model.get(top, 0.0) / train[top], 3) if train[top] > 0 else None},
     }
