@@ -66,14 +66,16 @@ def test_training_shares_of_a_dataset_and_of_the_world(tmp_path):
     assert max(world.shares.values()) - min(world.shares.values()) < 0.06  # uniform, car+pink held out
 
 
-def _renderer(share_red: float):
+def _renderer(share_red: float | None):
     """A generator that draws what the prompt names, and a car red with probability `share_red` when it names
-    no colour: the renderer standing in for a model with a skew we chose."""
+    no colour (None: red and blue in turn, an exactly balanced model): the renderer standing in for a model
+    with a skew we chose."""
     def generate(prompts, seeds):
         images = []
         for prompt, seed in zip(prompts, seeds):
             spec, rng = parse_prompt(prompt), np.random.default_rng(seed)
-            colour = spec.fixed.get("colour") or ("red" if rng.random() < share_red else "blue")
+            red = seed % 2 == 0 if share_red is None else rng.random() < share_red
+            colour = spec.fixed.get("colour") or ("red" if red else "blue")
             images.append(render(Scene((SceneObject("car", colour),), Layout.SINGLE, "city", "clear", "day", "plain"),
                                  rng))
         return images
@@ -98,7 +100,7 @@ def test_the_audit_finds_a_planted_skew_and_balanced_completion_removes_it(judge
     fair = audit_bias(_renderer(0.8), judge, ["a car"], n=150, train_scenes=data, balance="colour", judge_renders=60)
     colour = fair["prompts"][0]["attributes"]["colour"]
     assert colour["verdict"] == "no significant skew" and colour["uniform"]["tv"] < 0.1
-    assert audit_bias(_renderer(0.5), judge, ["a car"], n=150, train_scenes=data, judge_renders=60)["prompts"][0]["attributes"][
+    assert audit_bias(_renderer(None), judge, ["a car"], n=150, train_scenes=data, judge_renders=60)["prompts"][0]["attributes"][
         "colour"]["verdict"] == "no significant skew"
 
 
