@@ -1126,6 +1126,70 @@ def eval_report(
     out.print(f"wrote {write_report(out_path, results, bench_json, families_json=families_json)}")
 
 
+
+@audit_app.command("bias")
+def audit_bias_cmd(
+    model: Annotated[Optional[str], typer.Option(help="Model name or path (default: the bundled default).")] = None,
+    n: Annotated[int, typer.Option("--n", min=10, max=10_000, help="Images per prompt (seeds 0..N-1).")] = 100,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="An under-specified prompt to audit (repeat for several; default: a car, a dog, a pet in the city, a vehicle at night).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="The model's training data (a folder with metadata.jsonl `attributes`): its frequencies are the reference. Default: the scenes world's distribution, which the bundled models were trained on.")] = None,
+    balance: Annotated[Optional[str], typer.Option(help="Mitigate: complete each prompt with every value of this open attribute in equal shares (object, colour, scene, weather, time or style).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for bias.json and bias.png.")] = Path("audit"),
+    threads: _Threads = None,
+):
+    """Skews in what a model makes where the prompt leaves an attribute open, against uniform and its training data.
+
+    Every prompt gets N images; the judge of `kaiga eval` reads each open attribute; each distribution is
+    reported with bootstrap 95 % intervals, TV distance and chi-square p-value against uniform and against
+    the training data's frequencies, the amplification over the data, and the judge's own accuracy. Exit 0:
+    an audit reports. The default prompts at N=100 take about a minute on 2 CPU cores.
+    """
+    _input_path(data, "--data", "folder")
+    _writable_folder(out_dir, "--out")
+    from kaiga.audit.bias import audit_bias, dataset_scenes, table_rows, write_bias
+    from kaiga.audit.prompts import DEFAULT_PROMPTS, OPEN_ORDER, parse_prompt
+
+    if balance is not None and balance not in OPEN_ORDER:
+        fail(f"--balance: must be one of {', '.join(OPEN_ORDER)} (got {balance!r})")
+    prompts = prompt or list(DEFAULT_PROMPTS)
+    for text in prompts:  # before the model loads: a typo should not cost its load
+        try:
+            spec = parse_prompt(text)
+        except ValueError as e:
+            fail(f"--prompt: {e}")
+        if not spec.open:
+            fail(f"--prompt: {text!r} leaves nothing open to audit; name fewer attributes")
+        if balance is not None and balance not in spec.open:
+            fail(f"--balance: {balance} is named in {text!r}, not open (open: {', '.join(spec.open)})")
+    try:
+        scenes = dataset_scenes(data) if data is not None else None
+    except ValueError as e:
+        fail(f"--data: {e}")
+    _use_threads(threads)
+    from kaiga.eval.alignment import model_generate
+    from kaiga.eval.readout import ReadoutNet
+    from kaiga.text.tokenizer import unknown_words
+
+    name, model_hash, loaded = _eval_model(model)
+    if loaded is None:
+        fail("--model: `renders` is the renderer, not a model; give a model name or path")
+    result = audit_bias(model_generate(loaded), ReadoutNet.load(), prompts, n=n, train_scenes=scenes,
+                        balance=balance, unknown_words=lambda p: unknown_words(loaded.tokenizer, p))
+    result = {"model": name, "model_hash": model_hash, "data": str(data) if data else None} | result
+    json_path, chart = write_bias(result, out_dir)
+    from rich.table import Table
+
+    header, *body = table_rows(result)
+    table = Table(*header, title=f"bias of {name}, N={n} per prompt" + (f", balanced {balance}" if balance else ""))
+    for row in body:
+        table.add_row(*row)
+    _wide().print(table)
+    for p in result["prompts"]:
+        if p["unknown_words"]:
+            _wide().print(f"note: {name} does not know {', '.join(p['unknown_words'])} (in {p['prompt']!r}): it reads "
+                          "the prompt without them", highlight=False, soft_wrap=True)
+    out.print(f"wrote {json_path} and {chart}", highlight=False)
+
 def _int_list(text: Optional[str], name: str) -> Optional[tuple[int, ...]]:
     """'4,20' -> (4, 20); ranges are checked by SpeedConfig."""
     if text is None:

@@ -1,0 +1,1 @@
+"""Audits of a model: skews in what it makes (bias) and near-copies of its training images (memorisation)."""
