@@ -5,10 +5,10 @@ Usage:
 
 The images are scenes renders (the default models' world) at their native 64×64, and the same renders
 enlarged 4× to 256×256 with Lanczos as `--upscale 4` does, each saved as kaiga saves an output (PNG with
-the `parameters` and `kaiga` text chunks), then signed with a throwaway identity (`init_signing` in a
-temporary folder), without a thumbnail. The manifest holds the c2pa.created action, the model assertion
-and the certificate chain, so its size does not depend on the image: measured 2026-12-01, +3,477 bytes on every
-image (c2pa reserves a fixed-size box for the signature), 1.62x a 64² PNG and 1.06x a 256² one.
+the `parameters` and `kaiga` text chunks, and the invisible watermark), then signed with a throwaway identity
+(`init_signing` in a temporary folder), without a thumbnail. The manifest holds the c2pa.created action, the model
+assertion, the soft binding (the watermark's payload) and the certificate chain, so its size does not depend on the
+image (c2pa reserves a fixed-size box for the signature): see bench/results/credentials.json.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from kaiga.data.render import render
 from kaiga.data.world import sample_scene
 from kaiga.metadata import GenerationRecord, png_bytes
 from kaiga.provenance.credentials import init_signing, read_credentials, sign_png
+from kaiga.provenance.watermark import embed, payload_of
 from kaiga.version import __version__
 
 
@@ -42,6 +43,10 @@ def measure(n: int, side: int, home: Path) -> dict:
             image = image.resize((side, side), Image.LANCZOS)
         record = GenerationRecord(prompt=f"scene {i}", seed=i, sampler="ddim", steps=20, guidance=3.0, width=64,
                                   height=64, upscale=side // 64, model="scenes-diffusion", model_hash="0123456789")
+        # as the Studio writes it: marked, and the record saying the payload (the manifest's soft binding)
+        payload = payload_of(record)
+        image = embed(image, payload)
+        record = record.model_copy(update={"extra": {"watermark": f"{payload:08x}"}})
         data = png_bytes(image, record)
         t0 = time.perf_counter()
         out = sign_png(data, record, home=home)

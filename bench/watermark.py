@@ -1,8 +1,8 @@
 """How well kaiga's invisible watermark survives, on images of all four families, beside invisible-watermark.
 
 Usage:
-    OMP_NUM_THREADS=1 python bench/watermark.py [--per-family 24] [--negatives 600] \\
-        [--json bench/results/watermark.json]
+    OMP_NUM_THREADS=1 python bench/watermark.py [--per-family 24] [--negatives 600] [--negatives-whole 5000] \\
+        [--json bench/results/watermark.json] [--picture docs/trust/watermark.png]
 
 Marked images: `--per-family` outputs of each bundled model (scenes-diffusion, -gan, -vae, -transformer; prompts
 from the scenes captions, seeds 0..), at their native 64×64, plus flat images (white, black, saturated
@@ -116,12 +116,14 @@ def by_source(marked, attacks) -> dict:
     return out
 
 
-def false_positives(images, attacks) -> dict:
+def false_positives(images, attacks, search: bool = True) -> dict:
+    """Unmarked images, each through a random attack, read as `detect` reads (`search`: with the crop search,
+    as kaiga verify does; without it, the whole-image reading alone, cheap enough for many more images)."""
     flagged, per_kind = 0, {}
     rng = random.Random(0)
     for i, (kind, image) in enumerate(images):
         attack = rng.choice(attacks)
-        hit = detect(ATTACKS[attack](image, i)).marked
+        hit = detect(ATTACKS[attack](image, i), search=search).marked
         flagged += hit
         per_kind.setdefault(kind, [0, 0])
         per_kind[kind][0] += hit
@@ -163,6 +165,7 @@ def imwatermark_rows(images: list[Image.Image], attacks: list[str]) -> dict:
                 for i, im in enumerate(images)]
         numbers = [a for a in accs if isinstance(a, float)]
         rows.append({"method": "invisible-watermark dwtDct", "size": 256, "attack": attack, "n": len(numbers),
+                     "refused": len(accs) - len(numbers),
                      "bit_accuracy": round(float(np.mean(numbers)), 4) if numbers else None,
                      "exact_32_bits": round(float(np.mean([a == 1.0 for a in numbers])), 4) if numbers else None})
         print(json.dumps(rows[-1]), flush=True)
@@ -170,12 +173,41 @@ def imwatermark_rows(images: list[Image.Image], attacks: list[str]) -> dict:
     return out
 
 
+def write_picture(sources, marked, path: Path) -> None:
+    """One column per family (its first image) and two flat images: the original, the marked image, and the
+    residual enlarged ×10 around grey; each cell shown at 2×."""
+    from kaiga.images import captioned_strip
+
+    picks = [next(i for i, (s, _) in enumerate(sources) if s == name) for name in FAMILIES]
+    picks += [i for i, (s, _) in enumerate(sources) if s == "flat"][:2]
+    frames, captions = [], []
+    for row, label in ((0, "original"), (1, "marked"), (2, "residual x10")):
+        for i in picks:
+            original, mark = np.asarray(sources[i][1], np.int16), np.asarray(marked[i][1], np.int16)
+            cell = [original, mark, (128 + 10 * (mark - original)).clip(0, 255)][row].astype(np.uint8)
+            frames.append(Image.fromarray(cell))
+            captions.append(f"{sources[i][0].removeprefix('scenes-')} {label}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = len(picks)
+    strips = [captioned_strip(frames[r * cols:(r + 1) * cols], captions[r * cols:(r + 1) * cols], scale=2)
+              for r in range(3)]
+    sheet = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")
+    y = 0
+    for strip in strips:
+        sheet.paste(strip, (0, y))
+        y += strip.height
+    sheet.save(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-family", type=int, default=24)
-    parser.add_argument("--negatives", type=int, default=600)
+    parser.add_argument("--negatives", type=int, default=600, help="unmarked images read with the crop search")
+    parser.add_argument("--negatives-whole", type=int, default=5000, help="unmarked images read whole, no search")
     parser.add_argument("--weights", type=Path, default=None, help="a `kaiga train watermark` folder (default: bundled)")
     parser.add_argument("--json", type=Path, default=Path("bench/results/watermark.json"))
+    parser.add_argument("--picture", type=Path, default=Path("docs/trust/watermark.png"),
+                        help="originals, marked images and their residuals ×10, for docs/TRUST.md")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     if args.weights:
@@ -192,6 +224,7 @@ def main() -> None:
         marked.append((source, m, payload))
         psnrs.append(psnr(image, m))
     assert all(len(codeword(p)) == 63 for _, _, p in marked)
+    write_picture(sources, marked, args.picture)
     attacks = list(ATTACKS)
     rows = kaiga_rows(marked, attacks)
     upscaled = [(s, m.resize((256, 256), Image.LANCZOS), p) for s, m, p in marked]
@@ -207,6 +240,7 @@ def main() -> None:
         "rows": rows, "rows_256": rows_256,
         "payload_by_source": by_source(marked, ["clean", "jpeg50", "resize0.5", "crop10", "noise0.02"]),
         "false_positives": false_positives(negatives(args.negatives), attacks),
+        "false_positives_whole_image": false_positives(negatives(args.negatives_whole, seed=6), attacks, search=False),
         "invisible_watermark": imwatermark_rows([im for _, im in sources], attacks),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 `tests/golden/pixels.npz` holds the uint8 pixels that the bundled models made, through the Studio, for
 the prompts and seeds of the README and docs/CLI.md (every sampler, image-to-image, inpainting,
 `explain`), recorded before a refactor. A change that is not meant to change a model must keep every
-case within 1 grey level.
+case within 1 grey level. The models' own pixels are recorded without the invisible watermark (it is a layer of
+its own, not the model); the `watermarked-*` cases record it on top, so a change to the watermark network shows
+here too.
 Re-record only for a change that is meant to change pixels (say so in the commit):
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/test_golden_pixels.py --write
@@ -34,7 +36,8 @@ def make_cases(uploads_dir: Path) -> dict[str, np.ndarray]:
     from kaiga.store.uploads import UploadStore
     from kaiga.studio import Studio
 
-    studio = Studio(device="cpu", uploads=UploadStore(uploads_dir))
+    studio = Studio(device="cpu", uploads=UploadStore(uploads_dir), watermark=False)
+    marking = Studio(device="cpu", uploads=studio.uploads)
 
     def gen(**fields) -> np.ndarray:
         return np.stack([np.asarray(g.image.convert("RGB")) for g in studio.generate(**fields)])
@@ -62,6 +65,10 @@ def make_cases(uploads_dir: Path) -> dict[str, np.ndarray]:
     cases["explain-diffusion"] = np.stack([np.asarray(f.convert("RGB")) for f in frames])
     for family in ("gan", "vae", "transformer"):
         cases[f"scenes-{family}"] = gen(request="a red car in the city", model=f"scenes-{family}", seed=1, n=2)
+    for name, fields in (("watermarked-quickstart", dict(request=RED_CAR, seed=7, n=2)),
+                         ("watermarked-gan-upscale-2", dict(request="a red car in the city", model="scenes-gan",
+                                                            seed=1, upscale=2))):
+        cases[name] = np.stack([np.asarray(g.image.convert("RGB")) for g in marking.generate(**fields)])
     return cases
 
 
