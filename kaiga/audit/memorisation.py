@@ -126,3 +126,37 @@ def pair_parts(queries: Embedded, train: Embedded, idx: torch.Tensor) -> tuple[t
     f = (1 - (queries.features[:, None, :] * train.features[idx]).sum(-1)).clamp_min(0)
     p = torch.stack([tiled_distance(queries.pixels[i : i + 1], train.pixels[idx[i]])[0] for i in range(len(queries))])
     return f, p
+
+
+CALIBRATION_SEED = 987_654_321  # the renders the threshold is calibrated on: a stream no dataset is made from
+
+
+def calibration_renders(n: int) -> list:
+    """`n` fresh scenes renders (any split) from CALIBRATION_SEED: images no model was trained on."""
+    from kaiga.data.dataset import scene_example
+
+    return [scene_example(i, CALIBRATION_SEED, split="any")[0] for i in range(n)]
+
+
+def audit(generated: Embedded, train: Embedded, cal: Calibration, k: int = 3,
+          progress: Callable[[int], None] | None = None) -> dict:
+    """Each generated image's k nearest training images and the flags: the `memorisation.json` body
+    (less what names the model and the files, which the caller adds)."""
+    idx, scores = neighbours(generated, train, cal, k=k, progress=progress)
+    f, p = pair_parts(generated, train, idx)
+    rows = [{"generated": i, "neighbours": [{"train": int(idx[i, j]), "score": round(float(scores[i, j]), 4),
+                                             "feature_distance": round(float(f[i, j]), 4),
+                                             "pixel_distance": round(float(p[i, j]), 4)} for j in range(idx.shape[1])],
+             "flagged": bool(scores[i, 0] < cal.threshold)} for i in range(len(generated))]
+    flagged = [r for r in rows if r["flagged"]]
+    return {"calibration": cal.to_dict(), "k": idx.shape[1], "n_generated": len(generated), "n_train": len(train),
+            "n_flagged": len(flagged), "flagged_share": len(flagged) / max(1, len(generated)),
+            "flagged": flagged, "images": rows}
+
+
+def pairs_grid(pairs: list[tuple], scale: int = 2):
+    """(generated, training) PIL pairs as a sheet of rows "generated | nearest training image", enlarged `scale`×."""
+    from kaiga.images import contact_sheet
+
+    cells = [im.convert("RGB").resize((64 * scale, 64 * scale)) for pair in pairs for im in pair]
+    return contact_sheet(cells, cols=min(8, 2 * max(1, len(pairs))), gap=4)
