@@ -51,6 +51,52 @@ audit_app = typer.Typer(help="Audit a model: near-copies of its training images 
                         no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
+
+@audit_app.command("memorisation")
+def audit_memorisation(
+    model: Annotated[str, typer.Option(help="Model name (see `kaiga models`) or path: the one to audit.")],
+    data: Annotated[Path, typer.Option(help="Its training dataset (a folder with metadata.jsonl).")],
+    n: Annotated[int, typer.Option("--n", min=1, max=100_000, help="Images to generate.")] = 200,
+    prompts: Annotated[Optional[Path], typer.Option(help="Text file, one prompt a line (default: the dataset's captions, evenly spread).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for memorisation.json and memorisation-flagged.png.")] = Path("audit"),
+    k: Annotated[int, typer.Option("--k", min=1, max=32, help="Nearest training images kept per generated image.")] = 3,
+    false_flag_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Share of never-seen images the threshold may flag (calibrated on fresh scenes renders).")] = 0.01,
+    calibration_n: Annotated[int, typer.Option("--calibration-n", min=20, max=100_000, help="Fresh renders the threshold is calibrated on.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the first generated image (the others follow) and of the prompts drawn.")] = 0,
+    threads: _Threads = None,
+):
+    """Find generated images that are near-copies of training images (memorisation).
+
+    Each generated image's nearest training images by the judge's features and a tiled pixel distance
+    (tiles flat in both left out, so a shared white background is no match); flagged below a threshold
+    calibrated on fresh renders at --false-flag-rate. Writes memorisation.json (every flagged pair, the
+    threshold and how it was calibrated) and a grid of the flagged pairs (generated | training image).
+    """
+    _input_path(data, "--data", "folder")
+    _input_path(prompts, "--prompts")
+    _writable_folder(out_dir, "--out")
+    from kaiga.audit.memorisation_run import MemorisationError, run_memorisation
+
+    _use_threads(threads)
+    try:
+        result = run_memorisation(model, data, out_dir, n=n, prompts_file=prompts, k=k, false_flag_rate=false_flag_rate,
+                                  calibration_n=calibration_n, seed=seed, console=err)
+    except MemorisationError as e:
+        fail(str(e))
+    from rich.table import Table
+
+    cal = result["calibration"]
+    table = Table("generated", "flagged", "share", "threshold", "calibrated on", title=f"memorisation of {result['model']}")
+    table.add_row(str(result["n_generated"]), str(result["n_flagged"]), f"{result['flagged_share']:.1%}",
+                  f"{cal['threshold']:.3f}", f"{cal['n_calibration']} {cal['source']} at {cal['false_flag_rate']:.1%}")
+    _wide().print(table)
+    for row in result["flagged"][:10]:
+        near = row["neighbours"][0]
+        out.print(f"  {row['prompt']!r} (seed {row['seed']}) ~ {near['file']} (score {near['score']:.3f})",
+                  highlight=False, markup=False)
+    out.print(f"wrote {out_dir / 'memorisation.json'}" + (f" and {out_dir / 'memorisation-flagged.png'}"
+                                                            if result["n_flagged"] else ""), highlight=False)
+
 err = Console(stderr=True)
 out = Console()
 

@@ -1,1 +1,1 @@
-"""Audits of a model: skews in what it makes (bias) and near-copies of its training images (memorisation)."""
+"""Audits of a model: near-copies of its training images (memorisation) and skews in what it makes (bias)."""
