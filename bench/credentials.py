@@ -35,7 +35,7 @@ from kaiga.version import __version__
 
 
 def measure(n: int, side: int, home: Path) -> dict:
-    plain, signed, ms = [], [], []
+    plain, signed, ms, unmarked = [], [], [], []
     for i in range(n):
         rng = np.random.default_rng(i)
         image = render(sample_scene(rng), rng)
@@ -45,6 +45,7 @@ def measure(n: int, side: int, home: Path) -> dict:
                                   height=64, upscale=side // 64, model="scenes-diffusion", model_hash="0123456789")
         # as the Studio writes it: marked, and the record saying the payload (the manifest's soft binding)
         payload = payload_of(record)
+        unmarked.append(len(png_bytes(image, record)))
         image = embed(image, payload)
         record = record.model_copy(update={"extra": {"watermark": f"{payload:08x}"}})
         data = png_bytes(image, record)
@@ -58,6 +59,7 @@ def measure(n: int, side: int, home: Path) -> dict:
     return {
         "side": side,
         "images": n,
+        "png_bytes_unmarked_median": statistics.median(unmarked),  # before the watermark: its cost in PNG bytes
         "png_bytes_median": statistics.median(plain),
         "signed_bytes_median": statistics.median(signed),
         "manifest_bytes_median": statistics.median(added),
