@@ -1399,6 +1399,12 @@ def serve(
         fail(f"host: {host} is reachable from other machines and no auth is set; add --auth (API keys from "
              "`kaiga keys create`) or --api-auth user:password, or --insecure to serve it open anyway")
     _check_device(device)
+    from kaiga.safety import SafetySettings, SafetySettingsError
+
+    try:  # a bad KAIGA_SAFETY* would otherwise fail every job, not the start
+        SafetySettings.from_env()
+    except SafetySettingsError as e:
+        fail(str(e))
     database = _open_db(db)  # a bad --db is one line here, not a traceback once the server starts
     import uvicorn
 

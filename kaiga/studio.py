@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import logging
 import secrets
 import time
@@ -32,6 +33,7 @@ from kaiga.paths import model_home
 from kaiga.pipelines.text_to_image import enlarge, text_to_image
 from kaiga.provenance.card import card_hash
 from kaiga.provenance.credentials import sign_if_configured
+from kaiga.provenance.privacy import clean_upload
 from kaiga.provenance.watermark import embed, payload_of
 from kaiga.request import MAX_SEED, GenerationRequest, RequestError
 from kaiga.safety import SafetySettings, screen
@@ -215,11 +217,19 @@ class Studio:
         return GeneratedImage(embed(image, payload),
                               record.model_copy(update={"extra": {**record.extra, "watermark": f"{payload:08x}"}}))
 
-    def vary(self, image: bytes | Image.Image, **fields) -> list[GeneratedImage]:
+    def vary(self, image: bytes | Image.Image, *, faces_consent: bool = False, **fields) -> list[GeneratedImage]:
         """Variations of `image` (image → image at `VARIATION_STRENGTH`, prompted by its own record);
-        keyword arguments are request fields and win over what the image says."""
-        init = image if isinstance(image, Image.Image) else check_image(image, "image")  # limits before decoding
-        request = GenerationRequest(**{**variation_fields(image), "init_image": self.uploads.add(init), **fields})
+        keyword arguments are request fields and win over what the image says. The image is stored cleaned, as
+        every upload is (metadata stripped, faces blurred unless `faces_consent`)."""
+        if isinstance(image, Image.Image):  # no file: only its pixels to clean (faces)
+            buf = io.BytesIO()
+            image.convert("RGB").save(buf, format="PNG")
+            data, checked = buf.getvalue(), image
+        else:
+            data, checked = image, check_image(image, "image")  # limits before decoding
+        init, report = clean_upload(data, checked, faces_consent=faces_consent)
+        sha = self.uploads.add(init, report.to_dict())
+        request = GenerationRequest(**{**variation_fields(image), "init_image": sha, **fields})
         return self.generate(request)
 
     def explain(self, prompt: str, *, model: str | None = None, seed: int = 0) -> Explanation:

@@ -31,3 +31,9 @@ def test_a_bad_threshold_is_one_line_exit_2(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == "error: KAIGA_SAFETY_THRESHOLD: must be a number above 0 and at most 1 (got 1.5)"
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_serve_refuses_a_bad_setting_before_it_starts():
+    r = kaiga("serve", "--port", "7998", KAIGA_SAFETY="maybe")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error: KAIGA_SAFETY:") and len(r.stderr.strip().splitlines()) == 1
