@@ -10,12 +10,13 @@ Usage:
    --init scenes-gan` on that folder for `--minutes`, one process. The run folder stays out of git.
 3. Measuring, with the audit's own functions (kaiga.audit.memorisation), threshold calibrated on held-out
    renders (seed 2, never trained on) at a 1 % false-flag rate:
-   - detector: the 20 planted images, perturbed (JPEG q70, a 2-pixel shift, Gaussian noise σ 4/255),
-     among held-out renders and generated images for other prompts (non-copies);
-   - model: images generated from the planted captions; an output is a *planted copy* when it reproduces
-     its planted source, decided without the audit's features: its tiled pixel distance to that source is
-     below the 1st percentile of the distances between the source and the held-out renders of the same
-     attributes (see `true_copy`). False flags: images generated for held-out captions (other prompts).
+   - detector: the 20 planted images, perturbed (JPEG q70, a 1-pixel shift, Gaussian noise σ 4/255),
+     against the training set; false flags on 500 held-out renders (seed 2);
+   - model: images generated from the planted captions; an output is a *true copy* when it reproduces
+     its planted source, decided without the audit's score (see `true_copies`: a whole-image RMS distance,
+     below the 1st percentile of the distances to held-out renders of the source's scene and object).
+     False flags: images generated for held-out captions (other prompts), and the held-out renders.
+   Results: bench/results/memorisation.json; read in docs/trust/memorisation.md.
 """
 
 from __future__ import annotations
