@@ -772,19 +772,22 @@ def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_
                   stage_options: dict | None = None, threads: int | None = None, allow_unlicensed: bool = False,
                   opt_out: Optional[Path] = None):
     _run_paths(data, out_dir)  # --init may be a model's name: resolve_model checks it, still before training
-    admission = _admit(data, allow_unlicensed, opt_out)
-    _use_threads(threads)
     from kaiga.data.dataset import DatasetError
     from kaiga.model_files import ModelError, resolve_model
     from kaiga.train.commands import train_family
 
+    if init is not None:  # a model name (scenes-vae) or a folder, as diffusion's --init takes: before the data
+        try:
+            ref = resolve_model(str(init))
+        except ModelError as e:
+            fail(str(e))
+        if ref.family != family and (family, ref.family) != ("gan", "vae"):
+            fail(f"init: {init} is a {ref.family} model, not a {family} one")
+        init = ref.path
+    admission = _admit(data, allow_unlicensed, opt_out)
+    _use_threads(threads)
     loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip, max_minutes)
     try:
-        if init is not None:  # a model name (scenes-vae) or a folder, as diffusion's --init takes
-            ref = resolve_model(str(init))
-            if ref.family != family and (family, ref.family) != ("gan", "vae"):
-                fail(f"init: {init} is a {ref.family} model, not a {family} one")
-            init = ref.path
         state = train_family(family, data, out_dir, loop, size=size, resume=resume, init=init, stage=stage,
                              loss_options=loss_options, stage_options=stage_options, admission=admission)
     except (DatasetError, ModelError, ValueError, OSError) as e:

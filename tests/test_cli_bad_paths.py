@@ -51,6 +51,15 @@ KINDS = {
     **{(f"train {family}", option): kind for family in ("vae", "gan", "transformer")
        for option, kind in (("--data", "in-folder"), ("--out", "out-folder"), ("--init", "model"))},
     ("train readout", "--out"): "out-folder",
+    ("train watermark", "--out"): "out-folder",
+    **{(f"train {kind}", "--opt-out"): "in-file" for kind in ("autoencoder", "diffusion", "vae", "gan", "transformer")},
+    ("data opt-out", "images"): "in-file",
+    ("data opt-out", "--list"): "out-file",
+    ("audit memorisation", "--data"): "in-folder",
+    ("audit memorisation", "--out"): "out-folder",
+    ("audit memorisation", "--prompts"): "in-file",
+    ("audit bias", "--data"): "in-folder",
+    ("audit bias", "--out"): "out-folder",
     ("eval alignment", "--json"): "out-file",
     ("eval alignment", "--grid"): "out-file",
     ("eval alignment", "--readout"): "in-folder",
@@ -66,7 +75,7 @@ KINDS = {
 }
 
 # Good values of required non-path parameters (any other required one: add it here).
-GOOD = {"prompt": "a red car", "stage": "tokenizer"}
+GOOD = {"prompt": "a red car", "stage": "tokenizer", "model": "scenes-gan"}
 # Options that a path option needs beside it to mean anything (a mask masks an --init image).
 NEEDS = {("generate", "--mask"): ("--init", "image")}
 

@@ -36,7 +36,8 @@ def test_inpaint_from_the_command_line_is_recorded_and_repeatable(tmp_path):
     [path] = [p for p in first.stdout.split() if p.endswith(".png")]
     out = np.asarray(Image.open(path), np.int16)
     diff = np.abs(out - np.asarray(init, np.int16))
-    assert diff[:, 32:].max() == 0 and diff[:, :32].mean() > 10  # black kept, white repainted
+    # black kept (up to the invisible watermark, RMS ~3 grey levels over the whole image), white repainted
+    assert (diff[:, 32:] ** 2).mean() ** 0.5 < 4 and diff[:, :32].mean() > 10
     rec = read_metadata(path).record
     assert (rec.seed, rec.strength, rec.steps) == (3, 1.0, 6)
     uploads = Path(os.environ["KAIGA_HOME"]) / "uploads"

@@ -116,6 +116,7 @@ def test_trains_on_the_shared_loop(family, tiny_scenes, tmp_path):
 
 @pytest.mark.parametrize("family", sorted(STAGES))
 def test_studio_serves_the_family_with_its_record(family, tmp_path):
+    from kaiga.provenance.watermark import payload_of
     from kaiga.store.uploads import UploadStore
     from kaiga.studio import Studio
 
@@ -127,8 +128,10 @@ def test_studio_serves_the_family_with_its_record(family, tmp_path):
     [img] = studio.generate(request(model=str(folder), seed=9, **options))
     assert img.record.family == family and img.record.seed == 9
     # The family options it read are in the record; the steps only a denoising family reads are named
-    # as ignored instead.
-    assert img.record.extra == options | ({} if caps.denoises else {"ignored_fields": ["steps"]})
+    # as ignored instead; and the payload of the watermark every image carries.
+    extra = dict(img.record.extra)
+    assert extra.pop("watermark") == f"{payload_of(img.record):08x}"
+    assert extra == options | ({} if caps.denoises else {"ignored_fields": ["steps"]})
     assert img.image.size == (caps.native_size, caps.native_size)
     too_wide = caps.max_size + caps.size_multiple
     refusal = "width: a .* model makes 64×64 images only" if caps.one_size else f"width: at most {caps.max_size}"

@@ -43,6 +43,11 @@ def _halves_changed(out: Image.Image, init: Image.Image) -> tuple[float, float]:
     return diff[:, :32].mean(), diff[:, 32:].mean()
 
 
+# What the invisible watermark changes in a kept area: a residual of RMS ~3 grey levels (PSNR 38.4 dB) over the
+# whole image, so "unchanged" is within it; a repainted area moves far more.
+KEPT = 4.0
+
+
 def _bomb_png(width=30000, height=30000) -> bytes:
     """A ~70-byte PNG whose header claims width × height pixels."""
     data = bytearray(_png(Image.new("RGB", (1, 1))))
@@ -73,7 +78,7 @@ def test_openai_edit_repaints_only_the_transparent_area(client, server):
     outs = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in r.data]
     for out in outs:
         inside, outside = _halves_changed(out, init)
-        assert outside == 0 and inside > 5
+        assert outside < KEPT and inside > 3 * KEPT
     rec = read_metadata(base64.b64decode(r.data[0].b64_json)).record
     assert (rec.seed, rec.strength, rec.prompt) == (5, 1.0, "a red car")
     stored = {p.stem for p in _uploads(server)}
@@ -163,14 +168,14 @@ def test_a1111_img2img_inpaints_white_and_answers_as_txt2img(server):
     assert "Denoising strength: 1.0" in r.info["infotexts"][0]
     assert r.parameters["init_images"] is None  # as A1111 without include_init_images
     inside, outside = _halves_changed(r.images[0], init)
-    assert outside == 0 and inside > 5
+    assert outside < KEPT and inside > 3 * KEPT
     rec = read_metadata(r.images[1]).record
     assert (rec.seed, rec.sampler, rec.strength) == (10, "euler-a", 1.0) and rec.mask
 
     inverted = api.img2img(images=[init], mask_image=_left_half("L", 255, 0), mask_blur=0, inpainting_mask_invert=1,
                            denoising_strength=1.0, prompt="a red car", seed=9, width=64, height=64)
     inside, outside = _halves_changed(inverted.images[0], init)
-    assert inside == 0 and outside > 5
+    assert inside < KEPT and outside > 3 * KEPT
 
 
 def test_a1111_img2img_without_mask_or_prefix(server):

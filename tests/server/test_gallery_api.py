@@ -130,5 +130,5 @@ def test_the_list_and_export_parameters_are_in_the_openapi_schema(tmp_path):
 
     paths = create_app(ServerSettings(data_dir=tmp_path)).openapi()["paths"]
     names = lambda path: [p["name"] for p in paths[path]["get"]["parameters"]]  # noqa: E731
-    assert names("/v1/gallery/images") == ["q", "favourite", "rating", "min_rating", "board", "limit", "cursor"]
-    assert names("/v1/gallery/export") == ["q", "favourite", "rating", "min_rating", "board"]
+    assert names("/v1/gallery/images") == ["q", "favourite", "rating", "min_rating", "board", "held", "limit", "cursor"]
+    assert names("/v1/gallery/export") == ["q", "favourite", "rating", "min_rating", "board", "held"]
