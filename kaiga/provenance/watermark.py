@@ -154,18 +154,55 @@ def _decode(bits: np.ndarray) -> tuple[int | None, int | None]:
     return int("".join(map(str, data[len(VERSION):])), 2), errors
 
 
-def _placements(x: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-    """The image put back as a crop of a larger one: for each fraction cropped, every offset, at 64×64,
-    the lost border filled from the image's edge (as training's crops are)."""
-    canvases, names = [], []
-    for fraction in CROP_FRACTIONS:
-        ch, cw = round(SIZE * (1 - fraction)), round(SIZE * (1 - fraction))
-        piece = F.interpolate(x, size=(ch, cw), mode="bilinear", antialias=True, align_corners=False)
-        for top in range(SIZE - ch + 1):
-            for left in range(SIZE - cw + 1):
-                canvases.append(F.pad(piece, (left, SIZE - cw - left, top, SIZE - ch - top), mode="replicate"))
-                names.append(f"a {fraction:.0%} crop at ({left}, {top})")
-    return torch.cat(canvases), names
+def _placements(x: torch.Tensor, step: int = 2, around: list[tuple[int, int, int]] | None = None
+                ) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
+    """The image put back as a crop of a larger one, at 64×64, the lost border filled from the image's edge (as
+    training's crops are): for each fraction of CROP_FRACTIONS, the offsets `step` pixels apart, or (`around`) the
+    offsets next to the given (fraction index, left, top) placements."""
+    pieces = {}
+    wanted: list[tuple[int, int, int]] = []
+    for k, fraction in enumerate(CROP_FRACTIONS):
+        side = round(SIZE * (1 - fraction))
+        last = SIZE - side
+        if around is None:
+            offsets = sorted({*range(0, last + 1, step), last})
+            wanted += [(k, left, top) for top in offsets for left in offsets]
+        else:
+            wanted += [(k, left + dx, top + dy) for kk, left, top in around if kk == k
+                       for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                       if (dx or dy) and 0 <= left + dx <= last and 0 <= top + dy <= last]
+    canvases = []
+    for k, left, top in wanted:
+        side = round(SIZE * (1 - CROP_FRACTIONS[k]))
+        if k not in pieces:
+            pieces[k] = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        canvases.append(F.pad(pieces[k], (left, SIZE - side - left, top, SIZE - side - top), mode="replicate"))
+    return (torch.cat(canvases) if canvases else x[:0]), wanted
+
+
+def _placement_name(placement: tuple[int, int, int]) -> str:
+    k, left, top = placement
+    return f"a {CROP_FRACTIONS[k]:.0%} crop at ({left}, {top})"
+
+
+def _search(net: WatermarkNet, x: torch.Tensor) -> tuple[int, tuple | None]:
+    """(placements read, (payload, errors, name, logits) of the best decodable one or None): every offset two
+    pixels apart, then the neighbours of the most confident readings and of any that decoded."""
+    canvases, placed = _placements(x)
+    readings = torch.cat([net.read(batch) for batch in canvases.split(256)])
+    confident = readings.abs().mean(1).argsort(descending=True)[:4].tolist()
+    decoded = [(i, *_decode((r > 0).numpy())) for i, r in enumerate(readings)]
+    hits = [i for i, payload, _ in decoded if payload is not None]
+    finer, placed_finer = _placements(x, around=[placed[i] for i in dict.fromkeys(confident + hits)])
+    if len(placed_finer):
+        readings = torch.cat([readings, net.read(finer)])
+        placed = placed + placed_finer
+        decoded += [(len(decoded) + i, *_decode((r > 0).numpy())) for i, r in enumerate(readings[-len(placed_finer):])]
+    found = [(errors, i, payload) for i, payload, errors in decoded if payload is not None]
+    if not found:
+        return len(placed), None
+    errors, i, payload = min(found)
+    return len(placed), (payload, errors, _placement_name(placed[i]), readings[i])
 
 
 @torch.no_grad()
@@ -178,16 +215,10 @@ def detect(image: Image.Image, expected: int | None = None, network: WatermarkNe
     payload, errors = _decode((logits > 0).numpy())
     placement, tries = "whole image", 1
     if payload is None and search:
-        canvases, names = _placements(x)
-        tries += len(names)
-        readings = torch.cat([net.read(batch) for batch in canvases.split(256)])
-        best = None
-        for i, reading in enumerate(readings):
-            found, e = _decode((reading > 0).numpy())
-            if found is not None and (best is None or e < best[1]):
-                best = (found, e, i)
+        read, best = _search(net, x)
+        tries += read
         if best is not None:
-            payload, errors, placement, logits = best[0], best[1], names[best[2]], readings[best[2]]
+            payload, errors, placement, logits = best
     p = 1.0 if payload is None else p_value(errors, tries)
     result = dict(marked=payload is not None and p <= THRESHOLD, payload=payload, p_value=p, bit_errors=errors,
                   placement=placement)
