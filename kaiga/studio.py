@@ -171,6 +171,7 @@ class Studio:
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(images)
         width, height = output_size(caps, request)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        card = card_hash(loaded.ref.path)  # one read of the card for the whole request
         made = [
             GeneratedImage(
                 image,
@@ -186,7 +187,7 @@ class Studio:
                     height=height,
                     model=loaded.ref.name,
                     model_hash=loaded.hash,
-                    model_card=card_hash(loaded.ref.path),
+                    model_card=card,
                     family=loaded.ref.family,
                     upscale=request.upscale,
                     init_image=request.init_image,
