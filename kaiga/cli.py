@@ -523,6 +523,44 @@ def models(
     out.print(f"user model directory: {user_models_dir()}", highlight=False)
 
 
+@app.command()
+def styles(
+    import_file: Annotated[Optional[Path], typer.Option("--import", help="Add the styles of this file (an AUTOMATIC1111 "
+                                                        "styles.csv, a Fooocus style JSON or kaiga's format) to "
+                                                        "$KAIGA_HOME/styles/, converted to kaiga's format.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the library as JSON (kaiga's style format).")] = False,
+):
+    """List the style presets that `--style` takes (kaiga's own and $KAIGA_HOME/styles/), or import a style file.
+
+    Mix them with a share each: `kaiga generate "a red car" --style "watercolor:0.7,neon:0.3"`; `--stylize`
+    (0-1000, default 100) sets how strongly style and guidance act. docs/STYLES.md describes the format.
+    """
+    from rich.table import Table
+
+    from kaiga.styles.library import FORMAT, StyleError, import_styles, load_library, styles_dir
+
+    if import_file is not None:
+        _input_path(import_file, "--import", "file")
+        try:
+            dest, count = import_styles(import_file)
+        except StyleError as e:
+            fail(str(e))
+        out.print(f"imported {count} styles from {import_file} -> {dest}", highlight=False)
+        return
+    try:
+        library = load_library()
+    except StyleError as e:
+        fail(str(e))
+    if as_json:
+        out.print_json(data={"format": FORMAT, "styles": [{**s.to_json(), "source": s.source} for s in library.values()]})
+        return
+    table = Table("name", "group", "prompt", "negative", "source")
+    for s in library.values():
+        table.add_row(s.name, s.group, s.prompt, s.negative, "kaiga" if s.source == "kaiga" else Path(s.source).name)
+    _wide().print(table)
+    out.print(f"{len(library)} styles; your own go in {styles_dir()} (`kaiga styles --import FILE`)", highlight=False)
+
+
 @data_app.command("scenes")
 def data_scenes(
     n: Annotated[int, typer.Option("--n", min=1, max=10_000_000, help="Number of images.")] = 1000,

@@ -34,6 +34,7 @@ LIMITS = {
     "upscale": (1, 8),
     "strength": (0.0, 1.0),
     "mask_blur": (0, 64),
+    "stylize": (0, 1000),  # Midjourney's scale: how strongly style and guidance act (kaiga/styles/mix.py)
     # Options of the non-diffusion families (ignored by the others; None = the family's default).
     "truncation": (0.0, 1.0),  # GAN / VAE: scale of the latent noise; < 1 trades variety for quality
     "temperature": (0.05, 2.0),  # transformer: softmax temperature of each image token
@@ -41,6 +42,7 @@ LIMITS = {
     "top_p": (0.01, 1.0),  # transformer: nucleus sampling mass
     "candidates": (1, 16),  # transformer: draws per image, the best kept by the contrastive reranker
 }
+MAX_STYLE_CHARS = 500  # a style mix: names and shares
 DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength: keeps the layout, redraws the detail
 # Uploaded images (init images, masks). Checked on the file's header, before any pixel is decoded.
 MAX_UPLOAD_BYTES = 4 * 2**20  # OpenAI's limit for image edits
@@ -92,6 +94,13 @@ class GenerationRequest(BaseModel):
         "What to draw, in plain English or as comma-separated tags; (word:1.3) weighs a word up, "
         "[word] down."))]
     negative_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description="What to steer away from.")] = ""
+    style: Annotated[str, Field(max_length=MAX_STYLE_CHARS, description=(
+        "Style preset(s) from `kaiga styles`: one name, or a mix with a share each, e.g. "
+        "\"watercolor:0.7,neon:0.3\" (mixed in the text encoder's space; shares under 1 keep some of the plain prompt)."))] = ""
+    stylize: Annotated[int | None, _range("stylize", description=(
+        "How strongly style and guidance act, Midjourney's scale: 0 = the plain prompt and half the guidance, "
+        "100 = as written, 1000 = the style pushed about three times as far and twice the guidance."),
+        json_schema_extra={"when_omitted": 100})] = None
     seed: Annotated[int | None, _range("seed", description=(
         "Seed of the first image; image i uses seed+i. Random if omitted."))] = None
     n: Annotated[int, _range("n", description="Number of images.")] = 1
@@ -144,6 +153,14 @@ class GenerationRequest(BaseModel):
     def denoise_strength(self) -> float:
         """How much of the init image is redrawn: 0 keeps it, 1 ignores it (pure noise)."""
         return DEFAULT_STRENGTH if self.strength is None else self.strength
+
+    @field_validator("style")
+    @classmethod
+    def _style_syntax(cls, v: str) -> str:
+        """The mix's syntax here (names are checked against the library before work starts, in the Studio)."""
+        if v.strip():
+            parse_style_spec(v)
+        return v
 
     @field_validator("width", "height")
     @classmethod
@@ -230,6 +247,42 @@ def field_specs() -> dict[str, FieldSpec]:
 def request_schema() -> dict:
     """The request's fields as JSON, for clients that build a form from them (the web UI)."""
     return {"fields": {name: spec.json() for name, spec in field_specs().items()}}
+
+
+MAX_STYLE_WEIGHT = 10.0
+
+
+def parse_style_spec(spec: str) -> list[tuple[str, float]]:
+    """A `style` field's `name[:share],...` as (name, share) pairs; ValueError pointing at the wrong character.
+
+    >>> parse_style_spec("watercolor:0.7, neon:0.3")
+    [('watercolor', 0.7), ('neon', 0.3)]
+    >>> parse_style_spec("watercolor:x")
+    Traceback (most recent call last):
+    ...
+    ValueError: at character 12 of 'watercolor:x': a share must be a number from 0 to 10 (got 'x')
+    """
+    pairs, pos = [], 0
+    for raw in spec.split(","):
+        start = pos + len(raw) - len(raw.lstrip())
+        name, sep, weight = raw.strip().partition(":")
+        if not name.strip():
+            raise ValueError(f"at character {start + 1} of {spec!r}: a style name is missing")
+        w = 1.0
+        if sep:
+            try:
+                w = float(weight)
+            except ValueError:
+                w = float("nan")
+            if not 0 <= w <= MAX_STYLE_WEIGHT:  # NaN too
+                raise ValueError(f"at character {start + len(name) + 2} of {spec!r}: a share must be a number from 0 "
+                                 f"to {MAX_STYLE_WEIGHT:g} (got {weight.strip()!r})")
+        pairs.append((name.strip(), w))
+        pos += len(raw) + 1
+    names = [n.lower() for n, _ in pairs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{spec!r} names a style twice")
+    return pairs
 
 
 class RequestError(ValueError):

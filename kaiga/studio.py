@@ -57,6 +57,21 @@ class GeneratedImage:
         return write_atomic(Path(path), sign_if_configured(png_bytes(self.image, self.record), self.record))
 
 
+def style_record(request: GenerationRequest) -> dict:
+    """The record's `style` (the mix, with each style's templates as applied, so the image can be remade where the
+    user's styles differ) and `stylize`; {} for an unstyled request. RequestError for a style that does not exist."""
+    from kaiga.styles.mix import check_style
+
+    mix = check_style(request)
+    out: dict = {}
+    if mix is not None:
+        out["style"] = {"mix": mix.describe(),
+                        "templates": {s.name: {"prompt": s.prompt, "negative": s.negative} for s, _ in mix.parts}}
+    if request.stylize is not None:
+        out["stylize"] = request.stylize
+    return out
+
+
 VARIATION_STRENGTH = 0.6  # a variation keeps the composition and colours and redraws the detail
 
 
@@ -132,6 +147,7 @@ class Studio:
         """RequestError naming what the request's model cannot make, before any work, even loading it (a size
         a Stable Diffusion checkpoint refuses is said at once, not after its load and hash)."""
         check_request(self.capabilities(request.model), request)
+        style_record(request)  # every style it names exists (a StyleError is a RequestError)
 
     def generate(
         self,
@@ -197,7 +213,8 @@ class Studio:
                     kaiga_version=__version__,
                     created=created,
                     mask_blur=request.mask_blur if request.mask is not None else None,
-                    extra={**request.family_options(), **({"unknown_words": unknown} if unknown else {}),
+                    extra={**request.family_options(), **style_record(request),
+                           **({"unknown_words": unknown} if unknown else {}),
                            **({"ignored_fields": ignored} if ignored else {}),
                            **self._init_privacy(request)},
                 ),

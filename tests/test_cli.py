@@ -114,3 +114,19 @@ def test_generate_with_a_single_file_checkpoint_and_a_diffusers_folder(tmp_path,
         assert r.returncode == 0, r.stderr
     records = [read_metadata(p).record for p in (tmp_path / "o").glob("*.png")]
     assert {r.model for r in records} <= {"tiny", "tiny-diffusion"} and records
+
+
+def test_styles_lists_the_library_and_imports_a_users_file(tmp_path):
+    csv = tmp_path / "styles.csv"
+    csv.write_text("name,prompt,negative_prompt\nCine,cinematic still of {prompt},cartoon\n")
+    r = kaiga("styles", "--import", str(csv))
+    assert r.returncode == 0 and "imported 1 styles" in r.stdout
+    listed = kaiga("styles", "--json")
+    styles = {s["name"]: s for s in json.loads(listed.stdout)["styles"]}
+    assert styles["Cine"]["negative"] == "cartoon" and "watercolor" in styles
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    r = kaiga("styles", "--import", str(bad))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not valid JSON" in r.stderr
+    r = kaiga("generate", "a red car", "--style", "neon:x", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "at character 6" in r.stderr and not (tmp_path / "o").exists()

@@ -142,6 +142,17 @@ class ImageGenerator(torch.nn.Module):
         return self.tokenizer([plain_text(p) for p in prompts], padding="max_length", max_length=n, truncation=True,
                               return_tensors="pt").input_ids
 
+    def conditioning(self, prompts: list[str], request: GenerationRequest | None = None) -> torch.Tensor:
+        """The text vectors [N, D] the generator reads (`encode_text`), with the request's styles mixed in
+        (kaiga/styles/mix.py: each styled prompt encoded, the vectors averaged by their shares)."""
+        from kaiga.styles.mix import is_plain, mixed, resolve
+
+        encode = lambda texts: self.encode_text(self.tokenize(texts))  # noqa: E731
+        if request is None or is_plain(request.style, request.stylize):
+            return encode(prompts)
+        cond, _ = mixed(encode, prompts, request.negative_prompt, resolve(request.style), request.stylize)
+        return cond
+
     def forward(self, batch: dict):
         return self.loss(batch)
 

@@ -43,7 +43,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kaiga.capabilities import Capabilities
 from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, GenerationRecord, MetadataError, read_metadata
-from kaiga.request import LIMITS, GenerationRequest, Sampler, field_specs
+from kaiga.request import LIMITS, GenerationRequest, Sampler, field_specs, parse_style_spec
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
@@ -80,6 +80,8 @@ class Txt2ImgBody(request_body("Txt2ImgFields", TXT2IMG_FIELDS, base=_A1111Field
     sampler_index: str | None = None  # A1111's older name for the sampler
     batch_size: Annotated[int, Field(ge=1)] = 1  # their product is kaiga's n, limited by the request type
     n_iter: Annotated[int, Field(ge=1)] = 1
+    styles: list[str] = Field([], description="A1111's style names (`GET /sdapi/v1/prompt-styles`), mixed with "
+                                              "equal shares; kaiga's `style` gives each its own share.")
     # A1111's features that kaiga lacks: accepted at their "off" values only.
     enable_hr: bool = False
     restore_faces: bool | None = False
@@ -115,7 +117,12 @@ def request_fields(body: Txt2ImgBody, model: str | None) -> dict:
     if body.scheduler is not None and body.scheduler.lower() not in SCHEDULERS:
         raise ApiError(422, f"scheduler: kaiga's samplers run the model's own schedule, {SCHEDULERS[0]!r} "
                             f"(got {body.scheduler!r})", param="scheduler")
-    return {**request_values(body, TXT2IMG_FIELDS), "seed": None if body.seed == -1 else body.seed,
+    values = request_values(body, TXT2IMG_FIELDS)
+    if body.styles:
+        if any("," in name or ":" in name for name in body.styles):
+            raise ApiError(422, "styles: names only (no ',' or ':'); give shares in `style`", param="styles")
+        values["style"] = ",".join([*body.styles, *([values["style"]] if values.get("style") else [])])
+    return {**values, "seed": None if body.seed == -1 else body.seed,
             "n": body.batch_size * body.n_iter, "sampler": sampler_of(body.sampler_name or body.sampler_index),
             "model": model}
 
@@ -226,7 +233,8 @@ def _info(images, request: GenerationRequest, job, enlarged: Enlargement | None 
         "face_restoration_model": None, "sd_model_name": first.get("model"), "sd_model_hash": first.get("model_hash"),
         "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": request.denoise_strength if request.is_edit else None,
-        "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": infotexts, "styles": [],
+        "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": infotexts,
+        "styles": [name for name, _ in parse_style_spec(request.style)] if request.style.strip() else [],
         "job_timestamp": job.created.strftime("%Y%m%d%H%M%S"), "clip_skip": 1,
         "is_using_inpainting_conditioning": False, "version": f"kaiga {first.get('kaiga_version', '')}".strip(),
         "kaiga_job_id": job.id, "unknown_words": unknown_words(records),
@@ -288,6 +296,18 @@ async def samplers():
 async def schedulers():
     """A1111's noise schedules (1.9+): kaiga's samplers each run the model's own, A1111's "Automatic"."""
     return [{"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1, "need_inner_model": False}]
+
+
+@router.get("/prompt-styles")
+async def prompt_styles():
+    """The style library (kaiga's presets and $KAIGA_HOME/styles/) in A1111's shape: name, prompt, negative_prompt."""
+    from kaiga.styles.library import StyleError, load_library
+
+    try:
+        library = await run_in_threadpool(load_library)
+    except StyleError as e:
+        raise ApiError(500, str(e)) from None
+    return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative} for s in library.values()]
 
 
 @router.get("/upscalers")

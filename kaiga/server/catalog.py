@@ -75,8 +75,12 @@ class Catalog:
         return described
 
     def check(self, request: GenerationRequest) -> None:
-        """What the model cannot do, refused before queuing (the model checks again, the same way, when it runs)."""
+        """What the model cannot do, refused before queuing (the model checks again, the same way, when it runs),
+        and a style that does not exist."""
+        from kaiga.styles.mix import check_style
+
         check_request(self.capabilities(request.model), request)
+        check_style(request)
 
     @cached_property
     def models(self) -> list[ModelRef]:

@@ -35,7 +35,7 @@ from starlette.datastructures import UploadFile
 from kaiga.request import MAX_UPLOAD_BYTES, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError
-from kaiga.server.openai_api import (QUALITY_STEPS, SIZE_FIELDS, ImagesResponse, OpenAIFields, answer, check_model,
+from kaiga.server.openai_api import (OPENAI_RENAME, QUALITY_STEPS, SIZE_FIELDS, ImagesResponse, OpenAIFields, answer, check_model,
                                      parse_size, size_renames)
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal
@@ -50,8 +50,8 @@ router = APIRouter(tags=["OpenAI-compatible"])  # bodies are bounded by kaiga.se
 
 # The request fields each form takes under their own names (as generations: `size` for width and height);
 # the image and the mask are the files.
-EDIT_FIELDS = taken_fields(exclude=(*SIZE_FIELDS, "init_image", "mask"))
-VARIATION_FIELDS = taken_fields(exclude=(*SIZE_FIELDS, "init_image", "mask", "prompt"))  # prompt: the image's own
+EDIT_FIELDS = taken_fields(exclude=(*SIZE_FIELDS, "init_image", "mask"), rename=OPENAI_RENAME)
+VARIATION_FIELDS = taken_fields(exclude=(*SIZE_FIELDS, "init_image", "mask", "prompt"), rename=OPENAI_RENAME)  # prompt: the image's own
 
 
 class VariationForm(request_body("VariationFields", VARIATION_FIELDS, base=OpenAIFields)):

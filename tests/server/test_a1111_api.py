@@ -187,3 +187,17 @@ def test_an_upscale_beside_a_size_the_model_cannot_make_is_refused(server):
     got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "width": 512, "height": 512,
                                                              "upscale": 2})
     assert got.status_code == 422 and got.json()["detail"].startswith("upscale: this model cannot make 512x512")
+
+
+def test_styles_on_txt2img_and_the_prompt_styles_list(server):
+    api = _api(server)
+    listed = {s["name"]: s for s in api.get_prompt_styles()}
+    assert set(listed["watercolor"]) == {"name", "prompt", "negative_prompt"} and len(listed) >= 30
+    r = api.txt2img(prompt="a red car", seed=5, width=64, height=64, styles=["watercolor", "neon"])
+    assert r.info["styles"] == ["watercolor", "neon"]
+    assert read_metadata(r.images[0]).record.extra["style"]["mix"] == "watercolor:0.5,neon:0.5"
+    weighted = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a red car", "steps": 2,
+                                                                   "style": "watercolor:0.8", "stylize": 300})
+    assert weighted.status_code == 200 and json.loads(weighted.json()["info"])["styles"] == ["watercolor"]
+    got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "styles": ["watercolour"]})
+    assert got.status_code == 400 and "did you mean watercolor" in got.json()["detail"]

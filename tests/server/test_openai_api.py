@@ -118,3 +118,13 @@ def test_revised_prompt_names_the_words_the_model_ignored(client):
                                                   "them: zebra)"] * 2
     r = client.images.generate(prompt="a red car", size="64x64", response_format="b64_json", extra_body=FAST)
     assert r.data[0].revised_prompt == "a red car"  # every word known: the prompt as it was
+
+
+def test_a_style_mix_goes_through_extra_body(client):
+    r = client.images.generate(prompt="a red car", size="64x64", response_format="b64_json",
+                               extra_body={**FAST, "seed": 3, "styles": "watercolor:0.7,neon:0.3", "stylize": 200},
+                               style="vivid")  # OpenAI's own style (guidance) beside kaiga's mix
+    record = read_metadata(base64.b64decode(r.data[0].b64_json)).record
+    assert record.extra["style"]["mix"] == "watercolor:0.7,neon:0.3" and record.extra["stylize"] == 200
+    with pytest.raises(openai.BadRequestError, match="no style named 'nope'"):
+        client.images.generate(prompt="a red car", size="64x64", extra_body={**FAST, "styles": "nope"})

@@ -48,7 +48,8 @@ def test_openai_values_pass_through_and_defaults_agree():
     assert openai_api.to_request(openai_api.ImageGenerationBody(prompt="a red car")) == GenerationRequest(
         prompt="a red car")
     values = {name: _valid(name) for name in openai_api.GENERATION_FIELDS}
-    request = openai_api.to_request(openai_api.ImageGenerationBody(**values, size="32x48"))
+    body = {openai_api.GENERATION_FIELDS[name]: v for name, v in values.items()}  # kaiga's style is `styles` there
+    request = openai_api.to_request(openai_api.ImageGenerationBody(**body, size="32x48"))
     assert {name: getattr(request, name) for name in values} == {
         **values, "sampler": GenerationRequest(prompt="x", sampler=values["sampler"]).sampler}
     assert (request.width, request.height) == (32, 48)

@@ -52,6 +52,16 @@ def as_run(model, request: GenerationRequest) -> GenerationRequest:
     return with_defaults(caps, request)
 
 
+def run_guidance(request: GenerationRequest) -> float:
+    """The guidance scale a request (as run) denoises with: its own, times `--stylize`'s factor
+    (kaiga/styles/mix.py; exactly its own at the default stylize)."""
+    if request.stylize is None:
+        return request.guidance
+    from kaiga.styles.mix import guidance_factor
+
+    return request.guidance * guidance_factor(request.stylize)
+
+
 def output_size(model, request: GenerationRequest) -> tuple[int, int, tuple[int, int, int]]:
     """Width, height and latent [C, h, w] of the request's images."""
     native = Capabilities.from_info(model.info).native_size
@@ -65,12 +75,22 @@ def steps_run(request: GenerationRequest) -> int:
     return min(int(request.steps * request.denoise_strength), request.steps)
 
 
-def _text_states(model, prompts: list[str], negative: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _text_states(model, prompts: list[str], negative: str,
+                 request: GenerationRequest | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Text states of the prompts [1 or N, T, D] and of the negative prompt [1, T, D] (guidance's "uncond"):
-    weighted (`(red:1.3)`) and, past the encoder's length, in chunks (`prompt_encoding`), as A1111."""
+    weighted (`(red:1.3)`) and, past the encoder's length, in chunks (`prompt_encoding`), as A1111; the
+    request's styles mixed in (`kaiga.styles.mix.mixed`: each styled prompt encoded, then averaged)."""
     from kaiga.families.diffusion.prompt_encoding import text_states
+    from kaiga.styles.mix import is_plain, mixed, resolve
 
-    return text_states(model, prompts, negative)
+    if request is None or is_plain(request.style, request.stylize):
+        return text_states(model, prompts, negative)
+
+    def encode(texts: list[str]) -> torch.Tensor:  # one call, so every text has the same number of chunks
+        cond, uncond = text_states(model, texts[:-1], texts[-1])
+        return torch.cat([cond, uncond])
+
+    return mixed(encode, prompts, negative, resolve(request.style), request.stylize)
 
 
 def _chunks(seeds: list[int], batch_size: int):
@@ -105,7 +125,7 @@ def sample(
     _, _, shape = output_size(model, request)
 
     # 2. Encode the prompt and the negative prompt once.
-    cond_all, uncond_one = _text_states(model, prompts or [request.prompt], request.negative_prompt)
+    cond_all, uncond_one = _text_states(model, prompts or [request.prompt], request.negative_prompt, request)
 
     images: list[Image.Image] = []
     total = len(seeds) * request.steps
@@ -121,7 +141,7 @@ def sample(
         timesteps = timesteps_to_run(scheduler, request.steps, device=model.device)
         x = noise * scheduler.init_noise_sigma
         report = _reporter(on_step, start * request.steps, len(chunk), total)
-        latents = denoise(model.unet, scheduler, x, timesteps, cond, uncond, request.guidance, gens, report)
+        latents = denoise(model.unet, scheduler, x, timesteps, cond, uncond, run_guidance(request), gens, report)
 
         # 5. Decode latents to pixels.
         images += to_pil(model.decode(latents))
@@ -166,7 +186,7 @@ def edit(
         mask_latent = _latent_mask(mask, h, w).to(model.device, model.dtype)
 
     # 2. Encode the prompt and the negative prompt once.
-    cond_one, uncond_one = _text_states(model, [request.prompt], request.negative_prompt)
+    cond_one, uncond_one = _text_states(model, [request.prompt], request.negative_prompt, request)
 
     images: list[Image.Image] = []
     per_image = steps_run(request)
@@ -198,7 +218,7 @@ def edit(
         # 6. Reverse diffusion over the last steps.
         report = _reporter(on_step, start * per_image, k, total)
         latents = denoise(model.unet, scheduler, x, timesteps, cond_one.expand(k, -1, -1),
-                          uncond_one.expand(k, -1, -1), request.guidance, gens, report, blend)
+                          uncond_one.expand(k, -1, -1), run_guidance(request), gens, report, blend)
 
         # 7. Decode; outside the mask, the init image's own pixels.
         out = to_pil(model.decode(latents))

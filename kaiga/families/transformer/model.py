@@ -31,6 +31,7 @@ from kaiga.families.transformer.vq import (build_vq, decode_codes, encode_codes,
                                            restart_dead_codes)
 from kaiga.images import to_pil
 from kaiga.request import GenerationRequest
+from kaiga.styles.mix import styled_prompts
 
 EXPLAIN_EVERY = 8  # image tokens between two frames of `explain`
 
@@ -130,6 +131,7 @@ class DalleTransformer(ImageGenerator):
         # they belong to, since a row depends on its prompt and seed only. (One chunk of
         # `prompt_batches` pairs each seed with its prompt and checks there is one per seed.)
         [(_, _, texts)] = prompt_batches(request, seeds, len(seeds), prompts) if seeds else [(0, [], [])]
+        texts = styled_prompts(texts, request)
         rows = [(p, candidate_seed(s, j)) for s, p in zip(seeds, texts) for j in range(n_cand)]
         total, done = len(rows) * self.config.image_tokens, 0
         pixels, scores = [], []

@@ -222,9 +222,9 @@ class ConditionalVAE(ImageGenerator):
 
     # --- generation -----------------------------------------------------------------------------
     @torch.no_grad()
-    def decode(self, noise: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        """Unit noise [N, noise_dim] -> z ~ p(z | prompt) -> images [N, 3, H, W]."""
-        text = self.encode_text(self.tokenize(prompts))
+    def decode(self, noise: torch.Tensor, prompts: list[str], request: GenerationRequest | None = None) -> torch.Tensor:
+        """Unit noise [N, noise_dim] -> z ~ p(z | prompt) -> images [N, 3, H, W] (styled by `request`'s styles)."""
+        text = self.conditioning(prompts, request)
         logits, mean, logvar = self.prior_net(text)
         noise = noise.to(mean)
         if self.config.prior_components == 1:
@@ -250,7 +250,7 @@ class ConditionalVAE(ImageGenerator):
         self.check_request(request)
         images = []
         for start, chunk, texts in prompt_batches(request, seeds, batch_size, prompts):
-            images += to_pil(self.decode(self.noise(chunk, request.truncation), texts))
+            images += to_pil(self.decode(self.noise(chunk, request.truncation), texts, request))
             if on_step is not None:
                 on_step(start + len(chunk), len(seeds))
         return images

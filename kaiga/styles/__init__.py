@@ -1,0 +1,1 @@
+"""Styles: the library of prompt templates (library.py) and how a request mixes them (mix.py)."""
