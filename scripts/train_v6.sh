@@ -24,13 +24,13 @@ STAGE=${STAGE:-all}  # autoencoder, denoiser or all
    --captions 6 --out data/scenes-40k-pairs3
 
 if [ "$STAGE" = all ] || [ "$STAGE" = autoencoder ]; then
-  $K train autoencoder --data data/scenes-40k-pairs3 --out "$RUNS/ae6" --latent-channels "$LATENT" \
+  $K train autoencoder --data data/scenes-40k-pairs3 --out "$RUNS/ae6-c$LATENT" --latent-channels "$LATENT" \
      --steps "$AE_STEPS" --batch-size 16 --lr 5e-4 --perceptual-weight 0.5 --disc-start "$DISC_START" \
      --checkpoint-every 100 --sample-every 500 --threads "$THREADS" --max-minutes "$MAX_MINUTES" --resume
-  OMP_NUM_THREADS=$THREADS .venv/bin/python bench/autoencoder.py --model "$RUNS/ae6" --name "ae6-c$LATENT" \
+  OMP_NUM_THREADS=$THREADS .venv/bin/python bench/autoencoder.py --model "$RUNS/ae6-c$LATENT" --name "ae6-c$LATENT" \
      --grid docs/autoencoder/ae6-c$LATENT.png
 fi
 if [ "$STAGE" = all ] || [ "$STAGE" = denoiser ]; then
-  $K train diffusion --data data/scenes-40k-pairs3 --size v6 --vae "$RUNS/ae6" --out "$RUNS/v6" \
+  $K train diffusion --data data/scenes-40k-pairs3 --size v6 --vae "$RUNS/ae6-c$LATENT" --out "$RUNS/v6" \
      --steps "$DIFFUSION_STEPS" --lr 5e-4 --batch-size 64 --threads "$THREADS" --max-minutes "$MAX_MINUTES" --resume
 fi
