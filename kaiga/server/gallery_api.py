@@ -160,9 +160,12 @@ async def _checked_query(state: ServerState, principal: Principal, f: ImageFilte
 
 
 def rerun_request(record: dict) -> GenerationRequest:
-    """The request that makes the recorded image again: every recorded setting the request has, one image."""
-    fields = {name: record[name] for name in GenerationRequest.model_fields
-              if name != "n" and record.get(name) is not None}
+    """The request that makes the recorded image again: every recorded setting the request has, one image (the
+    family options and the style mix are kept under the record's `extra`)."""
+    extra = record.get("extra") or {}
+    recorded = {**extra, **record, "style": (extra.get("style") or {}).get("mix", "")}
+    fields = {name: recorded[name] for name in GenerationRequest.model_fields
+              if name != "n" and recorded.get(name) is not None}
     try:
         return GenerationRequest(**fields)
     except ValidationError as e:

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from kaiga.request import request_schema
+from kaiga.server.auth import authenticate
+from kaiga.server.errors import ApiError
 
 UI_DIR = Path(__file__).parent / "ui"
 # How the tests and scripts/screenshot_ui.py drive the page in Debian's chromium, headless. Without the
@@ -43,6 +46,20 @@ async def request_fields():
     """Every field of a generation request: type, default, range, choices and help (the UI's form is built
     from them)."""
     return request_schema()
+
+
+@schema_router.get("/v1/styles", dependencies=[Depends(authenticate)])
+async def styles():
+    """The style library that a request's `style` names: kaiga's presets and the server's $KAIGA_HOME/styles/,
+    each with its templates, group and description (the UI's style picker)."""
+    from kaiga.styles.library import FORMAT, StyleError, load_library
+
+    try:
+        library = await run_in_threadpool(load_library)
+    except StyleError as e:
+        raise ApiError(500, str(e)) from None
+    return {"format": FORMAT, "data": [{**s.to_json(), "source": "kaiga" if s.source == "kaiga" else "user"}
+                                       for s in library.values()]}
 
 
 def mount_ui(app: FastAPI) -> None:

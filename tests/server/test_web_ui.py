@@ -102,7 +102,7 @@ def test_generate_browse_rate_rerun(server, page, tmp_path):
     assert page.title() == "kaiga studio"
     page.wait_for_function("document.querySelectorAll('select.samplers option').length > 0")
     _record_statuses(page)
-    _fill(page, "#generate-form", prompt="a red car in the snow", steps=12, seed=5, n=2, style="pixel art")
+    _fill(page, "#generate-form", prompt="a red car in the snow", steps=12, seed=5, n=2, style="pixel-art")
     page.click("#generate-form button[type=submit]")
     page.wait_for_selector("#generate .results figure:nth-child(2)", timeout=60_000)
     captions = page.locator("#generate .results figcaption").all_text_contents()
@@ -114,7 +114,8 @@ def test_generate_browse_rate_rerun(server, page, tmp_path):
     api = httpx.Client(base_url=server.url)
     listed = api.get("/v1/gallery/images").json()
     assert listed["total"] == 2
-    assert {im["record"]["prompt"] for im in listed["data"]} == {"a red car in the snow, pixel art"}
+    assert {im["record"]["prompt"] for im in listed["data"]} == {"a red car in the snow"}
+    assert {im["record"]["extra"]["style"]["mix"] for im in listed["data"]} == {"pixel-art:1"}  # the style, as a style
     page.screenshot(path=tmp_path / "generate.png")
 
     # The gallery: search, open an image, rate and favourite it, re-run it.
@@ -371,7 +372,7 @@ def test_result_cards_download_send_to_edit_and_use_these_settings(server, page,
     [image] = job["images"]
     _open(page, server)
     page.fill("#generate-form input[name=steps]", "9")  # values that "Use these settings" must replace
-    page.select_option("#generate-form select[name=style]", "neon")
+    page.fill("#generate-form input[name=style]", "neon")
     page.click("nav [data-tab=gallery]")
     card = page.locator("#gallery .results figure").first
     card.wait_for()
@@ -475,3 +476,22 @@ def test_the_phone_layout_is_one_column_without_sideways_scrolling(server, phone
         if tab != "gallery":  # the gallery's search bar is one row that wraps, not a settings form
             assert len(layout["lefts"]) == 1, (tab, layout["lefts"])  # one column
             assert layout["narrow"] == [], tab  # every input the form's full width
+
+
+def test_the_style_picker_builds_a_weighted_mix_that_the_image_records(server, page):
+    """Pick two library styles with a share each; the generated image's record keeps the mix, and "Use these
+    settings" puts it back."""
+    _open(page, server)
+    page.wait_for_function("document.querySelectorAll('.style-pick option').length >= 30")
+    assert "watercolor" in _options(page, ".style-pick")
+    for name, share in (("watercolor", "0.7"), ("neon", "0.3")):
+        page.select_option(".style-pick", name)
+        page.fill(".style-share", share)
+        page.click("button.add-style")
+    assert page.input_value("#generate-form input[name=style]") == "watercolor:0.7,neon:0.3"
+    _fill(page, "#generate-form", prompt="a red car in the city", steps=2, seed=4, n=1, stylize=200)
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
+    [image] = httpx.get(server.url + "/v1/gallery/images").json()["data"]
+    assert image["record"]["extra"]["style"]["mix"] == "watercolor:0.7,neon:0.3"
+    assert image["record"]["extra"]["stylize"] == 200

@@ -153,8 +153,7 @@ async function runJob(request, panel) {
 async function generate(event) {
   event.preventDefault();
   const form = event.target, panel = $("#generate");
-  const { style, size, ...request } = formFields(form);
-  if (style) request.prompt = `${request.prompt}, ${style}`;  // a style is words in the prompt
+  const { size, ...request } = formFields(form);  // `style` is the request's own field: a mix of library styles
   const native = modelInfo(form)?.native_size;
   const [width, height] = (size ?? "").split("x").map(Number);
   if (size && !(width === native && height === native)) [request.width, request.height] = [width, height];
@@ -420,7 +419,8 @@ function useSettings(record) {
   const form = $("#generate-form"), el = form.elements;
   if (modelsInfo.has(record.model)) el.model.value = record.model;
   fitToModel(form);
-  el.style.value = "";  // a style is words in the prompt, which the record already has
+  el.style.value = record.extra?.style?.mix ?? "";  // the mix, with the shares it was made with
+  el.stylize.value = record.extra?.stylize ?? "";
   const size = `${record.width}x${record.height}`;
   if (![...el.size.options].some((o) => o.value === size)) el.size.append(new Option(sizeLabel(record.width, record.height), size));
   el.size.value = size;
@@ -526,11 +526,36 @@ function applySchema(schema) {
   }
 }
 
+// ---- styles --------------------------------------------------------------------------------------
+async function fillStyles() {
+  // The picker offers GET /v1/styles grouped as the library groups them; Add appends `name:share` to the mix.
+  const styles = (await api("/v1/styles")).data;
+  const groups = new Map();
+  for (const s of styles) {
+    const group = s.group || "yours";
+    if (!groups.has(group)) groups.set(group, document.createElement("optgroup"));
+    groups.get(group).label = group;
+    const option = new Option(s.name, s.name);
+    option.title = `${s.prompt}${s.negative ? ` — not: ${s.negative}` : ""}`;
+    groups.get(group).append(option);
+  }
+  $(".style-pick").replaceChildren(...groups.values());
+}
+
+function addStyle() {
+  const input = $("#generate-form").elements.style, name = $(".style-pick").value;
+  const share = Number($(".style-share").value);
+  const parts = input.value.split(",").map((p) => p.trim()).filter((p) => p && p.split(":")[0] !== name);
+  parts.push(share === 1 ? name : `${name}:${share}`);
+  input.value = parts.join(",");
+}
+
 async function fillChoices() {
   try {
     schemaFields = (await api("/v1/schema/request")).fields;
     applySchema({ fields: schemaFields });
   } catch (e) { showError(e); }
+  fillStyles().catch(showError);
   try {
     const models = (await api("/v1/models")).data;
     for (const m of models) modelsInfo.set(m.id, m.kaiga);
@@ -551,6 +576,7 @@ document.addEventListener("DOMContentLoaded", () => {
   key.addEventListener("change", () => { localStorage.setItem("kaiga-api-key", key.value); fillChoices(); });
   for (const tab of $$("nav [role=tab]")) tab.addEventListener("click", () => selectTab(tab.dataset.tab));
   $("#generate-form").addEventListener("submit", generate);
+  $(".add-style").addEventListener("click", addStyle);
   for (const form of $$("form.settings")) form.elements.model.addEventListener("change", () => fitToModel(form));
   $("#generate .cancel").addEventListener("click", () => {
     if (currentJob) api(`/v1/jobs/${currentJob}/cancel`, { method: "POST" }).catch(showError);
