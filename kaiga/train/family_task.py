@@ -88,8 +88,9 @@ class FamilyTask(TrainTask):
         stage = getattr(getattr(self.model, "stage", None), "value", None)
         stage = self.model.family if stage in (None, "all") else stage
         config = {k: v for k, v in self.model.info.get("config", {}).items() if not isinstance(v, dict)}
+        recipe = getattr(self.model, "recipe", None)  # a stage's own losses, where it records them
         self.model.info["training"] = training_record(self.model.info.get("training"), out, stage,
-                                                      self.data.name, config=config)
+                                                      self.data.name, config=config, **({"recipe": recipe} if recipe else {}))
         self.model.save(out, dtype=self.model.export_dtype)
         previous = [card for folder in self.card_from if (card := read_card(folder)) is not None]
         write_card(out, run_card(previous, self.admission.data_block(), stage, self.model.family))

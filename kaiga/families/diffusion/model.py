@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 
@@ -254,6 +255,9 @@ class LatentDiffusion(ImageGenerator):
 
         self.sharpening, self.perceptual = cfg, perceptual
         self.discriminator = PatchDiscriminator(cfg.disc_width)
+        # what the run's training record says of its losses (kaiga.json "training")
+        self.recipe = {"losses": "l1 + perceptual (judge trunk) + kl + patch-gan hinge", **asdict(cfg),
+                       "kl_weight": self.kl_weight}
 
     def cached_inputs(self, pixels: torch.Tensor, data: Path, cache_dir: Path | None) -> dict | None:
         """The denoiser trains on latents: every image of dataset `data` encoded once (and kept in `cache_dir`)."""

@@ -102,3 +102,5 @@ def test_a_sharp_run_checkpoints_the_discriminator_resumes_and_ships_without_it(
     vae_files = {p.name for p in (tmp_path / "run" / "vae").iterdir()}
     assert vae_files == {"config.json", "diffusion_pytorch_model.safetensors"}
     assert json.loads((tmp_path / "run" / "vae" / "config.json").read_text())["latent_channels"] == 8
+    [run] = json.loads((tmp_path / "run" / "kaiga.json").read_text())["training"]["runs"]
+    assert run["steps"] == 6 and run["recipe"]["disc_start"] == 2 and "perceptual" in run["recipe"]["losses"]
