@@ -92,7 +92,7 @@ class GenerationRequest(BaseModel):
     # users always mean to give one, refuse it themselves (`require_prompt`).
     prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description=(
         "What to draw, in plain English or as comma-separated tags; (word:1.3) weighs a word up, "
-        "[word] down."))]
+        "[word] down; a closing `--no fog, rain` (Midjourney's) adds those words to the negative prompt."))]
     negative_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description="What to steer away from.")] = ""
     style: Annotated[str, Field(max_length=MAX_STYLE_CHARS, description=(
         "Style preset(s) from `kaiga styles`: one name, or a mix with a share each, e.g. "
@@ -131,6 +131,17 @@ class GenerationRequest(BaseModel):
     candidates: Annotated[int | None, _range("candidates", description=(
         "transformer models: draws per image, the best kept by the contrastive reranker; "
         "default: the model's."))] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _midjourney_no(cls, data):
+        """Midjourney's `--no fog, rain` at the end of a prompt: those words join the negative prompt (every
+        interface builds this request, so every one reads the same syntax); the record keeps both as run."""
+        if isinstance(data, dict) and isinstance(data.get("prompt"), str) and "--no" in data["prompt"]:
+            prompt, no = split_no(data["prompt"])
+            negative = data.get("negative_prompt") or ""
+            data = {**data, "prompt": prompt, "negative_prompt": ", ".join(p for p in (negative, no) if p)}
+        return data
 
     @model_validator(mode="after")
     def _edit_fields_need_an_image(self) -> "GenerationRequest":
@@ -250,6 +261,31 @@ def request_schema() -> dict:
 
 
 MAX_STYLE_WEIGHT = 10.0
+
+
+def split_no(prompt: str) -> tuple[str, str]:
+    """(the prompt before Midjourney's `--no`, what follows it); ValueError naming the position of a bare `--no`.
+
+    >>> split_no("a red car in the city --no fog, rain")
+    ('a red car in the city', 'fog, rain')
+    >>> split_no("a red car --no")
+    Traceback (most recent call last):
+    ...
+    ValueError: prompt: at character 11 of 'a red car --no': --no needs the words to leave out, e.g. --no fog, rain
+    """
+    import re
+
+    m = re.search(r"(?:^|\s)--no(?=\s|$)", prompt)
+    if m is None:
+        return prompt, ""
+    at = m.start() + (prompt[m.start()].isspace())
+    rest = prompt[m.end():].strip().strip(",").strip()
+    if not rest:
+        raise ValueError(f"prompt: at character {at + 1} of {prompt!r}: --no needs the words to leave out, "
+                         f"e.g. --no fog, rain")
+    if re.search(r"(?:^|\s)--no(?=\s|$)", rest):
+        raise ValueError(f"prompt: {prompt!r} has --no twice; list every word after one --no")
+    return prompt[:m.start()].strip(), rest
 
 
 def parse_style_spec(spec: str) -> list[tuple[str, float]]:

@@ -85,3 +85,15 @@ def test_edit_fields():
         with pytest.raises(ValidationError) as e:
             GenerationRequest(**fields)
         assert describe_error(e.value).startswith(message)
+
+
+def test_midjourneys_no_joins_the_negative_prompt_in_every_interface():
+    """`--no` is read by the request itself, so the CLI, both APIs and the UI read it the same way."""
+    r = GenerationRequest(prompt="a red car in the city --no fog, rain", negative_prompt="blurry")
+    assert (r.prompt, r.negative_prompt) == ("a red car in the city", "blurry, fog, rain")
+    assert GenerationRequest.model_validate(r.model_dump()) == r  # read once: validating again changes nothing
+    assert GenerationRequest(prompt="snow--not a flag").prompt == "snow--not a flag"
+    with pytest.raises(ValidationError, match="at character 7 of 'a car --no': --no needs the words"):
+        GenerationRequest(prompt="a car --no")
+    with pytest.raises(ValidationError, match="--no twice"):
+        GenerationRequest(prompt="a car --no fog --no rain")
