@@ -48,13 +48,16 @@ def main() -> None:
                 page = browser.new_page(viewport={"width": 1000, "height": 820})
                 page.goto(url + "/")
                 page.wait_for_function("document.querySelectorAll('select.samplers option').length > 0")
-                for prompt, style in (("a yellow dog on the beach at sunset", ""), ("a red car in the snow at night", "")):
+                page.wait_for_function("document.querySelectorAll('.style-pick option').length > 0")
+                for prompt, style in (("a yellow dog on the beach at sunset", ""), ("a red car in the city", "watercolor:0.7,neon:0.3")):
                     page.fill("#generate-form textarea[name=prompt]", prompt)
                     page.fill("#generate-form input[name=seed]", "7")
                     page.fill("#generate-form input[name=n]", "4")
-                    page.select_option("#generate-form select[name=style]", style)
+                    page.fill("#generate-form input[name=style]", style)
                     page.click("#generate-form button[type=submit]")
                     page.wait_for_selector("#generate .status-text:has-text('image(s)')", timeout=300_000)
+                page.wait_for_function("[...document.querySelectorAll('#generate .results img')]"
+                                       ".every((i) => i.complete && i.naturalWidth > 0)")
                 page.screenshot(path=DOCS / "web-ui.png")
                 page.click("nav [data-tab=gallery]")
                 page.wait_for_selector("#gallery .results figure:nth-child(8)")
