@@ -38,6 +38,7 @@ KINDS = {
     ("info", "image"): "in-file",
     ("verify", "image"): "in-file",
     ("models", "paths"): "in-any",
+    ("styles", "--import"): "in-file",
     ("data scenes", "--out"): "out-folder",
     ("data import", "source"): "in-folder",
     ("data import", "--out"): "out-folder",
