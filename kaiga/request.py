@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -273,8 +274,6 @@ def split_no(prompt: str) -> tuple[str, str]:
     ...
     ValueError: prompt: at character 11 of 'a red car --no': --no needs the words to leave out, e.g. --no fog, rain
     """
-    import re
-
     m = re.search(r"(?:^|\s)--no(?=\s|$)", prompt)
     if m is None:
         return prompt, ""

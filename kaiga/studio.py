@@ -188,6 +188,7 @@ class Studio:
         width, height = output_size(caps, request)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         card = card_hash(loaded.ref.path)  # one read of the card for the whole request
+        styled = style_record(request)  # and of the style library
         made = [
             GeneratedImage(
                 image,
@@ -213,7 +214,7 @@ class Studio:
                     kaiga_version=__version__,
                     created=created,
                     mask_blur=request.mask_blur if request.mask is not None else None,
-                    extra={**request.family_options(), **style_record(request),
+                    extra={**request.family_options(), **styled,
                            **({"unknown_words": unknown} if unknown else {}),
                            **({"ignored_fields": ignored} if ignored else {}),
                            **self._init_privacy(request)},
