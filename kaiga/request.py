@@ -23,6 +23,8 @@ from typing import Annotated, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kaiga.prompt_syntax import check_syntax, count_permutations, is_composed
+
 MAX_PROMPT_CHARS = 1000  # OpenAI's dall-e-2 limit; also keeps the record small
 MAX_SEED = 2**32 - 1
 LIMITS = {
@@ -92,8 +94,10 @@ class GenerationRequest(BaseModel):
     # Empty is allowed, as in A1111 and diffusers: an unconditional image. The CLI and the OpenAI API, whose
     # users always mean to give one, refuse it themselves (`require_prompt`).
     prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description=(
-        "What to draw, in plain English or as comma-separated tags; (word:1.3) weighs a word up, "
-        "[word] down; a closing `--no fog, rain` (Midjourney's) adds those words to the negative prompt."))]
+        "What to draw, in plain English or as comma-separated tags; (word:1.3) weighs a word up, [word] down, "
+        "[from:to:when] switches words mid-way, `a AND b :0.5` or `a::2 b` composes prompts, {red|blue} makes "
+        "one image per choice, __colour__ draws from a wildcard list; a closing `--no fog, rain` (Midjourney's) "
+        "adds those words to the negative prompt (docs/PROMPTS.md)."))]
     negative_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description="What to steer away from.")] = ""
     style: Annotated[str, Field(max_length=MAX_STYLE_CHARS, description=(
         "Style preset(s) from `kaiga styles`: one name, or a mix with a share each, e.g. "
@@ -165,6 +169,22 @@ class GenerationRequest(BaseModel):
     def denoise_strength(self) -> float:
         """How much of the init image is redrawn: 0 keeps it, 1 ignores it (pure noise)."""
         return DEFAULT_STRENGTH if self.strength is None else self.strength
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_syntax(cls, v: str) -> str:
+        """Permutations, composition and prompt editing parse (wildcard names are checked against the lists
+        before work starts, in the Studio)."""
+        check_syntax(v)
+        return v
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative_syntax(cls, v: str) -> str:
+        if is_composed(v) or count_permutations(v) > 1:
+            raise ValueError("AND, ::, {a|b} and [from:to:when] apply to the prompt only; the negative prompt "
+                             "takes words, (word:w) weights and __wildcards__")
+        return v
 
     @field_validator("style")
     @classmethod

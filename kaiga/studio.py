@@ -31,6 +31,8 @@ from kaiga.metadata import GenerationRecord, png_bytes, read_metadata, write_ato
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
 from kaiga.pipelines.text_to_image import enlarge, text_to_image
+from kaiga.prompt_syntax import count_permutations, permutations
+from kaiga.prompt_syntax import texts as prompt_texts
 from kaiga.provenance.card import card_hash
 from kaiga.provenance.credentials import sign_if_configured
 from kaiga.provenance.privacy import clean_upload
@@ -70,6 +72,41 @@ def style_record(request: GenerationRequest) -> dict:
     if request.stylize is not None:
         out["stylize"] = request.stylize
     return out
+
+
+MAX_IMAGES = 64  # a request's images, every {a|b} combination counted: n × combinations
+
+
+def check_prompt_expansion(request: GenerationRequest) -> None:
+    """RequestError when the prompt's `{a|b}` groups make more than MAX_IMAGES images, or a wildcard it names
+    has no list: said before any work."""
+    from kaiga.styles.wildcards import check_wildcards, load_wildcards
+
+    combos = count_permutations(request.prompt)
+    if combos * request.n > MAX_IMAGES:
+        raise RequestError(f"prompt: its {{a|b}} groups make {combos} prompts × n {request.n} = {combos * request.n} "
+                           f"images; at most {MAX_IMAGES} a request")
+    if "__" in request.prompt or "__" in request.negative_prompt:
+        lists = load_wildcards()
+        check_wildcards(request.prompt, lists)
+        check_wildcards(request.negative_prompt, lists, "negative_prompt")
+
+
+def prompt_runs(request: GenerationRequest, seeds: list[int]) -> list[tuple[str, str, list[int]]]:
+    """(prompt, negative prompt, seeds) of each run the request makes: every `{a|b}` combination with all the
+    seeds, and its `__wildcards__` drawn per seed (consecutive seeds that draw the same lines run together)."""
+    from kaiga.styles.wildcards import expand, load_wildcards
+
+    lists = load_wildcards() if "__" in request.prompt or "__" in request.negative_prompt else {}
+    runs: list[tuple[str, str, list[int]]] = []
+    for combo in permutations(request.prompt):
+        for seed in seeds:
+            prompt, negative = expand(combo, seed, lists), expand(request.negative_prompt, seed, lists)
+            if runs and runs[-1][:2] == (prompt, negative) and runs[-1][2][-1] + 1 == seed:
+                runs[-1][2].append(seed)
+            else:
+                runs.append((prompt, negative, [seed]))
+    return runs
 
 
 VARIATION_STRENGTH = 0.6  # a variation keeps the composition and colours and redraws the detail
@@ -146,6 +183,7 @@ class Studio:
     def check(self, request: GenerationRequest) -> None:
         """RequestError naming what the request's model cannot make, before any work, even loading it (a size
         a Stable Diffusion checkpoint refuses is said at once, not after its load and hash)."""
+        check_prompt_expansion(request)  # the request alone: its combinations and wildcard lists
         check_request(self.capabilities(request.model), request)
         style_record(request)  # every style it names exists (a StyleError is a RequestError)
 
@@ -156,13 +194,34 @@ class Studio:
         on_step: Callable[[int, int], None] | None = None,
         **fields,
     ) -> list[GeneratedImage]:
-        """Generate `request.n` images; a string is a prompt, keyword arguments fill the request."""
+        """Generate `request.n` images per prompt (a `{red|blue}` prompt is one per combination, each with the
+        same seeds); a string is a prompt, keyword arguments fill the request."""
         if isinstance(request, str):
             request = GenerationRequest(prompt=request, **fields)
         elif fields:
             request = request.model_copy(update=fields)
             request = GenerationRequest.model_validate(request.model_dump())
-        self.check(request)  # before any work, even loading: sizes, sampler, edits
+        self.check(request)  # before any work, even loading: sizes, sampler, edits, styles, wildcards
+        first = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        runs = prompt_runs(request, request.seeds(first))
+        if len(runs) == 1 and runs[0][0] == request.prompt and runs[0][1] == request.negative_prompt:
+            return self._generate(request, runs[0][2], on_step)  # no {a|b} and no __wildcard__: one run
+        made, done_images, total_images = [], 0, sum(len(seeds) for *_, seeds in runs)
+        for prompt, negative, seeds in runs:
+            report = None
+            if on_step is not None:  # one bar over every run: this run's steps after those of the runs before
+                def report(done, total, before=done_images, k=len(seeds)):
+                    per_image = total / k
+                    on_step(round(before * per_image + done), round(total_images * per_image))
+            run = request.model_copy(update={"prompt": prompt, "negative_prompt": negative})
+            made += self._generate(run, seeds, report, template=request)
+            done_images += len(seeds)
+        return made
+
+    def _generate(self, request: GenerationRequest, seeds: list[int], on_step: Callable[[int, int], None] | None,
+                  template: GenerationRequest | None = None) -> list[GeneratedImage]:
+        """One image per seed of a request whose prompt has no permutation or wildcard left; `template`: the
+        request as written, whose prompts the record keeps beside those drawn."""
         loaded = self.load(request.model)
         model = loaded.model
         caps = Capabilities.from_info(model.info)  # what `check` read from its files
@@ -170,11 +229,10 @@ class Studio:
         if ignored:
             log.warning("a %s model does not use %s; ignored", caps.family, ", ".join(ignored))
         request = with_defaults(caps, request)  # the model's steps, guidance, upscale where left out
-        unknown = unknown_words(model.tokenizer, request.prompt + " " + request.negative_prompt)
+        read = " ".join(prompt_texts(request.prompt, request.steps or 1)) + " " + request.negative_prompt
+        unknown = unknown_words(model.tokenizer, read)
         if unknown:
             log.warning("the model does not know these words and ignores them: %s", ", ".join(dict.fromkeys(unknown)))
-        first = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        seeds = request.seeds(first)
         t0 = time.perf_counter()
         native = request.model_copy(update={"upscale": 1})  # screened and marked at native size, then enlarged
         if request.is_edit:
@@ -217,6 +275,8 @@ class Studio:
                     extra={**request.family_options(), **styled,
                            **({"unknown_words": unknown} if unknown else {}),
                            **({"ignored_fields": ignored} if ignored else {}),
+                           **({"prompt_template": {"prompt": template.prompt, "negative_prompt": template.negative_prompt}}
+                              if template is not None else {}),
                            **self._init_privacy(request)},
                 ),
             )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "kaiga"
-BOTTOM = {"version", "paths", "request", "capabilities", "safetensors_header"}
+BOTTOM = {"version", "paths", "request", "prompt_syntax", "capabilities", "safetensors_header"}
 
 
 

@@ -43,6 +43,7 @@ from transformers import AutoTokenizer
 
 from kaiga.capabilities import Capabilities, check_request
 from kaiga.data.captions import vocabulary_words
+from kaiga.prompt_syntax import is_composed, vector_terms
 from kaiga.request import GenerationRequest, RequestError
 from kaiga.text.prompt_weights import plain_text
 from kaiga.text.tokenizer import build_word_tokenizer
@@ -144,7 +145,17 @@ class ImageGenerator(torch.nn.Module):
 
     def conditioning(self, prompts: list[str], request: GenerationRequest | None = None) -> torch.Tensor:
         """The text vectors [N, D] the generator reads (`encode_text`), with the request's styles mixed in
-        (kaiga/styles/mix.py: each styled prompt encoded, the vectors averaged by their shares)."""
+        (kaiga/styles/mix.py: each styled prompt encoded, the vectors averaged by their shares). A composed
+        prompt (`a AND b`, `a::2 b`, `[dog:cat:0.5]`) is the weighted sum of its texts' vectors
+        (`kaiga.prompt_syntax.vector_terms`)."""
+        if not any(is_composed(p) for p in prompts):
+            return self._text_vectors(prompts, request)
+        terms = [vector_terms(p) for p in prompts]
+        texts = list(dict.fromkeys(text for ts in terms for text, _ in ts))
+        rows = self._text_vectors(texts, request)
+        return torch.stack([sum(w * rows[texts.index(text)] for text, w in ts) for ts in terms])
+
+    def _text_vectors(self, prompts: list[str], request: GenerationRequest | None) -> torch.Tensor:
         from kaiga.styles.mix import is_plain, mixed, resolve
 
         encode = lambda texts: self.encode_text(self.tokenize(texts))  # noqa: E731

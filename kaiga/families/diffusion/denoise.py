@@ -13,6 +13,11 @@ guidance, Ho & Salimans 2022) for every guidance value; 1 is the conditional pre
 the unconditional branch is skipped, 0 is the unconditional model, and values between extrapolate
 less. (diffusers' pipelines skip guidance for any value ≤ 1; kaiga does not.)
 
+A composed prompt (`a red car AND snow :0.5`, `red car::2 snow`, `[dog:cat:0.5]`, kaiga/prompt_syntax.py)
+comes as `ComposedCond`: K sub-prompts whose text may change at given steps, summed as composable
+diffusion does (Liu et al. 2022): uncond + guidance · Σₖ wₖ (condₖ − uncond), the UNet run on K + 1
+copies of the batch. One sub-prompt of weight 1 that never changes is exactly the rule above.
+
 Example:
     >>> from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
     >>> from kaiga.families.diffusion.schedulers import make_scheduler, timesteps_to_run
@@ -27,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -35,6 +41,36 @@ import torch
 OnStep = Callable[[int, int, torch.Tensor, "torch.Tensor | None"], None]
 # blend(latents after step i, i) -> latents to continue from
 Blend = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ComposedCond:
+    """Text conditioning of K sub-prompts that may change over the steps (kaiga.prompt_syntax).
+
+    states: [R, T, D], one row per distinct text; runs: per sub-prompt, (last step, row) in step order,
+    steps counted from 1 over the whole schedule; weights: one per sub-prompt; first_step: steps of the
+    schedule not run (an edit runs only the last ones), so loop step i is schedule step first_step + i + 1.
+    """
+
+    states: torch.Tensor
+    runs: tuple[tuple[tuple[int, int], ...], ...]
+    weights: tuple[float, ...]
+    first_step: int = 0
+
+    def at(self, i: int) -> torch.Tensor:
+        """States [K, T, D] of the sub-prompts at loop step i."""
+        step = self.first_step + i + 1
+        rows = [next((row for last, row in runs if step <= last), runs[-1][1]) for runs in self.runs]
+        return self.states[rows]
+
+
+def composed_prediction(unet, x_in: torch.Tensor, t, cond: ComposedCond, i: int, uncond: torch.Tensor,
+                        guidance: float) -> torch.Tensor:
+    """uncond + guidance · Σₖ wₖ (predₖ − uncond) for latents x_in [N, C, h, w] already scaled for step t."""
+    n, parts = x_in.shape[0], cond.at(i)
+    context = torch.cat([uncond, *(p[None].expand(n, -1, -1) for p in parts)])  # [(K + 1) · N, T, D]
+    preds = unet(x_in.repeat(len(parts) + 1, 1, 1, 1), t, encoder_hidden_states=context).sample.chunk(len(parts) + 1)
+    return preds[0] + guidance * sum(w * (p - preds[0]) for w, p in zip(cond.weights, preds[1:]))
 
 
 def guided(pred_uncond: torch.Tensor, pred_cond: torch.Tensor, guidance: float) -> torch.Tensor:
@@ -48,7 +84,7 @@ def denoise(
     scheduler,
     x: torch.Tensor,
     timesteps: torch.Tensor,
-    cond: torch.Tensor,
+    cond: torch.Tensor | ComposedCond,
     uncond: torch.Tensor | None,
     guidance: float,
     generators: list[torch.Generator],
@@ -61,15 +97,21 @@ def denoise(
     scheduler up); cond / uncond: text states [N, T, D] (uncond None: no guidance);
     generators: one per image, for the noise of stochastic samplers.
     """
-    use_cfg = uncond is not None and guidance != 1.0  # guidance 1 is the conditional branch alone
-    context = torch.cat([uncond, cond]) if use_cfg else cond  # [2N or N, T, D]
+    composed = cond if isinstance(cond, ComposedCond) else None
+    if composed is not None and uncond is None:
+        raise ValueError("a composed prompt needs the unconditional states (its sub-prompts are summed against them)")
+    use_cfg = composed is None and uncond is not None and guidance != 1.0  # guidance 1: the conditional branch alone
+    context = None if composed is not None else torch.cat([uncond, cond]) if use_cfg else cond  # [2N or N, T, D]
     # A list of generators gives each image its own noise in stochastic samplers.
     generator = generators if len(generators) > 1 else generators[0]
     for i, t in enumerate(timesteps):
-        x_in = scheduler.scale_model_input(torch.cat([x, x]) if use_cfg else x, t)
-        pred = unet(x_in, t, encoder_hidden_states=context).sample
-        if use_cfg:
-            pred = guided(*pred.chunk(2), guidance)
+        if composed is not None:
+            pred = composed_prediction(unet, scheduler.scale_model_input(x, t), t, composed, i, uncond, guidance)
+        else:
+            x_in = scheduler.scale_model_input(torch.cat([x, x]) if use_cfg else x, t)
+            pred = unet(x_in, t, encoder_hidden_states=context).sample
+            if use_cfg:
+                pred = guided(*pred.chunk(2), guidance)
         out = scheduler.step(pred, t, x, generator=generator)
         x = out.prev_sample
         if blend is not None:

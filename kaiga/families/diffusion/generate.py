@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
 from kaiga.capabilities import Capabilities, check_request, with_defaults
-from kaiga.families.diffusion.denoise import denoise
+from kaiga.families.diffusion.denoise import ComposedCond, denoise
 from kaiga.families.diffusion.schedulers import make_scheduler, timesteps_to_run
 from kaiga.images import to_pil
+from kaiga.prompt_syntax import is_composed, parts, schedule
 from kaiga.request import GenerationRequest
 
 Progress = Callable[[int, int], None]  # (steps done over all images, steps in all)
@@ -93,6 +94,27 @@ def _text_states(model, prompts: list[str], negative: str,
     return mixed(encode, prompts, negative, resolve(request.style), request.stylize)
 
 
+def _conditioning(model, request: GenerationRequest, prompts: list[str] | None, first_step: int = 0):
+    """(cond, uncond) for the denoising loop: text states [1 or N, T, D], or a ComposedCond for a prompt with
+    sub-prompts or prompt editing (kaiga/prompt_syntax.py), every text it reads encoded in one call (so all
+    have the same length) with the request's styles; `first_step`: schedule steps an edit skips."""
+    if prompts is not None or not is_composed(request.prompt):
+        return _text_states(model, prompts or [request.prompt], request.negative_prompt, request)
+    pieces = parts(request.prompt)
+    schedules = [schedule(p.text, request.steps) for p in pieces]
+    texts = list(dict.fromkeys(text for runs in schedules for _, text in runs))
+    states, uncond = _text_states(model, texts, request.negative_prompt, request)
+    runs = tuple(tuple((last, texts.index(text)) for last, text in runs) for runs in schedules)
+    return ComposedCond(states, runs, tuple(p.weight for p in pieces), first_step), uncond
+
+
+def _batch(cond, start: int, k: int):
+    """The conditioning of images start .. start + k: a ComposedCond is the same for every image."""
+    if isinstance(cond, ComposedCond):
+        return cond
+    return cond[start : start + k] if cond.shape[0] > 1 else cond.expand(k, -1, -1)
+
+
 def _chunks(seeds: list[int], batch_size: int):
     for start in range(0, len(seeds), batch_size):
         yield start, seeds[start : start + batch_size]
@@ -124,8 +146,8 @@ def sample(
     request = as_run(model, request)
     _, _, shape = output_size(model, request)
 
-    # 2. Encode the prompt and the negative prompt once.
-    cond_all, uncond_one = _text_states(model, prompts or [request.prompt], request.negative_prompt, request)
+    # 2. Encode the prompt (each of its sub-prompts and edits) and the negative prompt once.
+    cond_all, uncond_one = _conditioning(model, request, prompts)
 
     images: list[Image.Image] = []
     total = len(seeds) * request.steps
@@ -133,7 +155,7 @@ def sample(
         # 3. Initial noise from each image's own generator (on CPU, so it is the same on every device).
         gens = [torch.Generator().manual_seed(s) for s in chunk]
         noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(model.device, model.dtype)
-        cond = cond_all[start : start + len(chunk)] if prompts else cond_all.expand(len(chunk), -1, -1)
+        cond = _batch(cond_all, start, len(chunk))
         uncond = uncond_one.expand(len(chunk), -1, -1)
 
         # 4. Reverse diffusion over the whole schedule with the chosen sampler.
@@ -185,8 +207,8 @@ def edit(
             mask = mask.filter(ImageFilter.GaussianBlur(request.mask_blur))
         mask_latent = _latent_mask(mask, h, w).to(model.device, model.dtype)
 
-    # 2. Encode the prompt and the negative prompt once.
-    cond_one, uncond_one = _text_states(model, [request.prompt], request.negative_prompt, request)
+    # 2. Encode the prompt (each of its sub-prompts and edits) and the negative prompt once.
+    cond_one, uncond_one = _conditioning(model, request, None, first_step=request.steps - steps_run(request))
 
     images: list[Image.Image] = []
     per_image = steps_run(request)
@@ -217,7 +239,7 @@ def edit(
 
         # 6. Reverse diffusion over the last steps.
         report = _reporter(on_step, start * per_image, k, total)
-        latents = denoise(model.unet, scheduler, x, timesteps, cond_one.expand(k, -1, -1),
+        latents = denoise(model.unet, scheduler, x, timesteps, _batch(cond_one, 0, k),
                           uncond_one.expand(k, -1, -1), run_guidance(request), gens, report, blend)
 
         # 7. Decode; outside the mask, the init image's own pixels.

@@ -20,6 +20,8 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
@@ -30,9 +32,11 @@ from kaiga.families.transformer.rerank import ContrastiveScorer
 from kaiga.families.transformer.vq import (build_vq, decode_codes, encode_codes, encode_latents, latents_to_codes,
                                            restart_dead_codes)
 from kaiga.images import to_pil
+from kaiga.prompt_syntax import is_composed, main_text
 from kaiga.request import GenerationRequest
 from kaiga.styles.mix import styled_prompts
 
+log = logging.getLogger("kaiga")
 EXPLAIN_EVERY = 8  # image tokens between two frames of `explain`
 
 
@@ -40,6 +44,18 @@ def candidate_seed(seed: int, j: int) -> int:
     """Seed of candidate j of the image with `seed`: the seed itself for j = 0, so one candidate is
     the plain draw; otherwise a fixed odd-multiplier mix (a different stream per candidate)."""
     return seed if j == 0 else (seed + j * 0x9E3779B97F4A7C15) % 2**64
+
+
+def main_texts(prompts: list[str]) -> list[str]:
+    """Each prompt as the one text this family reads: it conditions on the prompt's tokens, not on vectors to
+    sum, so a composed prompt (AND, ::, [from:to:when]) gives its heaviest part as it reads longest (said in the
+    log)."""
+    out = [main_text(p) if is_composed(p) else p for p in prompts]
+    for before, after in dict.fromkeys(zip(prompts, out)):
+        if before != after:
+            log.warning("prompt: a transformer model reads one text, not sub-prompts or edits; of %r it reads %r",
+                        before, after)
+    return out
 
 
 class DalleTransformer(ImageGenerator):
@@ -131,7 +147,7 @@ class DalleTransformer(ImageGenerator):
         # they belong to, since a row depends on its prompt and seed only. (One chunk of
         # `prompt_batches` pairs each seed with its prompt and checks there is one per seed.)
         [(_, _, texts)] = prompt_batches(request, seeds, len(seeds), prompts) if seeds else [(0, [], [])]
-        texts = styled_prompts(texts, request)
+        texts = styled_prompts(main_texts(texts), request)
         rows = [(p, candidate_seed(s, j)) for s, p in zip(seeds, texts) for j in range(n_cand)]
         total, done = len(rows) * self.config.image_tokens, 0
         pixels, scores = [], []
