@@ -7,7 +7,17 @@ So far, the style controls (kaiga/styles/mix.py):
 - stylize: `neon` at stylize 0 … 1000 — the share read as neon (0 is the plain prompt) and whether the
   object asked for is still there (stylize also raises guidance).
 
+and the prompt syntax (kaiga/prompt_syntax.py), on one prompt a point (`--n` seeds):
+
+- `--no snow` on a prompt that draws snow about 4 times in 10: the share read as snow, without and with it;
+- `(snow:w)` for w = 0 … 1.6: the share read as snow (the attribute's hit rate) should rise with w, in a
+  prompt and in a half-weight AND part;
+- `AND snow :w` beside a prompt without weather: the share read as snow should rise with w;
+- `a [red:blue:when] car`: the share read as blue should fall as the switch comes later (the step at which
+  the colour is settled).
+
 Each point is the same prompts and seeds (scenes captions without a style phrase; `--n` images a point).
+`--only syntax` runs the prompt-syntax points alone (the others' results are kept).
 
 Usage:
     OMP_NUM_THREADS=2 python bench/controls.py [--model scenes-diffusion] [--n 48] [--steps 20]
@@ -53,6 +63,44 @@ def measure(model, judge, cases, steps: int, **fields) -> dict:
             "object_kept": sum(r.object_a == obj for r, (_, obj) in zip(readings, cases)) / n}
 
 
+def measure_prompt(model, judge, prompt: str, n: int, steps: int, **fields) -> dict:
+    """Shares of `n` images of one prompt (seeds 1000 …) that the judge reads as snow, as blue (object a) and
+    with the object asked for; a composed prompt (AND, [from:to:when]) runs as the request's own prompt."""
+    request = GenerationRequest(prompt=prompt, steps=steps, **fields)
+    readings = read(judge, model.sample(request, [1000 + i for i in range(n)], batch_size=16))
+    return {"snow": sum(r.weather == "snow" for r in readings) / n,
+            "blue": sum(r.colour_a == "blue" for r in readings) / n,
+            "red": sum(r.colour_a == "red" for r in readings) / n,
+            "car": sum(r.object_a == "car" for r in readings) / n}
+
+
+def syntax_points(model, judge, n: int, steps: int) -> dict:
+    """The prompt syntax's measured effects (see the module docstring)."""
+    some_snow = "a red car in the city AND snow :0.5"  # snow in about 4 images of 10: room to fall
+    weights, ands, whens = [0.0, 0.5, 1.0, 1.6], [0.0, 0.25, 0.5, 1.0], [0.0, 0.05, 0.1, 0.15, 0.25, 0.5]
+    no = {"without": measure_prompt(model, judge, some_snow, n, steps),
+          "with --no snow": measure_prompt(model, judge, some_snow + " --no snow", n, steps)}
+    weighted = {w: measure_prompt(model, judge, f"a red car in the city in the (snow:{w:g})", n, steps) for w in weights}
+    weighted_part = {w: measure_prompt(model, judge, f"a red car in the city AND (snow:{w:g}) :0.5", n, steps)
+                     for w in weights}
+    composed = {w: measure_prompt(model, judge, f"a red car in the city AND snow :{w:g}", n, steps) for w in ands}
+    edited = {w: measure_prompt(model, judge, f"a [red:blue:{w:g}] car in the city", n, steps) for w in whens}
+    return {
+        "no": {"prompt": some_snow, **no, "lowers": no["with --no snow"]["snow"] < no["without"]["snow"]},
+        "weight": {"prompt": "a red car in the city in the (snow:w)", "by_weight": {str(w): v for w, v in weighted.items()},
+                   "rises_monotonically": monotone([weighted[w]["snow"] for w in weights]),
+                   "moves": max(v["snow"] for v in weighted.values()) - min(v["snow"] for v in weighted.values())},
+        "weight_in_a_weak_part": {"prompt": "a red car in the city AND (snow:w) :0.5",
+                                  "by_weight": {str(w): v for w, v in weighted_part.items()},
+                                  "rises_monotonically": monotone([weighted_part[w]["snow"] for w in weights])},
+        "and": {"prompt": "a red car in the city AND snow :w", "by_weight": {str(w): v for w, v in composed.items()},
+                "rises_monotonically": monotone([composed[w]["snow"] for w in ands])},
+        "edit": {"prompt": "a [red:blue:when] car in the city (when: a fraction of the 20 steps)",
+                 "by_when": {str(w): v for w, v in edited.items()},
+                 "blue_falls_monotonically": monotone([edited[w]["blue"] for w in whens], rising=False)},
+    }
+
+
 def monotone(values: list[float], rising: bool = True, slack: float = 0.05) -> bool:
     """Whether values never step back by more than `slack` (sampling noise at these sizes)."""
     pairs = zip(values, values[1:])
@@ -64,8 +112,18 @@ def main() -> None:
     ap.add_argument("--model", default="scenes-diffusion")
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--only", choices=["styles", "syntax"], help="Run one group of points (the other's results kept).")
     args = ap.parse_args()
     model, judge, cases = Studio().load(args.model).model, ReadoutNet.load(), prompts(args.n)
+    all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.only == "syntax":
+        t0 = time.perf_counter()
+        syntax = {"n": args.n, "steps": args.steps, **syntax_points(model, judge, args.n, args.steps),
+                  "seconds": round(time.perf_counter() - t0, 1)}
+        all_results.setdefault(args.model, {"model": args.model})["prompt_syntax"] = syntax
+        RESULTS.write_text(json.dumps(all_results, indent=2) + "\n")
+        print(json.dumps(syntax, indent=2))
+        return
     t0 = time.perf_counter()
     shares = [round(0.1 * k, 1) for k in range(11)]
     share_curve = {w: measure(model, judge, cases, args.steps, style=f"watercolor:{1 - w:g},neon:{w:g}")
@@ -82,7 +140,10 @@ def main() -> None:
                         "ends": [neon_by_share[0], neon_by_share[-1]]},
         "stylize": {"style": "neon", "by_stylize": {str(s): v for s, v in stylize_curve.items()}},
     }
-    all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.only is None:
+        result["prompt_syntax"] = {"n": args.n, "steps": args.steps, **syntax_points(model, judge, args.n, args.steps)}
+    elif "prompt_syntax" in all_results.get(args.model, {}):
+        result["prompt_syntax"] = all_results[args.model]["prompt_syntax"]
     all_results[args.model] = result
     RESULTS.write_text(json.dumps(all_results, indent=2) + "\n")
     print(json.dumps(result, indent=2))

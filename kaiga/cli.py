@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 
 from kaiga.cli_options import request_options
-from kaiga.request import FAMILY_OPTIONS
+from kaiga.request import FAMILY_OPTIONS, field_specs
 
 app = typer.Typer(help="kaiga: an AI image-generation studio. Every image carries how it was made.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -387,6 +387,7 @@ def generate(
 
     from kaiga.capabilities import with_defaults
     from kaiga.model_files import ModelError
+    from kaiga.prompt_syntax import count_permutations
     from kaiga.studio import Studio
 
     _use_threads(threads)
@@ -396,9 +397,12 @@ def generate(
         caps = studio.capabilities(request.model)
         if request.upscale is None:
             request = request.model_copy(update={"upscale": caps.view_upscale(request)})
+        combos = count_permutations(request.prompt)
+        if combos > 1:  # said before any work: how many images the {a|b} groups make
+            err.print(f"{combos} prompts × n {request.n} = {combos * request.n} images", highlight=False)
         with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as bar:
-            task = bar.add_task("gen", total=request.n * (with_defaults(caps, request).steps or 1))
+            task = bar.add_task("gen", total=combos * request.n * (with_defaults(caps, request).steps or 1))
             images = studio.generate(request, on_step=lambda done, total: bar.update(task, completed=done, total=total))
     except (RequestError, ModelError) as e:
         fail(str(e))
@@ -416,6 +420,67 @@ def generate(
         records = [i.record for i in images]
         sheet = _save_new(contact_sheet([i.image for i in images]), records[0], out_dir, _output_stem("grid-", records))
         typer.echo(str(sheet))
+
+
+@app.command("grid")
+@request_options([name for name in field_specs() if name not in ("init_image", "mask", "strength", "mask_blur", "n")])
+def grid_plot(
+    x: Annotated[str, typer.Option("--x", help="The columns: FIELD=v1,v2,... for any request field (steps, guidance, "
+                                             "sampler, seed, style, stylize, negative_prompt, model, ...); values "
+                                             "are CSV, so quote one with commas: style=\"watercolor:0.5,neon:0.5\",plain. "
+                                             "prompt=a,b,c replaces a in the prompt by each value (A1111's Prompt S/R).")],
+    y: Annotated[Optional[str], typer.Option("--y", help="The rows, as --x.")] = None,
+    z: Annotated[Optional[str], typer.Option("--z", help="One sheet per value, as --x.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the cells' PNGs and the sheet(s).")] = Path("outputs"),
+    device: _Device = None,
+    threads: _Threads = None,
+    *, fields: dict,
+):
+    """A1111's X/Y/Z plot: vary up to three request fields over one prompt, one labelled contact sheet.
+
+    Every cell is a normal image with its record (written to --out like `kaiga generate`'s), every cell
+    checked before the first is made; the sheet carries the first cell's record and the axes. Example:
+    `kaiga grid "a red car in the city" --x steps=5,10,20 --y style=plain,watercolor,neon --seed 3`.
+    """
+    _setup_logging()
+    from pydantic import ValidationError
+
+    from kaiga.model_files import ModelError
+    from kaiga.request import GenerationRequest, RequestError, describe_error
+    from kaiga.xyz_plot import make_plot, parse_axis
+
+    _writable_folder(out_dir, "--out")
+    _check_device(device)
+    try:
+        base = GenerationRequest(**fields).require_prompt()
+        axes = [parse_axis(flag, spec) for flag, spec in (("--x", x), ("--y", y), ("--z", z)) if spec is not None]
+    except ValidationError as e:
+        fail(describe_error(e))
+    except RequestError as e:
+        fail(str(e))
+    if z is not None and y is None:
+        fail("--z: give --y first (z makes one sheet per value of an x × y plot)")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kaiga.studio import Studio
+
+    _use_threads(threads)
+    try:
+        studio = Studio(device=device)
+        with Progress(TextColumn("[bold]plotting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("grid", total=None)
+            plot = make_plot(studio, base, axes, on_image=lambda d, t: bar.update(task, completed=d, total=t))
+    except (RequestError, ModelError) as e:
+        fail(str(e))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for img in plot.images:
+        typer.echo(str(_save_new(img.image, img.record, out_dir, _output_stem("", [img.record]))))
+    spec = {a.flag.lstrip("-"): f"{a.field}={','.join(a.values)}" for a in axes}
+    for k, (label, sheet) in enumerate(plot.sheets):
+        first = plot.images[k * (len(plot.images) // len(plot.sheets))].record
+        record = first.model_copy(update={"extra": {**first.extra, "grid": {**spec, **({"sheet": label} if label else {})}}})
+        typer.echo(str(_save_new(sheet, record, out_dir, _output_stem("grid-", [record]))))
 
 
 def _stored_inputs(init: Path, mask: Optional[Path], faces_consent: bool = False) -> dict:
@@ -559,6 +624,36 @@ def styles(
         table.add_row(s.name, s.group, s.prompt, s.negative, "kaiga" if s.source == "kaiga" else Path(s.source).name)
     _wide().print(table)
     out.print(f"{len(library)} styles; your own go in {styles_dir()} (`kaiga styles --import FILE`)", highlight=False)
+
+
+@app.command()
+def wildcards(
+    as_json: Annotated[bool, typer.Option("--json", help="Print every list with its lines as JSON.")] = False,
+):
+    """List the wildcard lists a prompt's `__name__` draws from (kaiga's own and $KAIGA_HOME/wildcards/).
+
+    `kaiga generate "a __colour__ __object__ __place__"` draws a line of each list per image, from the image's
+    seed (the same seed draws the same lines); a list is a text file, one option a line, `#` a comment, and a
+    file in a subfolder is `__folder/name__`. docs/PROMPTS.md describes the whole prompt syntax.
+    """
+    from rich.table import Table
+
+    from kaiga.request import RequestError
+    from kaiga.styles.wildcards import BUNDLED, load_wildcards, wildcard_files, wildcards_dir
+
+    try:
+        files, lists = wildcard_files(), load_wildcards()
+    except RequestError as e:
+        fail(str(e))
+    if as_json:
+        out.print_json(data={name: {"file": str(files[name]), "lines": lines} for name, lines in lists.items()})
+        return
+    table = Table("name", "lines", "first lines", "source")
+    for name, lines in lists.items():
+        source = "kaiga" if files[name].is_relative_to(BUNDLED) else str(files[name])
+        table.add_row(f"__{name}__", str(len(lines)), ", ".join(lines[:4]) + (", ..." if len(lines) > 4 else ""), source)
+    _wide().print(table)
+    out.print(f"{len(lists)} lists; your own go in {wildcards_dir()} (NAME.txt, one option a line)", highlight=False)
 
 
 @data_app.command("scenes")

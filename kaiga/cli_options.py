@@ -68,16 +68,21 @@ def default(name: str):
     return CLI_DEFAULTS.get(name, field_specs()[name].default)
 
 
+def _escaped(text: str) -> str:
+    """Help text with its square brackets shown, not read as rich markup (`[word]`, `[from:to:when]`)."""
+    return text.replace("[", "\\[")
+
+
 def _parameter(spec: FieldSpec) -> inspect.Parameter:
     kind = Path if spec.name in CLI_PATHS else spec.type
     if spec.name in CLI_ARGUMENTS:
-        info = typer.Argument(help=spec.description, show_default=False)
+        info = typer.Argument(help=_escaped(spec.description), show_default=False)
         return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[kind, info])
     help_text = CLI_PATHS[spec.name][1] if spec.name in CLI_PATHS else CLI_HELP.get(spec.name, spec.help)
     value = default(spec.name)
     # A field whose default is None stays optional here: None lets the request (or the model) decide.
     annotation = Optional[kind] if value is None else kind
-    info = typer.Option(flag(spec.name), help=help_text, show_default=value not in (None, ""))
+    info = typer.Option(flag(spec.name), help=_escaped(help_text), show_default=value not in (None, ""))
     return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[annotation, info],
                              default=value)
 

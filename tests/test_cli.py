@@ -1,6 +1,7 @@
 """The `kaiga` command end to end, as a person runs it: a real subprocess, the bundled model."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -130,3 +131,24 @@ def test_styles_lists_the_library_and_imports_a_users_file(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not valid JSON" in r.stderr
     r = kaiga("generate", "a red car", "--style", "neon:x", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "at character 6" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_prompt_syntax_from_the_command_line(tmp_path):
+    wildcards = tmp_path / "home" / "wildcards"
+    wildcards.mkdir(parents=True)
+    (wildcards / "vehicle.txt").write_text("car\ntruck\n")
+    env_home = {"KAIGA_HOME": str(tmp_path / "home")}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "kaiga.cli", *a], capture_output=True, text=True,  # noqa: E731
+                                    timeout=300, env={**os.environ, **env_home})
+    listed = json.loads(run("wildcards", "--json").stdout)
+    assert listed["vehicle"]["lines"] == ["car", "truck"] and "red" in listed["colour"]["lines"]
+    r = run("generate", "a {red|blue} __vehicle__ AND snow :0.5", "--seed", "1", "--steps", "2", "--out",
+            str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert "2 prompts × n 1 = 2 images" in r.stderr
+    records = [read_metadata(p).record for p in r.stdout.split()]
+    assert [rec.prompt.split()[1] for rec in records] == ["red", "blue"]
+    assert all(rec.prompt.endswith(" AND snow :0.5") for rec in records)
+    r = run("generate", "a [red:blue:soon] car", "--out", str(tmp_path / "bad"))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "at character 13" in r.stderr
+    assert not (tmp_path / "bad").exists()

@@ -35,6 +35,7 @@ KINDS = {
     ("generate", "--config"): "in-folder",
     ("generate", "--out"): "out-folder",
     ("explain", "--out"): "out-file-or-folder",
+    ("grid", "--out"): "out-folder",
     ("info", "image"): "in-file",
     ("verify", "image"): "in-file",
     ("models", "paths"): "in-any",
@@ -76,7 +77,7 @@ KINDS = {
 }
 
 # Good values of required non-path parameters (any other required one: add it here).
-GOOD = {"prompt": "a red car", "stage": "tokenizer", "model": "scenes-gan"}
+GOOD = {"prompt": "a red car", "stage": "tokenizer", "model": "scenes-gan", "x": "steps=1,2"}
 # Options that a path option needs beside it to mean anything (a mask masks an --init image).
 NEEDS = {("generate", "--mask"): ("--init", "image")}
 

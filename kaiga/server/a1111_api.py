@@ -222,8 +222,10 @@ def _info(images, request: GenerationRequest, job, enlarged: Enlargement | None 
 
     infotexts = [to_a1111_parameters(GenerationRecord.model_validate(r)) for r in records]
     return json.dumps({
-        "prompt": request.prompt, "all_prompts": [request.prompt] * len(records),
-        "negative_prompt": request.negative_prompt, "all_negative_prompts": [request.negative_prompt] * len(records),
+        # each image's prompt as drawn ({a|b} combinations, __wildcards__), as A1111's dynamic prompts reports them
+        "prompt": request.prompt, "all_prompts": [r.get("prompt", request.prompt) for r in records],
+        "negative_prompt": request.negative_prompt,
+        "all_negative_prompts": [r.get("negative_prompt", request.negative_prompt) for r in records],
         "seed": first.get("seed", request.seed), "all_seeds": [r["seed"] for r in records],
         "subseed": -1, "all_subseeds": [-1] * len(records), "subseed_strength": 0,
         "width": first.get("width", request.width), "height": first.get("height", request.height),

@@ -62,6 +62,20 @@ async def styles():
                                        for s in library.values()]}
 
 
+@schema_router.get("/v1/wildcards", dependencies=[Depends(authenticate)])
+async def wildcards():
+    """The wildcard lists a prompt's `__name__` draws from: kaiga's and the server's $KAIGA_HOME/wildcards/."""
+    from kaiga.request import RequestError
+    from kaiga.styles.wildcards import BUNDLED, load_wildcards, wildcard_files
+
+    try:
+        files, lists = await run_in_threadpool(lambda: (wildcard_files(), load_wildcards()))
+    except RequestError as e:
+        raise ApiError(500, str(e)) from None
+    return {"data": [{"name": name, "lines": lines, "source": "kaiga" if files[name].is_relative_to(BUNDLED) else "user"}
+                     for name, lines in lists.items()]}
+
+
 def mount_ui(app: FastAPI) -> None:
     """Serve the page at `/`, its script and stylesheet under `/ui/`, and the request schema its form reads."""
     app.include_router(router)

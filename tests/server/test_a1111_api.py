@@ -201,3 +201,16 @@ def test_styles_on_txt2img_and_the_prompt_styles_list(server):
     assert weighted.status_code == 200 and json.loads(weighted.json()["info"])["styles"] == ["watercolor"]
     got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "styles": ["watercolour"]})
     assert got.status_code == 400 and "did you mean watercolor" in got.json()["detail"]
+
+
+def test_the_prompt_syntax_through_txt2img(server):
+    r = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a {red|blue} car AND snow :0.5", "steps": 2,
+                                                           "seed": 4, "width": 64, "height": 64}, timeout=120)
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])
+    assert len(r.json()["images"]) == 2 and info["all_seeds"] == [4, 4]
+    assert info["all_prompts"] == ["a red car AND snow :0.5", "a blue car AND snow :0.5"]
+    bad = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a [red:blue:soon] car"})
+    assert bad.status_code == 422 and "at character 13" in bad.json()["detail"]
+    listed = httpx.get(server.url + "/v1/wildcards").json()["data"]
+    assert {w["name"] for w in listed} >= {"colour", "object", "weather"}

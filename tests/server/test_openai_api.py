@@ -128,3 +128,13 @@ def test_a_style_mix_goes_through_extra_body(client):
     assert record.extra["style"]["mix"] == "watercolor:0.7,neon:0.3" and record.extra["stylize"] == 200
     with pytest.raises(openai.BadRequestError, match="no style named 'nope'"):
         client.images.generate(prompt="a red car", size="64x64", extra_body={**FAST, "styles": "nope"})
+
+
+def test_the_prompt_syntax_through_the_openai_api(client):
+    r = client.images.generate(prompt="a __colour__ car [in the snow:0.5]", size="64x64", response_format="b64_json",
+                               extra_body={**FAST, "seed": 3})
+    record = read_metadata(base64.b64decode(r.data[0].b64_json)).record
+    assert "__" not in record.prompt and record.prompt.endswith(" car [in the snow:0.5]")
+    assert record.extra["prompt_template"]["prompt"] == "a __colour__ car [in the snow:0.5]"
+    with pytest.raises(openai.BadRequestError, match="no wildcard list __nope__"):
+        client.images.generate(prompt="a __nope__ car", size="64x64", extra_body=FAST)

@@ -98,6 +98,9 @@ def _conditioning(model, request: GenerationRequest, prompts: list[str] | None, 
     """(cond, uncond) for the denoising loop: text states [1 or N, T, D], or a ComposedCond for a prompt with
     sub-prompts or prompt editing (kaiga/prompt_syntax.py), every text it reads encoded in one call (so all
     have the same length) with the request's styles; `first_step`: schedule steps an edit skips."""
+    if prompts is not None and any(is_composed(p) for p in prompts):
+        raise ValueError("prompts: one prompt per seed must be plain; a composed one (AND, ::, [from:to:when]) "
+                         "goes in request.prompt")
     if prompts is not None or not is_composed(request.prompt):
         return _text_states(model, prompts or [request.prompt], request.negative_prompt, request)
     pieces = parts(request.prompt)
