@@ -16,8 +16,12 @@ and the prompt syntax (kaiga/prompt_syntax.py), on one prompt a point (`--n` see
 - `a [red:blue:when] car`: the share read as blue should fall as the switch comes later (the step at which
   the colour is settled).
 
+and `--chaos` (kaiga/families/chaos.py), for every family (`--only chaos`): seed variety (the judge-feature
+distance between the seeds of one prompt, over the renderer's, as bench/variety.py) and the share of
+images that keep the object asked for, at chaos 0, 25, 50, 100; variety should rise with chaos.
+
 Each point is the same prompts and seeds (scenes captions without a style phrase; `--n` images a point).
-`--only syntax` runs the prompt-syntax points alone (the others' results are kept).
+`--only syntax` / `--only chaos` run one group of points alone (the others' results are kept).
 
 Usage:
     OMP_NUM_THREADS=2 python bench/controls.py [--model scenes-diffusion] [--n 48] [--steps 20]
@@ -101,6 +105,45 @@ def syntax_points(model, judge, n: int, steps: int) -> dict:
     }
 
 
+def chaos_points(studio, judge, models: list[str], per_category: int = 2, k: int = 8) -> dict:
+    """Seed variety over the renderer's and the object kept, per family model, at each chaos."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from variety import pick_cases  # noqa: E402 (bench/variety.py: the same prompts)
+
+    from kaiga.eval.alignment import case_seeds, model_generate, oracle_generate
+    from kaiga.eval.readout import features
+
+    suite, picked = pick_cases(per_category)
+    prompts = [case.prompt for _, case in picked for _ in range(k)]
+    seeds = [s for i, _ in picked for s in case_seeds(i, k)]
+    wanted = [case.objects[0][0] for _, case in picked for _ in range(k)]
+
+    def point(generate) -> dict:
+        images = generate(prompts, seeds)
+        f = features(judge, images).view(len(picked), k, -1)
+        distance = (torch.cdist(f, f).sum(dim=(1, 2)) / (k * (k - 1))).mean().item()
+        readings = read(judge, images)
+        kept = sum(r.object_a == w for r, w in zip(readings, wanted)) / len(readings)
+        return {"distance": distance, "object_kept": round(kept, 3)}
+
+    base = point(oracle_generate(suite))["distance"]
+    out = {"prompts": len(picked), "k": k, "renders_distance": round(base, 4)}
+    for name in models:
+        model = studio.load(name).model
+        rows = {}
+        for chaos in (0, 25, 50, 100):
+            with torch.no_grad():
+                p = point(model_generate(model, options={"chaos": chaos} if chaos else None))
+            rows[str(chaos)] = {"variety": round(p["distance"] / base, 3), "object_kept": p["object_kept"]}
+            print(name, chaos, rows[str(chaos)], flush=True)
+        out[name] = {"by_chaos": rows, "variety_rises_monotonically": monotone([r["variety"] for r in rows.values()])}
+    return out
+
+
 def monotone(values: list[float], rising: bool = True, slack: float = 0.05) -> bool:
     """Whether values never step back by more than `slack` (sampling noise at these sizes)."""
     pairs = zip(values, values[1:])
@@ -112,8 +155,18 @@ def main() -> None:
     ap.add_argument("--model", default="scenes-diffusion")
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--only", choices=["styles", "syntax"], help="Run one group of points (the other's results kept).")
+    ap.add_argument("--only", choices=["styles", "syntax", "chaos"], help="Run one group of points (the others' "
+                                                                         "results kept).")
     args = ap.parse_args()
+    if args.only == "chaos":  # every family, not only --model
+        all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        t0 = time.perf_counter()
+        all_results["chaos"] = {**chaos_points(Studio(watermark=False), ReadoutNet.load(),
+                                               ["scenes-diffusion", "scenes-gan", "scenes-vae", "scenes-transformer"]),
+                                "seconds": round(time.perf_counter() - t0, 1)}
+        RESULTS.write_text(json.dumps(all_results, indent=2) + "\n")
+        print(json.dumps(all_results["chaos"], indent=2))
+        return
     model, judge, cases = Studio().load(args.model).model, ReadoutNet.load(), prompts(args.n)
     all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.only == "syntax":

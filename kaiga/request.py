@@ -38,6 +38,7 @@ LIMITS = {
     "strength": (0.0, 1.0),
     "mask_blur": (0, 64),
     "stylize": (0, 1000),  # Midjourney's scale: how strongly style and guidance act (kaiga/styles/mix.py)
+    "chaos": (0, 100),  # Midjourney's scale: how different a request's images are (kaiga/families/chaos.py)
     # Options of the non-diffusion families (ignored by the others; None = the family's default).
     "truncation": (0.0, 1.0),  # GAN / VAE: scale of the latent noise; < 1 trades variety for quality
     "temperature": (0.05, 2.0),  # transformer: softmax temperature of each image token
@@ -106,6 +107,10 @@ class GenerationRequest(BaseModel):
         "How strongly style and guidance act, Midjourney's scale: 0 = the plain prompt and half the guidance, "
         "100 = as written, 1000 = the style pushed about three times as far and twice the guidance."),
         json_schema_extra={"when_omitted": 100})] = None
+    chaos: Annotated[int | None, _range("chaos", description=(
+        "How different the images of one request are from each other, Midjourney's scale: 0 = as their seeds make "
+        "them, 100 = the prompt shaken hardest in the first steps, so layouts vary most (CADS)."),
+        json_schema_extra={"when_omitted": 0})] = None
     seed: Annotated[int | None, _range("seed", description=(
         "Seed of the first image; image i uses seed+i. Random if omitted."))] = None
     n: Annotated[int, _range("n", description="Number of images.")] = 1

@@ -61,7 +61,7 @@ class GeneratedImage:
 
 def style_record(request: GenerationRequest) -> dict:
     """The record's `style` (the mix, with each style's templates as applied, so the image can be remade where the
-    user's styles differ) and `stylize`; {} for an unstyled request. RequestError for a style that does not exist."""
+    user's styles differ), `stylize` and `chaos`; {} for an unstyled request. RequestError for a style that does not exist."""
     from kaiga.styles.mix import check_style
 
     mix = check_style(request)
@@ -71,6 +71,8 @@ def style_record(request: GenerationRequest) -> dict:
                         "templates": {s.name: {"prompt": s.prompt, "negative": s.negative} for s, _ in mix.parts}}
     if request.stylize is not None:
         out["stylize"] = request.stylize
+    if request.chaos is not None:
+        out["chaos"] = request.chaos
     return out
 
 
@@ -192,10 +194,12 @@ class Studio:
         request: GenerationRequest | str,
         *,
         on_step: Callable[[int, int], None] | None = None,
+        record_extra: dict | None = None,
         **fields,
     ) -> list[GeneratedImage]:
         """Generate `request.n` images per prompt (a `{red|blue}` prompt is one per combination, each with the
-        same seeds); a string is a prompt, keyword arguments fill the request."""
+        same seeds); a string is a prompt, keyword arguments fill the request; `record_extra` joins every
+        record's `extra` (what made the request: a remix, a grid)."""
         if isinstance(request, str):
             request = GenerationRequest(prompt=request, **fields)
         elif fields:
@@ -205,7 +209,7 @@ class Studio:
         first = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         runs = prompt_runs(request, request.seeds(first))
         if len(runs) == 1 and runs[0][0] == request.prompt and runs[0][1] == request.negative_prompt:
-            return self._generate(request, runs[0][2], on_step)  # no {a|b} and no __wildcard__: one run
+            return self._generate(request, runs[0][2], on_step, record_extra=record_extra)  # no {a|b}, no __x__
         made, done_images, total_images = [], 0, sum(len(seeds) for *_, seeds in runs)
         for prompt, negative, seeds in runs:
             report = None
@@ -214,12 +218,12 @@ class Studio:
                     per_image = total / k
                     on_step(round(before * per_image + done), round(total_images * per_image))
             run = request.model_copy(update={"prompt": prompt, "negative_prompt": negative})
-            made += self._generate(run, seeds, report, template=request)
+            made += self._generate(run, seeds, report, template=request, record_extra=record_extra)
             done_images += len(seeds)
         return made
 
     def _generate(self, request: GenerationRequest, seeds: list[int], on_step: Callable[[int, int], None] | None,
-                  template: GenerationRequest | None = None) -> list[GeneratedImage]:
+                  template: GenerationRequest | None = None, record_extra: dict | None = None) -> list[GeneratedImage]:
         """One image per seed of a request whose prompt has no permutation or wildcard left; `template`: the
         request as written, whose prompts the record keeps beside those drawn."""
         loaded = self.load(request.model)
@@ -277,7 +281,7 @@ class Studio:
                            **({"ignored_fields": ignored} if ignored else {}),
                            **({"prompt_template": {"prompt": template.prompt, "negative_prompt": template.negative_prompt}}
                               if template is not None else {}),
-                           **self._init_privacy(request)},
+                           **self._init_privacy(request), **(record_extra or {})},
                 ),
             )
             for image, seed in zip(images, seeds)
@@ -310,6 +314,28 @@ class Studio:
         sha = self.uploads.add(init, report.to_dict())
         request = GenerationRequest(**{**variation_fields(image), "init_image": sha, **fields})
         return self.generate(request)
+
+    def remix(self, plan, *, faces_consent: bool = False, **fields) -> list[GeneratedImage]:
+        """Run an EditPlan (kaiga/variations.py: vary, zoom out, pan): its canvas and mask stored as uploads (the
+        canvas cleaned as every upload is), its fields under the caller's; each record says which remix made it
+        (`extra.remix`). A model that cannot edit (the image was a GAN's) gives way to the default model."""
+        buf = io.BytesIO()
+        plan.init.save(buf, format="PNG")
+        init, report = clean_upload(buf.getvalue(), plan.init, faces_consent=faces_consent)
+        uploads = {"init_image": self.uploads.add(init, report.to_dict())}
+        if plan.mask is not None:
+            uploads["mask"] = self.uploads.add(plan.mask)
+        merged = {**plan.fields, **uploads, **fields}
+        if "model" not in fields and merged.get("model") and not self._edits(merged["model"]):
+            log.warning("%s cannot edit images; the default model makes the %s", merged["model"], plan.kind)
+            merged = {k: v for k, v in merged.items() if k not in ("model", "sampler", "steps", "guidance")}
+        return self.generate(GenerationRequest(**merged), record_extra={"remix": plan.kind})
+
+    def _edits(self, model: str) -> bool:
+        try:
+            return self.capabilities(model).edits
+        except Exception:  # a recorded model that is not here: the default model
+            return False
 
     def explain(self, prompt: str, *, model: str | None = None, seed: int = 0) -> Explanation:
         """How the model's family builds an image: a diffusion model's denoising trajectory, a transformer's

@@ -155,6 +155,15 @@ class ImageGenerator(torch.nn.Module):
         rows = self._text_vectors(texts, request)
         return torch.stack([sum(w * rows[texts.index(text)] for text, w in ts) for ts in terms])
 
+    def shaken(self, text: torch.Tensor, request: GenerationRequest | None, seeds: list[int] | None) -> torch.Tensor:
+        """The text vectors [N, D] shaken by the request's `chaos`, image i by its seed's own noise
+        (kaiga/families/chaos.py, `vector_strength`); as they are without."""
+        if request is None or not request.chaos or seeds is None:
+            return text
+        from kaiga.families.chaos import chaos_noise, shake, vector_strength
+
+        return shake(text, chaos_noise(seeds, tuple(text.shape[1:])), vector_strength(request.chaos))
+
     def _text_vectors(self, prompts: list[str], request: GenerationRequest | None) -> torch.Tensor:
         from kaiga.styles.mix import is_plain, mixed, resolve
 

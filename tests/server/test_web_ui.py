@@ -489,9 +489,11 @@ def test_the_style_picker_builds_a_weighted_mix_that_the_image_records(server, p
         page.fill(".style-share", share)
         page.click("button.add-style")
     assert page.input_value("#generate-form input[name=style]") == "watercolor:0.7,neon:0.3"
-    _fill(page, "#generate-form", prompt="a red car in the city", steps=2, seed=4, n=1, stylize=200)
+    _fill(page, "#generate-form", prompt="a {red|blue} car in the city", steps=2, seed=4, n=1, stylize=200, chaos=50)
     page.click("#generate-form button[type=submit]")
-    page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
-    [image] = httpx.get(server.url + "/v1/gallery/images").json()["data"]
+    page.wait_for_selector("#generate .status-text:has-text('2 image(s)')", timeout=60_000)  # one per {a|b} choice
+    images = httpx.get(server.url + "/v1/gallery/images").json()["data"]
+    assert sorted(i["record"]["prompt"] for i in images) == ["a blue car in the city", "a red car in the city"]
+    image = images[0]
     assert image["record"]["extra"]["style"]["mix"] == "watercolor:0.7,neon:0.3"
-    assert image["record"]["extra"]["stylize"] == 200
+    assert image["record"]["extra"]["stylize"] == 200 and image["record"]["extra"]["chaos"] == 50

@@ -41,6 +41,8 @@ import torch
 OnStep = Callable[[int, int, torch.Tensor, "torch.Tensor | None"], None]
 # blend(latents after step i, i) -> latents to continue from
 Blend = Callable[[torch.Tensor, int], torch.Tensor]
+# shaken(text states [N, T, D], i) -> the states step i conditions on (`--chaos`, kaiga/families/chaos.py)
+Shaken = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,13 @@ class ComposedCond:
 
 
 def composed_prediction(unet, x_in: torch.Tensor, t, cond: ComposedCond, i: int, uncond: torch.Tensor,
-                        guidance: float) -> torch.Tensor:
+                        guidance: float, shaken: Shaken | None = None) -> torch.Tensor:
     """uncond + guidance · Σₖ wₖ (predₖ − uncond) for latents x_in [N, C, h, w] already scaled for step t."""
     n, parts = x_in.shape[0], cond.at(i)
-    context = torch.cat([uncond, *(p[None].expand(n, -1, -1) for p in parts)])  # [(K + 1) · N, T, D]
+    states = [p[None].expand(n, -1, -1) for p in parts]
+    if shaken is not None:
+        states = [shaken(s, i) for s in states]
+    context = torch.cat([uncond, *states])  # [(K + 1) · N, T, D]
     preds = unet(x_in.repeat(len(parts) + 1, 1, 1, 1), t, encoder_hidden_states=context).sample.chunk(len(parts) + 1)
     return preds[0] + guidance * sum(w * (p - preds[0]) for w, p in zip(cond.weights, preds[1:]))
 
@@ -90,12 +95,14 @@ def denoise(
     generators: list[torch.Generator],
     on_step: OnStep | None = None,
     blend: Blend | None = None,
+    shaken: Shaken | None = None,
 ) -> torch.Tensor:
     """Run the reverse process over `timesteps` from latents `x` [N, C, h, w]; returns the last latents.
 
     x: already at the noise level of timesteps[0] (see `timesteps_to_run`, which also sets the
     scheduler up); cond / uncond: text states [N, T, D] (uncond None: no guidance);
-    generators: one per image, for the noise of stochastic samplers.
+    generators: one per image, for the noise of stochastic samplers; shaken: the text states of each step
+    (`--chaos`), or None: the same states every step.
     """
     composed = cond if isinstance(cond, ComposedCond) else None
     if composed is not None and uncond is None:
@@ -106,8 +113,10 @@ def denoise(
     generator = generators if len(generators) > 1 else generators[0]
     for i, t in enumerate(timesteps):
         if composed is not None:
-            pred = composed_prediction(unet, scheduler.scale_model_input(x, t), t, composed, i, uncond, guidance)
+            pred = composed_prediction(unet, scheduler.scale_model_input(x, t), t, composed, i, uncond, guidance, shaken)
         else:
+            if shaken is not None:
+                context = torch.cat([uncond, shaken(cond, i)]) if use_cfg else shaken(cond, i)
             x_in = scheduler.scale_model_input(torch.cat([x, x]) if use_cfg else x, t)
             pred = unet(x_in, t, encoder_hidden_states=context).sample
             if use_cfg:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
 from kaiga.capabilities import Capabilities, check_request, with_defaults
+from kaiga.families.chaos import chaos_noise, shake, strength
 from kaiga.families.diffusion.denoise import ComposedCond, denoise
 from kaiga.families.diffusion.schedulers import make_scheduler, timesteps_to_run
 from kaiga.images import to_pil
@@ -118,6 +119,16 @@ def _batch(cond, start: int, k: int):
     return cond[start : start + k] if cond.shape[0] > 1 else cond.expand(k, -1, -1)
 
 
+def _shaker(request: GenerationRequest, seeds: list[int], cond, first_step: int = 0):
+    """The denoising loop's `shaken` for `--chaos` (kaiga/families/chaos.py): each image's text states plus its
+    own noise, annealed over the request's steps; None without chaos."""
+    if not request.chaos:
+        return None
+    shape = (cond.states if isinstance(cond, ComposedCond) else cond).shape[1:]
+    noise = chaos_noise(seeds, shape)
+    return lambda states, i: shake(states, noise, strength(request.chaos, first_step + i, request.steps))
+
+
 def _chunks(seeds: list[int], batch_size: int):
     for start in range(0, len(seeds), batch_size):
         yield start, seeds[start : start + batch_size]
@@ -166,7 +177,8 @@ def sample(
         timesteps = timesteps_to_run(scheduler, request.steps, device=model.device)
         x = noise * scheduler.init_noise_sigma
         report = _reporter(on_step, start * request.steps, len(chunk), total)
-        latents = denoise(model.unet, scheduler, x, timesteps, cond, uncond, run_guidance(request), gens, report)
+        latents = denoise(model.unet, scheduler, x, timesteps, cond, uncond, run_guidance(request), gens, report,
+                          shaken=_shaker(request, chunk, cond_all))
 
         # 5. Decode latents to pixels.
         images += to_pil(model.decode(latents))
@@ -243,7 +255,8 @@ def edit(
         # 6. Reverse diffusion over the last steps.
         report = _reporter(on_step, start * per_image, k, total)
         latents = denoise(model.unet, scheduler, x, timesteps, _batch(cond_one, 0, k),
-                          uncond_one.expand(k, -1, -1), run_guidance(request), gens, report, blend)
+                          uncond_one.expand(k, -1, -1), run_guidance(request), gens, report, blend,
+                          _shaker(request, chunk, cond_one, request.steps - steps_run(request)))
 
         # 7. Decode; outside the mask, the init image's own pixels.
         out = to_pil(model.decode(latents))

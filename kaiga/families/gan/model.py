@@ -187,11 +187,14 @@ class TextGAN(ImageGenerator):
         return seeded_normal(seeds, (self.config.z_dim,)) * (1.0 if truncation is None else truncation)
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, prompts: list[str], request: GenerationRequest | None = None) -> torch.Tensor:
-        """Images [N, 3, S, S] in [-1, 1] for latents z [N, Z] and one prompt each (styled by `request`'s styles)."""
+    def generate(self, z: torch.Tensor, prompts: list[str], request: GenerationRequest | None = None,
+                 seeds: list[int] | None = None) -> torch.Tensor:
+        """Images [N, 3, S, S] in [-1, 1] for latents z [N, Z] and one prompt each (styled by `request`'s styles,
+        shaken by its `chaos` with each of `seeds`' own noise)."""
         unique = list(dict.fromkeys(prompts))  # a request repeats one prompt: encode it once
         text = self.conditioning(unique, request).to(self.dtype)
         text = text[torch.tensor([unique.index(p) for p in prompts], device=text.device)]
+        text = self.shaken(text, request, seeds)
         return self.generator(z.to(self.device, self.dtype), text)
 
     @contextmanager
@@ -210,7 +213,7 @@ class TextGAN(ImageGenerator):
         images = []
         with self._eval_mode():
             for start, chunk, texts in prompt_batches(request, seeds, batch_size, prompts):
-                images += to_pil(self.generate(self.latents(chunk, request.truncation), texts, request))
+                images += to_pil(self.generate(self.latents(chunk, request.truncation), texts, request, chunk))
                 if on_step is not None:
                     on_step(start + len(chunk), len(seeds))
         return images

@@ -143,6 +143,10 @@ class DalleTransformer(ImageGenerator):
     def sample(self, request: GenerationRequest, seeds, batch_size=16, on_step=None, prompts=None):
         self.check_request(request)
         temperature, top_k, top_p, n_cand = self._options(request)
+        if request.chaos:  # kaiga/families/chaos.py: a hotter sampling, up to ×1.5 at chaos 100
+            from kaiga.families.chaos import TEMPERATURE_RISE
+
+            temperature *= 1 + TEMPERATURE_RISE * request.chaos / 100
         # Every (image, candidate) is a row of its own; rows are batched regardless of which image
         # they belong to, since a row depends on its prompt and seed only. (One chunk of
         # `prompt_batches` pairs each seed with its prompt and checks there is one per seed.)

@@ -222,9 +222,11 @@ class ConditionalVAE(ImageGenerator):
 
     # --- generation -----------------------------------------------------------------------------
     @torch.no_grad()
-    def decode(self, noise: torch.Tensor, prompts: list[str], request: GenerationRequest | None = None) -> torch.Tensor:
-        """Unit noise [N, noise_dim] -> z ~ p(z | prompt) -> images [N, 3, H, W] (styled by `request`'s styles)."""
-        text = self.conditioning(prompts, request)
+    def decode(self, noise: torch.Tensor, prompts: list[str], request: GenerationRequest | None = None,
+               seeds: list[int] | None = None) -> torch.Tensor:
+        """Unit noise [N, noise_dim] -> z ~ p(z | prompt) -> images [N, 3, H, W] (styled by `request`'s styles,
+        shaken by its `chaos` with each of `seeds`' own noise)."""
+        text = self.shaken(self.conditioning(prompts, request), request, seeds)
         logits, mean, logvar = self.prior_net(text)
         noise = noise.to(mean)
         if self.config.prior_components == 1:
@@ -250,7 +252,7 @@ class ConditionalVAE(ImageGenerator):
         self.check_request(request)
         images = []
         for start, chunk, texts in prompt_batches(request, seeds, batch_size, prompts):
-            images += to_pil(self.decode(self.noise(chunk, request.truncation), texts, request))
+            images += to_pil(self.decode(self.noise(chunk, request.truncation), texts, request, chunk))
             if on_step is not None:
                 on_step(start + len(chunk), len(seeds))
         return images

@@ -421,6 +421,7 @@ function useSettings(record) {
   fitToModel(form);
   el.style.value = record.extra?.style?.mix ?? "";  // the mix, with the shares it was made with
   el.stylize.value = record.extra?.stylize ?? "";
+  el.chaos.value = record.extra?.chaos ?? "";
   const size = `${record.width}x${record.height}`;
   if (![...el.size.options].some((o) => o.value === size)) el.size.append(new Option(sizeLabel(record.width, record.height), size));
   el.size.value = size;
