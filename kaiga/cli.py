@@ -422,6 +422,117 @@ def generate(
         typer.echo(str(sheet))
 
 
+_RemixOut = Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")]
+_RemixN = Annotated[int, typer.Option("--n", min=1, max=16, help="How many (Midjourney makes 4).")]
+_RemixSeed = Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed of the first; random if omitted.")]
+_RemixPrompt = Annotated[Optional[str], typer.Option("--prompt", help="The prompt; default: the image's own (from its record).")]
+_RemixChaos = Annotated[Optional[int], typer.Option("--chaos", min=0, max=100, help="How different the results are from each other (0-100).")]
+_RemixModel = Annotated[Optional[str], typer.Option("--model", help="Model; default: the image's own if it edits, else the default model.")]
+_RemixSteps = Annotated[Optional[int], typer.Option("--steps", min=1, max=150, help="Denoising steps; default: the image's own.")]
+_RemixConsent = Annotated[bool, typer.Option("--faces-consent", help="The people in the image consent to show their faces; else faces found in it are blurred first.")]
+
+
+def _remix(image: Path, plan_of, out_dir: Path, n: int, seed, prompt, chaos, model, steps, threads, device,
+           faces_consent: bool, mask: Optional[Path] = None) -> None:
+    """The body of vary, pan and zoom: read the image (and mask) and its record, make the plan, run, save."""
+    _setup_logging()
+    from kaiga.model_files import ModelError
+    from kaiga.request import RequestError
+    from kaiga.store.uploads import UploadError, read_image_file
+    from kaiga.variations import image_record
+
+    _writable_folder(out_dir, "--out")
+    _check_device(device)
+    try:
+        source = read_image_file(image, "image")
+        region = read_image_file(mask, "region") if mask is not None else None
+    except UploadError as e:
+        fail(str(e))
+    fields = {k: v for k, v in {"n": n, "seed": seed, "prompt": prompt, "chaos": chaos, "model": model,
+                                "steps": steps}.items() if v is not None}
+    from kaiga.studio import Studio
+
+    _use_threads(threads)
+    try:
+        plan = plan_of(source, image_record(image), region) if mask is not None else plan_of(source, image_record(image))
+        studio = Studio(device=device)
+        with err.status(f"[bold]{plan.kind}[/] of {image.name}"):
+            images = studio.remix(plan, faces_consent=faces_consent, **fields)
+    except ValueError as e:  # RequestError, a request field out of range (pydantic's ValidationError)
+        from pydantic import ValidationError
+
+        from kaiga.request import describe_error
+
+        fail(describe_error(e) if isinstance(e, ValidationError) else str(e))
+    except (RequestError, ModelError) as e:
+        fail(str(e))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for img in images:
+        typer.echo(str(_save_new(img.image, img.record, out_dir, _output_stem(f"{plan.kind}-", [img.record]))))
+
+
+@app.command()
+def vary(
+    image: Annotated[Path, typer.Argument(help="A kaiga image (its record gives prompt, model, size), or any PNG/JPEG/WebP.")],
+    subtle: Annotated[bool, typer.Option("--subtle", help="Keep the composition and most of the detail (strength 0.35).")] = False,
+    strong: Annotated[bool, typer.Option("--strong", help="Keep the layout and colours, redraw the rest (0.75; the default).")] = False,
+    region: Annotated[Optional[Path], typer.Option("--region", help="Redraw only where this mask is white (Midjourney's Vary (Region)).")] = None,
+    out_dir: _RemixOut = Path("outputs"), n: _RemixN = 4, seed: _RemixSeed = None, prompt: _RemixPrompt = None,
+    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, threads: _Threads = None,
+    device: _Device = None, faces_consent: _RemixConsent = False,
+):
+    """Variations of an image, as Midjourney's Vary (Subtle / Strong / Region): the same prompt and model."""
+    from kaiga.variations import vary_plan
+
+    def plan_of(im, rec, reg=None):  # after the paths are checked
+        if subtle and strong:
+            fail("--subtle or --strong, not both")
+        return vary_plan(im, rec, "subtle" if subtle else "strong", reg)
+
+    _remix(image, plan_of, out_dir, n, seed, prompt, chaos, model, steps, threads, device, faces_consent, mask=region)
+
+
+@app.command()
+def pan(
+    image: Annotated[Path, typer.Argument(help="A kaiga image, or any PNG/JPEG/WebP.")],
+    left: Annotated[bool, typer.Option("--left", help="Move the view left.")] = False,
+    right: Annotated[bool, typer.Option("--right", help="Move the view right.")] = False,
+    up: Annotated[bool, typer.Option("--up", help="Move the view up.")] = False,
+    down: Annotated[bool, typer.Option("--down", help="Move the view down.")] = False,
+    amount: Annotated[float, typer.Option("--amount", min=0.1, max=0.9, help="How far, as a share of the image.")] = 0.5,
+    out_dir: _RemixOut = Path("outputs"), n: _RemixN = 4, seed: _RemixSeed = None, prompt: _RemixPrompt = None,
+    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, threads: _Threads = None,
+    device: _Device = None, faces_consent: _RemixConsent = False,
+):
+    """Move the view over an image, Midjourney's pan: the revealed strip painted, the rest kept pixel for pixel."""
+    from kaiga.variations import pan_plan
+
+    directions = [d for d, on in (("left", left), ("right", right), ("up", up), ("down", down)) if on]
+
+    def plan_of(im, rec):  # after the paths are checked, as every command checks them first
+        if len(directions) != 1:
+            fail("give one of --left, --right, --up, --down")
+        return pan_plan(im, rec, directions[0], amount)
+
+    _remix(image, plan_of, out_dir, n, seed, prompt, chaos, model, steps, threads, device, faces_consent)
+
+
+@app.command()
+def zoom(
+    image: Annotated[Path, typer.Argument(help="A kaiga image, or any PNG/JPEG/WebP.")],
+    factor: Annotated[float, typer.Option("--factor", min=1.1, max=4.0, help="How far to zoom out (Midjourney's: 1.5 or 2).")] = 2.0,
+    out_dir: _RemixOut = Path("outputs"), n: _RemixN = 4, seed: _RemixSeed = None, prompt: _RemixPrompt = None,
+    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, threads: _Threads = None,
+    device: _Device = None, faces_consent: _RemixConsent = False,
+):
+    """Zoom out of an image (Midjourney's Zoom Out): it shrinks into the middle, the border is painted around it,
+    the result at the model's native size; the middle is kept pixel for pixel."""
+    from kaiga.variations import zoom_plan
+
+    _remix(image, lambda im, rec: zoom_plan(im, rec, factor), out_dir, n, seed, prompt, chaos, model, steps, threads,
+           device, faces_consent)
+
+
 @app.command("grid")
 @request_options([name for name in field_specs() if name not in ("init_image", "mask", "strength", "mask_blur", "n")])
 def grid_plot(

@@ -36,6 +36,9 @@ KINDS = {
     ("generate", "--out"): "out-folder",
     ("explain", "--out"): "out-file-or-folder",
     ("grid", "--out"): "out-folder",
+    **{(command, "image"): "in-image" for command in ("vary", "pan", "zoom")},
+    **{(command, "--out"): "out-folder" for command in ("vary", "pan", "zoom")},
+    ("vary", "--region"): "in-image",
     ("info", "image"): "in-file",
     ("verify", "image"): "in-file",
     ("models", "paths"): "in-any",
@@ -132,6 +135,7 @@ def bad_paths(kind: str, places: dict) -> list[Path]:
     file, folder, missing, read_only = places["file"], places["folder"], places["missing"], places["read-only"]
     return {
         "in-file": [missing / "x.png", folder, file / "x.png"],
+        "in-image": [missing / "x.png", folder, file / "x.png"],
         "in-folder": [missing, file],
         "in-any": [missing],
         "in-file-optional": [folder],
@@ -144,7 +148,7 @@ def bad_paths(kind: str, places: dict) -> list[Path]:
 
 
 def good_path(kind: str, places: dict) -> Path:
-    return {"in-file": places["file"], "in-folder": places["folder"], "out-folder": places["tmp"] / "new-out",
+    return {"in-file": places["file"], "in-image": places["image"], "in-folder": places["folder"], "out-folder": places["tmp"] / "new-out",
             "out-file": places["tmp"] / "new.json"}[kind]
 
 
