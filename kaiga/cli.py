@@ -355,6 +355,7 @@ def generate(
     config: Annotated[Optional[Path], typer.Option(help="Config folder for a single-file checkpoint that has none inside (offline).")] = None,
     threads: _Threads = None,
     faces_consent: Annotated[bool, typer.Option("--faces-consent", help="With --init: the people in it consent to show their faces; else faces found in it are blurred first (the record says which).")] = False,
+    sref: Annotated[Optional[Path], typer.Option("--sref", help="Take the style of this image (Midjourney's style reference): the scenes judge reads its style and --style becomes that preset.")] = None,
     *, fields: dict,
 ):
     """Generate images from a prompt with the default model or --model; edit an image with --init.
@@ -382,6 +383,12 @@ def generate(
         fail(str(e))
     if init is not None:
         request = request.model_copy(update=_stored_inputs(init, mask, faces_consent))
+    record_extra = None
+    if sref is not None:
+        if request.style.strip():
+            fail("--sref: give --style or --sref, not both (--sref chooses the style)")
+        style, record_extra = _style_reference(sref)
+        request = request.model_copy(update={"style": style})
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -403,7 +410,8 @@ def generate(
         with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as bar:
             task = bar.add_task("gen", total=combos * request.n * (with_defaults(caps, request).steps or 1))
-            images = studio.generate(request, on_step=lambda done, total: bar.update(task, completed=done, total=total))
+            images = studio.generate(request, on_step=lambda done, total: bar.update(task, completed=done, total=total),
+                                     record_extra=record_extra)
     except (RequestError, ModelError) as e:
         fail(str(e))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -533,6 +541,38 @@ def zoom(
            device, faces_consent)
 
 
+@app.command()
+def describe(
+    image: Annotated[Path, typer.Argument(help="An image to describe (PNG, JPEG or WebP).")],
+    n: Annotated[int, typer.Option("--n", min=1, max=8, help="How many prompts.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the prompts, the reading and the confidence as JSON.")] = False,
+):
+    """Prompts that would make the image again (Midjourney's /describe), read by the scenes judge.
+
+    The judge reads the image as a scene (objects, colours, place, weather, time, style); the prompts say that
+    scene in the words the models were trained on, the first the plainest. Low confidence means the image is not
+    much like the scenes world (a photograph); it is said.
+    """
+    from kaiga.eval.describe import LOW_CONFIDENCE
+    from kaiga.eval.describe import describe as describe_image
+    from kaiga.store.uploads import UploadError, read_image_file
+
+    try:
+        picture = read_image_file(image, "image")
+    except UploadError as e:
+        fail(str(e))
+    d = describe_image(picture, n=n)
+    if as_json:
+        out.print_json(data=d.to_json())
+        return
+    for prompt in d.prompts:
+        typer.echo(prompt)
+    if d.confidence < LOW_CONFIDENCE:
+        weakest = min(d.per_attribute, key=d.per_attribute.get)
+        err.print(f"[yellow]warning:[/] low confidence ({d.confidence:.2f}, {weakest}): this image is not much like a "
+                  f"scenes-world image", highlight=False)
+
+
 @app.command("grid")
 @request_options([name for name in field_specs() if name not in ("init_image", "mask", "strength", "mask_blur", "n")])
 def grid_plot(
@@ -592,6 +632,20 @@ def grid_plot(
         first = plot.images[k * (len(plot.images) // len(plot.sheets))].record
         record = first.model_copy(update={"extra": {**first.extra, "grid": {**spec, **({"sheet": label} if label else {})}}})
         typer.echo(str(_save_new(sheet, record, out_dir, _output_stem("grid-", [record]))))
+
+
+def _style_reference(path: Path) -> tuple[str, dict]:
+    """--sref: the style preset the judge reads in the image, and what the records keep of it."""
+    from kaiga.eval.describe import sref_style
+    from kaiga.store.uploads import UploadError, read_image_file
+
+    try:
+        image = read_image_file(path, "--sref")
+    except UploadError as e:
+        fail(str(e))
+    style, note = sref_style(image)
+    err.print(f"--sref: {path.name} reads as {note['read']} (p = {note['confidence']:.2f})", highlight=False)
+    return style, {"sref": {"file": path.name, **note}}
 
 
 def _stored_inputs(init: Path, mask: Optional[Path], faces_consent: bool = False) -> dict:

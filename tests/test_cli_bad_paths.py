@@ -39,6 +39,8 @@ KINDS = {
     **{(command, "image"): "in-image" for command in ("vary", "pan", "zoom")},
     **{(command, "--out"): "out-folder" for command in ("vary", "pan", "zoom")},
     ("vary", "--region"): "in-image",
+    ("describe", "image"): "in-image",
+    ("generate", "--sref"): "in-image",
     ("info", "image"): "in-file",
     ("verify", "image"): "in-file",
     ("models", "paths"): "in-any",

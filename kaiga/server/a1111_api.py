@@ -404,3 +404,22 @@ async def png_info(body: PngInfoBody):
     info = meta.raw.get("parameters", "")
     items = {k: v for k, v in meta.raw.items() if k != "parameters"}
     return {"info": info, "items": items, "parameters": meta.parameters}
+
+
+class InterrogateBody(BaseModel):
+    image: str  # base64, with or without a data: prefix
+    model: str = "clip"  # A1111's interrogators (clip, deepdanbooru): kaiga has one, the scenes judge
+
+
+@router.post("/interrogate")
+async def interrogate(body: InterrogateBody):
+    """A1111's interrogate (Midjourney's /describe): the prompt that would make the image again, read by the scenes
+    judge (kaiga/eval/describe.py); `prompts` holds others in other words, `confidence` how sure the judge is."""
+    from kaiga.eval.describe import LOW_CONFIDENCE, describe
+    from kaiga.server.edit_inputs import decode_base64, read_image
+    from kaiga.store.uploads import MAX_UPLOAD_BYTES
+
+    image = await read_image(decode_base64(body.image, "image", MAX_UPLOAD_BYTES), "image")
+    d = await run_in_threadpool(describe, image)
+    return {"caption": d.prompts[0], "prompts": d.prompts, "confidence": round(d.confidence, 3),
+            "low_confidence": d.confidence < LOW_CONFIDENCE, "interrogator": "kaiga scenes judge"}

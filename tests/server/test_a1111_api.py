@@ -214,3 +214,17 @@ def test_the_prompt_syntax_through_txt2img(server):
     assert bad.status_code == 422 and "at character 13" in bad.json()["detail"]
     listed = httpx.get(server.url + "/v1/wildcards").json()["data"]
     assert {w["name"] for w in listed} >= {"colour", "object", "weather"}
+
+
+def test_interrogate_describes_an_image_with_the_scenes_judge(server):
+    import numpy as np
+
+    from kaiga.data.render import render
+    from kaiga.data.world import Layout, Scene, SceneObject
+
+    image = render(Scene((SceneObject("dog", "yellow"),), Layout.SINGLE, "beach", "clear", "sunset", "plain"),
+                   np.random.default_rng(1))
+    result = _api(server).interrogate(image)
+    assert result.info == "a yellow dog on the beach, at sunset"  # webuiapi reads `caption` into info
+    r = httpx.post(server.url + "/sdapi/v1/interrogate", json={"image": "not base64!"})
+    assert r.status_code == 400 and "image: not valid base64" in r.json()["detail"]
