@@ -542,6 +542,52 @@ def zoom(
 
 
 @app.command()
+def blend(
+    images: Annotated[list[Path], typer.Argument(help="2 to 4 images (kaiga's, whose records give their prompts, or any PNG/JPEG/WebP).")],
+    weights: Annotated[Optional[str], typer.Option("--weights", help="One weight per image, e.g. 2,1 (default: equal).")] = None,
+    out_dir: _RemixOut = Path("outputs"), n: _RemixN = 4, seed: _RemixSeed = None, prompt: _RemixPrompt = None,
+    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, threads: _Threads = None,
+    device: _Device = None,
+):
+    """Blend 2-4 images (Midjourney's /blend): their latents mixed by a diffusion model's autoencoder, then redrawn
+    with their prompts composed (`a::1 b::1`); --prompt replaces that prompt."""
+    _setup_logging()
+    from kaiga.model_files import ModelError
+    from kaiga.request import RequestError
+    from kaiga.store.uploads import UploadError, read_image_file
+    from kaiga.variations import image_record
+
+    _writable_folder(out_dir, "--out")
+    _check_device(device)
+    try:
+        pictures = [read_image_file(path, "images") for path in images]
+    except UploadError as e:
+        fail(str(e))
+    try:
+        shares = [float(w) for w in weights.split(",")] if weights else None
+    except ValueError:
+        fail(f"--weights: numbers separated by commas, one per image (got {weights!r})")
+    fields = {k: v for k, v in {"n": n, "seed": seed, "prompt": prompt, "chaos": chaos, "model": model,
+                                "steps": steps}.items() if v is not None}
+    from kaiga.studio import Studio
+
+    _use_threads(threads)
+    try:
+        studio = Studio(device=device)
+        with err.status(f"[bold]blending[/] {len(images)} images"):
+            made = studio.blend(pictures, [image_record(p) for p in images], shares, **fields)
+    except (RequestError, ModelError) as e:
+        fail(str(e))
+    except ValueError as e:
+        from kaiga.request import describe_error
+
+        fail(describe_error(e))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for img in made:
+        typer.echo(str(_save_new(img.image, img.record, out_dir, _output_stem("blend-", [img.record]))))
+
+
+@app.command()
 def describe(
     image: Annotated[Path, typer.Argument(help="An image to describe (PNG, JPEG or WebP).")],
     n: Annotated[int, typer.Option("--n", min=1, max=8, help="How many prompts.")] = 4,

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from kaiga.capabilities import Capabilities, check_request, ignored_fields, output_size, with_defaults
+from kaiga.images import to_pil as to_pil_images
 from kaiga.metadata import GenerationRecord, png_bytes, read_metadata, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
@@ -329,7 +330,39 @@ class Studio:
         if "model" not in fields and merged.get("model") and not self._edits(merged["model"]):
             log.warning("%s cannot edit images; the default model makes the %s", merged["model"], plan.kind)
             merged = {k: v for k, v in merged.items() if k not in ("model", "sampler", "steps", "guidance")}
-        return self.generate(GenerationRequest(**merged), record_extra={"remix": plan.kind})
+        return self.generate(GenerationRequest(**merged), record_extra={"remix": plan.kind, **(plan.note or {})})
+
+    def blend(self, images: list[Image.Image], records: list[dict] | None = None, weights: list[float] | None = None,
+              **fields) -> list[GeneratedImage]:
+        """Blend 2-4 images (kaiga/variations.py): their latents mixed by the model's autoencoder, redrawn with
+        their prompts composed; `records` (one per image: what made it, {} for none), `weights` (equal)."""
+        import numpy as np
+
+        from kaiga.variations import BLEND_STRENGTH, EditPlan, blend_prompt, check_blend, native
+
+        weights = check_blend(images, weights)
+        records = records or [{} for _ in images]
+        name = fields.get("model") or next((r["model"] for r in records if r.get("model") and self._edits(r["model"])),
+                                           None)
+        loaded = self.load(name)
+        if not self.capabilities(name).edits:
+            raise RequestError(f"model: blending needs a model that edits (a diffusion model); {loaded.ref.name} is a "
+                               f"{loaded.ref.family} model")
+        model = loaded.model
+        size = self.capabilities(name).native_size
+        with torch.no_grad():
+            pixels = torch.stack([torch.from_numpy(np.asarray(native(im, r).resize((size, size), Image.LANCZOS),
+                                                              np.float32) / 127.5 - 1).permute(2, 0, 1)
+                                  for im, r in zip(images, records)])
+            z = model.encode_images(pixels)
+            mixed = sum(w * zi for w, zi in zip(weights, z))
+            mixed = mixed / mixed.std() * z.std(dim=(1, 2, 3)).mean()  # an average is flatter than any one
+            init = to_pil_images(model.decode(mixed[None]))[0]
+        fields = {"model": loaded.ref.name, **fields}
+        plan = EditPlan(init, None, {"prompt": blend_prompt(records, weights), "strength": BLEND_STRENGTH}, "blend",
+                        {"blend": {"weights": [round(w, 3) for w in weights],
+                                   "prompts": [r.get("prompt", "") for r in records]}})
+        return self.remix(plan, **fields)
 
     def _edits(self, model: str) -> bool:
         try:

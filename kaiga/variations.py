@@ -12,6 +12,9 @@ record; every interface (CLI, jobs API, web UI) makes the same plan.
 - **zoom out** `--factor 1.5 | 2`: the image shrunk by the factor into the middle of a canvas of its own size,
   the border (edge pixels stretched outwards, so the autoencoder sees no hard frame) repainted from pure
   noise (strength 1) with the image kept pixel for pixel inside; the result is at the model's native size.
+- **blend** 2-4 images (Midjourney's /blend): their latents averaged by the model's autoencoder (rescaled
+  to the inputs' spread, as an average of latents is flatter than any one), decoded as the init image and
+  redrawn at strength 0.6 with their prompts composed with equal `::` weights (`blend_prompt`).
 - **pan** `--left | --right | --up | --down`: the view moved by `amount` (default half) of the image in that
   direction, the revealed strip repainted and the rest kept, at the same size.
 
@@ -47,6 +50,7 @@ class EditPlan:
     mask: Image.Image | None
     fields: dict
     kind: str  # "vary-subtle", "zoom-2", "pan-left", ... (the record's extra.remix)
+    note: dict | None = None  # more for the records' extra (a blend's sources)
 
 
 def image_record(image) -> dict:
@@ -138,6 +142,37 @@ def pan_plan(image: Image.Image, record: dict, direction: str, amount: float = 0
     mask.paste(0, (pad[0], pad[1], pad[0] + kept.width, pad[1] + kept.height))
     return EditPlan(canvas, mask, {**recorded_fields(record), "strength": 1.0, "mask_blur": SEAM_BLUR},
                     f"pan-{direction}")
+
+
+BLEND_STRENGTH = 0.6  # a blend keeps the mixed layout and colours and redraws what the mix blurred
+MAX_BLEND = 4
+
+
+def blend_prompt(records: list[dict], weights: list[float]) -> str:
+    """The images' prompts composed with Midjourney's `::` weights (a composed prompt read as its main text;
+    images without a prompt left out; one prompt as it is)."""
+    from kaiga.prompt_syntax import is_composed, main_text
+
+    parts = []
+    for record, w in zip(records, weights):
+        prompt = (record.get("prompt") or "").strip()
+        prompt = main_text(prompt) if is_composed(prompt) else prompt
+        if prompt and prompt.replace(":", " ").strip():
+            parts.append((prompt.replace("::", " "), w))
+    if len({p for p, _ in parts}) == 1:
+        return parts[0][0]
+    return " ".join(f"{p}::{w:g}" for p, w in parts)
+
+
+def check_blend(images: list, weights: list[float] | None) -> list[float]:
+    """The blend's weights (equal by default); RequestError for a count or weights that cannot be blended."""
+    if not 2 <= len(images) <= MAX_BLEND:
+        raise RequestError(f"blend: 2 to {MAX_BLEND} images (got {len(images)})")
+    weights = [1.0] * len(images) if weights is None else list(weights)
+    if len(weights) != len(images) or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise RequestError(f"weights: one weight of 0 or more per image, not all 0 (got {weights} for "
+                           f"{len(images)} images)")
+    return [w / sum(weights) for w in weights]
 
 
 def _edge_extended(image: Image.Image, pad: tuple[int, int, int, int]) -> Image.Image:

@@ -40,6 +40,8 @@ KINDS = {
     **{(command, "--out"): "out-folder" for command in ("vary", "pan", "zoom")},
     ("vary", "--region"): "in-image",
     ("describe", "image"): "in-image",
+    ("blend", "images"): "in-image",
+    ("blend", "--out"): "out-folder",
     ("generate", "--sref"): "in-image",
     ("info", "image"): "in-file",
     ("verify", "image"): "in-file",

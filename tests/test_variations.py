@@ -87,3 +87,25 @@ def test_vary_and_zoom_from_the_command_line(tiny_model_dir, tmp_path):
     assert r.returncode == 0 and read_metadata(r.stdout.split()[0]).record.extra["remix"] == "zoom-1.5", r.stderr
     r = run("pan", made, "--left", "--right", "--out", str(tmp_path / "p"))
     assert r.returncode == 2 and "give one of --left, --right, --up, --down" in r.stderr
+
+
+def test_blend_mixes_latents_and_composes_the_prompts(tiny_model_dir, tmp_path):
+    from kaiga.variations import blend_prompt, check_blend
+
+    assert blend_prompt([{"prompt": "a red car"}, {"prompt": "a blue boat"}], [0.5, 0.5]) == \
+        "a red car::0.5 a blue boat::0.5"
+    assert blend_prompt([{"prompt": "a red car"}, {}], [0.5, 0.5]) == "a red car"
+    with pytest.raises(RequestError, match="blend: 2 to 4 images"):
+        check_blend([1], None)
+    with pytest.raises(RequestError, match="weights: one weight of 0 or more per image"):
+        check_blend([1, 2], [1, -1])
+    studio = Studio(watermark=False)
+    a = studio.generate("a red car", seed=1, steps=2, model=str(tiny_model_dir), upscale=1)[0]
+    b = studio.generate("a blue boat", seed=2, steps=2, model=str(tiny_model_dir), upscale=1)[0]
+    records = [a.record.model_dump(), b.record.model_dump()]
+    [mixed] = studio.blend([a.image, b.image], records, seed=3, steps=2, model=str(tiny_model_dir))
+    assert mixed.record.extra["remix"] == "blend" and mixed.record.prompt == "a red car::0.5 a blue boat::0.5"
+    assert mixed.record.extra["blend"]["weights"] == [0.5, 0.5] and mixed.record.strength == 0.6
+    [lean] = studio.blend([a.image, b.image], records, [3, 1], seed=3, steps=2, model=str(tiny_model_dir))
+    assert lean.record.extra["blend"]["weights"] == [0.75, 0.25]
+    assert np.abs(np.asarray(lean.image, float) - np.asarray(mixed.image, float)).mean() > 0.5
