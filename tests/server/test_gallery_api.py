@@ -132,3 +132,21 @@ def test_the_list_and_export_parameters_are_in_the_openapi_schema(tmp_path):
     names = lambda path: [p["name"] for p in paths[path]["get"]["parameters"]]  # noqa: E731
     assert names("/v1/gallery/images") == ["q", "favourite", "rating", "min_rating", "board", "held", "limit", "cursor"]
     assert names("/v1/gallery/export") == ["q", "favourite", "rating", "min_rating", "board", "held"]
+
+
+def test_vary_pan_and_zoom_a_gallery_image(server):
+    [source] = _generate(server, seed=5)
+    base = f"{server.url}/v1/gallery/images/{source}"
+    original = httpx.get(base).json()
+    for path, body, strength in (("vary", {"strength": "subtle", "n": 2, "seed": 7, "steps": 3}, 0.35),
+                                 ("zoom", {"factor": 1.5, "n": 1}, 1.0), ("pan", {"direction": "left", "n": 1}, 1.0)):
+        r = httpx.post(f"{base}/{path}", json=body)
+        assert r.status_code == 202, r.text
+        images = _wait(server, r.json()["id"])["images"]
+        assert len(images) == body["n"] and r.json()["remix"].startswith(path)
+        record = images[0]["record"]
+        assert record["prompt"] == original["record"]["prompt"] and record["strength"] == strength
+        assert (record["mask"] is None) == (path == "vary") and record["init_image"]
+    assert _error(httpx.post(f"{base}/pan", json={"direction": "sideways"}), 400)["param"] == "direction"
+    assert _error(httpx.post(f"{base}/zoom", json={"factor": 9}), 400)["param"] == "factor"
+    assert _error(httpx.post(f"{server.url}/v1/gallery/images/999/vary", json={}), 404)["code"] == "not_found"

@@ -1,0 +1,103 @@
+"""Midjourney's vary, pan and zoom out on a gallery image, queued as edit jobs (kaiga/variations.py makes the
+canvas and mask; the job is a normal edit request, so its images land in the gallery with their records).
+
+    POST /v1/gallery/images/{id}/vary   `{strength: "subtle" | "strong", n?, seed?, chaos?, steps?}`
+    POST /v1/gallery/images/{id}/pan    `{direction: "left" | "right" | "up" | "down", amount?: 0.1-0.9, n?, seed?}`
+    POST /v1/gallery/images/{id}/zoom   `{factor?: 1.1-4 (2), n?, seed?}`
+
+Each answers 202 with the job, as POST /v1/jobs does; the web UI's buttons under every result call them.
+
+Example:
+    >>> VaryBody(strength="subtle").strength
+    'subtle'
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from kaiga.model_files import ModelError
+from kaiga.request import LIMITS, GenerationRequest, RequestError, Sampler
+from kaiga.server.auth import authenticate
+from kaiga.server.edit_inputs import store_inputs
+from kaiga.server.errors import ApiError, from_validation
+from kaiga.server.gallery_api import ImageId, _store
+from kaiga.server.jobs_api import describe_job
+from kaiga.server.state import Principal, ServerState
+from kaiga.store.uploads import PENDING
+from kaiga.variations import pan_plan, vary_plan, zoom_plan
+
+router = APIRouter(prefix="/v1/gallery/images", tags=["kaiga gallery"], dependencies=[Depends(authenticate)])
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(4, ge=1, le=LIMITS["n"][1])
+    seed: int | None = Field(None, ge=0, le=LIMITS["seed"][1])
+    chaos: int | None = Field(None, ge=0, le=100)
+    steps: int | None = Field(None, ge=1, le=LIMITS["steps"][1])  # default: the image's own
+
+
+class VaryBody(_Common):
+    strength: Literal["subtle", "strong"] = "strong"
+
+
+class PanBody(_Common):
+    direction: Literal["left", "right", "up", "down"]
+    amount: float = Field(0.5, ge=0.1, le=0.9)
+
+
+class ZoomBody(_Common):
+    factor: float = Field(2.0, ge=1.1, le=4.0)
+
+
+async def _queue(request: Request, image_id: int, principal: Principal, body: _Common, make_plan) -> JSONResponse:
+    state: ServerState = request.app.state.kaiga
+    image = await _store(state.gallery.image, image_id)
+    data = (state.gallery.folder / image.path).read_bytes()
+    picture = Image.open(io.BytesIO(data))
+    picture.load()
+    try:
+        plan = await run_in_threadpool(make_plan, picture, image.record)
+        fields = {**plan.fields, **body.model_dump(include=set(_Common.model_fields), exclude_none=True)}
+        edit = GenerationRequest(**fields, init_image=PENDING, mask=PENDING if plan.mask is not None else None)
+        try:
+            state.catalog.check(edit)
+        except (RequestError, ModelError):  # its model cannot edit (a GAN's image) or is gone: the default model
+            edit = edit.model_copy(update={"model": None, "sampler": Sampler.DDIM, "steps": None, "guidance": None})
+    except RequestError as e:
+        raise ApiError(400, str(e), code="invalid_value") from None
+    except ValidationError as e:
+        raise from_validation(e) from None
+    buf = io.BytesIO()
+    plan.init.save(buf, format="PNG")
+    edit = await store_inputs(state, edit, plan.init, plan.mask, init_data=buf.getvalue())
+    job = await state.submit(edit, principal=principal,
+                             fingerprint={"api": "gallery-remix", "image": image_id, "kind": plan.kind})
+    return JSONResponse({**await describe_job(state, request, job), "remix": plan.kind}, status_code=202)
+
+
+@router.post("/{image_id}/vary", status_code=202)
+async def vary(image_id: ImageId, body: VaryBody, request: Request, principal: Principal = Depends(authenticate)):
+    """Variations of the image: subtle (strength 0.35) or strong (0.75), its prompt and model."""
+    return await _queue(request, image_id, principal, body, lambda im, rec: vary_plan(im, rec, body.strength))
+
+
+@router.post("/{image_id}/pan", status_code=202)
+async def pan(image_id: ImageId, body: PanBody, request: Request, principal: Principal = Depends(authenticate)):
+    """Move the view over the image; the revealed strip is painted, the rest kept."""
+    return await _queue(request, image_id, principal, body,
+                        lambda im, rec: pan_plan(im, rec, body.direction, body.amount))
+
+
+@router.post("/{image_id}/zoom", status_code=202)
+async def zoom(image_id: ImageId, body: ZoomBody, request: Request, principal: Principal = Depends(authenticate)):
+    """Zoom out of the image: it shrinks into the middle and the border is painted around it."""
+    return await _queue(request, image_id, principal, body, lambda im, rec: zoom_plan(im, rec, body.factor))
