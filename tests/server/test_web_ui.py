@@ -497,3 +497,23 @@ def test_the_style_picker_builds_a_weighted_mix_that_the_image_records(server, p
     image = images[0]
     assert image["record"]["extra"]["style"]["mix"] == "watercolor:0.7,neon:0.3"
     assert image["record"]["extra"]["stylize"] == 200 and image["record"]["extra"]["chaos"] == 50
+
+
+def test_vary_zoom_and_pan_buttons_under_every_result(server, page):
+    """Each result card has Midjourney's vary / zoom out / pan buttons; one click queues the edit and shows its
+    images, whose records say they were made from the first (an init image, and a mask for zoom and pan)."""
+    _open(page, server)
+    _fill(page, "#generate-form", prompt="a red car in the city", steps=4, seed=4, n=1)
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
+    buttons = page.locator("#generate .results figure .remix-actions button")
+    assert buttons.count() == 7
+    page.click("#generate .results figure [data-remix=vary-subtle]")
+    page.wait_for_selector("#generate .status-text:has-text('4 image(s): vary-subtle')", timeout=120_000)
+    page.click("#generate .results figure:first-child [data-remix=zoom-2]")
+    page.wait_for_selector("#generate .status-text:has-text('4 image(s): zoom-2')", timeout=120_000)
+    records = [im["record"] for im in httpx.get(server.url + "/v1/gallery/images?limit=20").json()["data"]]
+    assert len(records) == 9
+    zoomed, varied = records[:4], records[4:8]
+    assert all(r["strength"] == 0.35 and r["mask"] is None and r["init_image"] for r in varied)
+    assert all(r["strength"] == 1.0 and r["mask"] and r["prompt"] == "a red car in the city" for r in zoomed)

@@ -89,7 +89,43 @@ function imageActions(image) {
   actions.className = "card-actions";
   actions.append(download, button("Send to edit", () => sendToEdit(image)));
   if (image.record) actions.append(button("Use these settings", () => useSettings(image.record)));
+  if (image.id !== undefined) {  // a gallery image: Midjourney's vary, zoom out and pan, queued as edit jobs
+    const remixes = document.createElement("div");
+    remixes.className = "remix-actions";
+    for (const [text, path, body, title] of REMIXES) {
+      const b = button(text, () => remix(image, path, body));
+      b.title = title;
+      b.dataset.remix = `${path}-${Object.values(body).join("-")}`;
+      remixes.append(b);
+    }
+    actions.append(remixes);
+  }
   return actions;
+}
+
+// [label, endpoint, body, tooltip] of the buttons under every gallery image (POST /v1/gallery/images/{id}/...).
+const REMIXES = [
+  ["Vary (subtle)", "vary", { strength: "subtle" }, "Variations that keep the composition and most detail"],
+  ["Vary (strong)", "vary", { strength: "strong" }, "Variations that keep the layout and colours"],
+  ["Zoom out 2×", "zoom", { factor: 2 }, "Shrink into the middle and paint the border around it"],
+  ["←", "pan", { direction: "left" }, "Pan left: move the view, paint what comes into it"],
+  ["→", "pan", { direction: "right" }, "Pan right"],
+  ["↑", "pan", { direction: "up" }, "Pan up"],
+  ["↓", "pan", { direction: "down" }, "Pan down"],
+];
+
+async function remix(image, path, body) {
+  // Queue the remix of a gallery image and show its results in the generate tab.
+  selectTab("generate");
+  const panel = $("#generate");
+  try {
+    setProgress(panel, 0, `${path} of seed ${image.record?.seed ?? ""}: queued`);
+    const job = await api(`/v1/gallery/images/${image.id}/${path}`, { method: "POST", body: { n: 4, ...body } });
+    const done = await followJob(job, panel);
+    $(".results", panel).replaceChildren(...done.images.map((im) => figure(im, openDetails)));
+    setProgress(panel, null, `${done.images.length} image(s): ${job.remix}`);
+    showUnknownWords(panel, done);
+  } catch (e) { showError(e); }
 }
 
 function figure(image, onClick) {
