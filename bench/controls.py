@@ -20,6 +20,12 @@ and `--chaos` (kaiga/families/chaos.py), for every family (`--only chaos`): seed
 distance between the seeds of one prompt, over the renderer's, as bench/variety.py) and the share of
 images that keep the object asked for, at chaos 0, 25, 50, 100; variety should rise with chaos.
 
+and the edits (`--only edits`, kaiga/variations.py, kaiga/eval/describe.py) on one image per prompt:
+vary subtle should stay closer to the source than strong (judge-feature distance, pixel error); zoom out
+should keep the middle (pixel error there) and paint a border that agrees with the prompt (the judge reads
+the prompt's place in the result); describe → generate should make an image the judge reads as the source
+(the share of attributes that agree).
+
 Each point is the same prompts and seeds (scenes captions without a style phrase; `--n` images a point).
 `--only syntax` / `--only chaos` run one group of points alone (the others' results are kept).
 
@@ -144,6 +150,48 @@ def chaos_points(studio, judge, models: list[str], per_category: int = 2, k: int
     return out
 
 
+def edit_points(studio, judge, n: int, model: str) -> dict:
+    """Vary subtle / strong, zoom out ×2 and describe → generate on `n` source images (see the docstring)."""
+    import numpy as np
+
+    from kaiga.eval.describe import describe
+    from kaiga.eval.readout import features
+    from kaiga.variations import vary_plan, zoom_plan
+
+    cases = prompts(n)
+    sources = [studio.generate(p, seed=2000 + i, upscale=1, model=model)[0] for i, (p, _) in enumerate(cases)]
+    src_f = features(judge, [s.image for s in sources])
+    src_read = read(judge, [s.image for s in sources])
+    out: dict = {"n": n}
+    for mode in ("subtle", "strong"):
+        dist, err = [], []
+        for i, s in enumerate(sources):
+            made = studio.remix(vary_plan(s.image, s.record.model_dump(), mode), n=2, seed=3000 + i)
+            f = features(judge, [m.image for m in made])
+            dist.append(float((f - src_f[i]).norm(dim=1).mean()))
+            err += [float(np.abs(np.asarray(m.image, float) - np.asarray(s.image, float)).mean()) for m in made]
+        out[f"vary_{mode}"] = {"feature_distance": round(float(np.mean(dist)), 3), "pixel_error": round(float(np.mean(err)), 2)}
+    out["vary_subtle_closer"] = out["vary_subtle"]["feature_distance"] < out["vary_strong"]["feature_distance"]
+    kept, place = [], []
+    for i, s in enumerate(sources):
+        plan = zoom_plan(s.image, s.record.model_dump(), 2)
+        [z] = studio.remix(plan, n=1, seed=4000 + i)
+        a, b = np.asarray(z.image, float), np.asarray(plan.init, float)
+        kept.append(float(np.abs(a[24:40, 24:40] - b[24:40, 24:40]).mean()))  # 8 px inside the seam's blur
+        place.append(read(judge, [z.image])[0].scene == src_read[i].scene)
+    out["zoom_2"] = {"kept_middle_pixel_error": round(float(np.mean(kept)), 3),
+                     "border_reads_as_the_prompts_place": round(sum(place) / n, 3)}
+    agree = []
+    slots = ("object_a", "colour_a", "scene", "weather", "time", "style")
+    for i, s in enumerate(sources):
+        prompt = describe(s.image).prompts[0]
+        [again] = studio.generate(prompt, seed=5000 + i, upscale=1, model=model)
+        r = read(judge, [again.image])[0]
+        agree.append(sum(getattr(r, k) == getattr(src_read[i], k) for k in slots) / len(slots))
+    out["describe_round_trip"] = {"attributes_agree": round(float(np.mean(agree)), 3), "slots": list(slots)}
+    return out
+
+
 def monotone(values: list[float], rising: bool = True, slack: float = 0.05) -> bool:
     """Whether values never step back by more than `slack` (sampling noise at these sizes)."""
     pairs = zip(values, values[1:])
@@ -155,9 +203,18 @@ def main() -> None:
     ap.add_argument("--model", default="scenes-diffusion")
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--only", choices=["styles", "syntax", "chaos"], help="Run one group of points (the others' "
-                                                                         "results kept).")
+    ap.add_argument("--only", choices=["styles", "syntax", "chaos", "edits"], help="Run one group of points (the "
+                                                                                  "others' results kept).")
     args = ap.parse_args()
+    if args.only == "edits":
+        all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        t0 = time.perf_counter()
+        edits = {**edit_points(Studio(watermark=False), ReadoutNet.load(), min(args.n, 16), args.model),
+                 "seconds": round(time.perf_counter() - t0, 1)}
+        all_results.setdefault(args.model, {"model": args.model})["edits"] = edits
+        RESULTS.write_text(json.dumps(all_results, indent=2) + "\n")
+        print(json.dumps(edits, indent=2))
+        return
     if args.only == "chaos":  # every family, not only --model
         all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         t0 = time.perf_counter()

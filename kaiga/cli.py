@@ -437,11 +437,12 @@ _RemixPrompt = Annotated[Optional[str], typer.Option("--prompt", help="The promp
 _RemixChaos = Annotated[Optional[int], typer.Option("--chaos", min=0, max=100, help="How different the results are from each other (0-100).")]
 _RemixModel = Annotated[Optional[str], typer.Option("--model", help="Model; default: the image's own if it edits, else the default model.")]
 _RemixSteps = Annotated[Optional[int], typer.Option("--steps", min=1, max=150, help="Denoising steps; default: the image's own.")]
+_RemixUpscale = Annotated[Optional[int], typer.Option("--upscale", min=1, max=8, help="Enlarge for viewing (Lanczos); default: as generate does (4 for the 64-pixel models).")]
 _RemixConsent = Annotated[bool, typer.Option("--faces-consent", help="The people in the image consent to show their faces; else faces found in it are blurred first.")]
 
 
 def _remix(image: Path, plan_of, out_dir: Path, n: int, seed, prompt, chaos, model, steps, threads, device,
-           faces_consent: bool, mask: Optional[Path] = None) -> None:
+           faces_consent: bool, mask: Optional[Path] = None, upscale: Optional[int] = None) -> None:
     """The body of vary, pan and zoom: read the image (and mask) and its record, make the plan, run, save."""
     _setup_logging()
     from kaiga.model_files import ModelError
@@ -457,13 +458,14 @@ def _remix(image: Path, plan_of, out_dir: Path, n: int, seed, prompt, chaos, mod
     except UploadError as e:
         fail(str(e))
     fields = {k: v for k, v in {"n": n, "seed": seed, "prompt": prompt, "chaos": chaos, "model": model,
-                                "steps": steps}.items() if v is not None}
+                                "steps": steps, "upscale": upscale}.items() if v is not None}
     from kaiga.studio import Studio
 
     _use_threads(threads)
     try:
         plan = plan_of(source, image_record(image), region) if mask is not None else plan_of(source, image_record(image))
         studio = Studio(device=device)
+        fields.setdefault("upscale", _view_upscale(studio, fields.get("model")))
         with err.status(f"[bold]{plan.kind}[/] of {image.name}"):
             images = studio.remix(plan, faces_consent=faces_consent, **fields)
     except ValueError as e:  # RequestError, a request field out of range (pydantic's ValidationError)
@@ -479,6 +481,13 @@ def _remix(image: Path, plan_of, out_dir: Path, n: int, seed, prompt, chaos, mod
         typer.echo(str(_save_new(img.image, img.record, out_dir, _output_stem(f"{plan.kind}-", [img.record]))))
 
 
+def _view_upscale(studio, model: Optional[str]) -> int:
+    """The enlargement `generate` shows a model's images at (4 for the 64-pixel bundled models)."""
+    from kaiga.request import GenerationRequest
+
+    return studio.capabilities(model).view_upscale(GenerationRequest(prompt=""))
+
+
 @app.command()
 def vary(
     image: Annotated[Path, typer.Argument(help="A kaiga image (its record gives prompt, model, size), or any PNG/JPEG/WebP.")],
@@ -486,7 +495,8 @@ def vary(
     strong: Annotated[bool, typer.Option("--strong", help="Keep the layout and colours, redraw the rest (0.75; the default).")] = False,
     region: Annotated[Optional[Path], typer.Option("--region", help="Redraw only where this mask is white (Midjourney's Vary (Region)).")] = None,
     out_dir: _RemixOut = Path("outputs"), n: _RemixN = 4, seed: _RemixSeed = None, prompt: _RemixPrompt = None,
-    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, threads: _Threads = None,
+    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, upscale: _RemixUpscale = None,
+    threads: _Threads = None,
     device: _Device = None, faces_consent: _RemixConsent = False,
 ):
     """Variations of an image, as Midjourney's Vary (Subtle / Strong / Region): the same prompt and model."""
@@ -497,7 +507,8 @@ def vary(
             fail("--subtle or --strong, not both")
         return vary_plan(im, rec, "subtle" if subtle else "strong", reg)
 
-    _remix(image, plan_of, out_dir, n, seed, prompt, chaos, model, steps, threads, device, faces_consent, mask=region)
+    _remix(image, plan_of, out_dir, n, seed, prompt, chaos, model, steps, threads, device, faces_consent, mask=region,
+           upscale=upscale)
 
 
 @app.command()
@@ -509,7 +520,8 @@ def pan(
     down: Annotated[bool, typer.Option("--down", help="Move the view down.")] = False,
     amount: Annotated[float, typer.Option("--amount", min=0.1, max=0.9, help="How far, as a share of the image.")] = 0.5,
     out_dir: _RemixOut = Path("outputs"), n: _RemixN = 4, seed: _RemixSeed = None, prompt: _RemixPrompt = None,
-    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, threads: _Threads = None,
+    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, upscale: _RemixUpscale = None,
+    threads: _Threads = None,
     device: _Device = None, faces_consent: _RemixConsent = False,
 ):
     """Move the view over an image, Midjourney's pan: the revealed strip painted, the rest kept pixel for pixel."""
@@ -522,7 +534,8 @@ def pan(
             fail("give one of --left, --right, --up, --down")
         return pan_plan(im, rec, directions[0], amount)
 
-    _remix(image, plan_of, out_dir, n, seed, prompt, chaos, model, steps, threads, device, faces_consent)
+    _remix(image, plan_of, out_dir, n, seed, prompt, chaos, model, steps, threads, device, faces_consent,
+           upscale=upscale)
 
 
 @app.command()
@@ -530,7 +543,8 @@ def zoom(
     image: Annotated[Path, typer.Argument(help="A kaiga image, or any PNG/JPEG/WebP.")],
     factor: Annotated[float, typer.Option("--factor", min=1.1, max=4.0, help="How far to zoom out (Midjourney's: 1.5 or 2).")] = 2.0,
     out_dir: _RemixOut = Path("outputs"), n: _RemixN = 4, seed: _RemixSeed = None, prompt: _RemixPrompt = None,
-    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, threads: _Threads = None,
+    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, upscale: _RemixUpscale = None,
+    threads: _Threads = None,
     device: _Device = None, faces_consent: _RemixConsent = False,
 ):
     """Zoom out of an image (Midjourney's Zoom Out): it shrinks into the middle, the border is painted around it,
@@ -538,7 +552,7 @@ def zoom(
     from kaiga.variations import zoom_plan
 
     _remix(image, lambda im, rec: zoom_plan(im, rec, factor), out_dir, n, seed, prompt, chaos, model, steps, threads,
-           device, faces_consent)
+           device, faces_consent, upscale=upscale)
 
 
 @app.command()
@@ -546,7 +560,8 @@ def blend(
     images: Annotated[list[Path], typer.Argument(help="2 to 4 images (kaiga's, whose records give their prompts, or any PNG/JPEG/WebP).")],
     weights: Annotated[Optional[str], typer.Option("--weights", help="One weight per image, e.g. 2,1 (default: equal).")] = None,
     out_dir: _RemixOut = Path("outputs"), n: _RemixN = 4, seed: _RemixSeed = None, prompt: _RemixPrompt = None,
-    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, threads: _Threads = None,
+    chaos: _RemixChaos = None, model: _RemixModel = None, steps: _RemixSteps = None, upscale: _RemixUpscale = None,
+    threads: _Threads = None,
     device: _Device = None,
 ):
     """Blend 2-4 images (Midjourney's /blend): their latents mixed by a diffusion model's autoencoder, then redrawn
@@ -568,12 +583,13 @@ def blend(
     except ValueError:
         fail(f"--weights: numbers separated by commas, one per image (got {weights!r})")
     fields = {k: v for k, v in {"n": n, "seed": seed, "prompt": prompt, "chaos": chaos, "model": model,
-                                "steps": steps}.items() if v is not None}
+                                "steps": steps, "upscale": upscale}.items() if v is not None}
     from kaiga.studio import Studio
 
     _use_threads(threads)
     try:
         studio = Studio(device=device)
+        fields.setdefault("upscale", _view_upscale(studio, model))
         with err.status(f"[bold]blending[/] {len(images)} images"):
             made = studio.blend(pictures, [image_record(p) for p in images], shares, **fields)
     except (RequestError, ModelError) as e:
