@@ -62,7 +62,8 @@ class GeneratedImage:
 
 def style_record(request: GenerationRequest) -> dict:
     """The record's `style` (the mix, with each style's templates as applied, so the image can be remade where the
-    user's styles differ), `stylize` and `chaos`; {} for an unstyled request. RequestError for a style that does not exist."""
+    user's styles differ), `stylize` and `chaos`; {} for an unstyled request. RequestError for a style that does
+    not exist."""
     from kaiga.styles.mix import check_style
 
     mix = check_style(request)
@@ -280,7 +281,8 @@ class Studio:
                     extra={**request.family_options(), **styled,
                            **({"unknown_words": unknown} if unknown else {}),
                            **({"ignored_fields": ignored} if ignored else {}),
-                           **({"prompt_template": {"prompt": template.prompt, "negative_prompt": template.negative_prompt}}
+                           **({"prompt_template": {"prompt": template.prompt,
+                                                   "negative_prompt": template.negative_prompt}}
                               if template is not None else {}),
                            **self._init_privacy(request), **(record_extra or {})},
                 ),

@@ -8,7 +8,8 @@ prompt and the late, detail-drawing ones the prompt itself; each image's noise c
 (salted, so the image noise is untouched), and the shaken states are rescaled to the statistics of the
 condition (CADS's ψ = 1) so the UNet never sees states out of their range:
 
-    ĉ = c + a(i) · std(c) · ε,  a(i) = chaos/100 · MAX_SHAKE · max(0, 1 − i / (ANNEAL · steps)),  ĉ ← rescaled
+    ĉ = c + a(i) · std(c) · ε,  a(i) = chaos/100 · MAX_SHAKE · max(0, 1 − i / (ANNEAL · steps)),
+    then ĉ rescaled to c's mean and std
 
 Families without steps (GAN, VAE) shake their text vector once, by chaos/100 · VECTOR_SHAKE; the transformer
 samples its tokens at a temperature raised by up to half (chaos 100). Chaos 0 (or none) changes nothing.
