@@ -18,7 +18,7 @@ case "$cmd" in
     if [ -n "$parent" ]; then GIT_INDEX_FILE=$index git read-tree "$parent"; else GIT_INDEX_FILE=$index git read-tree --empty; fi
     for run in "$@"; do
       [ -f "$run/checkpoint/state.json" ] || { echo "$run: no checkpoint/state.json" >&2; exit 2; }
-      GIT_INDEX_FILE=$index git rm -r -q --cached --ignore-unmatch "$run" >/dev/null
+      GIT_INDEX_FILE=$index git rm -r -q -f --cached --ignore-unmatch "$run" >/dev/null  # -f: the branch's copy is older
       GIT_INDEX_FILE=$index git add -f "$run/checkpoint" "$run/train_config.json" "$run/log.jsonl"
     done
     tree=$(GIT_INDEX_FILE=$index git write-tree)
