@@ -457,8 +457,7 @@ def _remix(image: Path, plan_of, out_dir: Path, n: int, seed, prompt, chaos, mod
         region = read_image_file(mask, "region") if mask is not None else None
     except UploadError as e:
         fail(str(e))
-    fields = {k: v for k, v in {"n": n, "seed": seed, "prompt": prompt, "chaos": chaos, "model": model,
-                                "steps": steps, "upscale": upscale}.items() if v is not None}
+    fields = _given(n=n, seed=seed, prompt=prompt, chaos=chaos, model=model, steps=steps, upscale=upscale)
     from kaiga.studio import Studio
 
     _use_threads(threads)
@@ -479,6 +478,11 @@ def _remix(image: Path, plan_of, out_dir: Path, n: int, seed, prompt, chaos, mod
     out_dir.mkdir(parents=True, exist_ok=True)
     for img in images:
         typer.echo(str(_save_new(img.image, img.record, out_dir, _output_stem(f"{plan.kind}-", [img.record]))))
+
+
+def _given(**fields) -> dict:
+    """The request fields a remix command was given (None: left to the image's record or the model)."""
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _view_upscale(studio, model: Optional[str]) -> int:
@@ -582,8 +586,7 @@ def blend(
         shares = [float(w) for w in weights.split(",")] if weights else None
     except ValueError:
         fail(f"--weights: numbers separated by commas, one per image (got {weights!r})")
-    fields = {k: v for k, v in {"n": n, "seed": seed, "prompt": prompt, "chaos": chaos, "model": model,
-                                "steps": steps, "upscale": upscale}.items() if v is not None}
+    fields = _given(n=n, seed=seed, prompt=prompt, chaos=chaos, model=model, steps=steps, upscale=upscale)
     from kaiga.studio import Studio
 
     _use_threads(threads)

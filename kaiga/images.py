@@ -1,4 +1,4 @@
-"""Image helpers shared by training, pipelines and interfaces: tensors to PIL, contact sheets.
+"""Image helpers shared by training, pipelines and interfaces: tensors to PIL and back, contact sheets.
 
 Example:
     >>> import torch
@@ -22,6 +22,11 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
     """[N, 3, H, W] in [-1, 1] -> PIL images."""
     x = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(np.ascontiguousarray(a)) for a in x]
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> [1, 3, H, W] float32 in [-1, 1] (as diffusers' image processor)."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
 
 
 def contact_sheet(images: list[Image.Image], cols: int | None = None, gap: int = 4,

@@ -28,7 +28,8 @@ from PIL import Image
 
 from kaiga.capabilities import Capabilities, check_request, ignored_fields, output_size, with_defaults
 from kaiga.images import to_pil as to_pil_images
-from kaiga.metadata import GenerationRecord, png_bytes, read_metadata, write_atomic
+from kaiga.images import to_tensor
+from kaiga.metadata import GenerationRecord, png_bytes, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
 from kaiga.pipelines.text_to_image import enlarge, text_to_image
@@ -118,18 +119,13 @@ VARIATION_STRENGTH = 0.6  # a variation keeps the composition and colours and re
 
 def variation_fields(image: bytes | Image.Image) -> dict:
     """Request fields of a variation of `image`: the prompt and negative prompt that made it (from its
-    kaiga record or A1111 parameters; empty when it has none) at a moderate strength."""
-    try:
-        meta = read_metadata(image)
-    except Exception:  # no readable metadata is the usual case, never an error
-        meta = None
-    if meta is not None and meta.record is not None:
-        prompt, negative = meta.record.prompt, meta.record.negative_prompt
-    elif meta is not None:
-        prompt, negative = str(meta.parameters.get("prompt", "")), str(meta.parameters.get("negative_prompt", ""))
-    else:
-        prompt, negative = "", ""
-    return {"prompt": prompt, "negative_prompt": negative, "strength": VARIATION_STRENGTH}
+    kaiga record or A1111 parameters, `kaiga.variations.image_record`; empty when it has none) at a moderate
+    strength."""
+    from kaiga.variations import image_record
+
+    record = image_record(image)
+    return {"prompt": record.get("prompt", ""), "negative_prompt": record.get("negative_prompt", ""),
+            "strength": VARIATION_STRENGTH}
 
 
 @dataclass
@@ -308,24 +304,27 @@ class Studio:
         keyword arguments are request fields and win over what the image says. The image is stored cleaned, as
         every upload is (metadata stripped, faces blurred unless `faces_consent`)."""
         if isinstance(image, Image.Image):  # no file: only its pixels to clean (faces)
-            buf = io.BytesIO()
-            image.convert("RGB").save(buf, format="PNG")
-            data, checked = buf.getvalue(), image
+            sha = self._store_init(image, faces_consent=faces_consent)
         else:
-            data, checked = image, check_image(image, "image")  # limits before decoding
-        init, report = clean_upload(data, checked, faces_consent=faces_consent)
-        sha = self.uploads.add(init, report.to_dict())
+            sha = self._store_init(check_image(image, "image"), image, faces_consent)  # limits before decoding
         request = GenerationRequest(**{**variation_fields(image), "init_image": sha, **fields})
         return self.generate(request)
+
+    def _store_init(self, image: Image.Image, data: bytes | None = None, faces_consent: bool = False) -> str:
+        """The SHA-256 of `image` stored as an init image, cleaned as every upload is (metadata stripped from its
+        file's bytes `data`, or from its pixels as an RGB PNG; faces blurred unless `faces_consent`)."""
+        if data is None:
+            buf = io.BytesIO()
+            image.convert("RGB").save(buf, format="PNG")
+            data = buf.getvalue()
+        init, report = clean_upload(data, image, faces_consent=faces_consent)
+        return self.uploads.add(init, report.to_dict())
 
     def remix(self, plan, *, faces_consent: bool = False, **fields) -> list[GeneratedImage]:
         """Run an EditPlan (kaiga/variations.py: vary, zoom out, pan): its canvas and mask stored as uploads (the
         canvas cleaned as every upload is), its fields under the caller's; each record says which remix made it
         (`extra.remix`). A model that cannot edit (the image was a GAN's) gives way to the default model."""
-        buf = io.BytesIO()
-        plan.init.save(buf, format="PNG")
-        init, report = clean_upload(buf.getvalue(), plan.init, faces_consent=faces_consent)
-        uploads = {"init_image": self.uploads.add(init, report.to_dict())}
+        uploads = {"init_image": self._store_init(plan.init, faces_consent=faces_consent)}
         if plan.mask is not None:
             uploads["mask"] = self.uploads.add(plan.mask)
         merged = {**plan.fields, **uploads, **fields}
@@ -338,8 +337,6 @@ class Studio:
               **fields) -> list[GeneratedImage]:
         """Blend 2-4 images (kaiga/variations.py): their latents mixed by the model's autoencoder, redrawn with
         their prompts composed; `records` (one per image: what made it, {} for none), `weights` (equal)."""
-        import numpy as np
-
         from kaiga.variations import BLEND_STRENGTH, EditPlan, blend_prompt, check_blend, native
 
         weights = check_blend(images, weights)
@@ -353,9 +350,8 @@ class Studio:
         model = loaded.model
         size = self.capabilities(name).native_size
         with torch.no_grad():
-            pixels = torch.stack([torch.from_numpy(np.asarray(native(im, r).resize((size, size), Image.LANCZOS),
-                                                              np.float32) / 127.5 - 1).permute(2, 0, 1)
-                                  for im, r in zip(images, records)])
+            pixels = torch.cat([to_tensor(native(im, r).resize((size, size), Image.LANCZOS))
+                                for im, r in zip(images, records)])
             z = model.encode_images(pixels)
             mixed = sum(w * zi for w, zi in zip(weights, z))
             mixed = mixed / mixed.std() * z.std(dim=(1, 2, 3)).mean()  # an average is flatter than any one

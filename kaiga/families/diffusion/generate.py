@@ -34,7 +34,7 @@ from kaiga.capabilities import Capabilities, check_request, with_defaults
 from kaiga.families.chaos import chaos_noise, shake, strength
 from kaiga.families.diffusion.denoise import ComposedCond, denoise
 from kaiga.families.diffusion.schedulers import make_scheduler, timesteps_to_run
-from kaiga.images import to_pil
+from kaiga.images import to_pil, to_tensor
 from kaiga.prompt_syntax import is_composed, parts, schedule
 from kaiga.request import GenerationRequest
 
@@ -185,11 +185,6 @@ def sample(
     return images
 
 
-def _pixels(image: Image.Image) -> torch.Tensor:
-    """PIL RGB -> [1, 3, H, W] float32 in [-1, 1] (as diffusers' image processor)."""
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
-
-
 def _latent_mask(mask: Image.Image, h: int, w: int) -> torch.Tensor:
     """PIL L -> [1, 1, h, w] of 0 (keep) / 1 (repaint): binarised at half grey, then nearest to latent size."""
     m = torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0)[None, None]
@@ -215,7 +210,7 @@ def edit(
     request = as_run(model, request)
     width, height, (_, h, w) = output_size(model, request)
     init = init.convert("RGB").resize((width, height), Image.LANCZOS)
-    init_pixels = _pixels(init)
+    init_pixels = to_tensor(init)
     if mask is not None:
         mask = mask.convert("L").resize((width, height), Image.LANCZOS)
         if request.mask_blur:
