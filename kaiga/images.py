@@ -2,6 +2,7 @@
 
 Example:
     >>> import torch
+import torch.nn.functional as F
     >>> [im] = to_pil(torch.zeros(1, 3, 8, 8))
     >>> im.getpixel((0, 0))
     (128, 128, 128)
@@ -15,6 +16,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 
@@ -27,6 +29,17 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB -> [1, 3, H, W] float32 in [-1, 1] (as diffusers' image processor)."""
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """A Gaussian blur (9 taps, edges replicated) of each image of [B, 3, H, W] with its own sigma (B,) in pixels."""
+    r = torch.arange(-4, 5, dtype=x.dtype)
+    k = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(3, 0)  # (3B, 9)
+    b, c, h, w = x.shape
+    y = F.conv2d(F.pad(x.reshape(1, b * c, h, w), (4, 4, 0, 0), mode="replicate"), k[:, None, None, :], groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, 4, 4), mode="replicate"), k[:, None, :, None], groups=b * c)
+    return y.reshape(b, c, h, w)
 
 
 def contact_sheet(images: list[Image.Image], cols: int | None = None, gap: int = 4,

@@ -5,7 +5,7 @@
 #      a patch discriminator after DISC_START steps (kaiga/families/diffusion/sharpening.py);
 #   2. the denoiser over its latents, conditioned on the pretrained, frozen all-MiniLM-L6-v2 (`--size v6`).
 # CPU: THREADS=1 leaves a core for other work; a stage's minutes per call are capped by MAX_MINUTES, so a
-# session can stop it and commit its checkpoint (scripts/checkpoint_branch.sh). On a GPU the same commands
+# session can stop it and commit its checkpoint (scripts/carry_checkpoint.sh). On a GPU the same commands
 # run unchanged (the loop picks the device).
 #   AE_STEPS, DIFFUSION_STEPS, LATENT, THREADS, MAX_MINUTES, RUNS override the defaults below.
 set -euo pipefail

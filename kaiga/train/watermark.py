@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from kaiga.images import gaussian_blur
 from kaiga.provenance.attacks import random_attack
 from kaiga.provenance.watermark_net import WatermarkConfig, WatermarkNet
 from kaiga.train.loop import TrainTask
@@ -62,17 +63,6 @@ def render_pool(n: int, seed: int = 20) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """A Gaussian blur of each image with its own sigma (B,) in pixels."""
-    r = torch.arange(-4, 5, dtype=x.dtype)
-    k = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(3, 0)  # (3B, 9)
-    b, c, h, w = x.shape
-    y = F.conv2d(F.pad(x.reshape(1, b * c, h, w), (4, 4, 0, 0), mode="replicate"), k[:, None, None, :], groups=b * c)
-    y = F.conv2d(F.pad(y, (0, 0, 4, 4), mode="replicate"), k[:, None, :, None], groups=b * c)
-    return y.reshape(b, c, h, w)
-
-
 class WatermarkTask(TrainTask):
     def __init__(self, cfg: WatermarkConfig = WatermarkConfig(), pool: int = 4000, seed: int = 20, batch_size: int = 32,
                  ramp_steps: int = 500):
@@ -88,7 +78,7 @@ class WatermarkTask(TrainTask):
         soft = torch.rand(size, generator=generator) < 0.5  # the models' outputs are softer than renders
         if soft.any():
             n = int(soft.sum())
-            x[soft] = _blur(x[soft], 0.5 + 1.5 * torch.rand(n, generator=generator))
+            x[soft] = gaussian_blur(x[soft], 0.5 + 1.5 * torch.rand(n, generator=generator))
         flat = torch.rand(size, generator=generator) < 0.08
         if flat.any():
             colours = torch.rand(int(flat.sum()), 3, 1, 1, generator=generator).round() * 2 - 1  # white, black, pure

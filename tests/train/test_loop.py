@@ -150,3 +150,27 @@ def test_fine_tuning_starts_from_the_given_model(tiny_scenes, tiny_model_dir, tm
     assert (runs[-1]["stage"], runs[-1]["steps"], runs[-1]["batch"], runs[-1]["data"]) == ("denoiser", 2, 4, tiny_scenes.name)
     with pytest.raises(ValueError, match="--vae is needed"):
         train_denoiser(tiny_scenes, tmp_path / "x", None, LoopConfig(steps=1, progress=False))
+
+
+def test_a_compact_checkpoint_resumes_the_trained_parts(tiny_scenes, tmp_path):
+    """What a session commits to carry a run to the next one (kaiga.train.checkpoint.compact_checkpoint): only
+    the trained weights, EMA in fp16, moments in bf16; the run resumes from it, close to the uncut run."""
+    from kaiga.train.checkpoint import compact_checkpoint
+
+    cfg = LoopConfig(steps=6, lr=1e-3, warmup_steps=2, checkpoint_every=3, progress=False, sample_every=0)
+    straight = _task(tiny_scenes)
+    train(straight, cfg, tmp_path / "a")
+    train(_task(tiny_scenes), LoopConfig(**{**cfg.__dict__, "steps": 3}), tmp_path / "b")
+    sizes = compact_checkpoint(tmp_path / "b" / "checkpoint", tmp_path / "c" / "checkpoint", keep=("unet.", "text_encoder."))
+    full = sum(p.stat().st_size for p in (tmp_path / "b" / "checkpoint").iterdir())
+    assert sum(sizes.values()) < full * 0.7
+    from safetensors.torch import load_file
+
+    assert not any(k.startswith("vae.") for k in load_file(tmp_path / "c" / "checkpoint" / "model.safetensors"))
+    with pytest.raises(ValueError, match="trained"):  # a prefix left out that trains
+        compact_checkpoint(tmp_path / "b" / "checkpoint", tmp_path / "d", keep=("vae.",))
+    resumed = _task(tiny_scenes)
+    state = train(resumed, cfg, tmp_path / "c", resume=True)
+    assert state["step"] == 6
+    for (k, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=0, msg=k)
