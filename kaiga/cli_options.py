@@ -51,7 +51,8 @@ CLI_DEFAULTS: dict[str, object] = {}
 # record keeps the native size (the APIs answer the model's default, 1).
 CLI_HELP = {"model": "Model name (see `kaiga models`) or path to a diffusers folder or .safetensors file; "
                      "default: the default model.",
-            "upscale": "Enlarge the outputs for viewing (Lanczos); the record keeps the native size. Range 1-8. "
+            "upscale": "Enlarge the outputs for viewing (--upscale-method: the learned 4x upscaler by default, "
+                       "or Lanczos); the record keeps the native size. Range 1-8. "
                        "Default: enough to show them at 256 pixels or more (4 for the 64-pixel bundled "
                        "models, 1 for Stable Diffusion)."}
 

@@ -54,7 +54,7 @@ __all__ = [
 
 PARAMETERS_KEY = "parameters"  # A1111's PNG text key
 KAIGA_KEY = "kaiga"
-POSTPROCESS_UPSCALER = "Lanczos"
+POSTPROCESS_UPSCALER = "Lanczos"  # images made before the learned upscaler say no `upscaler` in extra
 
 # Spelled out here rather than imported from the diffusion family, so that reading metadata
 # (e.g. `kaiga info`) never imports torch or diffusers.
@@ -176,7 +176,7 @@ def _a1111_fields(record: GenerationRecord) -> dict[str, object]:
         fields["Mask blur"] = record.mask_blur
     if record.upscale > 1:
         fields["Postprocess upscale by"] = record.upscale
-        fields["Postprocess upscaler"] = POSTPROCESS_UPSCALER
+        fields["Postprocess upscaler"] = record.extra.get("upscaler", POSTPROCESS_UPSCALER)
     fields["Version"] = f"kaiga {record.kaiga_version}"
     return fields
 

@@ -64,6 +64,18 @@ class Sampler(str, Enum):
     LCM = "lcm"
 
 
+class UpscaleMethod(str, Enum):
+    """How `upscale` enlarges: the learned 4× network (kaiga/upscaler.py) or Lanczos."""
+
+    LEARNED = "learned"
+    LANCZOS = "lanczos"
+
+    @property
+    def label(self) -> str:
+        """The name records, A1111's `parameters` and its upscaler list give it."""
+        return {"learned": "kaiga-4x", "lanczos": "Lanczos"}[self.value]
+
+
 FAMILY_OPTIONS = ("truncation", "temperature", "top_k", "top_p", "candidates")
 _SHA256 = r"^[0-9a-f]{64}$"  # an upload is named by its content hash, never by a path
 
@@ -127,8 +139,11 @@ class GenerationRequest(BaseModel):
     model: Annotated[str | None, Field(description=(
         "Model name (see `kaiga models`); default: the default model."))] = None
     upscale: Annotated[int | None, _range("upscale", description=(
-        "Enlarge the outputs for viewing (Lanczos); the record keeps the native size; default: the "
+        "Enlarge the outputs for viewing (by upscale_method); the record keeps the native size; default: the "
         "model's (1)."))] = None
+    upscale_method: Annotated[UpscaleMethod, Field(description=(
+        "How upscale enlarges: learned (kaiga's 4x super-resolution network, trained on the scenes world) or "
+        "lanczos."))] = UpscaleMethod.LEARNED
     truncation: Annotated[float | None, _range("truncation", description=(
         "gan / vae models: scale of the latent noise (lower: more typical, less varied); "
         "default: the model's."))] = None

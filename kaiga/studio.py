@@ -32,7 +32,7 @@ from kaiga.images import to_tensor
 from kaiga.metadata import GenerationRecord, png_bytes, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
-from kaiga.pipelines.text_to_image import enlarge, text_to_image
+from kaiga.pipelines.text_to_image import text_to_image
 from kaiga.prompt_syntax import count_permutations, permutations
 from kaiga.prompt_syntax import texts as prompt_texts
 from kaiga.provenance.card import card_hash
@@ -43,6 +43,8 @@ from kaiga.request import MAX_SEED, GenerationRequest, RequestError
 from kaiga.safety import SafetySettings, screen
 from kaiga.store.uploads import UploadStore, check_image
 from kaiga.text.tokenizer import unknown_words
+from kaiga.upscaler import NAMES as UPSCALER_NAMES
+from kaiga.upscaler import upscale
 from kaiga.version import __version__
 
 log = logging.getLogger("kaiga")
@@ -280,6 +282,8 @@ class Studio:
                            **({"prompt_template": {"prompt": template.prompt,
                                                    "negative_prompt": template.negative_prompt}}
                               if template is not None else {}),
+                           **({"upscaler": UPSCALER_NAMES[request.upscale_method.value]}
+                              if request.upscale > 1 else {}),
                            **self._init_privacy(request), **(record_extra or {})},
                 ),
             )
@@ -288,7 +292,8 @@ class Studio:
         # the safety filter: a flagged image leaves blurred and noted, its original dropped here
         screened = screen([g.image for g in made], [g.record for g in made], request.prompt, self.safety)
         finished = [self._watermarked(image, record) for image, record, _ in screened]
-        return [GeneratedImage(enlarge([g.image], request.upscale)[0], g.record) for g in finished]
+        enlarged = upscale([g.image for g in finished], request.upscale, request.upscale_method)
+        return [GeneratedImage(image, g.record) for image, g in zip(enlarged, finished)]
 
     def _watermarked(self, image: Image.Image, record: GenerationRecord) -> GeneratedImage:
         """The image with its record's payload hidden in it (last of all, so the record it names is final),

@@ -50,7 +50,8 @@ def make_cases(uploads_dir: Path) -> dict[str, np.ndarray]:
         "dpmpp-2m": gen(request="a green truck in the desert", seed=5, steps=10, sampler="dpm++2m"),
         "euler": gen(request="a white boat on the beach", seed=6, steps=10, sampler="euler"),
         "no-guidance": gen(request="a pink flower in the forest", seed=8, steps=8, guidance=1.0),
-        "upscale-2": gen(request=RED_CAR, seed=9, steps=6, upscale=2),
+        "upscale-2": gen(request=RED_CAR, seed=9, steps=6, upscale=2, upscale_method="lanczos"),  # as recorded
+        "upscale-4-learned": gen(request=RED_CAR, seed=9, steps=6, upscale=4),  # the bundled learned upscaler
     }
     init, mask = _edit_inputs(studio, Image.fromarray(cases["readme-quickstart"][0]))
     cases["img2img"] = gen(request="a blue car in the snow at night", init_image=init, seed=11)

@@ -250,9 +250,12 @@ def _weather(img: np.ndarray, s: Scene, rng: np.random.Generator, layer: str, k:
 
 
 def _coarse_noise(rng: np.random.Generator, sigma: float, k: int) -> np.ndarray:
-    """Grain drawn per 64-unit pixel (the same draws at every scale), repeated over its k×k block."""
+    """Grain drawn per 64-unit pixel (the same draws at every scale), enlarged smoothly at scale k: repeated
+    k×k blocks would teach the upscaler to print a 4×4 grid onto every textured area."""
     grain = rng.normal(0, sigma, (SIZE, SIZE, 1)).astype(np.float32)
-    return grain if k == 1 else grain.repeat(k, 0).repeat(k, 1)
+    if k == 1:
+        return grain
+    return np.asarray(Image.fromarray(grain[..., 0], "F").resize((SIZE * k,) * 2, Image.BILINEAR))[..., None]
 
 
 def _find_edges(im: Image.Image, k: int) -> Image.Image:

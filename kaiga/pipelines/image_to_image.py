@@ -21,8 +21,8 @@ from PIL import Image
 
 from kaiga.capabilities import Capabilities, with_defaults
 from kaiga.families.diffusion.generate import steps_run  # noqa: F401 (the steps an edit runs, for callers)
-from kaiga.pipelines.text_to_image import enlarge
 from kaiga.request import GenerationRequest
+from kaiga.upscaler import upscale
 
 
 def image_to_image(model, request: GenerationRequest, init: Image.Image, seeds: list[int],
@@ -32,4 +32,4 @@ def image_to_image(model, request: GenerationRequest, init: Image.Image, seeds: 
     `batching`: `batch_size` and `on_step(done, total)`, as the family's `edit` takes them.
     """
     request = with_defaults(Capabilities.from_info(model.info), request)
-    return enlarge(model.edit(request, init, seeds, mask, **batching), request.upscale)
+    return upscale(model.edit(request, init, seeds, mask, **batching), request.upscale, request.upscale_method)

@@ -1,8 +1,10 @@
-"""Text → image for every family: the family's own `sample`, then an optional upscale for viewing.
+"""Text → image for every family: the family's own `sample`, then an optional upscale for viewing
+(`kaiga.upscaler`: the learned 4× network or Lanczos).
 
 Example:
     >>> from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
     >>> from kaiga.request import GenerationRequest
+from kaiga.upscaler import upscale
     >>> m = LatentDiffusion.create(tiny_config())
     >>> out = text_to_image(m, GenerationRequest(prompt="a red car", steps=2, upscale=2), seeds=[1])
     >>> out[0].size
@@ -17,13 +19,7 @@ from PIL import Image
 
 from kaiga.capabilities import Capabilities, with_defaults
 from kaiga.request import GenerationRequest
-
-
-def enlarge(images: list[Image.Image], factor: int) -> list[Image.Image]:
-    """Lanczos upscale for viewing (the record keeps the native size)."""
-    if factor <= 1:
-        return images
-    return [im.resize((im.width * factor, im.height * factor), Image.LANCZOS) for im in images]
+from kaiga.upscaler import upscale
 
 
 def text_to_image(
@@ -40,4 +36,4 @@ def text_to_image(
     """
     request = with_defaults(Capabilities.from_info(model.info), request)
     images = model.sample(request, seeds, batch_size=batch_size, on_step=on_step, prompts=prompts)
-    return enlarge(images, request.upscale)
+    return upscale(images, request.upscale, request.upscale_method)

@@ -9,7 +9,7 @@ their "off" values and refused with a 422 naming the field when switched on, rat
 A1111 clients send A1111's defaults: 512×512 (webuiapi, Krita, SillyTavern) and an empty prompt (an
 unconditional image, as A1111 makes). A size the model cannot make (512 on kaiga's 64-pixel models, whose
 largest is 256) is made at about the model's native size with the same aspect, enlarged by an integer
-factor with Lanczos (the request's `upscale`, at most 8) and, where that is not exactly the size asked
+factor by the learned upscaler (the request's `upscale`, at most 8; `upscale_method` "lanczos" for Lanczos) and, where that is not exactly the size asked
 for, resized to it, so the client gets the size it asked for; `info` says so in `kaiga_note`, and its
 `width`/`height` are the size the model made (as A1111's are the first pass's under hires fix). Sizes
 the model can make are made as asked. The prompt may weigh words as A1111's do: `(red:1.3)`, `[fog]`.
@@ -23,7 +23,7 @@ Example:
     >>> r, enlarged = fit_size(r.model_copy(update={"width": 768, "height": 512}),
     ...                        Capabilities.from_info({"native_size": 64, "max_size": 256, "size_multiple": 16}))
     >>> (r.width, r.height, r.upscale), enlarged.note
-    ((96, 64, 8), 'made at 96x64 (the model makes 64x64 natively, at most 256x256) and enlarged to 768x512 with Lanczos')
+    ((96, 64, 8), 'made at 96x64 (the model makes 64x64 natively, at most 256x256) and enlarged to 768x512 with kaiga-4x')
 """
 
 from __future__ import annotations
@@ -43,13 +43,15 @@ from starlette.concurrency import run_in_threadpool
 
 from kaiga.capabilities import Capabilities
 from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, GenerationRecord, MetadataError, read_metadata
-from kaiga.request import LIMITS, GenerationRequest, Sampler, field_specs, parse_style_spec
+from kaiga.request import LIMITS, GenerationRequest, Sampler, UpscaleMethod, field_specs, parse_style_spec
 from kaiga.server.auth import authenticate
+from kaiga.server.edit_inputs import SREF_HELP, style_reference
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.settings import is_loopback
 from kaiga.server.state import Principal, ServerState, noted, unknown_words
 from kaiga.store.gallery import Gallery
+from kaiga.store.jobs import split_request
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
 
@@ -82,6 +84,7 @@ class Txt2ImgBody(request_body("Txt2ImgFields", TXT2IMG_FIELDS, base=_A1111Field
     n_iter: Annotated[int, Field(ge=1)] = 1
     styles: list[str] = Field([], description="A1111's style names (`GET /sdapi/v1/prompt-styles`), mixed with "
                                               "equal shares; kaiga's `style` gives each its own share.")
+    sref: str | None = Field(None, description=SREF_HELP)
     # A1111's features that kaiga lacks: accepted at their "off" values only.
     enable_hr: bool = False
     restore_faces: bool | None = False
@@ -95,7 +98,8 @@ class Txt2ImgBody(request_body("Txt2ImgFields", TXT2IMG_FIELDS, base=_A1111Field
 _UNSUPPORTED = {"enable_hr": "hires fix", "restore_faces": "face restoration", "tiling": "tiling",
                 "script_name": "scripts"}
 SCHEDULERS = ("automatic",)  # A1111's "Automatic": each sampler's own schedule, the only one kaiga runs
-UPSCALERS = ("None", "Lanczos")  # A1111's names of kaiga's enlargements: none, and the request's `upscale`
+UPSCALERS = ("None", *(m.label for m in UpscaleMethod))  # A1111's names of kaiga's enlargements: none, and each
+# `upscale_method` (the learned kaiga-4x, the default, and Lanczos)
 
 
 def sampler_of(name: str | None) -> str | None:
@@ -138,13 +142,14 @@ def _validated(fields: dict) -> GenerationRequest:
 
 @dataclass(frozen=True)
 class Enlargement:
-    """A size the model cannot make: made at `made`, enlarged `factor` times (Lanczos), resized to `size`."""
+    """A size the model cannot make: made at `made`, enlarged `factor` times by `upscaler`, resized to `size`."""
 
     made: tuple[int, int]  # width, height the model makes
     factor: int  # the request's `upscale`
     size: tuple[int, int]  # width, height the client asked for and gets
     native: int  # the model's native size and its largest, for the note
     largest: int
+    upscaler: str = UpscaleMethod.LEARNED.label  # the request's upscale_method, by its A1111 name
 
     @property
     def resized(self) -> bool:
@@ -157,7 +162,7 @@ class Enlargement:
         why = ("the model's native size" if self.made == (self.native, self.native) else
                f"the model makes {self.native}x{self.native} natively, at most {self.largest}x{self.largest}")
         how = "enlarged" if self.size[0] * self.size[1] > self.made[0] * self.made[1] else "resized"
-        return f"made at {made} ({why}) and {how} to {size} with Lanczos"
+        return f"made at {made} ({why}) and {how} to {size} with {self.upscaler}"
 
 
 def _can_make(caps: Capabilities, side: int | None) -> bool:
@@ -184,7 +189,7 @@ def fit_size(gen: GenerationRequest, caps: Capabilities) -> tuple[GenerationRequ
         made = (caps.native_size, caps.native_size)
     else:
         made = (_made_side(width / factor, caps), _made_side(height / factor, caps))
-    enlarged = Enlargement(made, factor, (width, height), caps.native_size, caps.max_size)
+    enlarged = Enlargement(made, factor, (width, height), caps.native_size, caps.max_size, gen.upscale_method.label)
     return gen.model_copy(update={"width": made[0], "height": made[1], "upscale": factor}), enlarged
 
 
@@ -253,8 +258,12 @@ async def txt2img(body: Txt2ImgBody, request: Request, response: Response,
     state: ServerState = request.app.state.kaiga
     model = model_of(state, body)
     gen, enlarged = fit_size(to_request(body, model), state.catalog.capabilities(model))
+    record_extra = None
+    if body.sref is not None:
+        gen, record_extra = await style_reference(gen, body.sref)
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
-                        fingerprint={"api": "a1111", "body": body.model_dump()}, enlarged=enlarged)
+                        fingerprint={"api": "a1111", "body": body.model_dump()}, enlarged=enlarged,
+                        record_extra=record_extra)
 
 
 def model_of(state: ServerState, body: Txt2ImgBody) -> str | None:
@@ -265,11 +274,13 @@ def model_of(state: ServerState, body: Txt2ImgBody) -> str | None:
 
 async def answer(request: Request, response: Response, body: Txt2ImgBody, gen: GenerationRequest, *,
                  principal: Principal, idempotency_key: str | None, fingerprint: dict,
-                 parameters: dict | None = None, enlarged: Enlargement | None = None) -> dict:
+                 parameters: dict | None = None, enlarged: Enlargement | None = None,
+                 record_extra: dict | None = None) -> dict:
     """Queue `gen`, wait for its job, and answer as A1111's txt2img and img2img do (the images resized to
     the size asked for where `fit_size` enlarged them by an integer factor that does not reach it exactly)."""
     state: ServerState = request.app.state.kaiga
-    job = await state.submit(gen, principal=principal, idempotency_key=idempotency_key, fingerprint=fingerprint)
+    job = await state.submit(gen, principal=principal, idempotency_key=idempotency_key, fingerprint=fingerprint,
+                             record_extra=record_extra)
     response.headers["X-Kaiga-Job-Id"] = job.id
     job = await state.wait(job)
     images = await state.images(job, with_bytes=body.send_images) if job.status == "done" else []
@@ -277,7 +288,7 @@ async def answer(request: Request, response: Response, body: Txt2ImgBody, gen: G
     if body.send_images and enlarged is not None and enlarged.resized:
         images = [(row, await run_in_threadpool(_resized_png, png, enlarged.size, state.gallery, row.record))
                   for row, png in images]
-    info = _info(rows, GenerationRequest.model_validate(job.request), job, enlarged)
+    info = _info(rows, GenerationRequest.model_validate(split_request(job.request)[0]), job, enlarged)
     return {"images": [base64.b64encode(png).decode() for _, png in images] if body.send_images else [],
             "parameters": body.model_dump() if parameters is None else parameters, "info": info}
 
@@ -314,10 +325,10 @@ async def prompt_styles():
 
 @router.get("/upscalers")
 async def upscalers():
-    """kaiga's enlargements as A1111's upscalers: none, and Lanczos (the request's integer `upscale`)."""
-    scales = {"None": 1, "Lanczos": LIMITS["upscale"][1]}
-    return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": scales[name]}
-            for name in UPSCALERS]
+    """kaiga's enlargements as A1111's upscalers: none, the learned kaiga-4x and Lanczos (at most `upscale` 8)."""
+    scales = {"None": 1, UpscaleMethod.LEARNED.label: 4, UpscaleMethod.LANCZOS.label: LIMITS["upscale"][1]}
+    return [{"name": name, "model_name": "kaiga-4x (scenes)" if name == UpscaleMethod.LEARNED.label else None,
+             "model_path": None, "model_url": None, "scale": scales[name]} for name in UPSCALERS]
 
 
 @router.get("/loras")
@@ -423,3 +434,107 @@ async def interrogate(body: InterrogateBody):
     d = await run_in_threadpool(describe, image)
     return {"caption": d.prompts[0], "prompts": d.prompts, "confidence": round(d.confidence, 3),
             "low_confidence": d.confidence < LOW_CONFIDENCE, "interrogator": "kaiga scenes judge"}
+
+
+class ExtraSingleImageBody(BaseModel):
+    """A1111's Extras tab for one image: an enlargement (resize_mode 0: by upscaling_resize; 1: to
+    upscaling_resize_w x upscaling_resize_h) with upscaler_1. Face restoration and a second upscaler are
+    refused when switched on (kaiga has neither)."""
+
+    model_config = ConfigDict(extra="allow")
+    image: str  # base64, with or without a data: prefix
+    resize_mode: int = 0
+    upscaling_resize: float = 2.0
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
+    upscaling_crop: bool = True
+    upscaler_1: str = "None"
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: float = 0.0
+    gfpgan_visibility: float = 0.0
+    codeformer_visibility: float = 0.0
+
+
+def _extras_size(body: ExtraSingleImageBody, size: tuple[int, int]) -> tuple[int, int]:
+    """The size the extras body asks for an image of `size`; 422 naming the field for one kaiga cannot make."""
+    from kaiga.upscaler import MAX_SIDE
+
+    if body.resize_mode == 0:
+        if not 1 <= body.upscaling_resize <= LIMITS["upscale"][1]:
+            raise ApiError(422, f"upscaling_resize: must be between 1 and {LIMITS['upscale'][1]} "
+                                f"(got {body.upscaling_resize:g})", param="upscaling_resize")
+        out = (round(size[0] * body.upscaling_resize), round(size[1] * body.upscaling_resize))
+    elif body.resize_mode == 1:
+        out = (body.upscaling_resize_w, body.upscaling_resize_h)
+        if min(out) < 1:
+            raise ApiError(422, "upscaling_resize_w, upscaling_resize_h: must be at least 1", param="upscaling_resize_w")
+    else:
+        raise ApiError(422, f"resize_mode: 0 (scale by upscaling_resize) or 1 (to upscaling_resize_w x "
+                            f"upscaling_resize_h) (got {body.resize_mode})", param="resize_mode")
+    if max(out) > MAX_SIDE:
+        raise ApiError(422, f"upscaling_resize: {out[0]}x{out[1]} is more than {MAX_SIDE} pixels a side",
+                       param="upscaling_resize")
+    return out
+
+
+def _extras_checks(body: ExtraSingleImageBody) -> UpscaleMethod | None:
+    """The upscale method upscaler_1 names (None: "None"); 422 for what kaiga does not do."""
+    for field, what in (("gfpgan_visibility", "face restoration (GFPGAN)"),
+                        ("codeformer_visibility", "face restoration (CodeFormer)"),
+                        ("extras_upscaler_2_visibility", "second upscaler to blend in")):
+        if getattr(body, field) > 0:
+            raise ApiError(422, f"{field}: kaiga has no {what}; leave it at 0", param=field)
+    by_label = {m.label.lower(): m for m in UpscaleMethod} | {m.value: m for m in UpscaleMethod}
+    name = body.upscaler_1.strip().lower()
+    if name == "none":
+        return None
+    if name not in by_label:
+        raise ApiError(422, f"upscaler_1: one of {', '.join(UPSCALERS)} (got {body.upscaler_1!r})", param="upscaler_1")
+    return by_label[name]
+
+
+@router.post("/extra-single-image")
+async def extra_single_image(body: ExtraSingleImageBody, request: Request):
+    """A1111's Extras for one image: enlarged by upscaler_1 (kaiga-4x, the learned upscaler, or Lanczos; "None"
+    resizes with Lanczos as A1111 does). A kaiga image keeps its record, which then says the enlargement;
+    the PNG is signed as the gallery signs what it stores. `html_info` says what was done."""
+    from kaiga.server.edit_inputs import decode_base64, read_image
+    from kaiga.store.uploads import MAX_UPLOAD_BYTES
+
+    method = _extras_checks(body)
+    data = decode_base64(body.image, "image", MAX_UPLOAD_BYTES)
+    image = await read_image(data, "image")
+    size = _extras_size(body, image.size)
+    state: ServerState = request.app.state.kaiga
+    png, note = await run_in_threadpool(_enlarged_png, data, image, size, method, state.gallery)
+    return {"image": base64.b64encode(png).decode(), "html_info": f"<p>{note}</p>"}
+
+
+def _enlarged_png(data: bytes, image: Image.Image, size: tuple[int, int], method: UpscaleMethod | None,
+                  gallery: Gallery) -> tuple[bytes, str]:
+    """The image at `size` (enlarged by `method`, then Lanczos to the exact size) as a PNG, and what was done.
+    A kaiga record is kept where the result is an exact integer enlargement (its `upscale` says it)."""
+    import math
+
+    from kaiga.metadata import png_bytes
+    from kaiga.upscaler import upscale, upscaled_record
+
+    factor = max(1, math.ceil(max(size[0] / image.width, size[1] / image.height)))
+    if method is None or factor == 1:
+        out, how = image.convert("RGB").resize(size, Image.LANCZOS), f"Lanczos to {size[0]}x{size[1]}"
+    else:
+        [out] = upscale([image.convert("RGB")], factor, method.value)
+        how = f"{method.label} x{factor}"
+        if out.size != size:
+            out, how = out.resize(size, Image.LANCZOS), f"{how}, then Lanczos to {size[0]}x{size[1]}"
+    try:
+        record = read_metadata(data).record
+    except Exception:  # no readable metadata: the usual case for a photo
+        record = None
+    if record is None or method is None or out.size != (image.width * factor, image.height * factor):
+        buf = io.BytesIO()
+        out.save(buf, format="PNG")
+        return buf.getvalue(), how if record is None else f"{how} (written without its record: not an exact enlargement)"
+    record = upscaled_record(record, factor, method, image.size)
+    png = png_bytes(out, record)
+    return (gallery.finish(png, record) if gallery.finish is not None else png), how

@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from kaiga.request import DEFAULT_STRENGTH, MAX_UPLOAD_BYTES, field_specs
 from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, fit_size, model_of, request_fields
 from kaiga.server.auth import authenticate
-from kaiga.server.edit_inputs import a1111_mask, decode_base64, edit_request, read_image, store_inputs
+from kaiga.server.edit_inputs import a1111_mask, decode_base64, edit_request, read_image, store_inputs, style_reference
 from kaiga.server.errors import ApiError
 from kaiga.server.state import Principal, ServerState
 
@@ -77,10 +77,13 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
     fields = {**request_fields(body, model), "strength": body.denoising_strength}
     gen = edit_request(fields, mask=mask is not None, rename=RENAME, status=422)
     gen, enlarged = fit_size(gen, state.catalog.capabilities(model))
+    record_extra = None
+    if body.sref is not None:
+        gen, record_extra = await style_reference(gen, body.sref)
     gen = await store_inputs(state, gen, init, mask, init_data=init_data, faces_consent=body.faces_consent)  # what the model cannot do: 400, as from txt2img
     parameters = body.model_dump()
     if not body.include_init_images:
         parameters.update(init_images=None, mask=None)
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
                         fingerprint={"api": "a1111-img2img", "body": body.model_dump()}, parameters=parameters,
-                        enlarged=enlarged)
+                        enlarged=enlarged, record_extra=record_extra)

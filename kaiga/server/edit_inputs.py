@@ -54,6 +54,27 @@ def decode_base64(text: str, field: str, limit: int) -> bytes:
         raise ApiError(400, f"{field}: not valid base64", param=field, code="invalid_image") from None
 
 
+SREF_HELP = ("kaiga: take the style of this image (Midjourney's --sref; base64 PNG, JPEG or WebP, or a data: URL): "
+             "the scenes judge reads its style, which becomes the request's style preset; the record says so.")
+
+
+async def style_reference(gen: GenerationRequest, encoded: str) -> tuple[GenerationRequest, dict]:
+    """`gen` with the style the judge reads in the `sref` image, and what the records keep of it (as the CLI's
+    `--sref`); a 400 naming `sref` for a bad image or a style given beside it."""
+    import hashlib
+
+    from kaiga.eval.describe import sref_style
+    from kaiga.store.uploads import MAX_UPLOAD_BYTES
+
+    if gen.style.strip():
+        raise ApiError(400, "sref: give a style or sref, not both (sref chooses the style)", param="sref",
+                       code="invalid_value")
+    data = decode_base64(encoded, "sref", MAX_UPLOAD_BYTES)
+    image = await read_image(data, "sref")
+    style, note = await run_in_threadpool(sref_style, image)
+    return gen.model_copy(update={"style": style}), {"sref": {"sha256": hashlib.sha256(data).hexdigest(), **note}}
+
+
 def has_transparency(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA") and image.getchannel("A").getextrema()[0] == 0
 

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kaiga.request import GenerationRequest, RequestError, field_specs
 from kaiga.server.auth import authenticate
+from kaiga.server.edit_inputs import SREF_HELP, style_reference
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import UNKNOWN_WORDS_NOTE, Principal, ServerState, unknown_words
@@ -80,6 +81,7 @@ class ImageGenerationBody(request_body("GenerationFields", GENERATION_FIELDS, ba
     quality: Literal["low", "medium", "standard", "auto", "high", "hd"] | None = None
     style: Literal["vivid", "natural"] | None = None
     output_format: Literal["png"] | None = None  # the only format kaiga writes
+    sref: str | None = Field(None, description=SREF_HELP)
 
 
 class ImageData(BaseModel):
@@ -156,9 +158,12 @@ async def create_image(body: ImageGenerationBody, request: Request, response: Re
     state: ServerState = request.app.state.kaiga
     gen = to_request(body)
     check_model(state, gen.model)
+    record_extra = None
+    if body.sref is not None:
+        gen, record_extra = await style_reference(gen, body.sref)
     return await answer(request, response, gen, principal=principal, user=body.user, idempotency_key=idempotency_key,
                         fingerprint={"api": "openai", "body": body.model_dump(exclude_none=True)},
-                        response_format=body.response_format)
+                        response_format=body.response_format, record_extra=record_extra)
 
 
 def check_model(state: ServerState, model: str | None) -> None:
@@ -170,11 +175,11 @@ def check_model(state: ServerState, model: str | None) -> None:
 
 async def answer(request: Request, response: Response, gen: GenerationRequest, *, principal: Principal,
                  user: str | None, idempotency_key: str | None, fingerprint: dict,
-                 response_format: str | None) -> ImagesResponse:
+                 response_format: str | None, record_extra: dict | None = None) -> ImagesResponse:
     """Queue `gen`, wait for its job, and answer its images as OpenAI does (generations, edits, variations)."""
     state: ServerState = request.app.state.kaiga
     job = await state.submit(gen, principal=principal, user=user, idempotency_key=idempotency_key,
-                             fingerprint=fingerprint)
+                             fingerprint=fingerprint, record_extra=record_extra)
     response.headers["X-Kaiga-Job-Id"] = job.id
     job = await state.wait(job)
     if job.status != "done":

@@ -4,8 +4,11 @@ canvas and mask; the job is a normal edit request, so its images land in the gal
     POST /v1/gallery/images/{id}/vary   `{strength: "subtle" | "strong", n?, seed?, chaos?, steps?}`
     POST /v1/gallery/images/{id}/pan    `{direction: "left" | "right" | "up" | "down", amount?: 0.1-0.9, n?, seed?}`
     POST /v1/gallery/images/{id}/zoom   `{factor?: 1.1-4 (2), n?, seed?}`
+    POST /v1/gallery/images/{id}/upscale `{factor?: 2-8 (4), method?: "learned" | "lanczos"}`
 
-Each answers 202 with the job, as POST /v1/jobs does; the web UI's buttons under every result call them.
+Vary, pan and zoom answer 202 with the job, as POST /v1/jobs does; upscale is quick (milliseconds: no job)
+and answers 201 with the new gallery image, whose record says the enlargement. The web UI's buttons under
+every result call them.
 
 Example:
     >>> VaryBody(strength="subtle").strength
@@ -23,12 +26,13 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from kaiga.metadata import GenerationRecord
 from kaiga.model_files import ModelError
-from kaiga.request import LIMITS, GenerationRequest, RequestError, Sampler
+from kaiga.request import LIMITS, GenerationRequest, RequestError, Sampler, UpscaleMethod
 from kaiga.server.auth import authenticate
 from kaiga.server.edit_inputs import store_inputs
 from kaiga.server.errors import ApiError, from_validation
-from kaiga.server.gallery_api import ImageId, _store
+from kaiga.server.gallery_api import ImageId, _item, _store
 from kaiga.server.jobs_api import describe_job
 from kaiga.server.state import Principal, ServerState
 from kaiga.store.uploads import PENDING
@@ -80,7 +84,8 @@ async def _queue(request: Request, image_id: int, principal: Principal, body: _C
     plan.init.save(buf, format="PNG")
     edit = await store_inputs(state, edit, plan.init, plan.mask, init_data=buf.getvalue())
     job = await state.submit(edit, principal=principal,
-                             fingerprint={"api": "gallery-remix", "image": image_id, "kind": plan.kind})
+                             fingerprint={"api": "gallery-remix", "image": image_id, "kind": plan.kind},
+                             record_extra={"remix": plan.kind, "remixed_image": image_id, **(plan.note or {})})
     return JSONResponse({**await describe_job(state, request, job), "remix": plan.kind}, status_code=202)
 
 
@@ -101,3 +106,34 @@ async def pan(image_id: ImageId, body: PanBody, request: Request, principal: Pri
 async def zoom(image_id: ImageId, body: ZoomBody, request: Request, principal: Principal = Depends(authenticate)):
     """Zoom out of the image: it shrinks into the middle and the border is painted around it."""
     return await _queue(request, image_id, principal, body, lambda im, rec: zoom_plan(im, rec, body.factor))
+
+
+class UpscaleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    factor: int = Field(4, ge=2, le=LIMITS["upscale"][1])
+    method: UpscaleMethod = UpscaleMethod.LEARNED
+
+
+@router.post("/{image_id}/upscale", status_code=201)
+async def upscale(image_id: ImageId, body: UpscaleBody, request: Request):
+    """The image enlarged (the learned upscaler by default), stored in the gallery as a new image."""
+    from kaiga.upscaler import MAX_SIDE
+
+    state: ServerState = request.app.state.kaiga
+    image = await _store(state.gallery.image, image_id)
+    picture = Image.open(io.BytesIO((state.gallery.folder / image.path).read_bytes()))
+    picture.load()
+    if max(picture.size) * body.factor > MAX_SIDE:
+        raise ApiError(400, f"factor: {picture.width}x{picture.height} x{body.factor} is more than {MAX_SIDE} "
+                            f"pixels a side", param="factor", code="invalid_value")
+    new_id = await run_in_threadpool(_add_upscaled, state, picture, GenerationRecord.model_validate(image.record), body)
+    return _item(request, await _store(state.gallery.image, new_id))
+
+
+def _add_upscaled(state: ServerState, picture: Image.Image, record: GenerationRecord, body: UpscaleBody) -> int:
+    from kaiga.upscaler import upscale as enlarge
+    from kaiga.upscaler import upscaled_record
+
+    [big] = enlarge([picture.convert("RGB")], body.factor, body.method.value)
+    with state.db.session() as s:
+        return state.gallery.add(s, big, upscaled_record(record, body.factor, body.method, picture.size))

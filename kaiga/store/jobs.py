@@ -38,6 +38,14 @@ from sqlalchemy.orm import Session, aliased
 from kaiga.store.db import Database
 from kaiga.store.tables import FINISHED, Job, JobStatus, utcnow
 
+RECORD_EXTRA = "record_extra"  # beside a job's request fields: what its images' records add to `extra` (a remix)
+
+
+def split_request(stored: dict) -> tuple[dict, dict | None]:
+    """A job's stored request as the request's fields alone, and what its records add (None: nothing)."""
+    fields = {k: v for k, v in stored.items() if k != RECORD_EXTRA}
+    return fields, stored.get(RECORD_EXTRA)
+
 
 class QueueFull(Exception):
     """The queue holds `max_queued` unfinished jobs; try again after `retry_after` seconds."""

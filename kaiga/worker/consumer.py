@@ -32,7 +32,7 @@ from typing import Callable
 from kaiga.model_files import ModelError
 from kaiga.request import GenerationRequest, RequestError
 from kaiga.store.gallery import Gallery
-from kaiga.store.jobs import JobQueue, JobView, StaleClaim
+from kaiga.store.jobs import JobQueue, JobView, StaleClaim, split_request
 from kaiga.store.uploads import UploadStore
 
 log = logging.getLogger("kaiga.worker")
@@ -160,9 +160,10 @@ class Worker:
                     raise _Stop(cancelled=True)
 
         try:
-            request = GenerationRequest.model_validate(job.request)
+            fields, record_extra = split_request(job.request)
+            request = GenerationRequest.model_validate(fields)
             request = request.model_copy(update={"model": str(self.resolve(request.model))})
-            images = self.studio().generate(request, on_step=on_step)
+            images = self.studio().generate(request, on_step=on_step, record_extra=record_extra)
             return self.queue.finish(job.id, attempt, add_images=lambda s: [
                 self.gallery.add(s, img.image, img.record, job_id=job.id) for img in images])
         except _Stop as stop:

@@ -105,3 +105,21 @@ def run_kaiga():
         return r
 
     return run
+
+
+@pytest.fixture
+def watercolor_png() -> str:
+    """A watercolor scenes render as base64 PNG: what `sref` reads the style of."""
+    import base64
+    import io
+
+    import numpy as np
+
+    from kaiga.data.render import render
+    from kaiga.data.world import Layout, Scene, SceneObject
+
+    image = render(Scene((SceneObject("dog", "yellow"),), Layout.SINGLE, "beach", "clear", "day", "watercolor"),
+                   np.random.default_rng(2))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()

@@ -108,7 +108,7 @@ def test_webuiapi_defaults_512_and_an_empty_prompt_are_made_and_enlarged(server)
     """webuiapi (as Krita and SillyTavern) asks for 512×512 with an empty prompt; the tiny model makes at most 256."""
     r = webuiapi.WebUIApi(baseurl=server.url + "/sdapi/v1").txt2img()
     assert [im.size for im in r.images] == [(512, 512)]
-    assert r.info["kaiga_note"] == "made at 64x64 (the model's native size) and enlarged to 512x512 with Lanczos"
+    assert r.info["kaiga_note"] == "made at 64x64 (the model's native size) and enlarged to 512x512 with kaiga-4x"
     assert (r.info["width"], r.info["height"], r.info["prompt"]) == (64, 64, "")
     rec = read_metadata(r.images[0]).record
     assert (rec.prompt, rec.width, rec.upscale) == ("", 64, 8)
@@ -118,7 +118,7 @@ def test_a_size_off_the_integer_factors_is_resized_to_the_one_asked_for(server):
     r = _api(server).txt2img(prompt="a red car", seed=1, width=600, height=400)
     assert [im.size for im in r.images] == [(600, 400)]
     assert r.info["kaiga_note"] == ("made at 80x48 (the model makes 64x64 natively, at most 256x256) and "
-                                    "enlarged to 600x400 with Lanczos")
+                                    "enlarged to 600x400 with kaiga-4x")
     assert read_metadata(r.images[0]).record.seed == 1  # the record survives the resize
     made = _api(server).txt2img(prompt="a red car", width=128, height=64)  # a size it can make: as asked
     assert [im.size for im in made.images] == [(128, 64)] and "kaiga_note" not in made.info
@@ -154,7 +154,7 @@ def test_the_same_size_error_is_400_from_txt2img_and_img2img(server):
 
 def test_upscalers_loras_cmd_flags_and_schedulers(server):
     api = _api(server)
-    assert [(u["name"], u["scale"]) for u in api.get_upscalers()] == [("None", 1), ("Lanczos", 8)]
+    assert [(u["name"], u["scale"]) for u in api.get_upscalers()] == [("None", 1), ("kaiga-4x", 4), ("Lanczos", 8)]
     assert set(api.get_upscalers()[0]) == {"name", "model_name", "model_path", "model_url", "scale"}
     assert api.get_loras() == []
     flags = api.get_cmd_flags()
@@ -168,9 +168,9 @@ def test_upscalers_loras_cmd_flags_and_schedulers(server):
 
 
 @pytest.mark.parametrize("info, size, made, factor, note_end", [
-    ({"family": "gan", "native_size": 64}, (512, 768), (64, 64), 8, "enlarged to 512x768 with Lanczos"),
-    ({"family": "gan", "native_size": 64}, (32, 32), (64, 64), 1, "resized to 32x32 with Lanczos"),
-    ({"native_size": 64, "max_size": 256, "size_multiple": 16}, (2048, 2048), (256, 256), 8, "to 2048x2048 with Lanczos"),
+    ({"family": "gan", "native_size": 64}, (512, 768), (64, 64), 8, "enlarged to 512x768 with kaiga-4x"),
+    ({"family": "gan", "native_size": 64}, (32, 32), (64, 64), 1, "resized to 32x32 with kaiga-4x"),
+    ({"native_size": 64, "max_size": 256, "size_multiple": 16}, (2048, 2048), (256, 256), 8, "to 2048x2048 with kaiga-4x"),
     ({"native_size": 512}, (512, 512), (512, 512), None, None),  # Stable Diffusion makes it as asked
 ])
 def test_fit_size_makes_what_the_model_can_and_enlarges_it(info, size, made, factor, note_end):
@@ -228,3 +228,43 @@ def test_interrogate_describes_an_image_with_the_scenes_judge(server):
     assert result.info == "a yellow dog on the beach, at sunset"  # webuiapi reads `caption` into info
     r = httpx.post(server.url + "/sdapi/v1/interrogate", json={"image": "not base64!"})
     assert r.status_code == 400 and "image: not valid base64" in r.json()["detail"]
+
+
+def test_extra_single_image_enlarges_with_the_learned_upscaler(server):
+    """A1111's Extras tab through webuiapi: kaiga-4x or Lanczos by name; a kaiga image sent as its PNG keeps its
+    record, which then says the enlargement; what kaiga lacks (face restoration, a second upscaler) is a 422."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from kaiga.metadata import read_metadata
+
+    made = _api(server).txt2img(prompt="a red car", width=64, height=64, seed=3)
+    assert made.image.size == (64, 64)
+    r = _api(server).extra_single_image(made.image, upscaler_1="kaiga-4x", upscaling_resize=4)
+    assert r.image.size == (256, 256) and "kaiga-4x x4" in r.info
+    png = base64.b64decode(made.json["images"][0])
+    raw = httpx.post(server.url + "/sdapi/v1/extra-single-image",
+                     json={"image": base64.b64encode(png).decode(), "upscaler_1": "Lanczos", "upscaling_resize": 2})
+    assert raw.status_code == 200, raw.text
+    enlarged = base64.b64decode(raw.json()["image"])
+    record = read_metadata(enlarged).record
+    assert Image.open(io.BytesIO(enlarged)).size == (128, 128)
+    assert (record.upscale, record.extra["upscaler"], record.seed) == (2, "Lanczos", 3)
+    odd = _api(server).extra_single_image(made.image, upscaler_1="kaiga-4x", resize_mode=1, upscaling_resize_w=200,
+                                          upscaling_resize_h=100)
+    assert odd.image.size == (200, 100) and "then Lanczos to 200x100" in odd.info
+    for body, field in (({"gfpgan_visibility": 0.5}, "gfpgan_visibility"), ({"upscaler_1": "ESRGAN_4x"}, "upscaler_1"),
+                        ({"upscaling_resize": 9}, "upscaling_resize"), ({"resize_mode": 2}, "resize_mode")):
+        bad = httpx.post(server.url + "/sdapi/v1/extra-single-image",
+                         json={"image": made.json["images"][0], "upscaler_1": "kaiga-4x", **body})
+        assert bad.status_code == 422 and bad.json()["detail"].startswith(field + ":"), bad.text
+
+
+def test_sref_on_txt2img_takes_the_style_of_an_image(server, watercolor_png):
+    r = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a red car", "width": 64, "height": 64,
+                                                           "steps": 1, "sref": watercolor_png})
+    assert r.status_code == 200, r.text
+    record = read_metadata(base64.b64decode(r.json()["images"][0])).record
+    assert record.extra["sref"]["read"] == "watercolor" and record.extra["style"]["mix"].startswith("watercolor")

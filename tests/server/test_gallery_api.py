@@ -134,7 +134,7 @@ def test_the_list_and_export_parameters_are_in_the_openapi_schema(tmp_path):
     assert names("/v1/gallery/export") == ["q", "favourite", "rating", "min_rating", "board", "held"]
 
 
-def test_vary_pan_and_zoom_a_gallery_image(server):
+def test_vary_pan_zoom_and_upscale_a_gallery_image(server):
     [source] = _generate(server, seed=5)
     base = f"{server.url}/v1/gallery/images/{source}"
     original = httpx.get(base).json()
@@ -147,6 +147,14 @@ def test_vary_pan_and_zoom_a_gallery_image(server):
         record = images[0]["record"]
         assert record["prompt"] == original["record"]["prompt"] and record["strength"] == strength
         assert (record["mask"] is None) == (path == "vary") and record["init_image"]
+        assert (record["extra"]["remix"], record["extra"]["remixed_image"]) == (r.json()["remix"], source)
+    up = httpx.post(f"{base}/upscale", json={})
+    assert up.status_code == 201, up.text
+    assert (up.json()["record"]["upscale"], up.json()["record"]["extra"]["upscaler"]) == (4, "kaiga-4x")
+    assert up.json()["record"]["seed"] == original["record"]["seed"] and up.json()["id"] != source
+    lanczos = httpx.post(f"{base}/upscale", json={"factor": 2, "method": "lanczos"}).json()["record"]
+    assert (lanczos["upscale"], lanczos["extra"]["upscaler"]) == (2, "Lanczos")
+    assert _error(httpx.post(f"{base}/upscale", json={"method": "bicubic"}), 400)["param"] == "method"
     assert _error(httpx.post(f"{base}/pan", json={"direction": "sideways"}), 400)["param"] == "direction"
     assert _error(httpx.post(f"{base}/zoom", json={"factor": 9}), 400)["param"] == "factor"
     assert _error(httpx.post(f"{server.url}/v1/gallery/images/999/vary", json={}), 404)["code"] == "not_found"

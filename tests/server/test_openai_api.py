@@ -130,6 +130,20 @@ def test_a_style_mix_goes_through_extra_body(client):
         client.images.generate(prompt="a red car", size="64x64", extra_body={**FAST, "styles": "nope"})
 
 
+def test_sref_through_extra_body_takes_the_style_of_an_image(client, watercolor_png):
+    """Midjourney's --sref as kaiga's extra_body `sref`: the judge reads the image's style, the record says so."""
+    r = client.images.generate(prompt="a red car", size="64x64", response_format="b64_json",
+                               extra_body={**FAST, "seed": 3, "sref": watercolor_png})
+    record = read_metadata(base64.b64decode(r.data[0].b64_json)).record
+    assert record.extra["sref"]["read"] == "watercolor" and len(record.extra["sref"]["sha256"]) == 64
+    assert record.extra["style"]["mix"].startswith("watercolor")
+    with pytest.raises(openai.BadRequestError, match="sref: give a style or sref, not both"):
+        client.images.generate(prompt="a red car", size="64x64",
+                               extra_body={**FAST, "sref": watercolor_png, "styles": "neon"})
+    with pytest.raises(openai.BadRequestError, match="sref: not valid base64"):
+        client.images.generate(prompt="a red car", size="64x64", extra_body={**FAST, "sref": "not base64!"})
+
+
 def test_the_prompt_syntax_through_the_openai_api(client):
     r = client.images.generate(prompt="a __colour__ car [in the snow:0.5]", size="64x64", response_format="b64_json",
                                extra_body={**FAST, "seed": 3})

@@ -499,15 +499,16 @@ def test_the_style_picker_builds_a_weighted_mix_that_the_image_records(server, p
     assert image["record"]["extra"]["stylize"] == 200 and image["record"]["extra"]["chaos"] == 50
 
 
-def test_vary_zoom_and_pan_buttons_under_every_result(server, page):
-    """Each result card has Midjourney's vary / zoom out / pan buttons; one click queues the edit and shows its
-    images, whose records say they were made from the first (an init image, and a mask for zoom and pan)."""
+def test_vary_zoom_pan_and_upscale_buttons_under_every_result(server, page):
+    """Each result card has Midjourney's vary / zoom out / pan buttons and an upscale; one click queues the edit
+    and shows its images, whose records say they were made from the first (an init image, and a mask for zoom
+    and pan); upscale answers at once with a 4× larger gallery image that records the learned upscaler."""
     _open(page, server)
     _fill(page, "#generate-form", prompt="a red car in the city", steps=4, seed=4, n=1)
     page.click("#generate-form button[type=submit]")
     page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
     buttons = page.locator("#generate .results figure .remix-actions button")
-    assert buttons.count() == 7
+    assert buttons.count() == 9
     page.click("#generate .results figure [data-remix=vary-subtle]")
     page.wait_for_selector("#generate .status-text:has-text('4 image(s): vary-subtle')", timeout=120_000)
     page.click("#generate .results figure:first-child [data-remix=zoom-2]")
@@ -517,3 +518,12 @@ def test_vary_zoom_and_pan_buttons_under_every_result(server, page):
     zoomed, varied = records[:4], records[4:8]
     assert all(r["strength"] == 0.35 and r["mask"] is None and r["init_image"] for r in varied)
     assert all(r["strength"] == 1.0 and r["mask"] and r["prompt"] == "a red car in the city" for r in zoomed)
+    page.click("#generate .results figure:first-child [data-remix=upscale-4]")
+    page.wait_for_selector("#generate .status-text:has-text('upscaled ×4 (kaiga-4x)')", timeout=60_000)
+    newest = httpx.get(server.url + "/v1/gallery/images?limit=1").json()["data"][0]
+    assert newest["record"]["upscale"] == 4 and newest["record"]["extra"]["upscaler"] == "kaiga-4x"
+    with Image.open(io.BytesIO(httpx.get(newest["url"]).content)) as big:
+        assert big.size == (256, 256)
+    page.click("#generate .results figure:first-child [data-remix=describe]")
+    page.wait_for_selector("#generate .status-text:has-text('describe: ')", timeout=60_000)
+    assert page.text_content("#generate .status-text").count(" | ") >= 1  # several prompts (the tiny model's noise)

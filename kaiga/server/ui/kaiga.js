@@ -98,6 +98,13 @@ function imageActions(image) {
       b.dataset.remix = `${path}-${Object.values(body).join("-")}`;
       remixes.append(b);
     }
+    const up = button("Upscale 4×", () => upscaleImage(image));
+    up.title = "Enlarge 4× with the learned upscaler (a new gallery image)";
+    up.dataset.remix = "upscale-4";
+    const describe = button("Describe", () => describeImage(image));
+    describe.title = "Prompts that would make this image again, read by the scenes judge (Midjourney's /describe)";
+    describe.dataset.remix = "describe";
+    remixes.append(up, describe);
     actions.append(remixes);
   }
   return actions;
@@ -125,6 +132,35 @@ async function remix(image, path, body) {
     $(".results", panel).replaceChildren(...done.images.map((im) => figure(im, openDetails)));
     setProgress(panel, null, `${done.images.length} image(s): ${job.remix}`);
     showUnknownWords(panel, done);
+  } catch (e) { showError(e); }
+}
+
+async function upscaleImage(image) {
+  // POST /v1/gallery/images/{id}/upscale answers at once with the new gallery image; shown in the generate tab.
+  selectTab("generate");
+  const panel = $("#generate");
+  try {
+    setProgress(panel, 0, `upscaling seed ${image.record?.seed ?? ""}`);
+    const big = await api(`/v1/gallery/images/${image.id}/upscale`, { method: "POST", body: { factor: 4 } });
+    $(".results", panel).replaceChildren(figure(big, openDetails));
+    setProgress(panel, null, `upscaled ×${big.record?.upscale ?? 4} (${big.record?.extra?.upscaler ?? ""})`);
+  } catch (e) { showError(e); }
+}
+
+async function describeImage(image) {
+  // The image's own PNG to A1111's /sdapi/v1/interrogate (kaiga's describe); the prompts in the status line.
+  const panel = $("#generate");
+  try {
+    setProgress(panel, 0, "describing");
+    const blob = await (await fetch(image.url, { headers: authHeaders() })).blob();
+    const encoded = await new Promise((resolve) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.readAsDataURL(blob);
+    });
+    const d = await api("/sdapi/v1/interrogate", { method: "POST", body: { image: encoded } });
+    const sure = d.low_confidence ? ` (low confidence ${d.confidence}: not much like a scenes image)` : "";
+    setProgress(panel, null, `describe: ${d.prompts.join(" | ")}${sure}`);
   } catch (e) { showError(e); }
 }
 
