@@ -132,6 +132,8 @@ def write_grids(methods: dict, made: dict[str, list[Image.Image]], folder: Path,
         tiles += [im.resize((256, 256), Image.NEAREST), *(methods[m]([im])[0] for m in ("lanczos", "learned")),
                   Image.fromarray(hi)]
     contact_sheet(tiles, cols=4).save(folder / "renders.png")
+    if not made:
+        return
     tiles = []
     for family, images in made.items():
         for im in images[:2]:
