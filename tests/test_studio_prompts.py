@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kaiga import Studio
@@ -27,7 +28,9 @@ def test_permutations_make_one_image_per_combination_with_the_same_seeds(studio,
     assert images[0].record.extra["prompt_template"]["prompt"] == "a {red|blue} car in {snow|rain}"
     assert done[-1] == (16, 16)  # one progress bar over every combination: 8 images × 2 steps
     [again] = studio.generate("a blue car in rain", seed=6, steps=2, model=str(tiny_model_dir))
-    assert list(again.image.getdata()) == list(images[-1].image.getdata())  # the record remakes the image
+    # the record remakes the image: alone, or batched with the other seven (within 1 grey level, as the golden
+    # pixels: a batch of 8 and a batch of 1 take different kernels on some CPUs)
+    assert np.abs(np.asarray(again.image, int) - np.asarray(images[-1].image, int)).max() <= 1
 
 
 def test_wildcards_come_from_the_users_lists_and_the_seed(studio, tiny_model_dir):

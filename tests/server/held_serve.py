@@ -23,12 +23,12 @@ def hold_jobs(marker: Path) -> None:
         real = real_studio(self)
 
         class Held:
-            def generate(self, request, on_step):
+            def generate(self, request, on_step, record_extra=None):
                 def step(done: int, total: int) -> None:
                     marker.touch()
                     threading.Event().wait()  # until the process is killed
 
-                return real.generate(request, on_step=step)
+                return real.generate(request, on_step=step, record_extra=record_extra)
 
         return Held()
 

@@ -45,14 +45,14 @@ def held_jobs(monkeypatch):
         real = real_studio(self)
 
         class Held:
-            def generate(self, request, on_step):
+            def generate(self, request, on_step, record_extra=None):
                 def step(done: int, total: int) -> None:
                     if not stopping.is_set():
                         reached.set()
                         assert stopping.wait(60), "the worker was never told to stop"
                     on_step(done, total)
 
-                return real.generate(request, on_step=step)
+                return real.generate(request, on_step=step, record_extra=record_extra)
 
         return Held()
 

@@ -31,12 +31,12 @@ class SteppedWorker(Worker):
         worker = self
 
         class Stepped:
-            def generate(self, request, on_step):
+            def generate(self, request, on_step, record_extra=None):
                 def step(done: int, total: int) -> None:
                     worker.at_step(done, total)
                     on_step(done, total)
 
-                return real.generate(request, on_step=step)
+                return real.generate(request, on_step=step, record_extra=record_extra)
 
         return Stepped()
 
