@@ -3,6 +3,8 @@
 A run's exported `vae/` is written when the run ends; a run stopped across sessions (scripts/train_v6.sh on
 the CPU) has only its checkpoint. This loads the run's `vae/` config, puts the checkpoint's EMA weights
 (`vae.*` keys of checkpoint/ema.safetensors) into it, and saves OUT/vae, which bench/autoencoder.py reads.
+A run restored from a compact checkpoint (scripts/carry_checkpoint.sh) has no `vae/` yet: its config is then
+the default preset's autoencoder with the latent channels the checkpoint's weights have.
 
 Usage:
     python scripts/export_ema_vae.py runs/ae6-c8 /tmp/ae6-c8-now
@@ -20,9 +22,18 @@ from safetensors.torch import load_file
 
 
 def main(run: Path, out: Path) -> None:
-    vae = AutoencoderKL.from_pretrained(run / "vae", local_files_only=True)
     ema = load_file(run / "checkpoint" / "ema.safetensors")
-    vae.load_state_dict({k.removeprefix("vae."): v for k, v in ema.items() if k.startswith("vae.")}, strict=True)
+    if (run / "vae").is_dir():
+        vae = AutoencoderKL.from_pretrained(run / "vae", local_files_only=True)
+    else:
+        from dataclasses import replace
+
+        from kaiga.families.diffusion.config import build_vae
+        from kaiga.train.commands import diffusion_config
+
+        channels = ema["vae.decoder.conv_in.weight"].shape[1]
+        vae = build_vae(replace(diffusion_config("default").vae, latent_channels=channels))
+    vae.load_state_dict({k.removeprefix("vae."): v.float() for k, v in ema.items() if k.startswith("vae.")}, strict=True)
     vae.save_pretrained(out / "vae")
     step = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
     print(f"{out / 'vae'}: the EMA weights of {run} at step {step}")
