@@ -2,7 +2,6 @@
 
 Example:
     >>> import torch
-import torch.nn.functional as F
     >>> [im] = to_pil(torch.zeros(1, 3, 8, 8))
     >>> im.getpixel((0, 0))
     (128, 128, 128)

@@ -4,7 +4,6 @@
 Example:
     >>> from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
     >>> from kaiga.request import GenerationRequest
-from kaiga.upscaler import upscale
     >>> m = LatentDiffusion.create(tiny_config())
     >>> out = text_to_image(m, GenerationRequest(prompt="a red car", steps=2, upscale=2), seeds=[1])
     >>> out[0].size
