@@ -47,7 +47,9 @@ def test_seeded_golden_values(model, sampler):
     x = run(model, sampler)
     total, corner = GOLDEN[sampler]
     assert x.sum().item() == pytest.approx(total, rel=1e-4, abs=1e-3)
-    assert x[0, 0, 0, :3].tolist() == pytest.approx(corner, rel=1e-4, abs=1e-5)
+    # 1e-4: the float kernels of another CPU move euler-a's noisy corner by up to 5e-5 (this machine against the one
+    # that wrote the values); a change to the loop moves it by far more
+    assert x[0, 0, 0, :3].tolist() == pytest.approx(corner, rel=1e-4, abs=1e-4)
 
 
 def test_guidance_one_is_the_conditional_prediction_alone(model):
