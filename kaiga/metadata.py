@@ -327,6 +327,14 @@ def read_metadata(path_or_image: ImageSource) -> ImageMetadata:
         return _classify(_text_chunks(image))
 
 
+def record_of(source: ImageSource) -> GenerationRecord | None:
+    """The kaiga record in an image, or None: it has none, or no metadata that can be read (a photo)."""
+    try:
+        return read_metadata(source).record
+    except Exception:  # an unreadable or foreign file is the usual case, never an error here
+        return None
+
+
 def _name(source: ImageSource) -> str:
     return f"<{len(source)} bytes>" if isinstance(source, bytes) else os.fspath(source)  # type: ignore[arg-type]
 

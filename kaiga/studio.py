@@ -43,7 +43,6 @@ from kaiga.request import MAX_SEED, GenerationRequest, RequestError
 from kaiga.safety import SafetySettings, screen
 from kaiga.store.uploads import UploadStore, check_image
 from kaiga.text.tokenizer import unknown_words
-from kaiga.upscaler import NAMES as UPSCALER_NAMES
 from kaiga.upscaler import upscale
 from kaiga.version import __version__
 
@@ -282,7 +281,7 @@ class Studio:
                            **({"prompt_template": {"prompt": template.prompt,
                                                    "negative_prompt": template.negative_prompt}}
                               if template is not None else {}),
-                           **({"upscaler": UPSCALER_NAMES[request.upscale_method.value]}
+                           **({"upscaler": request.upscale_method.label}
                               if request.upscale > 1 else {}),
                            **self._init_privacy(request), **(record_extra or {})},
                 ),

@@ -48,7 +48,6 @@ METHODS = tuple(m.value for m in UpscaleMethod)
 DEFAULT_METHOD = UpscaleMethod.LEARNED.value
 BATCH = 16  # images per forward pass
 MAX_SIDE = 4096  # `kaiga upscale` and the A1111 extras endpoint make nothing larger a side
-NAMES = {m.value: m.label for m in UpscaleMethod}  # as records, A1111's parameters and its API name them
 
 
 @dataclass(frozen=True)
@@ -101,20 +100,21 @@ def _load(folder: Path) -> UpscalerNet:
     return net.eval()
 
 
-def check_method(method: str) -> str:
-    """`method` if it is one kaiga has, else a ValueError naming the ones allowed."""
-    if method not in METHODS:
-        raise ValueError(f"upscale_method must be one of {', '.join(METHODS)} (got {method!r})")
-    return method
+def check_method(method: str | UpscaleMethod) -> UpscaleMethod:
+    """`method` as an UpscaleMethod, or a ValueError naming the ones allowed."""
+    try:
+        return UpscaleMethod(method)
+    except ValueError:
+        raise ValueError(f"upscale_method must be one of {', '.join(METHODS)} (got {method!r})") from None
 
 
 def upscale(images: list[Image.Image], factor: int, method: str = DEFAULT_METHOD,
             network: UpscalerNet | None = None) -> list[Image.Image]:
     """Each image enlarged `factor`× by `method` ("learned" or "lanczos"); factor 1 returns them unchanged."""
-    method = check_method(getattr(method, "value", method))
+    method = check_method(method)
     if factor <= 1:
         return images
-    if method == "lanczos":
+    if method is UpscaleMethod.LANCZOS:
         return [im.resize((im.width * factor, im.height * factor), Image.LANCZOS) for im in images]
     net = network or load_upscaler()
     out: list[Image.Image | None] = [None] * len(images)
@@ -135,7 +135,7 @@ def upscale(images: list[Image.Image], factor: int, method: str = DEFAULT_METHOD
 def upscaled_record(record, factor: int, method: str, size: tuple[int, int]):
     """The GenerationRecord of an image of `size` (native or already enlarged) enlarged `factor`× by `method`:
     `upscale` over the native size, `extra.upscaler` the methods in the order they ran."""
-    name = NAMES[check_method(getattr(method, "value", method))]
+    name = check_method(method).label
     before = size[0] // max(record.width, 1)  # the enlargement the image already had
     chain = record.extra.get("upscaler", "Lanczos") if before > 1 else None  # Lanczos: before the learned one
     extra = {**record.extra, "upscaler": f"{chain}, then {name}" if chain else name}

@@ -7,7 +7,7 @@
 #                                                         run is further along; then `--resume` continues it
 # Why on main: only main lands; a session's other branches are gone with it (a `checkpoints` branch was lost
 # that way at step 2,700). Why compact: kaiga.train.checkpoint.compact_checkpoint (the frozen parts are not
-# carried; EMA fp16, moments bf16), ~28 MB for the v6 autoencoder stage against 98 MB in full.
+# carried; EMA fp16, moments bf16), 26 MiB for the v6 autoencoder stage against 98 MiB in full.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

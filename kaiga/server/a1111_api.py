@@ -42,10 +42,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kaiga.capabilities import Capabilities
-from kaiga.metadata import A1111_SAMPLER_NAMES, SAMPLER_FROM_A1111, GenerationRecord, MetadataError, read_metadata
+from kaiga.metadata import (
+    A1111_SAMPLER_NAMES,
+    SAMPLER_FROM_A1111,
+    GenerationRecord,
+    MetadataError,
+    read_metadata,
+    record_of,
+)
 from kaiga.request import LIMITS, GenerationRequest, Sampler, UpscaleMethod, field_specs, parse_style_spec
 from kaiga.server.auth import authenticate
-from kaiga.server.edit_inputs import SREF_HELP, style_reference
+from kaiga.server.edit_inputs import SREF_HELP, decode_base64, read_image, style_reference
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.settings import is_loopback
@@ -258,9 +265,7 @@ async def txt2img(body: Txt2ImgBody, request: Request, response: Response,
     state: ServerState = request.app.state.kaiga
     model = model_of(state, body)
     gen, enlarged = fit_size(to_request(body, model), state.catalog.capabilities(model))
-    record_extra = None
-    if body.sref is not None:
-        gen, record_extra = await style_reference(gen, body.sref)
+    gen, record_extra = await style_reference(gen, body.sref)
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
                         fingerprint={"api": "a1111", "body": body.model_dump()}, enlarged=enlarged,
                         record_extra=record_extra)
@@ -427,7 +432,6 @@ async def interrogate(body: InterrogateBody):
     """A1111's interrogate (Midjourney's /describe): the prompt that would make the image again, read by the scenes
     judge (kaiga/eval/describe.py); `prompts` holds others in other words, `confidence` how sure the judge is."""
     from kaiga.eval.describe import LOW_CONFIDENCE, describe
-    from kaiga.server.edit_inputs import decode_base64, read_image
     from kaiga.store.uploads import MAX_UPLOAD_BYTES
 
     image = await read_image(decode_base64(body.image, "image", MAX_UPLOAD_BYTES), "image")
@@ -498,7 +502,6 @@ async def extra_single_image(body: ExtraSingleImageBody, request: Request):
     """A1111's Extras for one image: enlarged by upscaler_1 (kaiga-4x, the learned upscaler, or Lanczos; "None"
     resizes with Lanczos as A1111 does). A kaiga image keeps its record, which then says the enlargement;
     the PNG is signed as the gallery signs what it stores. `html_info` says what was done."""
-    from kaiga.server.edit_inputs import decode_base64, read_image
     from kaiga.store.uploads import MAX_UPLOAD_BYTES
 
     method = _extras_checks(body)
@@ -527,10 +530,7 @@ def _enlarged_png(data: bytes, image: Image.Image, size: tuple[int, int], method
         how = f"{method.label} x{factor}"
         if out.size != size:
             out, how = out.resize(size, Image.LANCZOS), f"{how}, then Lanczos to {size[0]}x{size[1]}"
-    try:
-        record = read_metadata(data).record
-    except Exception:  # no readable metadata: the usual case for a photo
-        record = None
+    record = record_of(data)
     if record is None or method is None or out.size != (image.width * factor, image.height * factor):
         buf = io.BytesIO()
         out.save(buf, format="PNG")

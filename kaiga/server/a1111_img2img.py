@@ -77,9 +77,7 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
     fields = {**request_fields(body, model), "strength": body.denoising_strength}
     gen = edit_request(fields, mask=mask is not None, rename=RENAME, status=422)
     gen, enlarged = fit_size(gen, state.catalog.capabilities(model))
-    record_extra = None
-    if body.sref is not None:
-        gen, record_extra = await style_reference(gen, body.sref)
+    gen, record_extra = await style_reference(gen, body.sref)
     gen = await store_inputs(state, gen, init, mask, init_data=init_data, faces_consent=body.faces_consent)  # what the model cannot do: 400, as from txt2img
     parameters = body.model_dump()
     if not body.include_init_images:

@@ -58,10 +58,13 @@ SREF_HELP = ("kaiga: take the style of this image (Midjourney's --sref; base64 P
              "the scenes judge reads its style, which becomes the request's style preset; the record says so.")
 
 
-async def style_reference(gen: GenerationRequest, encoded: str) -> tuple[GenerationRequest, dict]:
+async def style_reference(gen: GenerationRequest, encoded: str | None) -> tuple[GenerationRequest, dict | None]:
     """`gen` with the style the judge reads in the `sref` image, and what the records keep of it (as the CLI's
-    `--sref`); a 400 naming `sref` for a bad image or a style given beside it."""
+    `--sref`); `gen` and None without one; a 400 naming `sref` for a bad image or a style given beside it."""
     import hashlib
+
+    if encoded is None:
+        return gen, None
 
     from kaiga.eval.describe import sref_style
     from kaiga.store.uploads import MAX_UPLOAD_BYTES

@@ -158,9 +158,7 @@ async def create_image(body: ImageGenerationBody, request: Request, response: Re
     state: ServerState = request.app.state.kaiga
     gen = to_request(body)
     check_model(state, gen.model)
-    record_extra = None
-    if body.sref is not None:
-        gen, record_extra = await style_reference(gen, body.sref)
+    gen, record_extra = await style_reference(gen, body.sref)
     return await answer(request, response, gen, principal=principal, user=body.user, idempotency_key=idempotency_key,
                         fingerprint={"api": "openai", "body": body.model_dump(exclude_none=True)},
                         response_format=body.response_format, record_extra=record_extra)

@@ -90,8 +90,8 @@ def compact_checkpoint(src, dst, keep: tuple[str, ...]) -> dict:
     moments in bf16 (their range: second moments underflow fp16). `load_checkpoint` resumes from it; the
     rounding happens once per carry, not per step. Returns {file: bytes}.
 
-    Why: a full checkpoint of the v6 autoencoder stage is 98 MB (the untrained denoiser and text encoder ride
-    along in it, twice); its trained parts carried this way are ~28 MB."""
+    Why: a full checkpoint of the v6 autoencoder stage is 98 MiB (the untrained denoiser and text encoder ride
+    along in it, twice); its trained parts carried this way are 26 MiB."""
     src, dst = Path(src), Path(dst)
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
