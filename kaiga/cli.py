@@ -692,7 +692,7 @@ def upscale(
 
 
 @app.command("grid")
-@request_options([name for name in field_specs() if name not in ("init_image", "mask", "strength", "mask_blur", "n")])
+@request_options([name for name in field_specs() if name not in ("init_image", "mask", "blend", "strength", "mask_blur", "n")])
 def grid_plot(
     x: Annotated[str, typer.Option("--x", help="The columns: FIELD=v1,v2,... for any request field (steps, guidance, "
                                              "sampler, seed, style, stylize, negative_prompt, model, ...); values "

@@ -48,6 +48,8 @@ LIMITS = {
 }
 MAX_STYLE_CHARS = 500  # a style mix: names and shares
 DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength: keeps the layout, redraws the detail
+BLEND_STRENGTH = 0.6  # a blend keeps the mixed layout and colours and redraws what the mix blurred
+MAX_BLEND = 4  # Midjourney's /blend takes 2 to 5 images; 4 keep a mix readable at 64²
 # Uploaded images (init images, masks). Checked on the file's header, before any pixel is decoded.
 MAX_UPLOAD_BYTES = 4 * 2**20  # OpenAI's limit for image edits
 MAX_UPLOAD_PIXELS = 4096 * 4096  # 64 MiB as RGBA once decoded; a larger header is a decompression bomb
@@ -98,6 +100,10 @@ class GenerationRequest(BaseModel):
         "the file and fills this in); it is resized to the output size."))] = None
     mask: Annotated[str | None, Field(pattern=_SHA256, description=(
         "With an init image: repaint only where this stored upload is white (black = keep)."))] = None
+    blend: Annotated[str, Field(max_length=MAX_BLEND * 80, description=(
+        "Images to blend instead of an init image (Midjourney's /blend): 2-4 stored uploads' SHA-256, each with "
+        "an optional share, `sha:0.7,sha:0.3` (equal without); their latents are mixed by the model's autoencoder "
+        "and redrawn (every interface stores the files and fills this in)."))] = ""
     strength: Annotated[float | None, _range("strength", description=(
         "With an init image: how much to redraw, 0 keeps it, 1 ignores it; runs int(steps × strength) steps."),
         json_schema_extra={"when_omitted": DEFAULT_STRENGTH})] = None
@@ -170,8 +176,10 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _edit_fields_need_an_image(self) -> "GenerationRequest":
+        if self.blend and self.init_image is not None:
+            raise ValueError("blend: give an init image or images to blend, not both")
         if self.init_image is None:
-            for name in ("mask", "strength"):
+            for name in ("mask", "strength")[: 1 if self.blend else 2]:
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name}: only applies to an image edit; give an init image too")
         if self.is_edit and self.steps is not None and int(self.steps * self.denoise_strength) < 1:
@@ -183,12 +191,19 @@ class GenerationRequest(BaseModel):
 
     @property
     def is_edit(self) -> bool:
-        return self.init_image is not None
+        """Whether the request starts from an image (an init image, or the mix of a blend)."""
+        return self.init_image is not None or bool(self.blend)
 
     @property
     def denoise_strength(self) -> float:
         """How much of the init image is redrawn: 0 keeps it, 1 ignores it (pure noise)."""
-        return DEFAULT_STRENGTH if self.strength is None else self.strength
+        if self.strength is None:
+            return BLEND_STRENGTH if self.blend else DEFAULT_STRENGTH
+        return self.strength
+
+    def blend_parts(self) -> list[tuple[str, float]]:
+        """The blend's uploads with their shares, the shares summing to 1 ([] for no blend)."""
+        return parse_blend_spec(self.blend) if self.blend else []
 
     @field_validator("prompt")
     @classmethod
@@ -213,6 +228,13 @@ class GenerationRequest(BaseModel):
         if v.strip():
             parse_style_spec(v)
         return v
+
+    @field_validator("blend")
+    @classmethod
+    def _blend_syntax(cls, v: str) -> str:
+        if v.strip():
+            parse_blend_spec(v)
+        return v.strip()
 
     @field_validator("width", "height")
     @classmethod
@@ -325,6 +347,50 @@ def split_no(prompt: str) -> tuple[str, str]:
     if re.search(r"(?:^|\s)--no(?=\s|$)", rest):
         raise ValueError(f"prompt: {prompt!r} has --no twice; list every word after one --no")
     return prompt[:m.start()].strip(), rest
+
+
+def blend_spec(shas: list[str], weights: list[float] | None = None) -> str:
+    """The `blend` field of uploads and their shares (equal without), checked.
+
+    >>> blend_spec(["a" * 64, "b" * 64], [3, 1]).replace("a" * 64, "A").replace("b" * 64, "B")
+    'A:3,B:1'
+    """
+    weights = [1.0] * len(shas) if weights is None else list(weights)
+    if len(weights) != len(shas):
+        raise RequestError(f"weights: one weight per image to blend (got {len(weights)} for {len(shas)} images)")
+    spec = ",".join(f"{sha}:{w:g}" for sha, w in zip(shas, weights))
+    try:
+        parse_blend_spec(spec)
+    except ValueError as e:
+        raise RequestError(f"blend: {e}") from None
+    return spec
+
+
+def parse_blend_spec(spec: str) -> list[tuple[str, float]]:
+    """A `blend` field's `sha[:share],...` as (sha, share) pairs, the shares summing to 1; ValueError naming
+    what is wrong (the count, a hash, the shares), without the field's name (the request adds it).
+
+    >>> [w for _, w in parse_blend_spec(f"{'a' * 64}:3,{'b' * 64}")]
+    [0.75, 0.25]
+    """
+    pairs = []
+    for part in spec.split(","):
+        sha, sep, share = part.strip().partition(":")
+        try:
+            w = float(share) if sep else 1.0
+        except ValueError:
+            w = float("nan")
+        if not 0 <= w <= MAX_STYLE_WEIGHT:  # NaN too
+            raise ValueError(f"a share must be a number from 0 to {MAX_STYLE_WEIGHT:g} (got {share.strip()!r})")
+        pairs.append((sha, w))
+    if not 2 <= len(pairs) <= MAX_BLEND:
+        raise ValueError(f"2 to {MAX_BLEND} images to blend (got {len(pairs)})")
+    if bad := next((sha for sha, _ in pairs if not re.fullmatch(_SHA256, sha)), None):
+        raise ValueError(f"each image must be the SHA-256 of an upload, 64 hex digits (got {bad[:16]!r})")
+    total = sum(w for _, w in pairs)
+    if total <= 0:
+        raise ValueError(f"the shares must not all be 0 (got {[w for _, w in pairs]})")
+    return [(sha, w / total) for sha, w in pairs]
 
 
 def parse_style_spec(spec: str) -> list[tuple[str, float]]:

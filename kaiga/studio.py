@@ -27,8 +27,6 @@ import torch
 from PIL import Image
 
 from kaiga.capabilities import Capabilities, check_request, ignored_fields, output_size, with_defaults
-from kaiga.images import to_pil as to_pil_images
-from kaiga.images import to_tensor
 from kaiga.metadata import GenerationRecord, png_bytes, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
@@ -39,7 +37,7 @@ from kaiga.provenance.card import card_hash
 from kaiga.provenance.credentials import sign_if_configured
 from kaiga.provenance.privacy import clean_upload
 from kaiga.provenance.watermark import embed, payload_of
-from kaiga.request import MAX_SEED, GenerationRequest, RequestError
+from kaiga.request import MAX_BLEND, MAX_SEED, GenerationRequest, RequestError
 from kaiga.safety import SafetySettings, screen
 from kaiga.store.uploads import UploadStore, check_image
 from kaiga.text.tokenizer import unknown_words
@@ -241,7 +239,10 @@ class Studio:
         if request.is_edit:
             from kaiga.pipelines.image_to_image import image_to_image  # imports diffusers' SD pipelines
 
-            init, mask = self._upload("init_image", request.init_image), self._upload("mask", request.mask)
+            if request.blend:
+                init, mask = self._blended(model, request, output_size(caps, native)), None
+            else:
+                init, mask = self._upload("init_image", request.init_image), self._upload("mask", request.mask)
             images = image_to_image(model, native, init, seeds, mask, batch_size=self.batch_size, on_step=on_step)
         else:
             images = text_to_image(model, native, seeds, self.batch_size, on_step)
@@ -283,7 +284,7 @@ class Studio:
                               if template is not None else {}),
                            **({"upscaler": request.upscale_method.label}
                               if request.upscale > 1 else {}),
-                           **self._init_privacy(request), **(record_extra or {})},
+                           **self._init_privacy(request), **self._blend_note(request), **(record_extra or {})},
                 ),
             )
             for image, seed in zip(images, seeds)
@@ -338,33 +339,24 @@ class Studio:
         return self.generate(GenerationRequest(**merged), record_extra={"remix": plan.kind, **(plan.note or {})})
 
     def blend(self, images: list[Image.Image], records: list[dict] | None = None, weights: list[float] | None = None,
-              **fields) -> list[GeneratedImage]:
-        """Blend 2-4 images (kaiga/variations.py): their latents mixed by the model's autoencoder, redrawn with
-        their prompts composed; `records` (one per image: what made it, {} for none), `weights` (equal)."""
-        from kaiga.variations import BLEND_STRENGTH, EditPlan, blend_prompt, check_blend, native
+              *, faces_consent: bool = False, **fields) -> list[GeneratedImage]:
+        """Blend 2-4 images (the request's `blend`: their latents mixed by the model's autoencoder, redrawn)
+        with their prompts composed; `records` (one per image: what made it, {} for none), `weights` (equal).
+        Each image is stored at the size it was made at, cleaned as every upload is."""
+        from kaiga.request import blend_spec
+        from kaiga.variations import blend_prompt, native
 
-        weights = check_blend(images, weights)
         records = records or [{} for _ in images]
+        if not 2 <= len(images) <= MAX_BLEND:
+            raise RequestError(f"blend: 2 to {MAX_BLEND} images (got {len(images)})")
+        spec = blend_spec([self._store_init(native(im, r), faces_consent=faces_consent)
+                           for im, r in zip(images, records)], weights)
+        shares = [w for _, w in GenerationRequest(prompt="", blend=spec).blend_parts()]
         name = fields.get("model") or next((r["model"] for r in records if r.get("model") and self._edits(r["model"])),
                                            None)
-        loaded = self.load(name)
-        if not self.capabilities(name).edits:
-            raise RequestError(f"model: blending needs a model that edits (a diffusion model); {loaded.ref.name} is a "
-                               f"{loaded.ref.family} model")
-        model = loaded.model
-        size = self.capabilities(name).native_size
-        with torch.no_grad():
-            pixels = torch.cat([to_tensor(native(im, r).resize((size, size), Image.LANCZOS))
-                                for im, r in zip(images, records)])
-            z = model.encode_images(pixels)
-            mixed = sum(w * zi for w, zi in zip(weights, z))
-            mixed = mixed / mixed.std() * z.std(dim=(1, 2, 3)).mean()  # an average is flatter than any one
-            init = to_pil_images(model.decode(mixed[None]))[0]
-        fields = {"model": loaded.ref.name, **fields}
-        plan = EditPlan(init, None, {"prompt": blend_prompt(records, weights), "strength": BLEND_STRENGTH}, "blend",
-                        {"blend": {"weights": [round(w, 3) for w in weights],
-                                   "prompts": [r.get("prompt", "") for r in records]}})
-        return self.remix(plan, **fields)
+        request = GenerationRequest(**{"prompt": blend_prompt(records, shares), "model": name, **fields}, blend=spec)
+        return self.generate(request, record_extra={"remix": "blend",
+                                                    "blend_prompts": [r.get("prompt", "") for r in records]})
 
     def _edits(self, model: str) -> bool:
         try:
@@ -387,6 +379,21 @@ class Studio:
             return {}
         keep = ("removed", "faces_blurred", "faces_consent", "orientation_applied")
         return {"init_image_privacy": {**{k: note[k] for k in keep if k in note}, "faces": len(note.get("faces", []))}}
+
+    def _blended(self, model, request: GenerationRequest, size: tuple[int, int]) -> Image.Image:
+        """The init image of a blend: its uploads' latents mixed by their shares (kaiga.variations.mix_latents)."""
+        from kaiga.variations import mix_latents
+
+        parts = request.blend_parts()
+        return mix_latents(model, [self._upload("blend", sha) for sha, _ in parts], [w for _, w in parts], size)
+
+    @staticmethod
+    def _blend_note(request: GenerationRequest) -> dict:
+        """What a blend's records say of it: the uploads mixed and their shares."""
+        if not request.blend:
+            return {}
+        parts = request.blend_parts()
+        return {"blend": {"images": [sha for sha, _ in parts], "weights": [round(w, 3) for _, w in parts]}}
 
     def _upload(self, field: str, sha256: str | None) -> Image.Image | None:
         if sha256 is None:

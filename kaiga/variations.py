@@ -144,10 +144,6 @@ def pan_plan(image: Image.Image, record: dict, direction: str, amount: float = 0
                     f"pan-{direction}")
 
 
-BLEND_STRENGTH = 0.6  # a blend keeps the mixed layout and colours and redraws what the mix blurred
-MAX_BLEND = 4
-
-
 def blend_prompt(records: list[dict], weights: list[float]) -> str:
     """The images' prompts composed with Midjourney's `::` weights (a composed prompt read as its main text;
     images without a prompt left out; one prompt as it is)."""
@@ -164,15 +160,20 @@ def blend_prompt(records: list[dict], weights: list[float]) -> str:
     return " ".join(f"{p}::{w:g}" for p, w in parts)
 
 
-def check_blend(images: list, weights: list[float] | None) -> list[float]:
-    """The blend's weights (equal by default); RequestError for a count or weights that cannot be blended."""
-    if not 2 <= len(images) <= MAX_BLEND:
-        raise RequestError(f"blend: 2 to {MAX_BLEND} images (got {len(images)})")
-    weights = [1.0] * len(images) if weights is None else list(weights)
-    if len(weights) != len(images) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise RequestError(f"weights: one weight of 0 or more per image, not all 0 (got {weights} for "
-                           f"{len(images)} images)")
-    return [w / sum(weights) for w in weights]
+def mix_latents(model, images: list[Image.Image], weights: list[float], size: tuple[int, int]) -> Image.Image:
+    """The images (each resized to `size`) encoded by the model's autoencoder, their latents mixed by `weights`
+    (summing to 1) and rescaled to the inputs' spread (an average is flatter than any one), decoded: the init
+    image of a blend."""
+    import torch
+
+    from kaiga.images import to_pil, to_tensor
+
+    with torch.no_grad():
+        pixels = torch.cat([to_tensor(im.convert("RGB").resize(size, Image.LANCZOS)) for im in images])
+        z = model.encode_images(pixels)
+        mixed = sum(w * zi for w, zi in zip(weights, z))
+        mixed = mixed / mixed.std() * z.std(dim=(1, 2, 3)).mean()
+        return to_pil(model.decode(mixed[None]))[0]
 
 
 def _edge_extended(image: Image.Image, pad: tuple[int, int, int, int]) -> Image.Image:

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from kaiga.request import GenerationRequest, RequestError, describe_error, field_specs
 
 MAX_CELLS = 64  # as a request's images (kaiga.studio.MAX_IMAGES)
-NOT_AXES = ("init_image", "mask", "strength", "mask_blur", "n")  # a grid makes no edits; a cell is one image
+NOT_AXES = ("init_image", "mask", "blend", "strength", "mask_blur", "n")  # a grid makes no edits; a cell is one image
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from kaiga import Studio
 from kaiga.metadata import read_metadata
-from kaiga.request import RequestError
+from kaiga.request import GenerationRequest, RequestError
 from kaiga.variations import image_record, pan_plan, recorded_fields, vary_plan, zoom_plan
 
 
@@ -87,15 +87,18 @@ def test_vary_and_pan_from_the_command_line(tiny_model_dir, tmp_path):
 
 
 def test_blend_mixes_latents_and_composes_the_prompts(tiny_model_dir, tmp_path):
-    from kaiga.variations import blend_prompt, check_blend
+    from kaiga.request import blend_spec
+    from kaiga.variations import blend_prompt
 
     assert blend_prompt([{"prompt": "a red car"}, {"prompt": "a blue boat"}], [0.5, 0.5]) == \
         "a red car::0.5 a blue boat::0.5"
     assert blend_prompt([{"prompt": "a red car"}, {}], [0.5, 0.5]) == "a red car"
     with pytest.raises(RequestError, match="blend: 2 to 4 images"):
-        check_blend([1], None)
-    with pytest.raises(RequestError, match="weights: one weight of 0 or more per image"):
-        check_blend([1, 2], [1, -1])
+        blend_spec(["a" * 64], None)
+    with pytest.raises(RequestError, match="a share must be a number from 0"):
+        blend_spec(["a" * 64, "b" * 64], [1, -1])
+    with pytest.raises(RequestError, match="one weight per image"):
+        blend_spec(["a" * 64, "b" * 64], [1])
     studio = Studio(watermark=False)
     a = studio.generate("a red car", seed=1, steps=2, model=str(tiny_model_dir), upscale=1)[0]
     b = studio.generate("a blue boat", seed=2, steps=2, model=str(tiny_model_dir), upscale=1)[0]
@@ -106,3 +109,7 @@ def test_blend_mixes_latents_and_composes_the_prompts(tiny_model_dir, tmp_path):
     [lean] = studio.blend([a.image, b.image], records, [3, 1], seed=3, steps=2, model=str(tiny_model_dir))
     assert lean.record.extra["blend"]["weights"] == [0.75, 0.25]
     assert np.abs(np.asarray(lean.image, float) - np.asarray(mixed.image, float)).mean() > 0.5
+    # the same blend as a request of its own (as the server's worker runs it): the same pixels
+    again = studio.generate(GenerationRequest(prompt=mixed.record.prompt, seed=3, steps=2, model=str(tiny_model_dir),
+                                              blend=",".join(f"{s}:{w}" for s, w in zip(*mixed.record.extra["blend"].values()))))
+    assert np.array_equal(np.asarray(again[0].image), np.asarray(mixed.image))

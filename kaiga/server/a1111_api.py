@@ -70,7 +70,7 @@ MAX_PNG_INFO_BYTES = 50 * 2**20  # png-info reads text chunks only, but the uplo
 # img2img (kaiga.server.a1111_img2img) takes the image, the mask and the strength. Every other field of
 # GenerationRequest is taken under its own name: A1111's (prompt, steps, width, ...) or kaiga's own.
 RENAME = {"n": "batch_size", "guidance": "cfg_scale", "sampler": "sampler_name", "strength": "denoising_strength",
-          "model": "sd_model_checkpoint", "init_image": "init_images", "mask": "mask"}
+          "model": "sd_model_checkpoint", "init_image": "init_images", "mask": "mask", "blend": "init_images"}
 TXT2IMG_FIELDS = taken_fields(exclude=set(RENAME) - {"guidance"}, rename=RENAME)  # cfg_scale is guidance as it is
 
 

@@ -6,6 +6,7 @@ base64 PNGs without prefix, `parameters`, `info` as a JSON string, with `denoisi
 | A1111 | kaiga |
 |---|---|
 | init_images: one base64 image (with or without `data:` prefix) | init_image, via the upload store |
+| init_images: 2-4 images and kaiga's `blend: true` (`blend_weights` optional) | blend: their latents mixed (Midjourney's /blend) |
 | mask: white = repaint (or its alpha channel, when not fully opaque) | mask, white = repaint |
 | inpainting_mask_invert 1 | the mask inverted first |
 | mask_blur (pixels, default 4) | mask_blur: Gaussian blur of the mask's edge, a soft seam (the request's, default 0) |
@@ -31,10 +32,18 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from kaiga.request import DEFAULT_STRENGTH, MAX_UPLOAD_BYTES, field_specs
+from kaiga.request import BLEND_STRENGTH, DEFAULT_STRENGTH, MAX_BLEND, MAX_UPLOAD_BYTES, field_specs
 from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, fit_size, model_of, request_fields
 from kaiga.server.auth import authenticate
-from kaiga.server.edit_inputs import a1111_mask, decode_base64, edit_request, read_image, store_inputs, style_reference
+from kaiga.server.edit_inputs import (
+    a1111_mask,
+    decode_base64,
+    edit_request,
+    read_image,
+    store_blend,
+    store_inputs,
+    style_reference,
+)
 from kaiga.server.errors import ApiError
 from kaiga.server.state import Principal, ServerState
 
@@ -54,6 +63,10 @@ class Img2ImgBody(Txt2ImgBody):
     include_init_images: bool = False
     faces_consent: bool = Field(False, description=(
         "kaiga: the people in the image consent to show their faces; else faces found in it are blurred first."))
+    blend: bool = Field(False, description=(
+        "kaiga: blend the 2-4 init_images (Midjourney's /blend): their latents mixed by the model's autoencoder, "
+        "redrawn at denoising_strength (0.6 if not given) with the prompt."))
+    blend_weights: list[float] | None = Field(None, description="kaiga: one share per init image of a blend (equal).")
 
 
 @router.post("/img2img")
@@ -62,9 +75,11 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
                   idempotency_key: Annotated[str | None, Header()] = None):
     """Edit an image: the whole of it, or the area a mask marks (waits for the job)."""
     state: ServerState = request.app.state.kaiga
+    if body.blend:
+        return await _blend(body, request, response, principal, idempotency_key)
     if len(body.init_images) != 1:
-        raise ApiError(422, f"init_images: exactly one image per request (got {len(body.init_images)})",
-                       param="init_images")
+        raise ApiError(422, f"init_images: exactly one image per request (got {len(body.init_images)}; "
+                            f"kaiga's blend: true mixes 2 to {MAX_BLEND})", param="init_images")
     if body.resize_mode != 0:
         raise ApiError(422, f"resize_mode: kaiga only resizes (0) (got {body.resize_mode})", param="resize_mode")
     init_data = decode_base64(body.init_images[0], "init_images", MAX_UPLOAD_BYTES)
@@ -85,3 +100,30 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
                         fingerprint={"api": "a1111-img2img", "body": body.model_dump()}, parameters=parameters,
                         enlarged=enlarged, record_extra=record_extra)
+
+
+async def _blend(body: Img2ImgBody, request: Request, response: Response, principal: Principal,
+                 idempotency_key: str | None):
+    """img2img with `blend: true`: the 2-4 init images blended (the request's `blend`), prompted as given."""
+    state: ServerState = request.app.state.kaiga
+    if body.mask:
+        raise ApiError(422, "mask: a blend repaints the whole mix; send no mask", param="mask")
+    if not 2 <= len(body.init_images) <= MAX_BLEND:
+        raise ApiError(422, f"init_images: a blend takes 2 to {MAX_BLEND} images (got {len(body.init_images)})",
+                       param="init_images")
+    datas = [decode_base64(encoded, "init_images", MAX_UPLOAD_BYTES) for encoded in body.init_images]
+    images = [(await read_image(data, "init_images"), data) for data in datas]
+    model = model_of(state, body)
+    given = "denoising_strength" in body.model_fields_set
+    fields = {**request_fields(body, model), "strength": body.denoising_strength if given else BLEND_STRENGTH}
+    gen = edit_request(fields, mask=False, rename=RENAME, status=422,
+                       blend=body.blend_weights or [1.0] * len(images))
+    gen, enlarged = fit_size(gen, state.catalog.capabilities(model))
+    gen, record_extra = await style_reference(gen, body.sref)
+    gen = await store_blend(state, gen, images, faces_consent=body.faces_consent)
+    parameters = body.model_dump()
+    if not body.include_init_images:
+        parameters.update(init_images=None)
+    return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
+                        fingerprint={"api": "a1111-img2img", "body": body.model_dump()}, parameters=parameters,
+                        enlarged=enlarged, record_extra={"remix": "blend", **(record_extra or {})})

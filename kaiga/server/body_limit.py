@@ -6,12 +6,12 @@ more than the limit. A `Content-Length` over it is answered at once, with the bo
 without one (chunked) is cut off at the first chunk past it. The answer has the API's error shape
 (OpenAI's, or A1111's under /sdapi/) and closes the connection, so the client stops sending.
 
-`MAX_BODY_BYTES` is the largest body a client needs: an A1111 img2img with an init image and a mask of
+`MAX_BODY_BYTES` is the largest body a client needs: an A1111 img2img blending `MAX_BLEND` init images of
 `MAX_UPLOAD_BYTES` each in base64 (4/3 larger), and 1 MiB of other fields, rounded up to whole MiB.
 
 Example:
     >>> amount(MAX_BODY_BYTES)
-    '12 MiB'
+    '23 MiB'
     >>> too_large_body("/sdapi/v1/txt2img", 2**20)
     {'detail': 'request body: at most 1 MiB'}
 """
@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import math
 
-from kaiga.request import MAX_UPLOAD_BYTES
+from kaiga.request import MAX_BLEND, MAX_UPLOAD_BYTES
 from kaiga.server.errors import ApiError, body_for
 from kaiga.store.uploads import amount
 
-_IMG2IMG_BYTES = 2 * math.ceil(MAX_UPLOAD_BYTES * 4 / 3) + 2**20  # image + mask in base64, and the fields
+_IMG2IMG_BYTES = MAX_BLEND * math.ceil(MAX_UPLOAD_BYTES * 4 / 3) + 2**20  # a blend's images in base64, and the fields
 MAX_BODY_BYTES = math.ceil(_IMG2IMG_BYTES / 2**20) * 2**20
 
 

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kaiga.model_files import ModelError
 from kaiga.provenance.privacy import clean_upload
-from kaiga.request import GenerationRequest, RequestError
+from kaiga.request import GenerationRequest, RequestError, blend_spec
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.state import ServerState
 from kaiga.store.uploads import PENDING, UploadError, UploadStore, check_image, too_large
@@ -105,30 +105,54 @@ def a1111_mask(image: Image.Image, invert: bool) -> Image.Image:
 
 
 def edit_request(fields: dict, *, mask: bool, rename: dict[str, str] | None = None,
-                 status: int = 400) -> GenerationRequest:
-    """The request of an edit, checked before its images are stored (their hashes filled in later)."""
+                 status: int = 400, blend: list[float] | None = None) -> GenerationRequest:
+    """The request of an edit, checked before its images are stored (their hashes filled in later); `blend`:
+    the shares of the images to blend instead of one init image."""
+    fields = {k: v for k, v in fields.items() if v is not None}
     try:
-        return GenerationRequest(**{k: v for k, v in fields.items() if v is not None}, init_image=PENDING,
-                                 mask=PENDING if mask else None)
+        if blend is not None:
+            return GenerationRequest(**fields, blend=blend_spec([PENDING] * len(blend), blend))
+        return GenerationRequest(**fields, init_image=PENDING, mask=PENDING if mask else None)
     except ValidationError as e:
         error = from_validation(e, rename)
         error.status = status
         raise error from None
+    except RequestError as e:  # the blend's count or shares
+        raise ApiError(status, str(e), param="blend", code="invalid_value") from None
 
 
-async def store_inputs(state: ServerState, request: GenerationRequest, init: Image.Image,
-                       mask: Image.Image | None, status: int = 400, *, init_data: bytes,
-                       faces_consent: bool = False) -> GenerationRequest:
-    """Check `request` against its model, then store the images and put their hashes in it. The init image is
-    stored cleaned (`kaiga.provenance.privacy.clean_upload`: faces blurred unless `faces_consent`), its report
-    read from the uploaded bytes `init_data` and kept beside it for the records of the images made from it."""
+def _check(state: ServerState, request: GenerationRequest, status: int) -> None:
     try:
         state.catalog.check(request)  # a request the model refuses writes no file
     except (RequestError, ModelError) as e:
         field = str(e).split(":", 1)[0]
         raise ApiError(status, str(e), param=field if field.isidentifier() else None, code="invalid_value") from None
+
+
+async def _store_cleaned(store: UploadStore, image: Image.Image, data: bytes, faces_consent: bool) -> str:
+    """The upload's hash, stored cleaned (`kaiga.provenance.privacy.clean_upload`: faces blurred unless
+    `faces_consent`), its report read from the uploaded bytes and kept beside it for the records made from it."""
+    cleaned, report = await run_in_threadpool(partial(clean_upload, faces_consent=faces_consent), data, image)
+    return await run_in_threadpool(store.add, cleaned, report.to_dict())
+
+
+async def store_inputs(state: ServerState, request: GenerationRequest, init: Image.Image,
+                       mask: Image.Image | None, status: int = 400, *, init_data: bytes,
+                       faces_consent: bool = False) -> GenerationRequest:
+    """Check `request` against its model, then store the images (the init image cleaned) and put their hashes
+    in it."""
+    _check(state, request, status)
     store = UploadStore(state.settings.uploads_dir())
-    init, report = await run_in_threadpool(partial(clean_upload, faces_consent=faces_consent), init_data, init)
-    init_sha = await run_in_threadpool(store.add, init, report.to_dict())
+    init_sha = await _store_cleaned(store, init, init_data, faces_consent)
     mask_sha = await run_in_threadpool(store.add, mask) if mask is not None else None
     return request.model_copy(update={"init_image": init_sha, "mask": mask_sha})
+
+
+async def store_blend(state: ServerState, request: GenerationRequest, images: list[tuple[Image.Image, bytes]],
+                      status: int = 400, *, faces_consent: bool = False) -> GenerationRequest:
+    """Check the blend `request` (from `edit_request(..., blend=shares)`) against its model, then store its
+    images, cleaned as an init image is, and put their hashes in it."""
+    _check(state, request, status)
+    store = UploadStore(state.settings.uploads_dir())
+    shas = [await _store_cleaned(store, image, data, faces_consent) for image, data in images]
+    return request.model_copy(update={"blend": blend_spec(shas, [w for _, w in request.blend_parts()])})

@@ -58,7 +58,7 @@ _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 # other field of GenerationRequest is a body field under its own name: OpenAI's own (prompt, n, model) or
 # kaiga's, which the openai client sends as `extra_body`.
 SIZE_FIELDS = ("width", "height")
-EDIT_ONLY = ("init_image", "mask", "strength")  # /v1/images/edits: the uploaded files, and how much to redraw
+EDIT_ONLY = ("init_image", "mask", "blend", "strength")  # /v1/images/edits: the uploaded files, and how much to redraw
 # OpenAI's own `style` is dall-e-3's vivid / natural (guidance here): kaiga's style mix is `styles` in this API.
 OPENAI_RENAME = {"style": "styles"}
 GENERATION_FIELDS = taken_fields(exclude=(*SIZE_FIELDS, *EDIT_ONLY), rename=OPENAI_RENAME)

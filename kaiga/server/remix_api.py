@@ -5,8 +5,9 @@ canvas and mask; the job is a normal edit request, so its images land in the gal
     POST /v1/gallery/images/{id}/pan    `{direction: "left" | "right" | "up" | "down", amount?: 0.1-0.9, n?, seed?}`
     POST /v1/gallery/images/{id}/zoom   `{factor?: 1.1-4 (2), n?, seed?}`
     POST /v1/gallery/images/{id}/upscale `{factor?: 2-8 (4), method?: "learned" | "lanczos"}`
+    POST /v1/gallery/images/blend       `{images: [2-4 ids], weights?, prompt?, n?, seed?}` (Midjourney's /blend)
 
-Vary, pan and zoom answer 202 with the job, as POST /v1/jobs does; upscale is quick (milliseconds: no job)
+Vary, pan, zoom and blend answer 202 with the job, as POST /v1/jobs does; upscale is quick (milliseconds: no job)
 and answers 201 with the new gallery image, whose record says the enlargement. The web UI's buttons under
 every result call them.
 
@@ -28,15 +29,15 @@ from starlette.concurrency import run_in_threadpool
 
 from kaiga.metadata import GenerationRecord
 from kaiga.model_files import ModelError
-from kaiga.request import LIMITS, GenerationRequest, RequestError, Sampler, UpscaleMethod
+from kaiga.request import LIMITS, MAX_BLEND, GenerationRequest, RequestError, Sampler, UpscaleMethod
 from kaiga.server.auth import authenticate
-from kaiga.server.edit_inputs import store_inputs
+from kaiga.server.edit_inputs import edit_request, store_blend, store_inputs
 from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.gallery_api import ImageId, _item, _store
 from kaiga.server.jobs_api import describe_job
 from kaiga.server.state import Principal, ServerState
 from kaiga.store.uploads import PENDING
-from kaiga.variations import pan_plan, vary_plan, zoom_plan
+from kaiga.variations import blend_prompt, native, pan_plan, vary_plan, zoom_plan
 
 router = APIRouter(prefix="/v1/gallery/images", tags=["kaiga gallery"], dependencies=[Depends(authenticate)])
 
@@ -62,14 +63,25 @@ class ZoomBody(_Common):
     factor: float = Field(2.0, ge=1.1, le=4.0)
 
 
+class BlendBody(_Common):
+    images: list[ImageId] = Field(min_length=2, max_length=MAX_BLEND, description="2 to 4 gallery images")
+    weights: list[float] | None = Field(None, description="One share per image (default: equal)")
+    prompt: str | None = Field(None, description="The blend's prompt (default: the images' prompts composed)")
+
+
+async def _picture(state: ServerState, image_id: int) -> tuple[Image.Image, dict]:
+    """A gallery image's pixels and record."""
+    image = await _store(state.gallery.image, image_id)
+    picture = Image.open(io.BytesIO((state.gallery.folder / image.path).read_bytes()))
+    picture.load()
+    return picture, image.record
+
+
 async def _queue(request: Request, image_id: int, principal: Principal, body: _Common, make_plan) -> JSONResponse:
     state: ServerState = request.app.state.kaiga
-    image = await _store(state.gallery.image, image_id)
-    data = (state.gallery.folder / image.path).read_bytes()
-    picture = Image.open(io.BytesIO(data))
-    picture.load()
+    picture, record = await _picture(state, image_id)
     try:
-        plan = await run_in_threadpool(make_plan, picture, image.record)
+        plan = await run_in_threadpool(make_plan, picture, record)
         fields = {**plan.fields, **body.model_dump(include=set(_Common.model_fields), exclude_none=True)}
         edit = GenerationRequest(**fields, init_image=PENDING, mask=PENDING if plan.mask is not None else None)
         try:
@@ -106,6 +118,40 @@ async def pan(image_id: ImageId, body: PanBody, request: Request, principal: Pri
 async def zoom(image_id: ImageId, body: ZoomBody, request: Request, principal: Principal = Depends(authenticate)):
     """Zoom out of the image: it shrinks into the middle and the border is painted around it."""
     return await _queue(request, image_id, principal, body, lambda im, rec: zoom_plan(im, rec, body.factor))
+
+
+@router.post("/blend", status_code=202)
+async def blend(body: BlendBody, request: Request, principal: Principal = Depends(authenticate)):
+    """Blend 2-4 gallery images (Midjourney's /blend): their latents mixed, redrawn with their prompts composed, by
+    the first of their models that edits (else the default model)."""
+    state: ServerState = request.app.state.kaiga
+    pictures = [await _picture(state, i) for i in body.images]
+    records = [record for _, record in pictures]
+    shares = body.weights or [1.0] * len(records)
+    normal = [w / (sum(shares) or 1) for w in shares]  # as the request reads them; all 0 is refused below
+    model = next((r["model"] for r in records if _edits(state, r.get("model"))), None)
+    fields = {"model": model, "prompt": body.prompt if body.prompt is not None else blend_prompt(records, normal),
+              **body.model_dump(include=set(_Common.model_fields), exclude_none=True)}
+    edit = edit_request(fields, mask=False, blend=shares)
+    images = []
+    for picture, record in pictures:
+        buf = io.BytesIO()
+        native(picture, record).save(buf, format="PNG")
+        images.append((Image.open(io.BytesIO(buf.getvalue())), buf.getvalue()))
+    edit = await store_blend(state, edit, images)
+    job = await state.submit(edit, principal=principal,
+                             fingerprint={"api": "gallery-blend", "images": body.images, "weights": shares},
+                             record_extra={"remix": "blend", "remixed_images": body.images,
+                                           "blend_prompts": [r.get("prompt", "") for r in records]})
+    return JSONResponse({**await describe_job(state, request, job), "remix": "blend"}, status_code=202)
+
+
+def _edits(state: ServerState, model: str | None) -> bool:
+    """Whether the catalog has `model` and it edits images (a recorded model may be gone, or a GAN)."""
+    try:
+        return bool(model) and state.catalog.capabilities(model).edits
+    except ModelError:
+        return False
 
 
 class UpscaleBody(BaseModel):

@@ -178,6 +178,29 @@ def test_a1111_img2img_inpaints_white_and_answers_as_txt2img(server):
     assert inside < KEPT and outside > 3 * KEPT
 
 
+def test_blend_through_openai_and_a1111(client, server):
+    """Two images to OpenAI's edits (`image[]`, as for gpt-image-1) or to A1111's img2img with kaiga's `blend: true`
+    are blended: one job whose records name both stored uploads and their shares; a mask is refused beside them."""
+    a, b = _init(), Image.new("RGB", (64, 64), (200, 40, 40))
+    r = client.images.edit(image=[("a.png", _png(a), "image/png"), ("b.png", _png(b), "image/png")],
+                           prompt="a red car", size="64x64", response_format="b64_json",
+                           extra_body={**FAST, "steps": 4, "blend_weights": "3,1"})
+    rec = read_metadata(base64.b64decode(r.data[0].b64_json)).record
+    assert rec.extra["remix"] == "blend" and rec.extra["blend"]["weights"] == [0.75, 0.25]
+    assert set(rec.extra["blend"]["images"]) == {p.stem for p in _uploads(server)} and rec.strength == 0.6
+    with pytest.raises(openai.BadRequestError, match="mask: a blend repaints the whole mix"):
+        client.images.edit(image=[("a.png", _png(a), "image/png"), ("b.png", _png(b), "image/png")],
+                           mask=("m.png", _png(a.convert("RGBA")), "image/png"), prompt="a red car", extra_body=FAST)
+    body = {"init_images": [base64.b64encode(_png(im)).decode() for im in (a, b, a)], "prompt": "a red car",
+            "steps": 4, "width": 64, "height": 64, "seed": 1, "blend": True}
+    got = httpx.post(server.url + "/sdapi/v1/img2img", json=body, timeout=60)
+    assert got.status_code == 200, got.text
+    rec = read_metadata(base64.b64decode(got.json()["images"][0])).record
+    assert rec.extra["blend"]["weights"] == [0.333, 0.333, 0.333] and rec.strength == 0.6
+    refused = httpx.post(server.url + "/sdapi/v1/img2img", json={**body, "init_images": body["init_images"][:1]})
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("init_images: a blend takes 2 to 4")
+
+
 def test_a1111_img2img_without_mask_or_prefix(server):
     body = {"init_images": [base64.b64encode(_png(_init())).decode()], "prompt": "", "denoising_strength": 0.5,
             "steps": 4, "width": 64, "height": 64, "seed": 1}
@@ -189,6 +212,7 @@ def test_a1111_img2img_without_mask_or_prefix(server):
 
 @pytest.mark.parametrize("change, status, start", [
     ({"init_images": []}, 422, "init_images: exactly one image"),
+    ({"blend": True, "blend_weights": [1]}, 422, "init_images: a blend takes 2 to 4 images"),
     ({"denoising_strength": 0.1, "steps": 2}, 422, "strength: 0.1 × 2 steps runs no step"),
     ({"resize_mode": 1}, 422, "resize_mode"),
     ({"mask": "not base64!"}, 400, "mask: not valid base64"),

@@ -158,3 +158,21 @@ def test_vary_pan_zoom_and_upscale_a_gallery_image(server):
     assert _error(httpx.post(f"{base}/pan", json={"direction": "sideways"}), 400)["param"] == "direction"
     assert _error(httpx.post(f"{base}/zoom", json={"factor": 9}), 400)["param"] == "factor"
     assert _error(httpx.post(f"{server.url}/v1/gallery/images/999/vary", json={}), 404)["code"] == "not_found"
+
+
+def test_blend_two_gallery_images(server):
+    """POST /v1/gallery/images/blend mixes 2-4 gallery images: a job whose images' records name the blended uploads,
+    their shares and the gallery images they came from; a count outside 2-4 or a missing image is refused."""
+    a = _generate(server, seed=5, prompt="a red car")[0]
+    b = _generate(server, seed=6, prompt="a blue boat")[0]
+    url = f"{server.url}/v1/gallery/images/blend"
+    r = httpx.post(url, json={"images": [a, b], "weights": [3, 1], "n": 2, "seed": 1, "steps": 4})
+    assert r.status_code == 202, r.text
+    images = _wait(server, r.json()["id"])["images"]
+    record = images[0]["record"]
+    assert len(images) == 2 and record["extra"]["remix"] == "blend" and record["extra"]["remixed_images"] == [a, b]
+    assert record["extra"]["blend"]["weights"] == [0.75, 0.25] and len(record["extra"]["blend"]["images"]) == 2
+    assert record["prompt"] == "a red car::0.75 a blue boat::0.25" and record["strength"] == 0.6
+    assert _error(httpx.post(url, json={"images": [a]}), 400)["param"] == "images"
+    assert _error(httpx.post(url, json={"images": [a, 999]}), 404)["code"] == "not_found"
+    assert _error(httpx.post(url, json={"images": [a, b], "weights": [1]}), 400)["param"] == "blend"

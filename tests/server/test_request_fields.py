@@ -25,7 +25,7 @@ def _valid(name: str):
 
 def test_each_api_names_every_request_field_or_says_it_does_not_take_it():
     assert REQUEST == set(openai_api.GENERATION_FIELDS) | set(openai_api.SIZE_FIELDS) | set(openai_api.EDIT_ONLY)
-    assert REQUEST == set(openai_edits.EDIT_FIELDS) | set(openai_api.SIZE_FIELDS) | {"init_image", "mask"}
+    assert REQUEST == set(openai_edits.EDIT_FIELDS) | set(openai_api.SIZE_FIELDS) | {"init_image", "mask", "blend"}
     assert REQUEST == set(a1111_api.TXT2IMG_FIELDS) | set(a1111_api.RENAME)
     assert set(a1111_api.RENAME) <= REQUEST
 

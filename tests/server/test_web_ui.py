@@ -508,7 +508,7 @@ def test_vary_zoom_pan_and_upscale_buttons_under_every_result(server, page):
     page.click("#generate-form button[type=submit]")
     page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
     buttons = page.locator("#generate .results figure .remix-actions button")
-    assert buttons.count() == 9
+    assert buttons.count() == 10
     page.click("#generate .results figure [data-remix=vary-subtle]")
     page.wait_for_selector("#generate .status-text:has-text('4 image(s): vary-subtle')", timeout=120_000)
     page.click("#generate .results figure:first-child [data-remix=zoom-2]")
@@ -527,3 +527,21 @@ def test_vary_zoom_pan_and_upscale_buttons_under_every_result(server, page):
     page.click("#generate .results figure:first-child [data-remix=describe]")
     page.wait_for_selector("#generate .status-text:has-text('describe: ')", timeout=60_000)
     assert page.text_content("#generate .status-text").count(" | ") >= 1  # several prompts (the tiny model's noise)
+
+    # Blend: "+ Blend" on two cards, then the bar's Blend mixes them into four new images
+    assert page.locator("#blend-bar").is_hidden()
+    page.click("#generate .results figure:nth-child(1) [data-remix=blend-pick]")
+    assert page.locator("#blend-go").is_disabled()  # one image is not a blend
+    _open(page, server)  # a fresh page: the cards of the gallery tab
+    page.click("nav [data-tab=gallery]")
+    page.wait_for_selector("#gallery .results figure:nth-child(2)")
+    page.click("#gallery .results figure:nth-child(1) [data-remix=blend-pick]")
+    page.click("#gallery .results figure:nth-child(5) [data-remix=blend-pick]")
+    assert page.text_content("#blend-bar .blend-count").startswith("2 of")
+    page.click("#blend-go")
+    page.wait_for_selector("#generate .status-text:has-text('4 image(s): blend')", timeout=120_000)
+    gallery = httpx.get(server.url + "/v1/gallery/images?limit=20").json()["data"]
+    blended = [im["record"] for im in gallery[:4]]
+    assert all(r["extra"]["remix"] == "blend" and len(r["extra"]["blend"]["images"]) == 2 for r in blended)
+    assert blended[0]["extra"]["remixed_images"] == [gallery[4]["id"], gallery[8]["id"]]
+    assert page.locator("#blend-bar").is_hidden()

@@ -1,9 +1,13 @@
 """Prompts as the UNet's cross-attention states, as AUTOMATIC1111 builds them: weighted and chunked.
 
-- Weights (`(red:1.3)`, `[fog]`, parsed by `kaiga.text.prompt_weights`): each token's final state is
-  multiplied by its weight, then the chunk's states are rescaled so that their mean is what it was
-  (A1111's `EmphasisOriginal`), so weighting shifts attention between the words without changing the
-  overall magnitude the UNet was trained on.
+- Weights (`(red:1.3)`, `[fog]`, parsed by `kaiga.text.prompt_weights`) scale how far a span moves the
+  prompt's states: the prompt is encoded as written and once more with the span's tokens replaced by
+  padding (the same positions), and the states are `without + w × (with - without)` over every token.
+  So `(snow:0)` is the prompt without snow, 1 as written, 1.6 snow pushed past it; several spans add
+  their differences. Why not A1111's emphasis (each weighted token's own state multiplied by w, the mean
+  restored): a text encoder's attention spreads a word's meaning into the other tokens' states, so scaling
+  only its own barely acts — measured on scenes-diffusion v5, `(snow:w)` read as snow in 1.00 of images
+  at every w from 0 to 1.6 (docs/CONTROLS.md). The difference reaches every token the word touched.
 - Long prompts: the text encoder reads `max_len` tokens (77 for Stable Diffusion's CLIP, 32 for our
   models), `<bos>` and `<eos>` included. A longer prompt is cut into chunks of `max_len - 2` tokens,
   each framed by `<bos> ... <eos>` and padded, encoded separately and concatenated along the sequence
@@ -70,27 +74,29 @@ def chunk_count(tokens: WeightedTokens, max_len: int) -> int:
     return max(1, -(-len(tokens.ids) // body))
 
 
-def framed_chunks(tokens: WeightedTokens, chunks: int, max_len: int, bos: int, eos: int,
-                  pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids [chunks, max_len] and weights [chunks, max_len]: `<bos> chunk <eos> <pad>...` each, the
-    chunks after the prompt's end empty; the frame and the padding weigh 1."""
+def framed_chunks(ids: list[int], chunks: int, max_len: int, bos: int, eos: int, pad: int) -> torch.Tensor:
+    """Token ids [chunks, max_len]: `<bos> chunk <eos> <pad>...` each, the chunks after the prompt's end empty."""
     body = max_len - 2
-    ids = torch.full((chunks, max_len), pad, dtype=torch.long)
-    weights = torch.ones(chunks, max_len)
+    framed = torch.full((chunks, max_len), pad, dtype=torch.long)
     for c in range(chunks):
-        part = tokens.ids[c * body : (c + 1) * body]
-        ids[c, 0], ids[c, 1 : len(part) + 1], ids[c, len(part) + 1] = bos, torch.tensor(part, dtype=torch.long), eos
-        weights[c, 1 : len(part) + 1] = torch.tensor(tokens.weights[c * body : (c + 1) * body])
-    return ids, weights
+        part = ids[c * body : (c + 1) * body]
+        framed[c, 0], framed[c, 1 : len(part) + 1], framed[c, len(part) + 1] = bos, torch.tensor(part, dtype=torch.long), eos
+    return framed
 
 
-def apply_weights(states: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """States [B, T, D] scaled by their tokens' weights [B, T], each row's mean kept (A1111's emphasis)."""
-    if bool((weights == 1).all()):
-        return states
-    original = states.mean(dim=(1, 2), keepdim=True)
-    weighted = states * weights.to(states)[..., None]
-    return weighted * (original / weighted.mean(dim=(1, 2), keepdim=True))
+def weighted_spans(tokens: WeightedTokens) -> list[tuple[int, int, float]]:
+    """(start, end, weight) of each run of tokens that weigh the same and not 1.
+
+    >>> weighted_spans(WeightedTokens([5, 6, 7, 8], [1.0, 1.3, 1.3, 0.5]))
+    [(1, 3, 1.3), (3, 4, 0.5)]
+    """
+    spans, start = [], 0
+    for i in range(1, len(tokens.weights) + 1):
+        if i == len(tokens.weights) or tokens.weights[i] != tokens.weights[start]:
+            if tokens.weights[start] != 1:
+                spans.append((start, i, tokens.weights[start]))
+            start = i
+    return spans
 
 
 def _plain_truncated(model, prompts: list[str], negative: str, tokens: list[WeightedTokens]):
@@ -104,14 +110,21 @@ def _plain_truncated(model, prompts: list[str], negative: str, tokens: list[Weig
 
 
 def encode_tokens(model, tokens: list[WeightedTokens], chunks: int) -> torch.Tensor:
-    """Text states [N, chunks · max_len, D] of N tokenized prompts, each in `chunks` framed chunks."""
+    """Text states [N, chunks · max_len, D] of N tokenized prompts, each in `chunks` framed chunks, each weighted
+    span's difference scaled by its weight (one batch: the prompts, then each prompt without each span)."""
     tokenizer, max_len = model.tokenizer, max_tokens(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    framed = [framed_chunks(t, chunks, max_len, tokenizer.bos_token_id, tokenizer.eos_token_id, pad) for t in tokens]
-    ids = torch.cat([i for i, _ in framed])  # [N · chunks, max_len]
-    weights = torch.cat([w for _, w in framed])
-    states = apply_weights(model.encode_text(ids), weights)  # [N · chunks, max_len, D]
-    return states.reshape(len(tokens), chunks * max_len, states.shape[-1])
+    spans = [(i, start, end, w) for i, t in enumerate(tokens) for start, end, w in weighted_spans(t)]
+    rows = [t.ids for t in tokens] + [tokens[i].ids[:start] + [pad] * (end - start) + tokens[i].ids[end:]
+                                      for i, start, end, _ in spans]
+    ids = torch.cat([framed_chunks(r, chunks, max_len, tokenizer.bos_token_id, tokenizer.eos_token_id, pad)
+                     for r in rows])  # [(N + spans) · chunks, max_len]
+    states = model.encode_text(ids)
+    states = states.reshape(len(rows), chunks * max_len, states.shape[-1])
+    weighted = states[: len(tokens)].clone()
+    for k, (i, _, _, w) in enumerate(spans):
+        weighted[i] += (w - 1) * (states[i] - states[len(tokens) + k])
+    return weighted
 
 
 def text_states(model, prompts: list[str], negative: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -104,7 +104,10 @@ function imageActions(image) {
     const describe = button("Describe", () => describeImage(image));
     describe.title = "Prompts that would make this image again, read by the scenes judge (Midjourney's /describe)";
     describe.dataset.remix = "describe";
-    remixes.append(up, describe);
+    const pick = button(blendPicks.has(image.id) ? "✓ Blend" : "+ Blend", () => pickForBlend(image, pick));
+    pick.title = "Choose 2 to 4 images, then Blend (at the top) mixes them";
+    pick.dataset.remix = "blend-pick";
+    remixes.append(up, describe, pick);
     actions.append(remixes);
   }
   return actions;
@@ -128,6 +131,47 @@ async function remix(image, path, body) {
   try {
     setProgress(panel, 0, `${path} of seed ${image.record?.seed ?? ""}: queued`);
     const job = await api(`/v1/gallery/images/${image.id}/${path}`, { method: "POST", body: { n: 4, ...body } });
+    const done = await followJob(job, panel);
+    $(".results", panel).replaceChildren(...done.images.map((im) => figure(im, openDetails)));
+    setProgress(panel, null, `${done.images.length} image(s): ${job.remix}`);
+    showUnknownWords(panel, done);
+  } catch (e) { showError(e); }
+}
+
+// ---- blend: 2-4 gallery images chosen with "+ Blend", mixed by POST /v1/gallery/images/blend -------------
+const MAX_BLEND = 4;
+const blendPicks = new Map();  // gallery id -> image, in the order chosen
+
+function pickForBlend(image, pick) {
+  if (blendPicks.has(image.id)) blendPicks.delete(image.id);
+  else if (blendPicks.size < MAX_BLEND) blendPicks.set(image.id, image);
+  else { showError(new Error(`blend: at most ${MAX_BLEND} images; clear one first`)); return; }
+  pick.textContent = blendPicks.has(image.id) ? "✓ Blend" : "+ Blend";
+  showBlendBar();
+}
+
+function showBlendBar() {
+  const bar = $("#blend-bar");
+  bar.hidden = blendPicks.size === 0;
+  $(".blend-count", bar).textContent = `${blendPicks.size} of 2–${MAX_BLEND} images chosen to blend`;
+  $("#blend-go").disabled = blendPicks.size < 2;
+}
+
+function clearBlend() {
+  blendPicks.clear();
+  for (const b of $$("[data-remix=blend-pick]")) b.textContent = "+ Blend";
+  showBlendBar();
+}
+
+async function runBlend() {
+  // Queue the blend of the chosen images and show its results in the generate tab, as a remix's.
+  const ids = [...blendPicks.keys()];
+  selectTab("generate");
+  const panel = $("#generate");
+  try {
+    setProgress(panel, 0, `blend of ${ids.length} images: queued`);
+    const job = await api("/v1/gallery/images/blend", { method: "POST", body: { images: ids, n: 4 } });
+    clearBlend();
     const done = await followJob(job, panel);
     $(".results", panel).replaceChildren(...done.images.map((im) => figure(im, openDetails)));
     setProgress(panel, null, `${done.images.length} image(s): ${job.remix}`);
@@ -649,6 +693,8 @@ document.addEventListener("DOMContentLoaded", () => {
   key.addEventListener("change", () => { localStorage.setItem("kaiga-api-key", key.value); fillChoices(); });
   for (const tab of $$("nav [role=tab]")) tab.addEventListener("click", () => selectTab(tab.dataset.tab));
   $("#generate-form").addEventListener("submit", generate);
+  $("#blend-go").addEventListener("click", runBlend);
+  $("#blend-clear").addEventListener("click", clearBlend);
   $(".add-style").addEventListener("click", addStyle);
   for (const form of $$("form.settings")) form.elements.model.addEventListener("change", () => fitToModel(form));
   $("#generate .cancel").addEventListener("click", () => {

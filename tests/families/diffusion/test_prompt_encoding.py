@@ -15,7 +15,14 @@ from transformers import CLIPTokenizer
 
 from kaiga.families.diffusion.config import TextConfig, build_text_encoder
 from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
-from kaiga.families.diffusion.prompt_encoding import apply_weights, max_tokens, text_states
+from kaiga.families.diffusion.prompt_encoding import (
+    WeightedTokens,
+    framed_chunks,
+    max_tokens,
+    text_states,
+    weighted_spans,
+    weighted_tokens,
+)
 from kaiga.request import GenerationRequest
 
 MAX_LEN = 16  # the tiny CLIP encoder's positions: chunks of 14 tokens
@@ -105,24 +112,28 @@ def test_a_long_prompt_makes_an_image(word_model):
 
 
 @torch.no_grad()
-def test_weights_change_the_conditioning_of_the_weighted_tokens(word_model):
-    plain = text_states(word_model, ["a red car"], "")[0]
-    weighted = text_states(word_model, ["a (red:1.3) car"], "")[0]
-    assert not torch.equal(plain, weighted)
-    assert torch.allclose(plain.mean(), weighted.mean(), atol=1e-6)  # A1111 keeps the mean
-    # "red" (position 2, after <bos> and "a") is scaled 1.3 times as much as the others
-    ratio = weighted[0] / plain[0]
-    assert torch.allclose(ratio[2], ratio[1] * 1.3, rtol=1e-4)
-    assert torch.allclose(ratio[1], ratio[3], rtol=1e-5)
+def test_a_weight_scales_the_difference_the_span_makes(word_model):
+    """(red:w) is the prompt without "red" (its tokens padded) plus w times what "red" adds, over every token."""
+    at = {w: text_states(word_model, [f"a (red:{w}) car"], "")[0] for w in (0, 1, 1.3, 2)}
+    assert not torch.equal(at[0], at[1])
+    assert torch.allclose(at[1.3] - at[1], 0.3 * (at[1] - at[0]), atol=1e-5)
+    assert torch.allclose(at[2], 2 * at[1] - at[0], atol=1e-5)
+    tok = word_model.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    assert pad is not None
+    red = weighted_tokens(tok, "a (red:0) car")
+    without = framed_chunks([pad if w == 0 else i for i, w in zip(red.ids, red.weights)], 1, max_tokens(word_model),
+                            tok.bos_token_id, tok.eos_token_id, pad)
+    assert torch.allclose(at[0], word_model.encode_text(without), atol=1e-6)
+    # two spans add their differences; the plain words between them are as written
+    both = text_states(word_model, ["a (red:2) car in the (snow:0)"], "")[0]
+    one = text_states(word_model, ["a (red:2) car in the (snow:1)"], "")[0]
+    assert not torch.allclose(both, one)
 
 
-def test_apply_weights_scales_then_restores_the_mean():
-    states = torch.rand(2, 4, 3) + 0.5
-    weights = torch.tensor([[1.0, 2.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
-    out = apply_weights(states, weights)
-    assert torch.allclose(out.mean(dim=(1, 2)), states.mean(dim=(1, 2)))
-    assert torch.allclose(out[0, 1] / out[0, 0], 2 * states[0, 1] / states[0, 0])
-    assert torch.equal(out[1], states[1])
+def test_weighted_spans_are_runs_of_one_weight():
+    assert weighted_spans(WeightedTokens([1, 2, 3], [1.0, 1.0, 1.0])) == []
+    assert weighted_spans(WeightedTokens([1, 2, 3, 4], [0.5, 0.5, 1.0, 2.0])) == [(0, 2, 0.5), (3, 4, 2.0)]
 
 
 @torch.no_grad()
