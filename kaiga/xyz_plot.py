@@ -107,6 +107,15 @@ def cells(base: GenerationRequest, axes: list[Axis]) -> list[Cell]:
     return out
 
 
+def plot_cells(base: GenerationRequest, axes: list[Axis]) -> list[Cell]:
+    """`cells` of a plot's base request, which makes one image a cell without permutations."""
+    if base.n != 1:
+        raise RequestError("n: a grid cell is one image; put seeds on an axis instead (--y seed=1,2,3)")
+    if "{" in base.prompt and "|" in base.prompt:
+        raise RequestError("prompt: a grid varies the prompt with an axis (--x prompt=red,blue), not {a|b}")
+    return cells(base, axes)
+
+
 def labelled_sheet(images: list[Image.Image], x: Axis, y: Axis | None, title: str = "", gap: int = 4) -> Image.Image:
     """Images in rows (y) and columns (x), the x values over the columns, the y values beside the rows."""
     cols, rows = len(x.values), len(y.values) if y else 1
@@ -139,11 +148,7 @@ class Plot:
 def make_plot(studio, base: GenerationRequest, axes: list[Axis], on_image=None) -> Plot:
     """Every cell's image through `studio` (a kaiga.studio.Studio), then the labelled sheet(s);
     `on_image(done, total)` after each image."""
-    if base.n != 1:
-        raise RequestError("n: a grid cell is one image; put seeds on an axis instead (--y seed=1,2,3)")
-    if "{" in base.prompt and "|" in base.prompt:
-        raise RequestError("prompt: a grid varies the prompt with an axis (--x prompt=red,blue), not {a|b}")
-    todo = cells(base, axes)
+    todo = plot_cells(base, axes)
     for k, cell in enumerate(todo):  # every cell's model, size and styles before the first image
         studio.check(cell.request)
         if cell.request.upscale is None:  # shown as `kaiga generate` shows it (×4 for 64² models)
@@ -154,11 +159,16 @@ def make_plot(studio, base: GenerationRequest, axes: list[Axis], on_image=None) 
         made += studio.generate(cell.request)[:1]
         if on_image is not None:
             on_image(k + 1, len(todo))
+    return Plot(made, sheets_of([m.image for m in made], axes, base.prompt))
+
+
+def sheets_of(images: list[Image.Image], axes: list[Axis], prompt: str) -> list[tuple[str, Image.Image]]:
+    """The labelled sheet(s) of a plot's cell images (in the order of `cells`): one, or one per z value."""
     x, y, z = (axes + [None, None])[:3]
     per_sheet = len(x.values) * (len(y.values) if y else 1)
     sheets = []
-    for s in range(len(made) // per_sheet):
+    for s in range(len(images) // per_sheet):
         label = f"{z.field}={z.values[s]}" if z else ""
-        title = " · ".join(t for t in (base.prompt, label) if t)
-        sheets.append((label, labelled_sheet([m.image for m in made[s * per_sheet:(s + 1) * per_sheet]], x, y, title)))
-    return Plot(made, sheets)
+        title = " · ".join(t for t in (prompt, label) if t)
+        sheets.append((label, labelled_sheet(images[s * per_sheet:(s + 1) * per_sheet], x, y, title)))
+    return sheets

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kaiga.provenance.credentials import sign_if_configured
-from kaiga.server import a1111_api, a1111_img2img, gallery_api, jobs_api, openai_api, openai_edits, remix_api
+from kaiga.server import a1111_api, a1111_img2img, gallery_api, grid_api, jobs_api, openai_api, openai_edits, remix_api
 from kaiga.server.body_limit import BodyLimit
 from kaiga.server.catalog import Catalog
 from kaiga.server.docs import mount_docs
@@ -88,6 +88,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(a1111_img2img.router)
     app.include_router(gallery_api.router)
     app.include_router(remix_api.router)
+    app.include_router(grid_api.router)
     mount_ui(app)
     mount_docs(app)  # /docs and /redoc without a CDN
     app.add_middleware(BodyLimit)  # outermost but for the 500 handler: before routing, auth and parsing

@@ -545,3 +545,18 @@ def test_vary_zoom_pan_and_upscale_buttons_under_every_result(server, page):
     assert all(r["extra"]["remix"] == "blend" and len(r["extra"]["blend"]["images"]) == 2 for r in blended)
     assert blended[0]["extra"]["remixed_images"] == [gallery[4]["id"], gallery[8]["id"]]
     assert page.locator("#blend-bar").is_hidden()
+
+
+def test_an_xy_plot_from_the_generate_form(server, page):
+    """The form's X/Y plot fields make A1111's plot through POST /v1/grids: the labelled sheet first, then a card per
+    cell, each a gallery image whose record says its place on the axes."""
+    _open(page, server)
+    _fill(page, "#generate-form", prompt="a red car in the city", steps=2, seed=4, grid_x="steps=1,2",
+          grid_y="prompt=red,blue")
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("#generate .status-text:has-text('X/Y plot: 4 cell(s) and 1 sheet')", timeout=120_000)
+    assert page.locator("#generate .results figure").count() == 5
+    assert page.locator("#generate .results figure.sheet").count() == 1
+    images = httpx.get(server.url + "/v1/gallery/images?limit=10").json()["data"]
+    assert sorted(tuple(im["record"]["extra"]["grid"].get("cell", ())) for im in images) == [
+        (), (0, 0), (0, 1), (1, 0), (1, 1)]

@@ -269,7 +269,7 @@ async function runJob(request, panel) {
 async function generate(event) {
   event.preventDefault();
   const form = event.target, panel = $("#generate");
-  const { size, ...request } = formFields(form);  // `style` is the request's own field: a mix of library styles
+  const { size, grid_x: x, grid_y: y, ...request } = formFields(form);  // `style`: a mix of library styles
   const native = modelInfo(form)?.native_size;
   const [width, height] = (size ?? "").split("x").map(Number);
   if (size && !(width === native && height === native)) [request.width, request.height] = [width, height];
@@ -280,6 +280,7 @@ async function generate(event) {
   setProgress(panel, 0, "submitting");
   try {
     const started = performance.now();
+    if (x) { await runGrid(request, x, y, panel, started); return; }
     const job = await runJob(request, panel);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     setProgress(panel, null, `${job.images.length} image(s) in ${seconds} s`);
@@ -291,6 +292,18 @@ async function generate(event) {
   } finally {
     $("button[type=submit]", form).disabled = false;
   }
+}
+
+async function runGrid(request, x, y, panel, started) {
+  // POST /v1/grids (A1111's X/Y plot): every cell a gallery image, the labelled sheet first; one image a cell.
+  delete request.n;
+  setProgress(panel, 0, `X/Y plot: ${x}${y ? ` × ${y}` : ""}`);
+  const plot = await api("/v1/grids", { method: "POST", body: { ...request, x, ...(y ? { y } : {}) } });
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  setProgress(panel, null, `X/Y plot: ${plot.cells.length} cell(s) and ${plot.sheets.length} sheet in ${seconds} s`);
+  const sheets = plot.sheets.map((im) => figure(im, openDetails));
+  for (const s of sheets) s.classList.add("sheet");
+  $(".results", panel).append(...sheets, ...plot.cells.map((im) => figure(im, openDetails)));
 }
 
 // ---- edit ----------------------------------------------------------------------------------------
