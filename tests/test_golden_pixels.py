@@ -92,7 +92,9 @@ def test_every_case_is_recorded(golden, current):
 def test_same_pixels_as_recorded(golden, current, case):
     want, got = golden[case].astype(int), current[case].astype(int)
     assert got.shape == want.shape
-    assert np.abs(got - want).max() <= 1, f"{case}: pixels moved (max {np.abs(got - want).max()} grey levels)"
+    # the learned upscaler's convolutions at 256² add up float differences between CPUs: 2 levels on another machine
+    allowed = 2 if case.endswith("learned") else 1
+    assert np.abs(got - want).max() <= allowed, f"{case}: pixels moved (max {np.abs(got - want).max()} grey levels)"
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

@@ -64,7 +64,8 @@ async def make_grid(body: GridBody, request: Request, principal: Principal = Dep
         raise ApiError(400, "z: give y first (z makes one sheet per value of an x × y plot)", param="z",
                        code="invalid_value")
     try:
-        axes = [parse_axis(name, spec) for name, spec in (("x", body.x), ("y", body.y), ("z", body.z)) if spec]
+        axes = [parse_axis("x", body.x)] + [parse_axis(name, spec) for name, spec in (("y", body.y), ("z", body.z))
+                                             if spec]
         base = with_seed(GenerationRequest(**request_values(body, GRID_FIELDS)))  # every cell the same seed
         todo = plot_cells(base, axes)
         for cell in todo:  # every cell's model, size and styles before the first job

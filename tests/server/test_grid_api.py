@@ -29,6 +29,7 @@ def test_a_bad_axis_or_cell_is_refused_before_any_job(server):
         return r.json()["error"]
 
     assert refused(x="colour=red,blue")["message"].startswith("x: give FIELD=v1,v2,...")
+    assert refused(x="")["message"].startswith("x: give FIELD=v1,v2,...")
     assert "the cell steps=0" in refused(x="steps=0,2")["message"]
     assert refused(z="seed=1,2")["param"] == "z"
     assert refused(n=2)["param"] == "n"
