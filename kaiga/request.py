@@ -179,7 +179,7 @@ class GenerationRequest(BaseModel):
         if self.blend and self.init_image is not None:
             raise ValueError("blend: give an init image or images to blend, not both")
         if self.init_image is None:
-            for name in ("mask", "strength")[: 1 if self.blend else 2]:
+            for name in ("mask",) if self.blend else ("mask", "strength"):  # a blend takes a strength
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name}: only applies to an image edit; give an init image too")
         if self.is_edit and self.steps is not None and int(self.steps * self.denoise_strength) < 1:

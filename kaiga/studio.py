@@ -343,7 +343,7 @@ class Studio:
         """Blend 2-4 images (the request's `blend`: their latents mixed by the model's autoencoder, redrawn)
         with their prompts composed; `records` (one per image: what made it, {} for none), `weights` (equal).
         Each image is stored at the size it was made at, cleaned as every upload is."""
-        from kaiga.request import blend_spec
+        from kaiga.request import blend_spec, parse_blend_spec
         from kaiga.variations import blend_prompt, native
 
         records = records or [{} for _ in images]
@@ -351,7 +351,7 @@ class Studio:
             raise RequestError(f"blend: 2 to {MAX_BLEND} images (got {len(images)})")
         spec = blend_spec([self._store_init(native(im, r), faces_consent=faces_consent)
                            for im, r in zip(images, records)], weights)
-        shares = [w for _, w in GenerationRequest(prompt="", blend=spec).blend_parts()]
+        shares = [w for _, w in parse_blend_spec(spec)]
         name = fields.get("model") or next((r["model"] for r in records if r.get("model") and self._edits(r["model"])),
                                            None)
         request = GenerationRequest(**{"prompt": blend_prompt(records, shares), "model": name, **fields}, blend=spec)

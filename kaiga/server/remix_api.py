@@ -136,8 +136,8 @@ async def blend(body: BlendBody, request: Request, principal: Principal = Depend
     images = []
     for picture, record in pictures:
         buf = io.BytesIO()
-        native(picture, record).save(buf, format="PNG")
-        images.append((Image.open(io.BytesIO(buf.getvalue())), buf.getvalue()))
+        (made_size := native(picture, record)).save(buf, format="PNG")
+        images.append((made_size, buf.getvalue()))
     edit = await store_blend(state, edit, images)
     job = await state.submit(edit, principal=principal,
                              fingerprint={"api": "gallery-blend", "images": body.images, "weights": shares},
