@@ -329,13 +329,15 @@ class Studio:
         """Run an EditPlan (kaiga/variations.py: vary, zoom out, pan): its canvas and mask stored as uploads (the
         canvas cleaned as every upload is), its fields under the caller's; each record says which remix made it
         (`extra.remix`). A model that cannot edit (the image was a GAN's) gives way to the default model."""
+        from kaiga.variations import MODEL_FIELDS
+
         uploads = {"init_image": self._store_init(plan.init, faces_consent=faces_consent)}
         if plan.mask is not None:
             uploads["mask"] = self.uploads.add(plan.mask)
         merged = {**plan.fields, **uploads, **fields}
         if "model" not in fields and merged.get("model") and not self._edits(merged["model"]):
             log.warning("%s cannot edit images; the default model makes the %s", merged["model"], plan.kind)
-            merged = {k: v for k, v in merged.items() if k not in ("model", "sampler", "steps", "guidance")}
+            merged = {k: v for k, v in merged.items() if k not in MODEL_FIELDS}
         return self.generate(GenerationRequest(**merged), record_extra={"remix": plan.kind, **(plan.note or {})})
 
     def blend(self, images: list[Image.Image], records: list[dict] | None = None, weights: list[float] | None = None,

@@ -40,6 +40,8 @@ PAN_DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1
 SEAM_BLUR = 2  # pixels of mask blur where the kept image meets the repainted part
 # What a variation takes over from the image's record (the rest: the request's defaults or the caller's).
 RECORDED = ("prompt", "negative_prompt", "model", "sampler", "steps", "guidance")
+# What belongs to the image's model, and is dropped with it where that model cannot edit (a GAN's image).
+MODEL_FIELDS = ("model", "sampler", "steps", "guidance")
 
 
 @dataclass
@@ -142,6 +144,32 @@ def pan_plan(image: Image.Image, record: dict, direction: str, amount: float = 0
     mask.paste(0, (pad[0], pad[1], pad[0] + kept.width, pad[1] + kept.height))
     return EditPlan(canvas, mask, {**recorded_fields(record), "strength": 1.0, "mask_blur": SEAM_BLUR},
                     f"pan-{direction}")
+
+
+def remix_plan(image: Image.Image, record: dict, *, vary: str | None = None, pan: str | None = None,
+               pan_amount: float | None = None, zoom: float | None = None,
+               region: Image.Image | None = None) -> EditPlan | None:
+    """The plan of the one remix that the fields name (the APIs' `vary`, `pan` with `pan_amount`, `zoom`), or
+    None where none is named; `region` (white = redraw) only with `vary`. One line naming the field otherwise.
+
+    >>> from PIL import Image
+    >>> remix_plan(Image.new("RGB", (64, 64)), {}, pan="left").kind
+    'pan-left'
+    """
+    named = [name for name, value in (("vary", vary), ("pan", pan), ("zoom", zoom)) if value is not None]
+    if len(named) > 1:
+        raise RequestError(f"{named[1]}: one of vary, pan and zoom at a time (got {' and '.join(named)})")
+    if pan_amount is not None and pan is None:
+        raise RequestError("pan_amount: applies to a pan; give pan too")
+    if region is not None and named and vary is None:
+        raise RequestError(f"mask: {named[0]} takes no mask (only vary does: the region to redraw)")
+    if vary is not None:
+        return vary_plan(image, record, vary, region)
+    if pan is not None:
+        return pan_plan(image, record, pan, 0.5 if pan_amount is None else pan_amount)
+    if zoom is not None:
+        return zoom_plan(image, record, zoom)
+    return None
 
 
 def blend_prompt(records: list[dict], weights: list[float]) -> str:

@@ -7,6 +7,7 @@ base64 PNGs without prefix, `parameters`, `info` as a JSON string, with `denoisi
 |---|---|
 | init_images: one base64 image (with or without `data:` prefix) | init_image, via the upload store |
 | init_images: 2-4 images and kaiga's `blend: true` (`blend_weights` optional) | blend: their latents mixed (Midjourney's /blend) |
+| kaiga's `vary` (subtle, strong; with a mask: its region), `pan` (left, right, up, down; `pan_amount`) or `zoom` (1.1-4) | Midjourney's vary, pan and zoom out of the init image, from what its metadata says made it (kaiga.variations); the body's fields that it sets win |
 | mask: white = repaint (or its alpha channel, when not fully opaque) | mask, white = repaint |
 | inpainting_mask_invert 1 | the mask inverted first |
 | mask_blur (pixels, default 4) | mask_blur: Gaussian blur of the mask's edge, a soft seam (the request's, default 0) |
@@ -26,13 +27,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from kaiga.request import BLEND_STRENGTH, DEFAULT_STRENGTH, MAX_BLEND, MAX_UPLOAD_BYTES, field_specs
+from kaiga.request import BLEND_STRENGTH, DEFAULT_STRENGTH, MAX_BLEND, MAX_UPLOAD_BYTES, RequestError, field_specs
 from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, fit_size, model_of, request_fields
 from kaiga.server.auth import authenticate
 from kaiga.server.edit_inputs import (
@@ -42,10 +44,12 @@ from kaiga.server.edit_inputs import (
     read_image,
     store_blend,
     store_inputs,
+    store_remix,
     style_reference,
 )
 from kaiga.server.errors import ApiError
 from kaiga.server.state import Principal, ServerState
+from kaiga.variations import image_record, remix_plan
 
 # The body (image and mask in base64) is bounded by kaiga.server.body_limit, sized for it.
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], dependencies=[Depends(authenticate)])
@@ -67,6 +71,15 @@ class Img2ImgBody(Txt2ImgBody):
         "kaiga: blend the 2-4 init_images (Midjourney's /blend): their latents mixed by the model's autoencoder, "
         "redrawn at denoising_strength (0.6 if not given) with the prompt."))
     blend_weights: list[float] | None = Field(None, description="kaiga: one share per init image of a blend (equal).")
+    vary: Literal["subtle", "strong"] | None = Field(None, description=(
+        "kaiga: Midjourney's Vary (Subtle) or (Strong) of the init image (strength 0.35 or 0.75); with a mask, of its "
+        "region only (Vary (Region))."))
+    pan: Literal["left", "right", "up", "down"] | None = Field(None, description=(
+        "kaiga: Midjourney's pan: the view moved this way by pan_amount of the image, the revealed strip painted."))
+    pan_amount: float | None = Field(None, ge=0.1, le=0.9, description="kaiga: how far a pan moves (0.5).")
+    zoom: float | None = Field(None, ge=1.1, le=4.0, description=(
+        "kaiga: Midjourney's zoom out by this factor (1.5, 2): the image shrunk into the middle, the border painted "
+        "(A1111's outpainting)."))
 
 
 @router.post("/img2img")
@@ -89,6 +102,8 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
         mask = await read_image(decode_base64(body.mask, "mask", MAX_UPLOAD_BYTES), "mask")
         mask = await run_in_threadpool(a1111_mask, mask, bool(body.inpainting_mask_invert))
     model = model_of(state, body)
+    if any(v is not None for v in (body.vary, body.pan, body.pan_amount, body.zoom)):
+        return await _remix(body, request, response, principal, idempotency_key, init_data, init, mask, model)
     fields = {**request_fields(body, model), "strength": body.denoising_strength}
     gen = edit_request(fields, mask=mask is not None, rename=RENAME, status=422)
     gen, enlarged = fit_size(gen, state.catalog.capabilities(model))
@@ -127,3 +142,31 @@ async def _blend(body: Img2ImgBody, request: Request, response: Response, princi
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
                         fingerprint={"api": "a1111-img2img", "body": body.model_dump()}, parameters=parameters,
                         enlarged=enlarged, record_extra={"remix": "blend", **(record_extra or {})})
+
+
+async def _remix(body: Img2ImgBody, request: Request, response: Response, principal: Principal,
+                 idempotency_key: str | None, init_data: bytes, init, mask, model: str | None):
+    """img2img with `vary`, `pan` or `zoom`: Midjourney's remix of the init image, as the gallery's remix endpoints
+    make it; only the body's fields that the caller set override what the image's metadata says made it."""
+    state: ServerState = request.app.state.kaiga
+    record = await run_in_threadpool(image_record, init_data)
+    try:
+        plan = await run_in_threadpool(partial(remix_plan, init, record, vary=body.vary, pan=body.pan,
+                                               pan_amount=body.pan_amount, zoom=body.zoom, region=mask))
+    except RequestError as e:
+        field = str(e).split(":", 1)[0]
+        raise ApiError(422, str(e), param=field) from None
+    given = body.model_fields_set
+    fields = {k: v for k, v in request_fields(body, model).items()
+              if k not in ("prompt", "negative_prompt") or RENAME.get(k, k) in given}
+    if "denoising_strength" in given:
+        fields["strength"] = body.denoising_strength
+    gen = await store_remix(state, plan, fields, rename=RENAME, status=422, faces_consent=body.faces_consent)
+    gen, enlarged = fit_size(gen, state.catalog.capabilities(gen.model))
+    gen, sref = await style_reference(gen, body.sref)
+    parameters = body.model_dump()
+    if not body.include_init_images:
+        parameters.update(init_images=None, mask=None)
+    return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
+                        fingerprint={"api": "a1111-img2img", "body": body.model_dump()}, parameters=parameters,
+                        enlarged=enlarged, record_extra={"remix": plan.kind, **(plan.note or {}), **(sref or {})})

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 from functools import partial
 
 from PIL import Image, ImageChops
@@ -156,3 +157,29 @@ async def store_blend(state: ServerState, request: GenerationRequest, images: li
     store = UploadStore(state.settings.uploads_dir())
     shas = [await _store_cleaned(store, image, data, faces_consent) for image, data in images]
     return request.model_copy(update={"blend": blend_spec(shas, [w for _, w in request.blend_parts()])})
+
+
+def makes_edits(state: ServerState, model: str | None) -> bool:
+    """Whether the catalog has `model` and it edits images (a recorded model may be gone, or a GAN)."""
+    try:
+        return bool(model) and state.catalog.capabilities(model).edits
+    except ModelError:
+        return False
+
+
+async def store_remix(state: ServerState, plan, fields: dict, *, rename: dict[str, str] | None = None,
+                      status: int = 400, faces_consent: bool = False) -> GenerationRequest:
+    """The request of a remix plan (kaiga.variations: vary, pan, zoom out), checked, its canvas and mask stored:
+    the plan's fields under the caller's `fields` (None: not given). A recorded model that cannot edit (the
+    image was a GAN's) or is gone gives way to the default model, as `Studio.remix` does."""
+    from kaiga.variations import MODEL_FIELDS
+
+    given = {k: v for k, v in fields.items() if v is not None}
+    base = dict(plan.fields)
+    if "model" not in given and base.get("model") and not makes_edits(state, base["model"]):
+        base = {k: v for k, v in base.items() if k not in MODEL_FIELDS}
+    gen = edit_request({**base, **given}, mask=plan.mask is not None, rename=rename, status=status)
+    buf = io.BytesIO()
+    plan.init.save(buf, format="PNG")
+    return await store_inputs(state, gen, plan.init, plan.mask, status, init_data=buf.getvalue(),
+                              faces_consent=faces_consent)

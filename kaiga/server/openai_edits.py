@@ -12,6 +12,7 @@ through the same durable queue. Mapping onto `GenerationRequest`:
 | 2-4 images (`image[]`, as for gpt-image-1), no mask | a blend (Midjourney's /blend): their latents mixed and redrawn at strength 0.6 with the prompt; kaiga's `blend_weights` ("2,1") shares them |
 | prompt, n, size, model, response_format, user, quality | as for generations |
 | variations | image-to-image at strength 0.6, prompted by the image's own kaiga/A1111 metadata, else empty |
+| variations with kaiga's `vary` (subtle, strong), `pan` (left, right, up, down; `pan_amount` 0.1-0.9) or `zoom` (1.1-4) | Midjourney's vary, pan and zoom out (kaiga.variations), with the image's own prompt and model as its metadata says |
 
 kaiga's own fields may be added (the openai client's `extra_body`): every other field of
 `GenerationRequest` under its own name, as for generations, and strength (default 1.0 with a mask:
@@ -25,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -33,7 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from kaiga.request import MAX_BLEND, MAX_UPLOAD_BYTES, field_specs
+from kaiga.request import MAX_BLEND, MAX_UPLOAD_BYTES, RequestError, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.edit_inputs import (
     edit_request,
@@ -42,6 +44,7 @@ from kaiga.server.edit_inputs import (
     read_image,
     store_blend,
     store_inputs,
+    store_remix,
 )
 from kaiga.server.errors import ApiError
 from kaiga.server.openai_api import (
@@ -59,6 +62,7 @@ from kaiga.server.request_fields import request_body, request_values, taken_fiel
 from kaiga.server.state import Principal
 from kaiga.store.uploads import too_large
 from kaiga.studio import variation_fields
+from kaiga.variations import image_record, remix_plan
 
 MASKED_STRENGTH = 1.0  # OpenAI redraws the masked area from scratch
 
@@ -77,6 +81,13 @@ class VariationForm(request_body("VariationFields", VARIATION_FIELDS, base=OpenA
     faces_consent: bool = Field(False, description=(
         "kaiga: the people in the image consent to show their faces; else faces found in it are blurred before "
         "it is stored (the image's record says which)."))
+    vary: Literal["subtle", "strong"] | None = Field(None, description=(
+        "kaiga: Midjourney's Vary (Subtle) or (Strong): image to image at strength 0.35 or 0.75."))
+    pan: Literal["left", "right", "up", "down"] | None = Field(None, description=(
+        "kaiga: Midjourney's pan: the view moved this way by pan_amount of the image, the revealed strip painted."))
+    pan_amount: float | None = Field(None, ge=0.1, le=0.9, description="kaiga: how far a pan moves (0.5).")
+    zoom: float | None = Field(None, ge=1.1, le=4.0, description=(
+        "kaiga: Midjourney's zoom out by this factor (1.5, 2): the image shrunk into the middle, the border painted."))
 
 
 class EditForm(request_body("EditFields", EDIT_FIELDS, base=OpenAIFields)):
@@ -205,6 +216,8 @@ async def create_variation(request: Request, response: Response, principal: Prin
     form, data = await _parse(request, VariationForm, ("image",))
     [image_data] = data["image"]
     image = await read_image(image_data, "image")
+    if any(v is not None for v in (form.vary, form.pan, form.pan_amount, form.zoom)):
+        return await _remix(request, response, principal, idempotency_key, form, data, image)
     # The Studio says what a variation is (the image's own prompt, a moderate strength); the form's fields win.
     own = await run_in_threadpool(variation_fields, image_data)
     fields = {**_fields(form, VARIATION_FIELDS), "prompt": own["prompt"],
@@ -216,3 +229,24 @@ async def create_variation(request: Request, response: Response, principal: Prin
     gen = await store_inputs(state, gen, image, None, init_data=image_data, faces_consent=form.faces_consent)
     return await answer(request, response, gen, principal=principal, user=form.user, idempotency_key=idempotency_key,
                         fingerprint=_fingerprint("openai-variations", form, data), response_format=form.response_format)
+
+
+async def _remix(request: Request, response: Response, principal: Principal, idempotency_key: str | None,
+                 form: VariationForm, data: dict, image) -> ImagesResponse:
+    """A variation with `vary`, `pan` or `zoom`: Midjourney's remix of the image, from what its metadata says
+    made it (prompt, model, size), as the gallery's remix endpoints make it; the form's fields win."""
+    [image_data] = data["image"]
+    record = await run_in_threadpool(image_record, image_data)
+    try:
+        plan = await run_in_threadpool(partial(remix_plan, image, record, vary=form.vary, pan=form.pan,
+                                               pan_amount=form.pan_amount, zoom=form.zoom))
+    except RequestError as e:
+        field = str(e).split(":", 1)[0]
+        raise ApiError(400, str(e), param=field, code="invalid_value") from None
+    fields = _fields(form, VARIATION_FIELDS)
+    state = request.app.state.kaiga
+    check_model(state, fields.get("model"))
+    gen = await store_remix(state, plan, fields, rename=size_renames(0), faces_consent=form.faces_consent)
+    return await answer(request, response, gen, principal=principal, user=form.user, idempotency_key=idempotency_key,
+                        fingerprint=_fingerprint("openai-remix", form, data), response_format=form.response_format,
+                        record_extra={"remix": plan.kind, **(plan.note or {})})

@@ -24,19 +24,17 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from kaiga.metadata import GenerationRecord
-from kaiga.model_files import ModelError
-from kaiga.request import LIMITS, MAX_BLEND, GenerationRequest, RequestError, Sampler, UpscaleMethod
+from kaiga.request import LIMITS, MAX_BLEND, RequestError, UpscaleMethod
 from kaiga.server.auth import authenticate
-from kaiga.server.edit_inputs import edit_request, store_blend, store_inputs
-from kaiga.server.errors import ApiError, from_validation
+from kaiga.server.edit_inputs import edit_request, makes_edits, store_blend, store_remix
+from kaiga.server.errors import ApiError
 from kaiga.server.gallery_api import ImageId, _item, _store
 from kaiga.server.jobs_api import describe_job
 from kaiga.server.state import Principal, ServerState
-from kaiga.store.uploads import PENDING
 from kaiga.variations import blend_prompt, native, pan_plan, vary_plan, zoom_plan
 
 router = APIRouter(prefix="/v1/gallery/images", tags=["kaiga gallery"], dependencies=[Depends(authenticate)])
@@ -82,19 +80,9 @@ async def _queue(request: Request, image_id: int, principal: Principal, body: _C
     picture, record = await _picture(state, image_id)
     try:
         plan = await run_in_threadpool(make_plan, picture, record)
-        fields = {**plan.fields, **body.model_dump(include=set(_Common.model_fields), exclude_none=True)}
-        edit = GenerationRequest(**fields, init_image=PENDING, mask=PENDING if plan.mask is not None else None)
-        try:
-            state.catalog.check(edit)
-        except (RequestError, ModelError):  # its model cannot edit (a GAN's image) or is gone: the default model
-            edit = edit.model_copy(update={"model": None, "sampler": Sampler.DDIM, "steps": None, "guidance": None})
     except RequestError as e:
         raise ApiError(400, str(e), code="invalid_value") from None
-    except ValidationError as e:
-        raise from_validation(e) from None
-    buf = io.BytesIO()
-    plan.init.save(buf, format="PNG")
-    edit = await store_inputs(state, edit, plan.init, plan.mask, init_data=buf.getvalue())
+    edit = await store_remix(state, plan, body.model_dump(include=set(_Common.model_fields)))
     job = await state.submit(edit, principal=principal,
                              fingerprint={"api": "gallery-remix", "image": image_id, "kind": plan.kind},
                              record_extra={"remix": plan.kind, "remixed_image": image_id, **(plan.note or {})})
@@ -129,7 +117,7 @@ async def blend(body: BlendBody, request: Request, principal: Principal = Depend
     records = [record for _, record in pictures]
     shares = body.weights or [1.0] * len(records)
     normal = [w / (sum(shares) or 1) for w in shares]  # as the request reads them; all 0 is refused below
-    model = next((r["model"] for r in records if _edits(state, r.get("model"))), None)
+    model = next((r["model"] for r in records if makes_edits(state, r.get("model"))), None)
     fields = {"model": model, "prompt": body.prompt if body.prompt is not None else blend_prompt(records, normal),
               **body.model_dump(include=set(_Common.model_fields), exclude_none=True)}
     edit = edit_request(fields, mask=False, blend=shares)
@@ -144,14 +132,6 @@ async def blend(body: BlendBody, request: Request, principal: Principal = Depend
                              record_extra={"remix": "blend", "remixed_images": body.images,
                                            "blend_prompts": [r.get("prompt", "") for r in records]})
     return JSONResponse({**await describe_job(state, request, job), "remix": "blend"}, status_code=202)
-
-
-def _edits(state: ServerState, model: str | None) -> bool:
-    """Whether the catalog has `model` and it edits images (a recorded model may be gone, or a GAN)."""
-    try:
-        return bool(model) and state.catalog.capabilities(model).edits
-    except ModelError:
-        return False
 
 
 class UpscaleBody(BaseModel):

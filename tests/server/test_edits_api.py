@@ -201,6 +201,47 @@ def test_blend_through_openai_and_a1111(client, server):
     assert refused.status_code == 422 and refused.json()["detail"].startswith("init_images: a blend takes 2 to 4")
 
 
+def test_vary_pan_and_zoom_through_openai_and_a1111(client, server):
+    """Midjourney's vary, pan and zoom out reach OpenAI's variations (`extra_body`) and A1111's img2img (kaiga's
+    fields): each makes the plan the gallery's remix endpoints make, from the prompt the image's metadata holds."""
+    made = client.images.generate(prompt="a blue boat", size="64x64", response_format="b64_json", extra_body=FAST)
+    source = base64.b64decode(made.data[0].b64_json)
+    image = ("boat.png", source, "image/png")
+    records = {}
+    for extra in ({"zoom": 2}, {"vary": "subtle"}, {"pan": "left", "pan_amount": 0.25}):
+        r = client.images.create_variation(image=image, response_format="b64_json", extra_body={**FAST, "steps": 4, **extra})
+        records[next(iter(extra.items()))] = rec = read_metadata(base64.b64decode(r.data[0].b64_json)).record
+        assert rec.prompt == "a blue boat" and rec.init_image, rec
+    assert [(r.extra["remix"], r.strength, bool(r.mask)) for r in records.values()] == [
+        ("zoom-2", 1.0, True), ("vary-subtle", 0.35, False), ("pan-left", 1.0, True)]
+    zoomed = client.images.create_variation(image=image, response_format="b64_json",
+                                            extra_body={**FAST, "zoom": 2, "steps": 3})
+    out = np.asarray(Image.open(io.BytesIO(base64.b64decode(zoomed.data[0].b64_json))).convert("RGB"), np.int16)
+    kept = np.asarray(Image.open(io.BytesIO(source)).convert("RGB").resize((32, 32), Image.LANCZOS), np.int16)
+    assert np.abs(out[24:40, 24:40] - kept[8:24, 8:24]).mean() < KEPT  # the middle is the image, shrunk
+    for extra, param in (({"vary": "subtle", "zoom": 2}, "zoom"), ({"pan_amount": 0.3}, "pan_amount"),
+                         ({"zoom": 9}, "zoom"), ({"pan": "sideways"}, "pan")):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.images.create_variation(image=image, extra_body={**FAST, **extra})
+        assert e.value.body["param"] == param, e.value.body
+
+    body = {"init_images": [base64.b64encode(source).decode()], "steps": 4, "seed": 3}
+    region = base64.b64encode(_png(_left_half("L", 255, 0))).decode()
+    got = httpx.post(server.url + "/sdapi/v1/img2img", json={**body, "vary": "strong", "mask": region}, timeout=60)
+    assert got.status_code == 200, got.text
+    rec = read_metadata(base64.b64decode(got.json()["images"][0])).record
+    assert (rec.prompt, rec.extra["remix"], rec.strength, bool(rec.mask)) == ("a blue boat", "vary-strong-region",
+                                                                               1.0, True)
+    got = httpx.post(server.url + "/sdapi/v1/img2img", json={**body, "zoom": 1.5, "prompt": "a boat at sea"},
+                     timeout=60)
+    rec = read_metadata(base64.b64decode(got.json()["images"][0])).record
+    assert (rec.prompt, rec.extra["remix"]) == ("a boat at sea", "zoom-1.5")
+    before = len(_uploads(server))
+    refused = httpx.post(server.url + "/sdapi/v1/img2img", json={**body, "pan": "up", "mask": region})
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("mask: pan takes no mask"), refused.text
+    assert len(_uploads(server)) == before
+
+
 def test_a1111_img2img_without_mask_or_prefix(server):
     body = {"init_images": [base64.b64encode(_png(_init())).decode()], "prompt": "", "denoising_strength": 0.5,
             "steps": 4, "width": 64, "height": 64, "seed": 1}
