@@ -22,7 +22,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kaiga.provenance.credentials import sign_if_configured
-from kaiga.server import a1111_api, a1111_img2img, gallery_api, grid_api, jobs_api, openai_api, openai_edits, remix_api
+from kaiga.server import (
+    a1111_api,
+    a1111_img2img,
+    gallery_api,
+    grid_api,
+    jobs_api,
+    openai_api,
+    openai_describe,
+    openai_edits,
+    remix_api,
+)
 from kaiga.server.body_limit import BodyLimit
 from kaiga.server.catalog import Catalog
 from kaiga.server.docs import mount_docs
@@ -83,6 +93,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                               "over a durable job queue.")
     app.include_router(openai_api.router)
     app.include_router(openai_edits.router)
+    app.include_router(openai_describe.router)
     app.include_router(jobs_api.router)
     app.include_router(a1111_api.router)
     app.include_router(a1111_img2img.router)

@@ -152,3 +152,32 @@ def test_the_prompt_syntax_through_the_openai_api(client):
     assert record.extra["prompt_template"]["prompt"] == "a __colour__ car [in the snow:0.5]"
     with pytest.raises(openai.BadRequestError, match="no wildcard list __nope__"):
         client.images.generate(prompt="a __nope__ car", size="64x64", extra_body=FAST)
+
+
+def test_describe_through_a_chat_completion(client):
+    """Midjourney's /describe as OpenAI's clients ask a vision model: a user message with the image as a data:
+    URL, model kaiga-describe; each choice is a prompt that makes the image again, the canonical caption first."""
+    import numpy as np
+
+    from kaiga.data.render import render
+    from kaiga.data.world import Layout, Scene, SceneObject
+
+    image = render(Scene((SceneObject("dog", "yellow"),), Layout.SINGLE, "beach", "clear", "sunset", "plain"),
+                   np.random.default_rng(1))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    message = {"role": "user", "content": [{"type": "text", "text": "Describe this image as a prompt"},
+                                           {"type": "image_url", "image_url": {"url": url}}]}
+    r = client.chat.completions.create(model="kaiga-describe", messages=[message], n=3)
+    prompts = [c.message.content for c in r.choices]
+    assert prompts[0] == "a yellow dog on the beach, at sunset" and len(set(prompts)) == 3
+    assert r.model_extra["kaiga"]["prompts"][:3] == prompts and 0 < r.model_extra["kaiga"]["confidence"] <= 1
+    for kwargs, param in (({"model": "gpt-4o"}, "model"), ({"stream": True}, "stream"),
+                          ({"messages": [{"role": "user", "content": "no image"}]}, "messages[0].content"),
+                          ({"messages": [{"role": "user", "content": [
+                              {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]},
+                           "messages[0].content[0].image_url.url")):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(**{"model": "kaiga-describe", "messages": [message], **kwargs})
+        assert e.value.body["param"] == param, e.value.body
