@@ -26,8 +26,14 @@ should keep the middle (pixel error there) and paint a border that agrees with t
 the prompt's place in the result); describe → generate should make an image the judge reads as the source
 (the share of attributes that agree).
 
+and the mixes (`--only mixes`): a blend of two images at shares 1-w, w (Studio.blend), on pairs whose object
+or place the judge reads differently: the share of results that take the second image's object (and place),
+which should rise with w; a pan left by half (the kept part's pixel error, the place kept); `--sref` on a
+render in each style: the style the judge reads in the reference and the share of images made with it that
+are read in that style.
+
 Each point is the same prompts and seeds (scenes captions without a style phrase; `--n` images a point).
-`--only syntax` / `--only chaos` run one group of points alone (the others' results are kept).
+`--only GROUP` runs one group of points alone (the others' results are kept).
 
 Usage:
     OMP_NUM_THREADS=2 python bench/controls.py [--model scenes-diffusion] [--n 48] [--steps 20]
@@ -192,6 +198,55 @@ def edit_points(studio, judge, n: int, model: str) -> dict:
     return out
 
 
+def mix_points(studio, judge, n: int, model: str) -> dict:
+    """Blend, pan and --sref (see the docstring): what the judge reads in each result."""
+    import numpy as np
+
+    from kaiga.data.render import render
+    from kaiga.data.world import STYLES, Layout, Scene, SceneObject
+    from kaiga.eval.describe import sref_style
+    from kaiga.variations import pan_plan
+
+    cases = prompts(2 * n)
+    sources = [studio.generate(p, seed=2000 + i, upscale=1, model=model)[0] for i, (p, _) in enumerate(cases)]
+    reads = read(judge, [s.image for s in sources])
+    pairs = [(sources[2 * i], sources[2 * i + 1], reads[2 * i], reads[2 * i + 1]) for i in range(n)]
+    shares = [0.0, 0.25, 0.5, 0.75, 1.0]
+    by_share = {}
+    for w in shares:
+        took = {"object": [], "scene": []}
+        for i, (a, b, ra, rb) in enumerate(pairs):
+            [made] = studio.blend([a.image, b.image], [a.record.model_dump(), b.record.model_dump()], [1 - w, w],
+                                  n=1, seed=6000 + i, model=model)
+            r = read(judge, [made.image])[0]
+            for slot, key in (("object", "object_a"), ("scene", "scene")):
+                if getattr(ra, key) != getattr(rb, key):  # only pairs that differ say whose it took
+                    took[slot].append(getattr(r, key) == getattr(rb, key))
+        by_share[str(w)] = {f"{slot}_of_b": round(float(np.mean(v)), 3) if v else None for slot, v in took.items()}
+    out: dict = {"n": n, "blend": {"weights": "1-w,w", "by_share": by_share,
+                                   "object_of_b_rises_monotonically": monotone(
+                                       [by_share[str(w)]["object_of_b"] for w in shares])}}
+    kept, place = [], []
+    for i, s in enumerate(sources[:n]):
+        plan = pan_plan(s.image, s.record.model_dump(), "left", 0.5)
+        [moved] = studio.remix(plan, n=1, seed=7000 + i)
+        a, b = np.asarray(moved.image, float), np.asarray(plan.init, float)
+        kept.append(float(np.abs(a[:, 40:] - b[:, 40:]).mean()))  # the kept right half, 8 px in from the seam
+        place.append(read(judge, [moved.image])[0].scene == reads[i].scene)
+    out["pan_left"] = {"kept_part_pixel_error": round(float(np.mean(kept)), 3),
+                       "reads_as_the_sources_place": round(sum(place) / n, 3)}
+    rng, sampler, styled = np.random.default_rng(0), studio.load(model).model, {}
+    for style in STYLES:
+        reference = render(Scene((SceneObject("house", "yellow"),), Layout.SINGLE, "forest", "clear", "day", style), rng)
+        preset, note = sref_style(reference, judge)
+        images = sampler.sample(GenerationRequest(prompt="-", style=preset), [8000 + i for i in range(n)],
+                                batch_size=16, prompts=[p for p, _ in prompts(n)])
+        styled[style] = {"reference_read_as": note["read"],
+                         "made_in_its_style": round(sum(r.style == style for r in read(judge, images)) / n, 3)}
+    out["sref"] = {"reference": "a yellow house in the forest, rendered in each style", "by_style": styled}
+    return out
+
+
 def monotone(values: list[float], rising: bool = True, slack: float = 0.05) -> bool:
     """Whether values never step back by more than `slack` (sampling noise at these sizes)."""
     pairs = zip(values, values[1:])
@@ -203,17 +258,18 @@ def main() -> None:
     ap.add_argument("--model", default="scenes-diffusion")
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--only", choices=["styles", "syntax", "chaos", "edits"], help="Run one group of points (the "
-                                                                                  "others' results kept).")
+    ap.add_argument("--only", choices=["styles", "syntax", "chaos", "edits", "mixes"],
+                    help="Run one group of points (the others' results kept).")
     args = ap.parse_args()
-    if args.only == "edits":
+    if args.only in ("edits", "mixes"):
         all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         t0 = time.perf_counter()
-        edits = {**edit_points(Studio(watermark=False), ReadoutNet.load(), min(args.n, 16), args.model),
+        points = edit_points if args.only == "edits" else mix_points
+        group = {**points(Studio(watermark=False), ReadoutNet.load(), min(args.n, 16), args.model),
                  "seconds": round(time.perf_counter() - t0, 1)}
-        all_results.setdefault(args.model, {"model": args.model})["edits"] = edits
+        all_results.setdefault(args.model, {"model": args.model})[args.only] = group
         RESULTS.write_text(json.dumps(all_results, indent=2) + "\n")
-        print(json.dumps(edits, indent=2))
+        print(json.dumps(group, indent=2))
         return
     if args.only == "chaos":  # every family, not only --model
         all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

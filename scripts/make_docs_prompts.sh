@@ -31,4 +31,19 @@ frames = [Image.open(p).convert("RGB") for p in sys.argv[1:]]
 labels = ["source", "vary --subtle", "vary --strong", "zoom 1.5", "zoom 2", "pan --left", "pan --up"]
 captioned_strip(frames, labels, scale=1, title="a red car in the city").save("docs/prompts/remix.png")
 PY
+# blend of two images at three shares (kaiga/variations.py mix_latents, Studio.blend)
+A=$($K generate "a red car in the city" --seed 4 --upscale 2 --out "$OUT/blend")
+B=$($K generate "a yellow boat on the beach" --seed 5 --upscale 2 --out "$OUT/blend")
+ROW=("$A")
+for w in 3,1 1,1 1,3; do ROW+=("$($K blend "$A" "$B" --weights $w --n 1 --seed 11 --upscale 2 --out "$OUT/blend")"); done
+ROW+=("$B")
+.venv/bin/python - "${ROW[@]}" <<'PY'
+import sys
+from PIL import Image
+from kaiga.images import captioned_strip
+frames = [Image.open(p).convert("RGB") for p in sys.argv[1:]]
+labels = ["A", "blend 3:1", "blend 1:1", "blend 1:3", "B"]
+captioned_strip(frames, labels, scale=1, title="A: a red car in the city, B: a yellow boat on the beach").save(
+    "docs/prompts/blend.png")
+PY
 echo "cells under $OUT"
