@@ -51,6 +51,7 @@ from kaiga.metadata import (
     record_of,
 )
 from kaiga.request import LIMITS, GenerationRequest, Sampler, UpscaleMethod, field_specs, parse_style_spec
+from kaiga.server.a1111_xyz import is_xyz, xyz_plot
 from kaiga.server.auth import authenticate
 from kaiga.server.edit_inputs import SREF_HELP, decode_base64, read_image, style_reference
 from kaiga.server.errors import ApiError, from_validation
@@ -96,14 +97,14 @@ class Txt2ImgBody(request_body("Txt2ImgFields", TXT2IMG_FIELDS, base=_A1111Field
     enable_hr: bool = False
     restore_faces: bool | None = False
     tiling: bool | None = False
-    script_name: str | None = None
+    script_name: str | None = Field(None, description="A1111's script: kaiga runs \"X/Y/Z plot\" (kaiga/server/a1111_xyz.py).")
+    script_args: list[Any] = []
     scheduler: str | None = None  # A1111 1.9+: the noise schedule; kaiga's samplers run the model's own
     override_settings: dict[str, Any] = {}
     send_images: bool = True
 
 
-_UNSUPPORTED = {"enable_hr": "hires fix", "restore_faces": "face restoration", "tiling": "tiling",
-                "script_name": "scripts"}
+_UNSUPPORTED = {"enable_hr": "hires fix", "restore_faces": "face restoration", "tiling": "tiling"}
 SCHEDULERS = ("automatic",)  # A1111's "Automatic": each sampler's own schedule, the only one kaiga runs
 UPSCALERS = ("None", *(m.label for m in UpscaleMethod))  # A1111's names of kaiga's enlargements: none, and each
 # `upscale_method` (the learned kaiga-4x, the default, and Lanczos)
@@ -125,6 +126,9 @@ def request_fields(body: Txt2ImgBody, model: str | None) -> dict:
     for field, what in _UNSUPPORTED.items():
         if getattr(body, field):
             raise ApiError(422, f"{field}: kaiga has no {what}; leave it off", param=field)
+    if body.script_name and not is_xyz(body.script_name):
+        raise ApiError(422, f"script_name: kaiga runs one of A1111's scripts, \"X/Y/Z plot\" "
+                            f"(got {body.script_name!r})", param="script_name")
     if body.scheduler is not None and body.scheduler.lower() not in SCHEDULERS:
         raise ApiError(422, f"scheduler: kaiga's samplers run the model's own schedule, {SCHEDULERS[0]!r} "
                             f"(got {body.scheduler!r})", param="scheduler")
@@ -266,6 +270,8 @@ async def txt2img(body: Txt2ImgBody, request: Request, response: Response,
     model = model_of(state, body)
     gen, enlarged = fit_size(to_request(body, model), state.catalog.capabilities(model))
     gen, record_extra = await style_reference(gen, body.sref)
+    if is_xyz(body.script_name):
+        return await xyz_plot(state, body, gen, principal)
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
                         fingerprint={"api": "a1111", "body": body.model_dump()}, enlarged=enlarged,
                         record_extra=record_extra)

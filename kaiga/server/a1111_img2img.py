@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kaiga.request import BLEND_STRENGTH, DEFAULT_STRENGTH, MAX_BLEND, MAX_UPLOAD_BYTES, RequestError, field_specs
 from kaiga.server.a1111_api import RENAME, Txt2ImgBody, answer, fit_size, model_of, request_fields
+from kaiga.server.a1111_xyz import is_xyz
 from kaiga.server.auth import authenticate
 from kaiga.server.edit_inputs import (
     a1111_mask,
@@ -88,6 +89,9 @@ async def img2img(body: Img2ImgBody, request: Request, response: Response,
                   idempotency_key: Annotated[str | None, Header()] = None):
     """Edit an image: the whole of it, or the area a mask marks (waits for the job)."""
     state: ServerState = request.app.state.kaiga
+    if is_xyz(body.script_name):
+        raise ApiError(422, "script_name: kaiga's X/Y/Z plot runs on txt2img (a grid makes no edits)",
+                       param="script_name")
     if body.blend:
         return await _blend(body, request, response, principal, idempotency_key)
     if len(body.init_images) != 1:

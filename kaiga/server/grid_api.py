@@ -30,7 +30,7 @@ from kaiga.server.errors import ApiError, from_validation
 from kaiga.server.gallery_api import _item, _store
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal, ServerState, with_seed
-from kaiga.xyz_plot import NOT_AXES, parse_axis, plot_cells, sheets_of
+from kaiga.xyz_plot import NOT_AXES, Axis, Cell, parse_axis, plot_cells, sheets_of
 
 router = APIRouter(prefix="/v1/grids", tags=["kaiga grids"], dependencies=[Depends(authenticate)])
 
@@ -67,23 +67,38 @@ async def make_grid(body: GridBody, request: Request, principal: Principal = Dep
         axes = [parse_axis("x", body.x)] + [parse_axis(name, spec) for name, spec in (("y", body.y), ("z", body.z))
                                              if spec]
         base = with_seed(GenerationRequest(**request_values(body, GRID_FIELDS)))  # every cell the same seed
-        todo = plot_cells(base, axes)
-        for cell in todo:  # every cell's model, size and styles before the first job
-            state.catalog.check(cell.request)
+        todo = checked_cells(state, base, axes)
     except ValidationError as e:
         raise from_validation(e) from None
     except (RequestError, ModelError) as e:
         raise _refused(e) from None
     spec = {name: value for name, value in (("x", body.x), ("y", body.y), ("z", body.z)) if value}
-    jobs = [await state.submit(cell.request, principal=principal,
-                               fingerprint={"api": "grid", "body": body.model_dump(exclude_none=True), "cell": cell.index},
-                               record_extra={"grid": {**spec, "cell": list(cell.index)}}) for cell in todo]
-    made = [(await state.images(await state.wait(job), with_bytes=True))[0] for job in jobs]
-    pictures = [Image.open(io.BytesIO(data)).convert("RGB") for _, data in made]
-    sheet_ids = await run_in_threadpool(_add_sheets, state, pictures, axes, base.prompt, made[0][0].record, spec)
+    sheet_ids, made, _ = await run_cells(state, todo, axes, base.prompt, spec, principal,
+                                      {"api": "grid", "body": body.model_dump(exclude_none=True)})
     items = [[_item(request, await _store(state.gallery.image, i)) for i in ids]
              for ids in (sheet_ids, [row.id for row, _ in made])]
     return JSONResponse({"sheets": items[0], "cells": items[1]}, status_code=201)
+
+
+def checked_cells(state: ServerState, base: GenerationRequest, axes: list[Axis]) -> list[Cell]:
+    """The plot's cells, every cell's model, size and styles checked before the first job (RequestError,
+    ModelError)."""
+    todo = plot_cells(base, axes)
+    for cell in todo:
+        state.catalog.check(cell.request)
+    return todo
+
+
+async def run_cells(state: ServerState, todo: list[Cell], axes: list[Axis], prompt: str, spec: dict,
+                    principal: Principal, fingerprint: dict) -> tuple[list[int], list, list]:
+    """Queue every cell (a job each, its record's `extra.grid` the axes `spec` and its place), wait for all, and
+    store the labelled sheet(s) in the gallery: (the sheets' gallery ids, each cell's (row, PNG bytes), the jobs)."""
+    jobs = [await state.submit(cell.request, principal=principal, fingerprint={**fingerprint, "cell": cell.index},
+                               record_extra={"grid": {**spec, "cell": list(cell.index)}}) for cell in todo]
+    made = [(await state.images(await state.wait(job), with_bytes=True))[0] for job in jobs]
+    pictures = [Image.open(io.BytesIO(data)).convert("RGB") for _, data in made]
+    sheet_ids = await run_in_threadpool(_add_sheets, state, pictures, axes, prompt, made[0][0].record, spec)
+    return sheet_ids, made, jobs
 
 
 def _add_sheets(state: ServerState, pictures, axes, prompt: str, first: dict, spec: dict) -> list[int]:

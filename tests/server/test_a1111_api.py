@@ -268,3 +268,31 @@ def test_sref_on_txt2img_takes_the_style_of_an_image(server, watercolor_png):
     assert r.status_code == 200, r.text
     record = read_metadata(base64.b64decode(r.json()["images"][0])).record
     assert record.extra["sref"]["read"] == "watercolor" and record.extra["style"]["mix"].startswith("watercolor")
+
+
+def test_xyz_plot_script_runs_as_kaigas_grid(server):
+    """A1111's X/Y/Z plot through webuiapi (`script_name`, positional `script_args` as A1111 takes them): the
+    labelled grid first, then each cell (include_lone_images), every cell a gallery image whose record says its place;
+    an axis kaiga lacks is a 422 naming the argument."""
+    api = _api(server)
+    args = [4, "1-2", [], "Prompt S/R", "red, blue", [], 0, "", [], True, True, False, False, 0]
+    r = api.txt2img(prompt="a red car", seed=3, width=64, height=64, script_name="X/Y/Z plot", script_args=args)
+    grid, *cells = r.images
+    assert len(cells) == 4 and all(c.size == (64, 64) for c in cells) and grid.width > 2 * 64
+    records = [read_metadata(c).record for c in cells]
+    assert [(rec.steps, rec.prompt, rec.seed) for rec in records] == [
+        (1, "a red car", 3), (2, "a red car", 3), (1, "a blue car", 3), (2, "a blue car", 3)]
+    assert records[3].extra["grid"] == {"x": "steps=1,2", "y": "prompt=red,blue", "cell": [1, 1]}
+    assert r.info["index_of_first_image"] == 1 and r.info["all_prompts"][2] == "a blue car"
+    assert read_metadata(grid).record.extra["grid"]["x"] == "steps=1,2"
+    only_grid = api.txt2img(prompt="a red car", width=64, height=64, script_name="X/Y/Z plot",
+                            script_args=["Sampler", "", ["Euler a", "DDIM"]], steps=1)
+    assert len(only_grid.images) == 1
+    for args, start in (([5, "1,2"], "script_args[0]: kaiga's X/Y/Z plot has the axes"),
+                        ([4, "1-500 (+1)"], "script_args[1]: the range '1-500 (+1)' makes more than 64"),
+                        ([99, "1"], "script_args[0]: an index into A1111's txt2img axes")):
+        got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "script_name": "X/Y/Z plot",
+                                                                 "script_args": args})
+        assert got.status_code == 422 and got.json()["detail"].startswith(start), got.text
+    got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "script_name": "Loopback"})
+    assert got.status_code == 422 and got.json()["detail"].startswith("script_name: kaiga runs one of A1111's")
