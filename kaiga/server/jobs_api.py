@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kaiga.request import GenerationRequest, field_specs
 from kaiga.server.auth import authenticate
+from kaiga.server.edit_inputs import SREF_HELP, style_reference
 from kaiga.server.errors import from_validation
 from kaiga.server.openai_api import file_url
 from kaiga.server.request_fields import request_body, request_values, taken_fields
@@ -34,6 +35,7 @@ class _JobFields(BaseModel):
 
     priority: Annotated[int, Field(ge=-100, le=100, description="Higher runs first.")] = 0
     user: Annotated[str | None, Field(max_length=255, description="Whose job it is, for fair queueing.")] = None
+    sref: str | None = Field(None, description=SREF_HELP)
 
 
 class JobBody(request_body("JobRequestFields", JOB_FIELDS, base=_JobFields)):
@@ -65,9 +67,10 @@ async def submit_job(body: JobBody, request: Request, principal: Principal = Dep
         gen = GenerationRequest(**request_values(body, JOB_FIELDS))
     except ValidationError as e:
         raise from_validation(e) from None
+    gen, record_extra = await style_reference(gen, body.sref)
     fingerprint = {"api": "jobs", "body": body.model_dump(exclude_none=True)}
     job = await state.submit(gen, principal=principal, user=body.user, priority=body.priority,
-                             idempotency_key=idempotency_key, fingerprint=fingerprint)
+                             idempotency_key=idempotency_key, fingerprint=fingerprint, record_extra=record_extra)
     return JSONResponse(await describe_job(state, request, job), status_code=202)
 
 

@@ -499,6 +499,26 @@ def test_the_style_picker_builds_a_weighted_mix_that_the_image_records(server, p
     assert image["record"]["extra"]["stylize"] == 200 and image["record"]["extra"]["chaos"] == 50
 
 
+def test_a_style_reference_image_sets_the_style(server, page, tmp_path, watercolor_png):
+    """The generate form's Style reference (Midjourney's --sref): the judge reads the chosen image's style, which
+    the image is made in; its record says the reading and the file's hash. Beside a style it is refused."""
+    import base64
+
+    reference = tmp_path / "reference.png"
+    reference.write_bytes(base64.b64decode(watercolor_png))
+    _open(page, server)
+    _fill(page, "#generate-form", prompt="a red car in the city", steps=2, seed=4, n=1)
+    page.set_input_files("#generate-form input[name=sref_file]", str(reference))
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
+    [image] = httpx.get(server.url + "/v1/gallery/images").json()["data"]
+    assert image["record"]["extra"]["sref"]["read"] == "watercolor"
+    assert image["record"]["extra"]["style"]["mix"].startswith("watercolor")
+    _fill(page, "#generate-form", style="neon")
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("#error:has-text('sref: give a style or sref, not both')", timeout=30_000)
+
+
 def test_vary_zoom_pan_and_upscale_buttons_under_every_result(server, page):
     """Each result card has Midjourney's vary / zoom out / pan buttons and an upscale; one click queues the edit
     and shows its images, whose records say they were made from the first (an init image, and a mask for zoom

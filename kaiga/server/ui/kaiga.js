@@ -55,6 +55,16 @@ function formFields(form) {
   return fields;
 }
 
+function dataUrl(file) {
+  // A chosen file as a data: URL (base64), as the APIs take an image in JSON.
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(new Error(`${file.name}: cannot be read`));
+    reader.readAsDataURL(file);
+  });
+}
+
 function slug(text, n = 40) {
   // A file-name word for a prompt: ASCII letters and digits joined by '-' (accents dropped, the rest left out).
   return text.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase().replace(/[^a-z0-9]+/g, "-")
@@ -280,6 +290,9 @@ async function generate(event) {
   setProgress(panel, 0, "submitting");
   try {
     const started = performance.now();
+    const reference = form.elements.sref_file.files[0];
+    if (reference && x) throw new Error("Style reference: an X/Y plot takes none; put style on an axis");
+    if (reference) request.sref = await dataUrl(reference);  // POST /v1/jobs reads its style (as OpenAI's sref)
     if (x) { await runGrid(request, x, y, panel, started); return; }
     const job = await runJob(request, panel);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
