@@ -60,12 +60,8 @@ def _refused(e: Exception) -> ApiError:
 async def make_grid(body: GridBody, request: Request, principal: Principal = Depends(authenticate)):
     """Make every cell of the plot (one job each) and its labelled sheet(s); waits for all of them."""
     state: ServerState = request.app.state.kaiga
-    if body.z is not None and body.y is None:
-        raise ApiError(400, "z: give y first (z makes one sheet per value of an x × y plot)", param="z",
-                       code="invalid_value")
     try:
-        axes = [parse_axis("x", body.x)] + [parse_axis(name, spec) for name, spec in (("y", body.y), ("z", body.z))
-                                             if spec]
+        axes = parse_axes(body.x, body.y, body.z)
         base = with_seed(GenerationRequest(**request_values(body, GRID_FIELDS)))  # every cell the same seed
         todo = checked_cells(state, base, axes)
     except ValidationError as e:
@@ -90,15 +86,24 @@ def checked_cells(state: ServerState, base: GenerationRequest, axes: list[Axis])
 
 
 async def run_cells(state: ServerState, todo: list[Cell], axes: list[Axis], prompt: str, spec: dict,
-                    principal: Principal, fingerprint: dict) -> tuple[list[int], list, list]:
+                    principal: Principal, fingerprint: dict,
+                    record_extra: dict | None = None) -> tuple[list[int], list, list]:
     """Queue every cell (a job each, its record's `extra.grid` the axes `spec` and its place), wait for all, and
     store the labelled sheet(s) in the gallery: (the sheets' gallery ids, each cell's (row, PNG bytes), the jobs)."""
     jobs = [await state.submit(cell.request, principal=principal, fingerprint={**fingerprint, "cell": cell.index},
-                               record_extra={"grid": {**spec, "cell": list(cell.index)}}) for cell in todo]
+                               record_extra={**(record_extra or {}), "grid": {**spec, "cell": list(cell.index)}})
+            for cell in todo]
     made = [(await state.images(await state.wait(job), with_bytes=True))[0] for job in jobs]
     pictures = [Image.open(io.BytesIO(data)).convert("RGB") for _, data in made]
     sheet_ids = await run_in_threadpool(_add_sheets, state, pictures, axes, prompt, made[0][0].record, spec)
     return sheet_ids, made, jobs
+
+
+def parse_axes(x: str, y: str | None = None, z: str | None = None, names=("x", "y", "z")) -> list[Axis]:
+    """The plot's axes from their specs (`FIELD=v1,v2`), each error naming the field it came from."""
+    if z is not None and y is None:
+        raise RequestError(f"{names[2]}: give {names[1]} first (z makes one sheet per value of an x × y plot)")
+    return [parse_axis(names[0], x)] + [parse_axis(name, spec) for name, spec in zip(names[1:], (y, z)) if spec]
 
 
 def _add_sheets(state: ServerState, pictures, axes, prompt: str, first: dict, spec: dict) -> list[int]:

@@ -82,6 +82,11 @@ class ImageGenerationBody(request_body("GenerationFields", GENERATION_FIELDS, ba
     style: Literal["vivid", "natural"] | None = None
     output_format: Literal["png"] | None = None  # the only format kaiga writes
     sref: str | None = Field(None, description=SREF_HELP)
+    grid_x: str | None = Field(None, description=(
+        "kaiga: A1111's X/Y/Z plot, as POST /v1/grids' x: FIELD=v1,v2,... over any request field (prompt=a,b "
+        "replaces a in the prompt); data[0] is the labelled sheet, then one image a cell (n stays 1)."))
+    grid_y: str | None = Field(None, description="kaiga: the plot's rows, as grid_x.")
+    grid_z: str | None = Field(None, description="kaiga: one sheet per value (give grid_y first), as grid_x.")
 
 
 class ImageData(BaseModel):
@@ -159,9 +164,43 @@ async def create_image(body: ImageGenerationBody, request: Request, response: Re
     gen = to_request(body)
     check_model(state, gen.model)
     gen, record_extra = await style_reference(gen, body.sref)
+    if body.grid_x or body.grid_y or body.grid_z:
+        return await _grid(request, state, gen, body, principal, record_extra)
     return await answer(request, response, gen, principal=principal, user=body.user, idempotency_key=idempotency_key,
                         fingerprint={"api": "openai", "body": body.model_dump(exclude_none=True)},
                         response_format=body.response_format, record_extra=record_extra)
+
+
+async def _grid(request: Request, state: ServerState, gen: GenerationRequest, body: ImageGenerationBody,
+                principal: Principal, record_extra: dict | None) -> ImagesResponse:
+    """Generations with kaiga's grid_x (grid_y, grid_z): the X/Y/Z plot of POST /v1/grids, every cell a job and a
+    gallery image; answered as OpenAI's images, the labelled sheet(s) first."""
+    from kaiga.model_files import ModelError
+    from kaiga.server.gallery_api import _store
+    from kaiga.server.grid_api import checked_cells, parse_axes, run_cells
+    from kaiga.server.state import with_seed
+
+    names = ("grid_x", "grid_y", "grid_z")
+    try:
+        if not body.grid_x:
+            raise RequestError("grid_x: a plot needs its x axis first (FIELD=v1,v2,...)")
+        axes = parse_axes(body.grid_x, body.grid_y, body.grid_z, names)
+        todo = checked_cells(state, with_seed(gen), axes)
+    except (RequestError, ModelError) as e:
+        field = str(e).split(":", 1)[0]
+        raise size_named(ApiError(400, str(e), param=field if field.isidentifier() else None,
+                                  code="invalid_value")) from None
+    spec = {name: v for name, v in zip("xyz", (body.grid_x, body.grid_y, body.grid_z)) if v}
+    sheet_ids, made, jobs = await run_cells(state, todo, axes, gen.prompt, spec, principal,
+                                            {"api": "openai-grid", "body": body.model_dump(exclude_none=True)},
+                                            record_extra)
+    rows = [await _store(state.gallery.image, i) for i in sheet_ids] + [row for row, _ in made]
+    if (body.response_format or "url") == "url":
+        data = [ImageData(url=file_url(request, row.sha256), revised_prompt=revised_prompt(row.record)) for row in rows]
+    else:
+        data = [ImageData(b64_json=base64.b64encode((state.gallery.folder / row.path).read_bytes()).decode(),
+                          revised_prompt=revised_prompt(row.record)) for row in rows]
+    return ImagesResponse(created=int(jobs[0].created.timestamp()), data=data)
 
 
 def check_model(state: ServerState, model: str | None) -> None:

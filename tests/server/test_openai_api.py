@@ -181,3 +181,24 @@ def test_describe_through_a_chat_completion(client):
         with pytest.raises(openai.BadRequestError) as e:
             client.chat.completions.create(**{"model": "kaiga-describe", "messages": [message], **kwargs})
         assert e.value.body["param"] == param, e.value.body
+
+
+def test_an_xyz_plot_through_extra_body(client, server):
+    """kaiga's grid_x / grid_y on generations: the X/Y plot of POST /v1/grids, the labelled sheet first, then one
+    image a cell with its record's place; a bad axis is a 400 naming it."""
+    r = client.images.generate(prompt="a red car", size="64x64", response_format="b64_json",
+                               extra_body={**FAST, "seed": 2, "grid_x": "steps=1,2", "grid_y": "prompt=red,blue"})
+    sheet, *cells = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in r.data]
+    assert len(cells) == 4 and sheet.width > 2 * 64
+    records = [read_metadata(c).record for c in cells]
+    assert [(rec.steps, rec.prompt, rec.seed, rec.extra["grid"]["cell"]) for rec in records] == [
+        (1, "a red car", 2, [0, 0]), (2, "a red car", 2, [1, 0]), (1, "a blue car", 2, [0, 1]),
+        (2, "a blue car", 2, [1, 1])]
+    assert read_metadata(sheet).record.extra["grid"] == {"x": "steps=1,2", "y": "prompt=red,blue"}
+    urls = client.images.generate(prompt="a red car", size="64x64", extra_body={**FAST, "grid_x": "seed=1,2"})
+    assert len(urls.data) == 3 and all(d.url.endswith(".png") for d in urls.data)
+    for extra, param in (({"grid_x": "colour=red"}, "grid_x"), ({"grid_x": "steps=1", "grid_z": "seed=1,2"}, "grid_z"),
+                         ({"grid_y": "seed=1,2"}, "grid_x"), ({"grid_x": "steps=1,2", "n": 2}, "n")):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.images.generate(prompt="a red car", extra_body={**FAST, **extra})
+        assert e.value.body["param"] == param, e.value.body
