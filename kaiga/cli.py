@@ -1082,12 +1082,14 @@ def _run_paths(data: Optional[Path], out_dir: Path, **folders: Optional[Path]) -
 
 
 def _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, grad_clip: float = 1.0,
-                  max_minutes: float | None = None):
+                  max_minutes: float | None = None, decay_from: int | None = None):
     from kaiga.train.loop import LoopConfig
 
+    if decay_from is not None and decay_from >= steps:
+        fail(f"--lr-decay-from: a step before --steps {steps} (got {decay_from})")
     return LoopConfig(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, seed=seed, warmup_steps=min(200, steps // 10), grad_clip=grad_clip,
-                      max_seconds=None if max_minutes is None else 60 * max_minutes)
+                      max_seconds=None if max_minutes is None else 60 * max_minutes, decay_from=decay_from)
 
 
 _Steps = Annotated[int, typer.Option(min=1, help="Optimiser steps in all (a resumed run continues to this).")]
@@ -1098,6 +1100,7 @@ _Resume = Annotated[bool, typer.Option(help="Continue from the run folder's chec
 _Size = Annotated[str, typer.Option(help="Model size preset: default or tiny (for tests).")]
 _DiffusionSize = Annotated[str, typer.Option(help="Model preset: default (v5's architecture), v6 (the pretrained, frozen "
                                                   "all-MiniLM-L6-v2 text encoder and a 16×16×8 latent) or tiny (for tests).")]
+_DecayFrom = Annotated[Optional[int], typer.Option("--lr-decay-from", min=0, help="From this step the learning rate falls along half a cosine to a tenth of --lr at --steps (default: constant after warmup); it may be added when resuming.")]
 _MaxMinutes = Annotated[Optional[float], typer.Option(min=0.01, help="Stop after this many minutes of training even if --steps is not reached; the run checkpoints and exports as at its end (--resume continues it).")]
 _CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints in the run folder (what --resume continues from); one is also written at the end.")]
 _SampleEvery = Annotated[int, typer.Option(min=0, help="Steps between sample grids (OUT/samples/step<N>.png), also at the end; 0: none.")]
@@ -1143,7 +1146,7 @@ def train_autoencoder_cmd(data: _Data, out_dir: _Out, steps: _Steps = 1000, batc
               perceptual_weight: Annotated[float, typer.Option(min=0.0, help="sharp: weight of the perceptual distance.")] = 1.0,
               adversarial_weight: Annotated[float, typer.Option(min=0.0, help="sharp: weight of the discriminator's verdict in the autoencoder's loss; 0 turns the discriminator off.")] = 0.1,
               disc_start: Annotated[int, typer.Option(min=0, help="sharp: steps of reconstruction losses alone before the discriminator joins.")] = 1000,
-              max_minutes: _MaxMinutes = None, threads: _Threads = None,
+              max_minutes: _MaxMinutes = None, threads: _Threads = None, lr_decay_from: _DecayFrom = None,
               allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Train the autoencoder (AutoencoderKL) whose latent space the diffusion model works in.
 
@@ -1165,7 +1168,7 @@ def train_autoencoder_cmd(data: _Data, out_dir: _Out, steps: _Steps = 1000, batc
                                   disc_start=disc_start)
     try:
         state = train_autoencoder(data, out_dir, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed,
-                                                               max_minutes=max_minutes),
+                                                               max_minutes=max_minutes, decay_from=lr_decay_from),
                                   size=size, resume=resume, init=init, decoder_only=decoder_only, admission=admission,
                                   perceptual=perceptual, sharpening=sharpening, latent_channels=latent_channels,
                                   kl_weight=kl_weight)
@@ -1182,7 +1185,8 @@ def train_diffusion(data: _Data, out_dir: _Out,
                     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-4,
                     checkpoint_every: _CheckpointEvery = 100, sample_every: _SampleEvery = 250, seed: _Seed = 0,
                     resume: _Resume = False, size: _DiffusionSize = "default", max_minutes: _MaxMinutes = None,
-                    threads: _Threads = None, allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
+                    threads: _Threads = None, lr_decay_from: _DecayFrom = None,
+                    allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Train the denoising UNet and text encoder (v-prediction, zero-terminal-SNR, min-SNR-5)."""
     _run_paths(data, out_dir, vae=vae)
     admission = _admit(data, allow_unlicensed, opt_out)
@@ -1199,7 +1203,7 @@ def train_diffusion(data: _Data, out_dir: _Out,
                 fail("init: fine-tuning needs a diffusers model folder")
             init_path = ref.path
         state = train_denoiser(data, out_dir, vae, _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed,
-                                                                 max_minutes=max_minutes),
+                                                                 max_minutes=max_minutes, decay_from=lr_decay_from),
                                size=size, resume=resume, init=init_path, admission=admission)
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))

@@ -7,13 +7,14 @@
 # CPU: THREADS=1 leaves a core for other work; a stage's minutes per call are capped by MAX_MINUTES, so a
 # session can stop it and commit its checkpoint (scripts/carry_checkpoint.sh). On a GPU the same commands
 # run unchanged (the loop picks the device).
-#   AE_STEPS, DIFFUSION_STEPS, LATENT, THREADS, MAX_MINUTES, RUNS override the defaults below.
+#   AE_STEPS, AE_DECAY_FROM, DIFFUSION_STEPS, LATENT, THREADS, MAX_MINUTES, RUNS override the defaults below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K=.venv/bin/kaiga
 RUNS=${RUNS:-runs}
 LATENT=${LATENT:-8}
-AE_STEPS=${AE_STEPS:-12000}
+AE_STEPS=${AE_STEPS:-18000}
+AE_DECAY_FROM=${AE_DECAY_FROM:-13000}  # the rate falls (cosine) to a tenth from here to AE_STEPS
 DISC_START=${DISC_START:-1000}
 DIFFUSION_STEPS=${DIFFUSION_STEPS:-20000}
 THREADS=${THREADS:-2}
@@ -26,7 +27,8 @@ STAGE=${STAGE:-all}  # autoencoder, denoiser or all
 if [ "$STAGE" = all ] || [ "$STAGE" = autoencoder ]; then
   $K train autoencoder --data data/scenes-40k-pairs3 --out "$RUNS/ae6-c$LATENT" --latent-channels "$LATENT" \
      --steps "$AE_STEPS" --batch-size 16 --lr 5e-4 --perceptual-weight 0.5 --disc-start "$DISC_START" \
-     --checkpoint-every 100 --sample-every 500 --threads "$THREADS" --max-minutes "$MAX_MINUTES" --resume
+     --checkpoint-every 100 --sample-every 500 --threads "$THREADS" --max-minutes "$MAX_MINUTES" --resume \
+     --lr-decay-from "$AE_DECAY_FROM"
   OMP_NUM_THREADS=$THREADS .venv/bin/python bench/autoencoder.py --model "$RUNS/ae6-c$LATENT" --name "ae6-c$LATENT" \
      --grid docs/autoencoder/ae6-c$LATENT.png
 fi

@@ -50,6 +50,8 @@ class LoopConfig:
     seed: int = 0
     progress: bool = True
     max_seconds: float | None = None  # stop early (checkpoint + export as usual) after this much running time
+    decay_from: int | None = None  # from this step the rate falls (half a cosine) to final_lr_ratio of it at `steps`
+    final_lr_ratio: float = 0.1
 
 
 class TrainTask:
@@ -95,9 +97,20 @@ def _to(batch, device):
 
 
 def _lr_lambda(cfg: LoopConfig):
+    """The rate's multiplier at each step: a linear warmup, then 1, then (from `decay_from`) half a cosine down to
+    `final_lr_ratio` at the last step. A function of the step alone, so a resumed run, even one resumed with a
+    decay it did not have before, continues on the same curve.
+
+    >>> f = _lr_lambda(LoopConfig(steps=100, warmup_steps=0, decay_from=50))
+    >>> [round(f(s), 3) for s in (0, 50, 75, 100)]
+    [1.0, 1.0, 0.55, 0.1]
+    """
     def f(step: int) -> float:  # a multiplier of each group's own rate
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
+        if cfg.decay_from is not None and step > cfg.decay_from:
+            done = min(1.0, (step - cfg.decay_from) / max(1, cfg.steps - cfg.decay_from))
+            return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * done))
         return 1.0
 
     return f
