@@ -330,10 +330,10 @@ def _save_new(image, record, folder: Path, stem: str) -> Path:
     """Save at folder/stem.png, or at stem-1.png, stem-2.png, ... when taken: never over an existing file
     (the same request run twice keeps both)."""
     from kaiga.metadata import png_bytes
-    from kaiga.provenance.credentials import SigningError, sign_if_configured
+    from kaiga.provenance.credentials import SigningError, sign_by_default
 
-    try:  # signed (C2PA) when `kaiga keys init-signing` made a key; the last step on the final bytes
-        data = sign_if_configured(png_bytes(image, record), record)
+    try:  # signed (C2PA; the identity made on first use, KAIGA_SIGNING=off: not); the last step on the final bytes
+        data = sign_by_default(png_bytes(image, record), record)
     except SigningError as e:
         fail(str(e))
     return _write_new(data, folder, stem)

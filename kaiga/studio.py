@@ -34,7 +34,7 @@ from kaiga.pipelines.text_to_image import text_to_image
 from kaiga.prompt_syntax import count_permutations, permutations
 from kaiga.prompt_syntax import texts as prompt_texts
 from kaiga.provenance.card import card_hash
-from kaiga.provenance.credentials import sign_if_configured
+from kaiga.provenance.credentials import sign_by_default
 from kaiga.provenance.privacy import clean_upload
 from kaiga.provenance.watermark import embed, payload_of
 from kaiga.request import MAX_BLEND, MAX_SEED, GenerationRequest, RequestError
@@ -57,7 +57,7 @@ class GeneratedImage:
     def save(self, path) -> Path:
         """Write a PNG carrying the record (kaiga JSON + A1111 `parameters`), signed (C2PA) when
         $KAIGA_HOME/signing holds a key (`kaiga keys init-signing`)."""
-        return write_atomic(Path(path), sign_if_configured(png_bytes(self.image, self.record), self.record))
+        return write_atomic(Path(path), sign_by_default(png_bytes(self.image, self.record), self.record))
 
 
 def style_record(request: GenerationRequest) -> dict:

@@ -1,5 +1,5 @@
-"""`kaiga keys init-signing` and `kaiga verify` (issue 20, items 1 and 2): a key made once, every PNG of
-`kaiga generate` signed with it and watermarked, and verify's verdict in its exit code (0 trusted and marked,
+"""`kaiga keys init-signing` and `kaiga verify` (issue 20, items 1 and 2): a key made once (by the command or the
+first image written), every PNG of `kaiga generate` signed with it and watermarked, and verify's verdict in its exit code (0 trusted and marked,
 1 not, 2 bad input)."""
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ def cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
-def kaiga(*args: str) -> subprocess.CompletedProcess:
+def kaiga(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The `kaiga` command as a person runs it (KAIGA_HOME is the test's, from tests/conftest.py)."""
     return subprocess.run([sys.executable, "-m", "kaiga.cli", *args], check=False, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
 
 @pytest.fixture
@@ -87,11 +87,18 @@ def test_a_reencoded_copy_loses_its_credentials_but_keeps_its_watermark(signing,
     assert result["watermark"]["status"] == "found" and result["watermark"]["payload"] == payload
 
 
-def test_generate_without_a_key_writes_unsigned_pngs(tmp_path):
-    r = kaiga("generate", "a red car", "--seed", "3", "--steps", "2", "--out", str(tmp_path))
+def test_generate_signs_by_default_unless_signing_is_off(tmp_path):
+    """With no identity yet, the first generate makes one and signs (verify trusts it); KAIGA_SIGNING=off
+    writes unsigned PNGs."""
+    r = kaiga("generate", "a red car", "--seed", "3", "--steps", "2", "--out", str(tmp_path / "on"))
     assert r.returncode == 0, r.stderr
-    [png] = tmp_path.glob("*.png")
-    assert b"caBX" not in png.read_bytes() and not (model_home() / "signing").exists()
+    [png] = (tmp_path / "on").glob("*.png")
+    assert b"caBX" in png.read_bytes() and (model_home() / "signing" / "key.pem").exists()
+    assert cli("verify", str(png)).exit_code == 0
+    r = kaiga("generate", "a red car", "--seed", "3", "--steps", "2", "--out", str(tmp_path / "off"),
+              env={"KAIGA_SIGNING": "off"})
+    [png] = (tmp_path / "off").glob("*.png")
+    assert r.returncode == 0 and b"caBX" not in png.read_bytes()
 
 
 def test_a_tampered_image_fails(signing, tmp_path):

@@ -13,8 +13,9 @@ key is used once, to issue the end-entity certificate, and then thrown away: not
 issued under that root, so there is no second secret to guard.
 
 Who signs: `kaiga generate`, `Studio`'s `GeneratedImage.save` and `kaiga serve` (its gallery and the
-A1111 API's resized images) call `sign_if_configured`, which signs only when `$KAIGA_HOME/signing`
-holds a key, so nothing changes for a user who never made one. The server signs with the key in
+A1111 API's resized images) call `sign_by_default`, which signs every image: where `$KAIGA_HOME/signing`
+holds no identity yet, the first write makes one (as `kaiga keys init-signing` would, said once in the log),
+so no output leaves unsigned. `KAIGA_SIGNING=off` writes unsigned files instead. The server signs with the key in
 $KAIGA_HOME even when `--data-dir` puts its database and gallery elsewhere: the key is the person's
 identity, not the database's, and `kaiga verify` trusts the same root.
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,13 +55,16 @@ from kaiga.paths import model_home
 from kaiga.version import __version__
 
 __all__ = ["DIGITAL_SOURCE_TYPE", "SigningError", "SigningExists", "SigningFiles", "has_signing_key", "init_signing",
-           "read_credentials", "sign_if_configured", "sign_image", "sign_jpeg", "sign_png", "signing_dir",
-           "signing_files"]
+           "ensure_signing", "read_credentials", "sign_by_default", "sign_image", "sign_jpeg", "sign_png",
+           "signing_dir", "signing_files", "signing_on"]
+
+log = logging.getLogger(__name__)
 
 # IPTC's term for media made by a model trained on sampled content (what every kaiga family is).
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 MODEL_ASSERTION = "org.kaiga.model"  # our own assertion: the model's name, hash and family
 SOFT_BINDING_ALG = "org.kaiga.watermark.1"  # the soft binding's algorithm name, for the watermark to come
+SIGNING_ENV = "KAIGA_SIGNING"  # "off": kaiga writes unsigned images
 CERT_DAYS = 3650  # a local identity; ten years, so images stay verifiable for a long time
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 
@@ -104,8 +109,42 @@ def signing_files(home: Path | None = None) -> SigningFiles:
 
 
 def has_signing_key(home: Path | None = None) -> bool:
-    """Whether `init_signing` was run for `home` (by default $KAIGA_HOME): then kaiga signs what it writes."""
+    """Whether `home` (by default $KAIGA_HOME) holds a complete signing identity."""
     return signing_files(home).complete()
+
+
+def signing_on() -> bool:
+    """Whether kaiga signs what it writes: yes unless $KAIGA_SIGNING is off (or 0, no, false)."""
+    return os.environ.get(SIGNING_ENV, "").strip().lower() not in ("off", "0", "no", "false")
+
+
+def ensure_signing(home: Path | None = None) -> bool:
+    """Whether images written for `home` are signed: `signing_on()`, with the identity made on first use.
+
+    The identity is built in a folder of its own and renamed into place, so two processes writing their first
+    images at once end with one identity, never a half-written one; a `signing/` folder that is there but
+    incomplete is left alone (and nothing signed) for `kaiga keys init-signing --force` to remake.
+    """
+    import shutil
+    import uuid
+
+    if not signing_on():
+        return False
+    files = signing_files(home)
+    if files.complete():
+        return True
+    if not files.folder.exists():
+        tmp = files.folder.with_name(f".signing-{uuid.uuid4().hex[:8]}")
+        try:
+            make_identity(tmp)
+            os.rename(tmp, files.folder)  # fails if another process got there first: its identity stands
+            log.warning("made a signing identity for content credentials in %s (kaiga keys init-signing makes it "
+                        "anew; KAIGA_SIGNING=off writes unsigned images)", files.folder)
+        except OSError:
+            pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return files.complete()
 
 
 # --- the signing identity -------------------------------------------------------------------
@@ -118,15 +157,21 @@ def init_signing(home: Path | None = None, *, force: bool = False, name: str = "
     usage emailProtection, subject and authority key identifiers. Raises SigningExists if any of the
     files is there, unless `force`.
     """
+    files = signing_files(home)
+    present = [p for p in (files.root, files.chain, files.key) if p.exists()]
+    if present and not force:
+        raise SigningExists(f"a signing identity is already at {files.folder} ({', '.join(p.name for p in present)})")
+    return make_identity(files.folder, name)
+
+
+def make_identity(folder: Path, name: str = "kaiga") -> SigningFiles:
+    """The root certificate, chain and key of `init_signing`, written into `folder` (made if missing)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    files = signing_files(home)
-    present = [p for p in (files.root, files.chain, files.key) if p.exists()]
-    if present and not force:
-        raise SigningExists(f"a signing identity is already at {files.folder} ({', '.join(p.name for p in present)})")
+    files = SigningFiles(Path(folder))
     files.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)  # a little slack for clock skew
@@ -247,15 +292,14 @@ def sign_image(data: bytes, record: GenerationRecord, *, fmt: str = "png", home:
     return dest.getvalue()
 
 
-def sign_if_configured(png: bytes, record: GenerationRecord, *, home: Path | None = None,
-                       soft_binding: str | None = None) -> bytes:
-    """`png` signed when `<home>/signing` (default $KAIGA_HOME/signing) holds a signing identity, else unchanged.
+def sign_by_default(png: bytes, record: GenerationRecord, *, home: Path | None = None,
+                    soft_binding: str | None = None) -> bytes:
+    """`png` signed by the identity in `<home>/signing` (default $KAIGA_HOME/signing), made on first use
+    (`ensure_signing`); unchanged only where $KAIGA_SIGNING is off (then c2pa is not even imported).
 
-    What kaiga's writers call as the last step on a PNG's bytes: a user who never ran
-    `kaiga keys init-signing` gets exactly the PNG kaiga wrote before signing existed, and c2pa is
-    not even imported.
+    What kaiga's writers call as the last step on a PNG's bytes.
     """
-    if not has_signing_key(home):
+    if not ensure_signing(home):
         return png
     return sign_png(png, record, home=home, soft_binding=soft_binding)
 

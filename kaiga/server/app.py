@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kaiga.provenance.credentials import sign_if_configured
+from kaiga.provenance.credentials import sign_by_default
 from kaiga.server import (
     a1111_api,
     a1111_img2img,
@@ -57,7 +57,7 @@ def build_state(settings: ServerSettings) -> ServerState:
     queue = JobQueue(db, max_queued=settings.max_queued, max_attempts=settings.max_attempts)
     # Signed with the user's identity in $KAIGA_HOME/signing (`kaiga keys init-signing`), whatever --data-dir:
     # the key belongs to the person running kaiga, and `kaiga verify` trusts the same root; no key, no signing.
-    gallery = Gallery(db, settings.gallery_dir(), finish=sign_if_configured)
+    gallery = Gallery(db, settings.gallery_dir(), finish=sign_by_default)
     catalog = Catalog(settings.default_model, settings.extra_models)
     waiters = Waiters(queue, settings.poll_s)
     workers = None

@@ -19,7 +19,7 @@ from kaiga.provenance.credentials import (
     has_signing_key,
     init_signing,
     read_credentials,
-    sign_if_configured,
+    sign_by_default,
     sign_jpeg,
     sign_png,
 )
@@ -103,9 +103,26 @@ def test_no_credentials_and_no_key(tmp_path):
     plain = png_bytes(picture(), RECORD)
     assert read_credentials(plain, home=tmp_path) == {"status": "none", "reason": "no content credentials"}
     assert read_credentials(b"not an image", home=tmp_path)["status"] == "none"
-    assert sign_if_configured(plain, RECORD, home=tmp_path) is plain  # no key: written as before
     with pytest.raises(FileNotFoundError, match="init-signing"):
         sign_png(plain, RECORD, home=tmp_path)
+
+
+def test_signed_by_default_the_identity_made_on_first_use(tmp_path, monkeypatch):
+    """Every write is signed: the first one makes the identity (once; a second home gets its own), and
+    KAIGA_SIGNING=off writes the bytes unchanged; a half-made signing folder is left alone, unsigned."""
+    plain = png_bytes(picture(), RECORD)
+    signed = sign_by_default(plain, RECORD, home=tmp_path)
+    assert read_credentials(signed, home=tmp_path)["status"] == "trusted"
+    key = (tmp_path / "signing" / "key.pem").read_bytes()
+    assert read_credentials(sign_by_default(plain, RECORD, home=tmp_path), home=tmp_path)["status"] == "trusted"
+    assert (tmp_path / "signing" / "key.pem").read_bytes() == key
+    assert [p.name for p in tmp_path.iterdir()] == ["signing"]  # no temporary folder left behind
+    monkeypatch.setenv("KAIGA_SIGNING", "off")
+    assert sign_by_default(plain, RECORD, home=tmp_path / "other") is plain and not (tmp_path / "other").exists()
+    monkeypatch.delenv("KAIGA_SIGNING")
+    (tmp_path / "half" / "signing").mkdir(parents=True)
+    (tmp_path / "half" / "signing" / "root.pem").write_text("")
+    assert sign_by_default(plain, RECORD, home=tmp_path / "half") is plain
 
 
 def test_jpeg_is_signed_too(home):
@@ -119,15 +136,17 @@ def test_the_servers_gallery_signs_with_the_users_key_whatever_its_data_dir(tmp_
     from kaiga.server.settings import ServerSettings
 
     monkeypatch.setenv("KAIGA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAIGA_SIGNING", "off")
     state = build_state(ServerSettings(data_dir=tmp_path / "data", run_worker=False))
     with state.db.session() as s:
         first = state.gallery.add(s, picture(), RECORD)
     unsigned = state.gallery.image(first)
     assert read_credentials(state.gallery.file(unsigned.sha256).read_bytes())["status"] == "none"
-    init_signing()  # in $KAIGA_HOME, not in the server's --data-dir
+    monkeypatch.delenv("KAIGA_SIGNING")  # signed again: the identity is made in $KAIGA_HOME, not in --data-dir
     with state.db.session() as s:
         second = state.gallery.add(s, picture(), RECORD)  # the same image: now a second, signed file
     signed = state.gallery.image(second)
     data = state.gallery.file(signed.sha256).read_bytes()
     assert read_credentials(data)["status"] == "trusted" and read_metadata(data).record == RECORD
+    assert (tmp_path / "home" / "signing" / "key.pem").exists() and not (tmp_path / "data" / "signing").exists()
     state.db.engine.dispose()
