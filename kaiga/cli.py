@@ -1977,28 +1977,6 @@ _VERIFY_STATUS = {
 }
 
 
-def _watermark_check(data: bytes, record) -> dict:
-    """The invisible watermark of an image file: found or not, its p-value, and whether it names `record`
-    (the payload the record says it carries, when it says one)."""
-    import io
-
-    from PIL import Image
-
-    from kaiga.provenance.watermark import THRESHOLD, detect
-
-    claimed = (record or {}).get("extra", {}).get("watermark")
-    expected = int(claimed, 16) if isinstance(claimed, str) and re.fullmatch(r"[0-9a-f]{8}", claimed) else None
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            found = detect(im.convert("RGB"), expected=expected)
-    except OSError as e:
-        return {"status": "unreadable", "reason": str(e)}
-    result = {"status": "found" if found.marked else "not found", **found.to_dict(), "threshold": THRESHOLD}
-    if expected is not None:
-        result["matches_record"] = found.marked and found.payload == expected
-    return result
-
-
 def _watermark_line(check: dict) -> str:
     if check["status"] == "unreadable":
         return f"unreadable ({check['reason']})"
@@ -2015,13 +1993,6 @@ def _watermark_line(check: dict) -> str:
     return line
 
 
-def _verify_ok(credentials: dict, watermark: dict) -> bool:
-    """An image passes when its credentials are trusted and its watermark is found and, where the record says
-    a payload, names that record."""
-    return (credentials["status"] == "trusted" and watermark["status"] == "found"
-            and watermark.get("matches_record", True))
-
-
 @app.command()
 def verify(
     image: Annotated[Path, typer.Argument(help="A PNG or JPEG to check.")],
@@ -2035,23 +2006,16 @@ def verify(
     The watermark survives what the credentials do not: a JPEG re-encode, a resize, a crop or a screenshot
     loses the C2PA manifest and the record but keeps the 32-bit payload, which names the record it came from.
     """
-    from kaiga.metadata import MetadataError, read_metadata
-    from kaiga.provenance.credentials import read_credentials
+    from kaiga.provenance.verify import verify_image
 
     _input_path(image, "image")
     try:
         data = image.read_bytes()
     except OSError as e:
         fail(f"image: cannot read {image} ({e.strerror or e})")
-    credentials = read_credentials(data)
-    try:
-        meta = read_metadata(data)
-        record = meta.record.model_dump(mode="json") if meta.record is not None else None
-        record_note = "kaiga record" if meta.record is not None else f"no kaiga record (metadata: {meta.source})"
-    except (MetadataError, OSError, ValueError) as e:
-        record, record_note = None, f"unreadable ({e})"
-    watermark = _watermark_check(data, record)
-    ok = _verify_ok(credentials, watermark)
+    result = verify_image(data)
+    ok, credentials, watermark, record = result["ok"], result["credentials"], result["watermark"], result["record"]
+    record_note = result["record_note"]
     if as_json:
         typer.echo(json.dumps({"image": str(image), "ok": ok, "credentials": credentials, "watermark": watermark,
                                "record": record}, indent=2, ensure_ascii=False))

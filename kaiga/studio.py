@@ -38,7 +38,7 @@ from kaiga.provenance.credentials import sign_by_default
 from kaiga.provenance.privacy import clean_upload
 from kaiga.provenance.watermark import embed, payload_of
 from kaiga.request import MAX_BLEND, MAX_SEED, GenerationRequest, RequestError
-from kaiga.safety import SafetySettings, screen
+from kaiga.safety import SafetySettings, screen, screen_frames
 from kaiga.store.uploads import UploadStore, check_image
 from kaiga.text.tokenizer import unknown_words
 from kaiga.upscaler import upscale
@@ -372,6 +372,8 @@ class Studio:
         request = GenerationRequest(prompt=prompt, seed=seed, model=model).require_prompt()
         loaded = self.load(request.model)
         frames, captions = loaded.model.explain(request.prompt, seed)
+        frames, flagged = screen_frames(frames, request.prompt, self.safety)  # screened as every image is
+        captions = [f"{c} (blurred: safety filter)" if bad else c for c, bad in zip(captions, flagged)]
         return Explanation(frames, captions, loaded.ref.name, loaded.ref.family)
 
     def _init_privacy(self, request: GenerationRequest) -> dict:

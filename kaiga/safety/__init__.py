@@ -11,7 +11,8 @@ Example:
     0.8
 """
 
-from kaiga.safety.screen import Check, Verdict, blur, describe, screen
+from kaiga.safety.screen import Check, Verdict, blur, describe, screen, screen_frames
 from kaiga.safety.settings import SafetySettings, SafetySettingsError
 
-__all__ = ["Check", "SafetySettings", "SafetySettingsError", "Verdict", "blur", "describe", "screen"]
+__all__ = ["Check", "SafetySettings", "SafetySettingsError", "Verdict", "blur", "describe", "screen",
+           "screen_frames"]

@@ -99,5 +99,22 @@ def screen(images: list[Image.Image], records: list[GenerationRecord], prompt: s
     return screened
 
 
+def screen_frames(frames: list[Image.Image], prompt: str,
+                  settings: SafetySettings | None = None) -> tuple[list[Image.Image], list[bool]]:
+    """`screen` for pictures without records (the frames `kaiga explain` shows): each flagged frame blurred,
+    and which were; a blocklisted prompt flags every frame.
+
+    >>> frames, flagged = screen_frames([Image.new("RGB", (8, 8), "white")], "a nude figure")
+    >>> flagged, frames[0].size
+    ([True], (8, 8))
+    """
+    settings = settings or SafetySettings.from_env()
+    if not settings.enabled:
+        return list(frames), [False] * len(frames)
+    terms = Blocklist.load().match(prompt)
+    flagged = [bool(terms) or score >= settings.threshold for score in nsfw_scores(frames)]
+    return [blur(f) if bad else f for f, bad in zip(frames, flagged)], flagged
+
+
 def _with_note(record: GenerationRecord, note: dict) -> GenerationRecord:
     return record.model_copy(update={"extra": {**record.extra, NOTE_KEY: note}})

@@ -191,6 +191,19 @@ async def get_image(image_id: ImageId, request: Request, principal: Principal = 
     return _item(request, await _store(state.gallery.image, image_id, principal.name))
 
 
+@router.get("/images/{image_id}/verify")
+async def verify_image(image_id: ImageId, request: Request, principal: Principal = Depends(authenticate)):
+    """What `kaiga verify` says of the stored file: its content credentials (C2PA, against this server's signing
+    root), its invisible watermark and whether it names the record, and the record; `ok` when all agree."""
+    from kaiga.provenance.verify import verify_image as verify
+
+    state: ServerState = request.app.state.kaiga
+    image = await _store(state.gallery.image, image_id, principal.name)
+    data = await run_in_threadpool((state.gallery.folder / image.path).read_bytes)
+    result = await run_in_threadpool(verify, data)
+    return {"id": image_id, **{k: v for k, v in result.items() if k != "record"}}
+
+
 @router.patch("/images/{image_id}")
 async def update_image(image_id: ImageId, body: ImagePatch, request: Request,
                        principal: Principal = Depends(authenticate)):

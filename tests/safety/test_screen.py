@@ -71,3 +71,15 @@ def test_the_studio_screens_what_it_makes(tiny_model_dir, monkeypatch):
     monkeypatch.setenv("KAIGA_SAFETY_THRESHOLD", "2")
     with pytest.raises(SafetySettingsError, match="KAIGA_SAFETY_THRESHOLD"):
         Studio()
+
+
+def test_explain_frames_are_screened_too(tiny_model_dir):
+    """`kaiga explain`'s frames go through the same filter: a blocklisted prompt blurs every frame (never black) and
+    the captions say so; a clean prompt leaves them as the model drew them."""
+    studio = Studio(device="cpu")
+    clean = studio.explain("a red car in the city", model=str(tiny_model_dir), seed=2)
+    flagged = studio.explain("a naked red car in the city", model=str(tiny_model_dir), seed=2)
+    assert not any("blurred" in c for c in clean.captions)
+    assert all(c.endswith("(blurred: safety filter)") for c in flagged.captions)
+    assert all(_detail(f) < 0.5 * _detail(c) for f, c in zip(flagged.frames, clean.frames))
+    assert all(np.asarray(f).mean() > 5 for f in flagged.frames)  # softened, not replaced by black

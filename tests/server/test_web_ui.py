@@ -203,6 +203,26 @@ def test_inpaint_with_the_mask_brush(server, page, tmp_path):
     page.screenshot(path=tmp_path / "edit.png")
 
 
+def test_details_show_the_provenance_and_the_edit_form_takes_face_consent(server, page, tmp_path):
+    """An image's details say what `kaiga verify` says of its stored file (signed by default, watermark found);
+    the edit form's consent box reaches the upload's privacy note in the record."""
+    _open(page, server)
+    _load_for_edit(page, _source_image(tmp_path))
+    page.check("#edit-form input[name=faces_consent]")
+    page.fill("#edit-form textarea[name=prompt]", "a yellow dog")
+    page.fill("#edit-form input[name=steps]", "4")
+    page.click("#edit-form button[type=submit]")
+    page.wait_for_selector("#edit .results figure img", timeout=60_000)
+    [edited] = httpx.get(server.url + "/v1/gallery/images").json()["data"]
+    assert edited["record"]["extra"]["init_image_privacy"]["faces_consent"] is True
+    verified = httpx.get(f"{server.url}/v1/gallery/images/{edited['id']}/verify").json()
+    assert verified["ok"] and verified["credentials"]["status"] == "trusted"
+    page.click("#edit .results figure img")
+    page.wait_for_selector("#details .provenance.verified", timeout=30_000)
+    text = page.text_content("#details .provenance")
+    assert "trusted" in text and f"watermark {verified['watermark']['payload']} found" in text
+
+
 def test_words_the_model_ignored_are_shown(server, page, tmp_path):
     page.goto(server.url + "/")
     page.wait_for_function("document.querySelectorAll('select.samplers option').length > 0")

@@ -488,6 +488,24 @@ function describeRecord(record) {
   return list;
 }
 
+const CREDENTIALS = { trusted: "signed by your kaiga identity (trusted)", untrusted: "signed, but not by a root this "
+  + "server trusts", tampered: "signed, but changed since (tampered)", invalid: "credentials invalid", none: "unsigned" };
+
+async function showProvenance(item, line) {
+  // GET /v1/gallery/images/{id}/verify: what `kaiga verify` says of the stored file, in one line.
+  line.textContent = "checking content credentials…";
+  line.className = "provenance";
+  try {
+    const v = await api(`/v1/gallery/images/${item.id}/verify`);
+    const mark = v.watermark.status === "found"
+      ? `watermark ${v.watermark.payload} found (p = ${v.watermark.p_value.toExponential(1)})`
+        + (v.watermark.matches_record === false ? ", but not this record's" : "")
+      : "no watermark found";
+    line.textContent = `Content credentials: ${CREDENTIALS[v.credentials.status] ?? v.credentials.status} · ${mark}`;
+    line.classList.add(v.ok ? "verified" : "unverified");
+  } catch (e) { line.textContent = `Content credentials: not checked (${e.message})`; }
+}
+
 async function openDetails(image) {
   // Items from a finished job carry id, url and record; fetch the gallery's full item for favourite and rating.
   let item = image;
@@ -496,6 +514,7 @@ async function openDetails(image) {
   $("img", dialog).src = item.url;
   $("img", dialog).alt = item.prompt;
   $(".record", dialog).replaceChildren(describeRecord(item.record));
+  showProvenance(item, $(".provenance", dialog));
   const stars = $(".rating", dialog);
   stars.replaceChildren(...[1, 2, 3, 4, 5].map((n) => {
     const b = document.createElement("button");
