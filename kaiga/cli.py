@@ -2072,6 +2072,11 @@ def _flags_take_no_value(command) -> None:
         _flags_take_no_value(sub)
 
 
+from kaiga.cli_campaign import campaign_app  # noqa: E402 (its commands reach this module's helpers at run time)
+
+app.add_typer(campaign_app, name="campaign")
+
+
 def main():
     command = typer.main.get_command(app)
     _flags_take_no_value(command)

@@ -84,6 +84,9 @@ KINDS = {
     ("eval report", "--bench"): "in-file-optional",
     ("eval report", "--families"): "in-file-optional",
     ("bench", "--json"): "out-file",
+    ("campaign plan", "path"): "in-file",
+    ("campaign run", "path"): "in-file",
+    ("campaign run", "--out"): "out-folder",
 }
 
 # Good values of required non-path parameters (any other required one: add it here).

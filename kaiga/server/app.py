@@ -55,8 +55,8 @@ def build_state(settings: ServerSettings) -> ServerState:
     """Open everything the server needs (without starting the worker)."""
     db = open_database(settings.database_url())
     queue = JobQueue(db, max_queued=settings.max_queued, max_attempts=settings.max_attempts)
-    # Signed with the user's identity in $KAIGA_HOME/signing (`kaiga keys init-signing`), whatever --data-dir:
-    # the key belongs to the person running kaiga, and `kaiga verify` trusts the same root; no key, no signing.
+    # Signed with the user's identity in $KAIGA_HOME/signing (made on first use), whatever --data-dir: the key
+    # belongs to the person running kaiga, and `kaiga verify` trusts the same root; KAIGA_SIGNING=off: unsigned.
     gallery = Gallery(db, settings.gallery_dir(), finish=sign_by_default)
     catalog = Catalog(settings.default_model, settings.extra_models)
     waiters = Waiters(queue, settings.poll_s)

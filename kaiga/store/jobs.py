@@ -83,6 +83,8 @@ class JobView:
     created: datetime
     started: datetime | None
     finished: datetime | None
+    idempotency_key: str | None = None
+    campaign: str | None = None
 
     @property
     def finished_ok(self) -> bool:
@@ -96,7 +98,7 @@ class JobView:
     def of(cls, job: Job) -> JobView:
         return cls(job.id, job.status, job.priority, job.user, dict(job.request), job.progress, job.error,
                    job.attempts, list(job.result_image_ids) if job.result_image_ids is not None else None,
-                   job.created, job.started, job.finished)
+                   job.created, job.started, job.finished, job.idempotency_key, job.campaign)
 
 
 def request_hash(request: dict) -> str:
@@ -114,23 +116,24 @@ class JobQueue:
 
     # --- clients ---------------------------------------------------------------------------
     def submit(self, request: dict, *, user: str = "", priority: int = 0, idempotency_key: str | None = None,
-               fingerprint: str | None = None, model: str = "") -> tuple[JobView, bool]:
+               fingerprint: str | None = None, model: str = "", campaign: str | None = None) -> tuple[JobView, bool]:
         """Queue `request`; returns (job, created). With a known idempotency key: the existing job.
 
         `fingerprint` identifies the request as the client sent it (default: `request`'s hash); a key
-        reused with another fingerprint raises IdempotencyConflict.
+        reused with another fingerprint raises IdempotencyConflict. A `campaign`'s cells are bounded by its
+        plan, not by `max_queued` (which keeps API clients from flooding the queue), and are not counted in it.
         """
         fingerprint = fingerprint or request_hash(request)
         if idempotency_key is not None:
             existing = self._by_key(idempotency_key, fingerprint)
             if existing is not None:
                 return existing, False
-        depth = self.depth()
+        depth = self.depth() if campaign is None else 0
         if depth >= self.max_queued:
             raise QueueFull(depth, self.retry_after(depth))
         job = Job(id=str(uuid.uuid4()), status=JobStatus.PENDING.value, priority=priority, user=user, model=model,
                   idempotency_key=idempotency_key, request_hash=fingerprint, request=request, progress=0.0,
-                  attempts=0, cancel_requested=False, created=utcnow())
+                  attempts=0, cancel_requested=False, created=utcnow(), campaign=campaign)
         try:
             with self.db.session() as s:
                 s.add(job)
@@ -167,10 +170,10 @@ class JobQueue:
         return self.get(job_id)
 
     def depth(self) -> int:
-        """Jobs not finished yet (pending or running)."""
+        """Jobs not finished yet (pending or running), campaigns' cells aside."""
         with self.db.session() as s:
             return s.scalar(select(func.count()).select_from(Job).where(
-                Job.status.in_([JobStatus.PENDING.value, JobStatus.RUNNING.value]))) or 0
+                Job.status.in_([JobStatus.PENDING.value, JobStatus.RUNNING.value]), Job.campaign.is_(None))) or 0
 
     def retry_after(self, depth: int) -> int:
         """Seconds until about one place frees up: the mean run time of recent jobs (1 s if none)."""
@@ -182,10 +185,11 @@ class JobQueue:
         return max(1, min(3600, math.ceil(mean)))
 
     # --- the worker ------------------------------------------------------------------------
-    def claim(self, models: tuple[str, ...] | None = None) -> JobView | None:
+    def claim(self, models: tuple[str, ...] | None = None, campaign: str | None = None) -> JobView | None:
         """Take the next job (see the module docstring for the order) and mark it running.
 
-        `models`: only jobs queued for these models (a model's worker); None: any job.
+        `models`: only jobs queued for these models (a model's worker); None: any job. `campaign`: only that
+        campaign's cells (a campaign's own runner).
         """
         for _ in range(10):  # another worker may win the race for a row; then look again
             with self.db.session() as s:
@@ -195,6 +199,8 @@ class JobQueue:
                 pending = select(Job.id).where(Job.status == JobStatus.PENDING.value)
                 if models is not None:
                     pending = pending.where(Job.model.in_(models))
+                if campaign is not None:
+                    pending = pending.where(Job.campaign == campaign)
                 order = (Job.priority.desc(), last_start.asc().nulls_first(), Job.created, Job.id)
                 job_id = s.scalar(pending.order_by(*order).limit(1))
                 if job_id is None:
@@ -245,6 +251,31 @@ class JobQueue:
         with self.db.session() as s:
             s.execute(update(Job).where(Job.id == job_id).values(progress=progress))
             return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    def retry_failed(self, campaign: str, attempts: int | None = None) -> int:
+        """Queue again a campaign's failed cells started fewer than `attempts` times; returns how many. With
+        `attempts` None: every failed or cancelled cell, from its first attempt again (a rerun of the campaign)."""
+        ended = [JobStatus.FAILED.value] + ([JobStatus.CANCELLED.value] if attempts is None else [])
+        again = {"status": JobStatus.PENDING.value, "error": None, "finished": None, "progress": 0.0}
+        with self.db.session() as s:
+            query = update(Job).where(Job.campaign == campaign, Job.status.in_(ended))
+            if attempts is not None:
+                return s.execute(query.where(Job.attempts < attempts).values(**again)).rowcount
+            return s.execute(query.values(**again, attempts=0, cancel_requested=False)).rowcount
+
+    def release_campaign(self, campaign: str) -> int:
+        """Put a campaign's cells left running (its runner was killed) back in the queue, their attempt not
+        counted; returns how many. For the campaign's own runner, which alone runs its cells."""
+        with self.db.session() as s:
+            return s.execute(update(Job).where(Job.campaign == campaign, Job.status == JobStatus.RUNNING.value)
+                             .values(status=JobStatus.PENDING.value, progress=0.0, started=None,
+                                     attempts=Job.attempts - 1)).rowcount
+
+    def campaign_jobs(self, campaign: str) -> list[JobView]:
+        """Every job of a campaign, oldest first."""
+        with self.db.session() as s:
+            return [JobView.of(j) for j in s.scalars(select(Job).where(Job.campaign == campaign)
+                                                     .order_by(Job.created, Job.id))]
 
     def recover(self) -> tuple[int, int]:
         """After a crash: re-queue interrupted jobs, fail those started `max_attempts` times. (requeued, failed)

@@ -1,4 +1,4 @@
-"""The tables: images (the gallery), boards and their images, jobs (the queue), api_keys.
+"""The tables: images (the gallery), boards and their images, jobs (the queue), campaigns, api_keys.
 
 Every timestamp is UTC. JSON columns hold what other layers define: a job's request is a
 `GenerationRequest` dump, an image's record a `GenerationRecord` dump.
@@ -110,7 +110,8 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_queue", "status", "priority", "created"),
                       Index("ix_jobs_user_started", "user", "started"),
-                      Index("ix_jobs_model_queue", "model", "status", "priority", "created"))
+                      Index("ix_jobs_model_queue", "model", "status", "priority", "created"),
+                      Index("ix_jobs_campaign", "campaign", "status"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING.value, index=True)
@@ -128,6 +129,18 @@ class Job(Base):
     created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     started: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    campaign: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the campaign whose cell it is
+
+
+class Campaign(Base):
+    """A campaign's plan (kaiga.campaigns.plan); its cells are the jobs that name it."""
+
+    __tablename__ = "campaigns"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    plan: Mapped[dict] = mapped_column(JSON)  # the plan as parsed (CampaignPlan.model_dump)
+    created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class ApiKey(Base):

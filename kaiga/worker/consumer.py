@@ -66,10 +66,12 @@ class Worker:
     def __init__(self, queue: JobQueue, gallery: Gallery, resolve: Callable[[str | None], Path], *,
                  device: str | None = None, batch_size: int = 16, poll_s: float = 0.5,
                  on_finished: Callable[[str], None] = lambda job_id: None,
-                 uploads: UploadStore | None = None, models: tuple[str, ...] | None = None):
+                 uploads: UploadStore | None = None, models: tuple[str, ...] | None = None,
+                 campaign: str | None = None):
         self.queue, self.gallery = queue, gallery
         self.resolve = resolve  # a request's model name (None: the default) -> its path; ModelError if unknown
         self.models = models  # the models whose jobs this worker claims; None: every job
+        self.campaign = campaign  # only this campaign's cells (a campaign's own runner); None: any job
         self.uploads = uploads  # where edit requests' init images and masks are; None: the Studio's default
         self.device, self.batch_size, self.poll_s = device, batch_size, poll_s
         self.on_finished = on_finished
@@ -130,7 +132,7 @@ class Worker:
 
     def run_one(self) -> JobView | None:
         """Claim and run one job; None if the queue is empty."""
-        job = self.queue.claim(self.models)
+        job = self.queue.claim(self.models, self.campaign)
         if job is None:
             return None
         attempt = job.attempts

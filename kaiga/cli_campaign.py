@@ -1,0 +1,231 @@
+"""`kaiga campaign plan | run | status`: a campaign's cells counted and estimated, made (resumably) and reported.
+
+The commands share `kaiga serve`'s database (`--db`, default SQLite in $KAIGA_HOME) and gallery, so a campaign's
+images are gallery images with their records, and a server on the same database sees them. See
+kaiga/campaigns/ and docs/CAMPAIGNS.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+campaign_app = typer.Typer(help=(
+    "Campaigns: one prompt with {slots} over axes of values and seeds (PLAN.yaml), every cell an image in the "
+    "gallery. A rerun or a resume after a crash makes only the missing cells. Example plan:\n\n"
+    "prompt: \"a {colour} car in the {scene}\"\n\naxes: {colour: [red, blue], scene: [city, forest]}\n\nseeds: 2"),
+    no_args_is_help=True)
+
+# Seconds a cell takes at batch 1 on 2 CPU cores, for `plan`'s estimate before a model has made anything here:
+# bench/results/generate.json (scenes-diffusion, 20 steps: 483 ms) and bench/results/families.json (batch 16),
+# plus ~50 ms a cell for the gallery, watermark and signature. Once cells are made, their own times are used.
+FIRST_ESTIMATE_S = {"diffusion": 0.53, "gan": 0.06, "vae": 0.06, "transformer": 0.45}
+
+_Plan = Annotated[Path, typer.Argument(help="The plan: a YAML (or JSON) file with prompt, axes and seeds.")]
+_Db = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL of the database (default: SQLite in $KAIGA_HOME, as kaiga serve).")]
+
+
+def _load(path: Path):
+    from kaiga.campaigns.plan import PlanError, load_plan
+    from kaiga.cli import _input_path, fail
+
+    _input_path(path, "plan")
+    try:
+        return load_plan(path)
+    except PlanError as e:
+        fail(str(e))
+
+
+def _keyed(plan):
+    """The plan's cells with their keys (each model resolved and hashed once), every cell checked against its
+    model as `kaiga generate` checks a request (no weight loaded); one line for what a model cannot make."""
+    from kaiga.campaigns.plan import with_keys
+    from kaiga.cli import fail
+    from kaiga.model_files import ModelError, model_hash, resolve_model
+    from kaiga.request import RequestError
+    from kaiga.studio import Studio
+
+    try:
+        cells = with_keys(plan.cells(), lambda model: model_hash(resolve_model(model)))
+    except ModelError as e:
+        fail(f"model: {e}")
+    studio = Studio(watermark=False)
+    for cell in cells:
+        try:
+            studio.check(cell.request)
+        except (RequestError, ModelError) as e:
+            fail(f"the cell {', '.join(f'{k}={v}' for k, v in cell.values.items())}: {e}")
+    return cells
+
+
+def _model_name(model: str | None) -> str:
+    from kaiga.model_files import resolve_model
+
+    return resolve_model(model).name
+
+
+def _seconds_per_cell(queue, cells) -> tuple[float, str]:
+    """(seconds a cell, where the figure comes from): this database's last made cells of the model, else the
+    bench's figure for its family."""
+    from sqlalchemy import select
+
+    from kaiga.model_files import resolve_model
+    from kaiga.store.tables import Job, JobStatus
+
+    ref = resolve_model(cells[0].request.model)
+    with queue.db.session() as s:
+        rows = s.execute(select(Job.started, Job.finished).where(Job.model == ref.name,
+                                                                 Job.status == JobStatus.DONE.value)
+                         .order_by(Job.finished.desc()).limit(50)).all()
+    times = [(f - st).total_seconds() for st, f in rows if st and f]
+    if times:
+        return sum(times) / len(times), f"the mean of the last {len(times)} images {ref.name} made here"
+    steps = cells[0].request.steps or 20
+    base = FIRST_ESTIMATE_S.get(ref.family, 0.5) * (steps / 20 if ref.family == "diffusion" else 1)
+    return base, f"the bench's figure for a {ref.family} model on 2 CPU cores"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h} h {m} min" if h else f"{m} min {s} s" if m else f"{s} s"
+
+
+@campaign_app.command("plan")
+def plan_cmd(path: _Plan, db: _Db = None):
+    """Count a plan's cells and estimate the time they take, before anything runs (and say how many are made)."""
+    from kaiga.campaigns.runner import status
+    from kaiga.cli import _open_db, out
+    from kaiga.store.jobs import JobQueue
+
+    plan = _load(path)
+    cells = _keyed(plan)
+    queue = JobQueue(_open_db(db))
+    made = status(queue, plan, cells)
+    todo = len(cells) - made.done
+    seconds, source = _seconds_per_cell(queue, cells)
+    shape = " × ".join(f"{len(v)} {k}" for k, v in {**plan.axis_values(), "seeds": plan.seed_list()}.items())
+    out.print(f"{plan.name}: {len(cells)} cells ({shape}); {made.done} made, {todo} to make", highlight=False,
+              soft_wrap=True)
+    out.print(f"estimated time: {_duration(todo * seconds)} at {seconds:.2f} s a cell ({source})", highlight=False,
+              soft_wrap=True)
+
+
+@campaign_app.command("run")
+def run_cmd(path: _Plan, db: _Db = None,
+            out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the contact sheets (default: campaigns/NAME).")] = None,
+            device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or mps (default: the best there is).")] = None,
+            threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: as kaiga generate).")] = None):
+    """Make every cell of the plan not made yet, one image a cell into the gallery, then the contact sheets (one
+    per pair of axes). Stopped (Ctrl-C, kill -9, a crash), the same command continues where it stopped; a failed
+    cell is tried once more, then reported while the rest go on."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from kaiga.campaigns.runner import run_campaign, status
+    from kaiga.cli import _check_device, _open_db, _use_threads, _writable_folder, err, fail, out
+    from kaiga.provenance.credentials import sign_by_default
+    from kaiga.server.settings import ServerSettings
+    from kaiga.store.campaigns import CampaignPlans
+    from kaiga.store.gallery import Gallery
+    from kaiga.store.jobs import JobQueue
+    from kaiga.store.uploads import UploadStore
+    from kaiga.worker import Worker
+
+    if out_dir is not None:
+        _writable_folder(out_dir, "--out")
+    plan = _load(path)
+    sheets_dir = out_dir or Path("campaigns") / plan.name
+    _writable_folder(sheets_dir, "--out")
+    cells = _keyed(plan)
+    _check_device(device)
+    _use_threads(threads)
+    database = _open_db(db)
+    settings = ServerSettings(db_url=db)
+
+    queue = JobQueue(database)
+    gallery = Gallery(database, settings.gallery_dir(), finish=sign_by_default)
+    CampaignPlans(database).save(plan.name, plan.model_dump(mode="json"))
+    before = status(queue, plan, cells)
+    bar = Progress(TextColumn(f"[bold]{plan.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                   TimeRemainingColumn(), console=err)
+
+    def make_worker(campaign):
+        from kaiga.model_files import resolve_model
+
+        return Worker(queue, gallery, lambda name: resolve_model(name).path, device=device, campaign=campaign,
+                      uploads=UploadStore(settings.uploads_dir()))
+
+    with bar:
+        task = bar.add_task("cells", total=len(cells), completed=before.done, info="")
+
+        def on_cell(job):
+            bar.update(task, advance=1 if job.status == "done" else 0,
+                       info="" if job.status == "done" else f"a cell {job.status}: {(job.error or '')[:60]}")
+
+        try:
+            result = run_campaign(queue, plan, cells, make_worker, on_cell, _model_name)
+        except KeyboardInterrupt:
+            fail(f"stopped: {status(queue, plan, cells).done} of {len(cells)} cells made; run the same command "
+                 "to go on", code=130)
+    written = _write_sheets(plan, cells, result, gallery, sheets_dir)
+    out.print(f"{plan.name}: {result.done} of {len(cells)} cells made ({result.done - before.done} now), "
+              f"{result.counts.get('failed', 0)} failed; sheets in {sheets_dir} ({len(written)})", highlight=False,
+              soft_wrap=True)
+    for values, error in result.failures[:5]:
+        err.print(f"failed: {values}: {error}", highlight=False, markup=False)
+    if result.counts.get("failed"):
+        raise typer.Exit(1)
+
+
+def _write_sheets(plan, cells, result, gallery, folder: Path) -> list[Path]:
+    """The contact sheets of the cells made so far, one PNG per pair of axes, under `folder`."""
+    import io
+
+    from PIL import Image
+
+    from kaiga.campaigns.sheets import pair_sheets
+
+    images = {}
+    for index, ids in result.images.items():
+        row = gallery.image(ids[0])
+        with Image.open(io.BytesIO((gallery.folder / row.path).read_bytes())) as im:
+            images[index] = im.convert("RGB")
+    written = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, sheet in pair_sheets(plan, cells, images) if images else []:
+        path = folder / f"{stem}.png"
+        sheet.save(path)
+        written.append(path)
+    return written
+
+
+@campaign_app.command("status")
+def status_cmd(name: Annotated[str, typer.Argument(help="The campaign's name (its plan's `name`, or the plan file's name).")],
+               db: _Db = None,
+               as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False):
+    """How many of a campaign's cells are made, failed and still to make (and why the failed ones failed)."""
+    from kaiga.campaigns.plan import CampaignPlan
+    from kaiga.campaigns.runner import status
+    from kaiga.cli import _open_db, fail, out
+    from kaiga.store.campaigns import CampaignPlans
+    from kaiga.store.jobs import JobQueue
+
+    database = _open_db(db)
+    stored = CampaignPlans(database).get(name)
+    if stored is None:
+        known = ", ".join(CampaignPlans(database).names()) or "none yet"
+        fail(f"name: no campaign {name!r} in this database (campaigns: {known}); `kaiga campaign run PLAN.yaml` starts one")
+    plan = CampaignPlan.model_validate(stored)
+    result = status(JobQueue(database), plan, _keyed(plan))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    counts = result.to_dict()
+    out.print(f"{name}: {counts['done']} of {counts['cells']} cells made, {counts['failed']} failed, "
+              f"{counts['pending'] + counts['running']} to make", highlight=False)
+    for values, error in result.failures:
+        out.print(f"failed: {values}: {error}", highlight=False, markup=False)
