@@ -30,7 +30,7 @@ _Db = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL of the 
 
 def _load(path: Path):
     from kaiga.campaigns.plan import PlanError, load_plan
-    from kaiga.cli import _input_path, fail
+    from kaiga.cli_common import _input_path, fail
 
     _input_path(path, "plan")
     try:
@@ -43,7 +43,7 @@ def _keyed(plan):
     """The plan's cells with their keys (each model resolved and hashed once), every cell checked against its
     model as `kaiga generate` checks a request (no weight loaded); one line for what a model cannot make."""
     from kaiga.campaigns.plan import with_keys
-    from kaiga.cli import fail
+    from kaiga.cli_common import fail
     from kaiga.model_files import ModelError, model_hash, resolve_model
     from kaiga.request import RequestError
     from kaiga.studio import Studio
@@ -99,7 +99,7 @@ def _duration(seconds: float) -> str:
 def plan_cmd(path: _Plan, db: _Db = None):
     """Count a plan's cells and estimate the time they take, before anything runs (and say how many are made)."""
     from kaiga.campaigns.runner import status
-    from kaiga.cli import _open_db, out
+    from kaiga.cli_common import _open_db, out
     from kaiga.store.jobs import JobQueue
 
     plan = _load(path)
@@ -126,7 +126,7 @@ def run_cmd(path: _Plan, db: _Db = None,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from kaiga.campaigns.runner import run_campaign, status
-    from kaiga.cli import _check_device, _open_db, _use_threads, _writable_folder, err, fail, out
+    from kaiga.cli_common import _check_device, _open_db, _use_threads, _writable_folder, err, fail, out
     from kaiga.provenance.credentials import sign_by_default
     from kaiga.server.settings import ServerSettings
     from kaiga.store.campaigns import CampaignPlans
@@ -210,7 +210,7 @@ def status_cmd(name: Annotated[str, typer.Argument(help="The campaign's name (it
     """How many of a campaign's cells are made, failed and still to make (and why the failed ones failed)."""
     from kaiga.campaigns.plan import CampaignPlan
     from kaiga.campaigns.runner import status
-    from kaiga.cli import _open_db, fail, out
+    from kaiga.cli_common import _open_db, fail, out
     from kaiga.store.campaigns import CampaignPlans
     from kaiga.store.jobs import JobQueue
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import typer.main
 
-from kaiga import cli
+from kaiga import cli, cli_common
 from kaiga.cli import app, default_threads
 from tests.test_cli_bad_paths import _commands
 
@@ -118,8 +118,8 @@ def test_the_default_leaves_busy_cores_alone_and_respects_omp_num_threads():
 def test_use_threads_sets_torch_and_warns_when_cores_are_busy(monkeypatch, capsys):
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(cli, "_cores", lambda: 2)
-    monkeypatch.setattr(cli, "_busy_cores", lambda: 1)
+    monkeypatch.setattr(cli_common, "_cores", lambda: 2)
+    monkeypatch.setattr(cli_common, "_busy_cores", lambda: 1)
     try:
         assert cli._use_threads(None) == 1 and torch.get_num_threads() == 1
         assert capsys.readouterr().err == ""
