@@ -25,6 +25,7 @@ from kaiga.provenance.credentials import sign_by_default
 from kaiga.server import (
     a1111_api,
     a1111_img2img,
+    campaign_api,
     gallery_api,
     grid_api,
     jobs_api,
@@ -100,6 +101,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(gallery_api.router)
     app.include_router(remix_api.router)
     app.include_router(grid_api.router)
+    app.include_router(campaign_api.router)
     mount_ui(app)
     mount_docs(app)  # /docs and /redoc without a CDN
     app.add_middleware(BodyLimit)  # outermost but for the 500 handler: before routing, auth and parsing

@@ -606,3 +606,21 @@ def test_an_xy_plot_from_the_generate_form(server, page):
     images = httpx.get(server.url + "/v1/gallery/images?limit=10").json()["data"]
     assert sorted(tuple(im["record"]["extra"]["grid"].get("cell", ())) for im in images) == [
         (), (0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_a_campaign_from_a_yaml_plan_in_the_campaigns_tab(server, page):
+    """The Campaigns tab posts a YAML plan; its row counts the cells as the server's workers make them."""
+    _open(page, server)
+    page.click("nav [data-tab=campaigns]")
+    page.fill("#campaign-form textarea[name=yaml]",
+              'name: ui-ad\nprompt: "a {colour} car"\naxes: {colour: [red, blue]}\nseeds: 2\nsteps: 2\n')
+    page.click("#campaign-form button[type=submit]")
+    page.wait_for_selector("#campaigns .status-text:has-text('ui-ad: 4 cells, 4 queued now')", timeout=30_000)
+    page.wait_for_selector("#campaigns tr[data-campaign=ui-ad] td:nth-child(3):has-text('4')", timeout=120_000)
+    assert page.text_content("#campaigns tr[data-campaign=ui-ad] td:nth-child(5)") == "0"
+    records = [i["record"] for i in httpx.get(server.url + "/v1/gallery/images").json()["data"]]
+    assert sorted(r["prompt"] for r in records) == ["a blue car"] * 2 + ["a red car"] * 2
+    page.fill("#campaign-form textarea[name=yaml]", 'name: bad\nprompt: "a {colour} car"\n')
+    page.click("#campaign-form button[type=submit]")
+    page.wait_for_selector("#error:has-text('the slot {colour} has no axis')", timeout=30_000)
+

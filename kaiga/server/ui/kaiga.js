@@ -655,6 +655,47 @@ function selectTab(name) {
   for (const tab of $$("nav [role=tab]")) tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
   for (const panel of $$("main > section")) panel.hidden = panel.id !== name;
   if (name === "gallery") loadGallery();
+  if (name === "campaigns") loadCampaigns().catch(showError);
+}
+
+// ---- campaigns: POST /v1/campaigns with a YAML plan; the server's workers make the cells -----------
+let campaignTimer = null;
+
+async function runCampaign(event) {
+  event.preventDefault();
+  showError(null);
+  const form = event.target, status = $("#campaigns .status-text");
+  try {
+    const started = await api("/v1/campaigns", { method: "POST", body: { yaml: form.elements.yaml.value } });
+    status.textContent = `${started.name}: ${started.cells} cells, ${started.queued_now} queued now`;
+    await loadCampaigns();
+  } catch (e) { showError(e); }
+}
+
+async function loadCampaigns() {
+  // The campaigns with their counts, refreshed every second while any has cells to make.
+  clearTimeout(campaignTimer);
+  const list = (await api("/v1/campaigns")).data;
+  $("#campaigns .campaign-list tbody").replaceChildren(...list.map((c) => {
+    const row = document.createElement("tr");
+    row.dataset.campaign = c.name;
+    const toMake = c.pending + c.running;
+    for (const text of [c.name, c.cells, c.done, c.failed, toMake]) {
+      const cell = document.createElement("td");
+      cell.textContent = String(text);
+      row.append(cell);
+    }
+    const bar = document.createElement("progress");
+    bar.max = c.cells;
+    bar.value = c.done + c.failed;
+    const last = document.createElement("td");
+    last.append(bar);
+    row.append(last);
+    if (c.failures.length) row.title = c.failures.map((f) => `${JSON.stringify(f.cell)}: ${f.error}`).join("\n");
+    return row;
+  }));
+  const busy = list.some((c) => c.pending + c.running > 0);
+  if (busy && !$("#campaigns").hidden) campaignTimer = setTimeout(() => loadCampaigns().catch(showError), POLL_MS);
 }
 
 // Where a form deliberately starts from another value than the request's default, in one place: the
@@ -751,5 +792,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpBrush();
   $("#gallery-form").addEventListener("submit", (e) => { e.preventDefault(); loadGallery(); });
   $("#more").addEventListener("click", () => loadGallery(true));
+  $("#campaign-form").addEventListener("submit", runCampaign);
   fillChoices();
 });

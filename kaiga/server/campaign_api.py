@@ -1,0 +1,135 @@
+"""Campaigns over HTTP, as `kaiga campaign run` and `status`: the server's own workers make the cells.
+
+    POST /v1/campaigns          `{plan: {name, prompt, axes, seeds, ...request fields}}` or `{yaml: "..."}` -> 202
+    GET  /v1/campaigns          every campaign in this database, with its status
+    GET  /v1/campaigns/{name}   one campaign's status: cells, done, failed, pending, running, the failures
+
+The plan is the YAML plan's keys as JSON (kaiga/campaigns/plan.py; `name` is required here). Every cell is
+checked against its model before the first is queued (400 naming the key or the cell); the cells are jobs of the
+server's queue keyed by their pixel fingerprint, so posting the same plan again queues only what is missing (and
+tries failed cells again), and a plan posted here can be continued by `kaiga campaign run` on the same database,
+or the other way round. The cells queue below API requests and outside the queue's limit.
+
+Example:
+    >>> CampaignBody(plan={"name": "ad", "prompt": "a {c} car", "axes": {"c": ["red"]}}).plan["name"]
+    'ad'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from kaiga.campaigns.plan import CampaignPlan, PlanError, with_keys
+from kaiga.campaigns.runner import status, submit_cells
+from kaiga.model_files import ModelError
+from kaiga.request import RequestError
+from kaiga.server.auth import authenticate
+from kaiga.server.errors import ApiError
+from kaiga.server.state import ServerState
+from kaiga.store.campaigns import CampaignPlans
+
+router = APIRouter(prefix="/v1/campaigns", tags=["kaiga campaigns"], dependencies=[Depends(authenticate)])
+
+
+class CampaignBody(BaseModel):
+    """The plan as JSON (`plan`) or as the YAML text of a plan file (`yaml`, what the web UI sends): one of them."""
+
+    model_config = ConfigDict(extra="forbid")
+    plan: dict[str, Any] | None = None
+    yaml: str | None = Field(None, max_length=100_000)
+
+    def data(self) -> dict:
+        if (self.plan is None) == (self.yaml is None):
+            raise ApiError(400, "plan: give the plan as JSON (plan) or as YAML text (yaml), one of them",
+                           param="plan", code="invalid_value")
+        if self.plan is not None:
+            return self.plan
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.yaml)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ApiError(400, f"yaml: not valid YAML{where} ({getattr(e, 'problem', None) or e})", param="yaml",
+                           code="invalid_value") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "yaml: a plan is a mapping with prompt, axes and seeds", param="yaml",
+                           code="invalid_value")
+        return data
+
+
+def _refused(message: str) -> ApiError:
+    field = message.split(":", 1)[0]
+    return ApiError(400, message, param=field if field.replace(".", "").isidentifier() else "plan",
+                    code="invalid_value")
+
+
+def _checked(state: ServerState, data: dict) -> tuple[CampaignPlan, list]:
+    """The plan and its keyed cells, every cell checked against its model; ApiError(400) naming the key."""
+    try:
+        plan = CampaignPlan.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise _refused(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    if plan.name is None:
+        raise _refused("name: a campaign sent to the server needs a name (letters, digits, '.', '_', '-')")
+    try:
+        cells = with_keys(plan.cells(), lambda model: state.catalog.hash(state.catalog.ref(model).name))
+        for cell in cells:
+            try:
+                state.catalog.check(cell.request)
+            except (RequestError, ModelError) as e:
+                raise PlanError(f"the cell {', '.join(f'{k}={v}' for k, v in cell.values.items())}: {e}") from None
+    except (PlanError, RequestError, ModelError) as e:
+        raise _refused(str(e)) from None
+    return plan, cells
+
+
+@router.post("", status_code=202)
+async def start_campaign(body: CampaignBody, request: Request):
+    """Queue every cell of the plan not made yet (the server's workers make them); 202 with the status."""
+    state: ServerState = request.app.state.kaiga
+    plan, cells = await run_in_threadpool(_checked, state, body.data())
+
+    def queue_cells() -> int:
+        CampaignPlans(state.db).save(plan.name, plan.model_dump(mode="json"))
+        state.queue.retry_failed(plan.name)  # posted again: its failed cells are tried again
+        return submit_cells(state.queue, plan, cells, lambda model: state.catalog.ref(model).name)
+
+    new = await run_in_threadpool(queue_cells)
+    if state.workers is not None:
+        for name in {state.catalog.ref(c.request.model).name for c in cells}:
+            state.workers.wake(name)
+    result = await run_in_threadpool(status, state.queue, plan, cells)
+    return JSONResponse({**result.to_dict(), "queued_now": new}, status_code=202)
+
+
+def _status_of(state: ServerState, name: str) -> dict:
+    stored = CampaignPlans(state.db).get(name)
+    if stored is None:
+        raise ApiError(404, f"no campaign {name!r}", param="name", code="not_found")
+    plan, cells = _checked(state, stored)
+    return status(state.queue, plan, cells).to_dict()
+
+
+@router.get("/{name}")
+async def get_campaign(name: str, request: Request):
+    """A campaign's status: how many cells are made, failed and still to make, and why the failed ones failed."""
+    return await run_in_threadpool(_status_of, request.app.state.kaiga, name)
+
+
+@router.get("")
+async def list_campaigns(request: Request):
+    """Every campaign in this database, with its status."""
+    state: ServerState = request.app.state.kaiga
+
+    def every() -> list[dict]:
+        return [_status_of(state, name) for name in CampaignPlans(state.db).names()]
+
+    return {"data": await run_in_threadpool(every)}

@@ -1,0 +1,52 @@
+"""Campaigns over HTTP: POST /v1/campaigns queues the cells, the server's workers make them, GET says where they
+stand; posting again queues nothing new; a plan that cannot run is a 400 naming the key."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+PLAN = {"name": "ad", "prompt": "a {colour} car", "axes": {"colour": ["red", "blue"], "steps": [1, 2]}, "seeds": 1}
+
+
+def _wait_done(server, name: str, cells: int, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = httpx.get(f"{server.url}/v1/campaigns/{name}").json()
+        if got["done"] + got["failed"] == cells:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"campaign {name} not done: {got}")
+
+
+def test_a_campaign_posted_is_made_by_the_servers_workers(server):
+    r = httpx.post(server.url + "/v1/campaigns", json={"plan": PLAN})
+    assert r.status_code == 202, r.text
+    assert (r.json()["cells"], r.json()["queued_now"]) == (4, 4)
+    done = _wait_done(server, "ad", 4)
+    assert (done["done"], done["failed"]) == (4, 0)
+    images = httpx.get(server.url + "/v1/gallery/images").json()["data"]
+    cells = sorted((i["record"]["prompt"], i["record"]["steps"]) for i in images)
+    assert cells == [("a blue car", 1), ("a blue car", 2), ("a red car", 1), ("a red car", 2)]
+    assert {i["record"]["extra"]["campaign"]["name"] for i in images} == {"ad"}
+    again = httpx.post(server.url + "/v1/campaigns", json={"plan": PLAN}).json()
+    assert (again["queued_now"], again["done"]) == (0, 4)
+    grown = httpx.post(server.url + "/v1/campaigns", json={"plan": {**PLAN, "seeds": 2}}).json()
+    assert grown["queued_now"] == 4 and _wait_done(server, "ad", 8)["done"] == 8
+    listed = httpx.get(server.url + "/v1/campaigns").json()["data"]
+    assert [(c["name"], c["cells"], c["done"]) for c in listed] == [("ad", 8, 8)]
+
+
+def test_a_plan_that_cannot_run_is_a_400_naming_the_key(server):
+    for plan, param, start in (
+        ({**PLAN, "axes": {"colour": ["red"], "weather": ["snow"]}}, "axes.weather", "axes.weather: neither"),
+        ({k: v for k, v in PLAN.items() if k != "name"}, "name", "name: a campaign sent to the server needs a name"),
+        ({**PLAN, "width": 1000}, "plan", "the cell colour=red, steps=1, seed=0: width"),
+        ({**PLAN, "model": "nope"}, "model", "model: unknown model 'nope'"),
+    ):
+        r = httpx.post(server.url + "/v1/campaigns", json={"plan": plan})
+        assert r.status_code == 400 and r.json()["error"]["message"].startswith(start), r.text
+        assert r.json()["error"]["param"] == param, r.json()
+    assert httpx.get(server.url + "/v1/campaigns/nope").status_code == 404
+    assert server.state.queue.campaign_jobs("ad") == []  # refused before a cell was queued
