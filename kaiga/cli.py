@@ -1892,9 +1892,10 @@ def _flags_take_no_value(command) -> None:
         _flags_take_no_value(sub)
 
 
-from kaiga.cli_campaign import campaign_app  # noqa: E402
+from kaiga.cli_campaign import campaign_app, review_cmd  # noqa: E402
 
 app.add_typer(campaign_app, name="campaign")
+app.command("review")(review_cmd)
 
 
 def main():

@@ -208,19 +208,12 @@ def status_cmd(name: Annotated[str, typer.Argument(help="The campaign's name (it
                db: _Db = None,
                as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False):
     """How many of a campaign's cells are made, failed and still to make (and why the failed ones failed)."""
-    from kaiga.campaigns.plan import CampaignPlan
     from kaiga.campaigns.runner import status
-    from kaiga.cli_common import _open_db, fail, out
-    from kaiga.store.campaigns import CampaignPlans
+    from kaiga.cli_common import out
     from kaiga.store.jobs import JobQueue
 
-    database = _open_db(db)
-    stored = CampaignPlans(database).get(name)
-    if stored is None:
-        known = ", ".join(CampaignPlans(database).names()) or "none yet"
-        fail(f"name: no campaign {name!r} in this database (campaigns: {known}); `kaiga campaign run PLAN.yaml` starts one")
-    plan = CampaignPlan.model_validate(stored)
-    result = status(JobQueue(database), plan, _keyed(plan))
+    database, plan, cells = _stored(name, db)
+    result = status(JobQueue(database), plan, cells)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -229,3 +222,132 @@ def status_cmd(name: Annotated[str, typer.Argument(help="The campaign's name (it
               f"{counts['pending'] + counts['running']} to make", highlight=False)
     for values, error in result.failures:
         out.print(f"failed: {values}: {error}", highlight=False, markup=False)
+
+
+def _stored(name: str, db: Optional[str]):
+    """(database, plan, keyed cells) of a campaign in this database; one line when there is none of that name."""
+    from kaiga.campaigns.plan import CampaignPlan
+    from kaiga.cli_common import _open_db, fail
+    from kaiga.store.campaigns import CampaignPlans
+
+    database = _open_db(db)
+    stored = CampaignPlans(database).get(name)
+    if stored is None:
+        known = ", ".join(CampaignPlans(database).names()) or "none yet"
+        fail(f"name: no campaign {name!r} in this database (campaigns: {known}); `kaiga campaign run PLAN.yaml` starts one")
+    plan = CampaignPlan.model_validate(stored)
+    return database, plan, _keyed(plan)
+
+
+def _images(database, plan, cells):
+    from kaiga.campaigns.review import campaign_images
+    from kaiga.server.settings import ServerSettings
+    from kaiga.store.gallery import Gallery
+    from kaiga.store.jobs import JobQueue
+
+    gallery = Gallery(database, ServerSettings().gallery_dir())
+    return campaign_images(JobQueue(database), gallery, plan, cells)
+
+
+@campaign_app.command("export")
+def export_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")],
+               out_dir: Annotated[Path, typer.Option("--out", help="Folder for the images and manifest.csv / manifest.json.")],
+               every: Annotated[bool, typer.Option("--all", help="Every made image, not only the approved ones.")] = False,
+               db: _Db = None):
+    """Write the campaign's approved images (approved by a reviewer, rejected by none; every made one with --all),
+    as stored: record, watermark and content credentials inside, named by their cell, with a manifest."""
+    from kaiga.campaigns.review import export_images
+    from kaiga.cli_common import _writable_folder, out
+
+    _writable_folder(out_dir, "--out")
+    database, plan, cells = _stored(name, db)
+    images = _images(database, plan, cells)
+    rows = export_images(images, out_dir, every)
+    out.print(f"{name}: wrote {len(rows)} of {len(images)} made images to {out_dir} (manifest.csv, manifest.json)",
+              highlight=False, soft_wrap=True)
+
+
+def _ids(values: list[str] | None, option: str) -> list[int]:
+    from kaiga.cli_common import fail
+
+    ids = []
+    for value in values or []:
+        for part in value.split(","):
+            if not part.strip().isdigit():
+                fail(f"{option}: gallery image ids, e.g. {option} 12 or {option} 12,13 (got {value!r})")
+            ids.append(int(part))
+    return ids
+
+
+def review_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")],
+               approve: Annotated[Optional[list[str]], typer.Option("--approve", help="Approve these images (gallery ids; repeat or separate with commas).")] = None,
+               reject: Annotated[Optional[list[str]], typer.Option("--reject", help="Reject these images.")] = None,
+               star: Annotated[Optional[list[str]], typer.Option("--star", help="Star these images.")] = None,
+               unstar: Annotated[Optional[list[str]], typer.Option("--unstar", help="Take the star off these images.")] = None,
+               note: Annotated[Optional[list[str]], typer.Option("--note", help="ID=TEXT: a note on an image.")] = None,
+               reviewer: Annotated[Optional[str], typer.Option(help="Whose review this is (default: $USER).")] = None,
+               db: _Db = None):
+    """Review a campaign's images: approve, reject, star, note. With no --approve/--reject/--star/--note it walks
+    through the images you have not reviewed yet, one at a time (each shown by its file, to open beside), taking
+    a key: a approve, r reject, s star, n note, k skip, q quit. Several people review under their own names; an
+    image someone approved and nobody rejected is what `kaiga campaign export` writes."""
+    import getpass
+
+    from kaiga.cli_common import fail, out
+    from kaiga.store.reviews import Reviews
+
+    who = reviewer or getpass.getuser()
+    database, plan, cells = _stored(name, db)
+    images = {im.image_id: im for im in _images(database, plan, cells)}
+    reviews = Reviews(database)
+    notes = {}
+    for item in note or []:
+        image_id, sep, text = item.partition("=")
+        if not sep or not image_id.strip().isdigit():
+            fail(f"--note: ID=TEXT, e.g. --note '12=the sky is too dark' (got {item!r})")
+        notes[int(image_id)] = text
+    actions = {"approve": _ids(approve, "--approve"), "reject": _ids(reject, "--reject"),
+               "star": _ids(star, "--star"), "unstar": _ids(unstar, "--unstar"), "note": list(notes)}
+    unknown = sorted({i for ids in actions.values() for i in ids} - set(images))
+    if unknown:
+        fail(f"image: {unknown[0]} is not an image of campaign {name!r} (its images: ids "
+             f"{', '.join(map(str, sorted(images)[:8]))}{' ...' if len(images) > 8 else ''})")
+    if any(actions.values()):
+        for image_id in actions["approve"]:
+            reviews.set(image_id, who, decision="approved")
+        for image_id in actions["reject"]:
+            reviews.set(image_id, who, decision="rejected")
+        for image_id in actions["star"]:
+            reviews.set(image_id, who, star=True)
+        for image_id in actions["unstar"]:
+            reviews.set(image_id, who, star=False)
+        for image_id, text in notes.items():
+            reviews.set(image_id, who, note=text)
+        done = sum(len(ids) for ids in actions.values())
+        out.print(f"{name}: {done} review(s) by {who} recorded", highlight=False)
+        return
+    todo = [im for im in images.values() if not any(r.reviewer == who and r.decision for r in im.reviews)]
+    out.print(f"{name}: {len(todo)} of {len(images)} images to review as {who} "
+              "(a approve, r reject, s star, n note, k skip, q quit)", highlight=False, soft_wrap=True)
+    for k, image in enumerate(todo, 1):
+        values = ", ".join(f"{a}={v}" for a, v in image.cell.values.items())
+        out.print(f"[{k}/{len(todo)}] image {image.image_id}: {values}\n  {image.path}", highlight=False,
+                  markup=False, soft_wrap=True)
+        while True:
+            key = typer.prompt("  a/r/s/n/k/q", default="k", show_default=False).strip().lower()[:1]
+            if key == "a":
+                reviews.set(image.image_id, who, decision="approved")
+            elif key == "r":
+                reviews.set(image.image_id, who, decision="rejected")
+            elif key == "s":
+                reviews.set(image.image_id, who, star=True)
+                continue  # a star is beside a decision: ask again
+            elif key == "n":
+                reviews.set(image.image_id, who, note=typer.prompt("  note"))
+                continue
+            elif key == "q":
+                return
+            elif key != "k":
+                out.print("  a approve, r reject, s star, n note, k skip, q quit", highlight=False)
+                continue
+            break

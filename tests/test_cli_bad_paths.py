@@ -87,10 +87,11 @@ KINDS = {
     ("campaign plan", "path"): "in-file",
     ("campaign run", "path"): "in-file",
     ("campaign run", "--out"): "out-folder",
+    ("campaign export", "--out"): "out-folder",
 }
 
 # Good values of required non-path parameters (any other required one: add it here).
-GOOD = {"prompt": "a red car", "stage": "tokenizer", "model": "scenes-gan", "x": "steps=1,2"}
+GOOD = {"prompt": "a red car", "stage": "tokenizer", "model": "scenes-gan", "x": "steps=1,2", "name": "ad"}
 # Options that a path option needs beside it to mean anything (a mask masks an --init image).
 NEEDS = {("generate", "--mask"): ("--init", "image")}
 

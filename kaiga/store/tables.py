@@ -1,4 +1,5 @@
-"""The tables: images (the gallery), boards and their images, jobs (the queue), campaigns, api_keys.
+"""The tables: images (the gallery), boards and their images, jobs (the queue), campaigns and the
+reviews of their images, api_keys.
 
 Every timestamp is UTC. JSON columns hold what other layers define: a job's request is a
 `GenerationRequest` dump, an image's record a `GenerationRecord` dump.
@@ -140,6 +141,19 @@ class Campaign(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     plan: Mapped[dict] = mapped_column(JSON)  # the plan as parsed (CampaignPlan.model_dump)
     created: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Review(Base):
+    """One reviewer's verdict on one image (a campaign's): approved or rejected (or neither yet), a star, a note."""
+
+    __tablename__ = "reviews"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    decision: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "approved", "rejected" or None
+    star: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

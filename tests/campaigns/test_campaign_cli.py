@@ -105,3 +105,36 @@ def test_a_failing_cell_is_retried_once_then_reported_and_the_rest_go_on(tmp_pat
     with db.session() as s:
         assert sorted(j.attempts for j in s.query(Job).filter(Job.status == "failed")) == [2, 2]
     db.engine.dispose()
+
+
+def test_review_by_two_people_then_export_the_approved(tmp_path, tiny_model_dir):
+    """Scripted reviews by two reviewers and the interactive walk through, then the export: the approved images
+    (someone approved, nobody rejected) with a manifest; --all writes every made image."""
+    plan = _plan(tmp_path, tiny_model_dir, seeds=1)  # 4 cells
+    assert kaiga("campaign", "run", str(plan), cwd=tmp_path).returncode == 0
+    db = open_database(f"sqlite:///{model_home() / 'kaiga.db'}")
+    with db.session() as s:
+        ids = sorted(i.id for i in s.query(Image))
+    db.engine.dispose()
+    a, b, c, d = ids
+    r = kaiga("review", "ad", "--approve", f"{a},{b}", "--star", str(a), "--note", f"{b}=too dark", "--reviewer", "ann",
+              cwd=tmp_path)
+    assert r.returncode == 0 and "4 review(s) by ann recorded" in r.stdout, r.stderr
+    assert kaiga("review", "ad", "--reject", str(b), "--reviewer", "bob", cwd=tmp_path).returncode == 0
+    walk = subprocess.run([sys.executable, "-m", "kaiga.cli", "review", "ad", "--reviewer", "cat"], input="a\nx\nk\nq\n",
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert walk.returncode == 0 and "4 of 4 images to review as cat" in walk.stdout and f"image {a}:" in walk.stdout
+    bad = kaiga("review", "ad", "--approve", "99999", cwd=tmp_path)
+    assert bad.returncode == 2 and "99999 is not an image of campaign 'ad'" in bad.stderr
+    r = kaiga("campaign", "export", "ad", "--out", str(tmp_path / "approved"), cwd=tmp_path)
+    assert r.returncode == 0 and "wrote 1 of 4 made images" in r.stdout, r.stdout + r.stderr
+    manifest = json.loads((tmp_path / "approved" / "manifest.json").read_text())
+    assert [(m["image_id"], m["approved_by"], m["starred_by"]) for m in manifest] == [(a, ["ann", "cat"], ["ann"])]
+    assert (tmp_path / "approved" / manifest[0]["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert manifest[0]["file"].startswith("0000-red-city-0-")
+    every = kaiga("campaign", "export", "ad", "--out", str(tmp_path / "all"), "--all", cwd=tmp_path)
+    assert "wrote 4 of 4" in every.stdout
+    rows = (tmp_path / "all" / "manifest.csv").read_text().splitlines()
+    assert rows[0].startswith("file,image_id,cell,colour,scene,seed,sha256,approved") and len(rows) == 5
+    assert any('"{""ann"": ""too dark""}"' in row and ",bob," in row for row in rows)
+
