@@ -3,6 +3,8 @@
     POST /v1/campaigns          `{plan: {name, prompt, axes, seeds, ...request fields}}` or `{yaml: "..."}` -> 202
     GET  /v1/campaigns          every campaign in this database, with its status
     GET  /v1/campaigns/{name}   one campaign's status: cells, done, failed, pending, running, the failures
+    GET  /v1/campaigns/{name}/images    every made cell's image: gallery item, cell values, every review
+    POST /v1/campaigns/{name}/reviews   `{image_id, decision?: "approved" | "rejected" | null, star?, note?}`, as the caller
 
 The plan is the YAML plan's keys as JSON (kaiga/campaigns/plan.py; `name` is required here). Every cell is
 checked against its model before the first is queued (400 naming the key or the cell); the cells are jobs of the
@@ -17,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -30,7 +32,7 @@ from kaiga.model_files import ModelError
 from kaiga.request import RequestError
 from kaiga.server.auth import authenticate
 from kaiga.server.errors import ApiError
-from kaiga.server.state import ServerState
+from kaiga.server.state import Principal, ServerState
 from kaiga.store.campaigns import CampaignPlans
 
 router = APIRouter(prefix="/v1/campaigns", tags=["kaiga campaigns"], dependencies=[Depends(authenticate)])
@@ -111,10 +113,7 @@ async def start_campaign(body: CampaignBody, request: Request):
 
 
 def _status_of(state: ServerState, name: str) -> dict:
-    stored = CampaignPlans(state.db).get(name)
-    if stored is None:
-        raise ApiError(404, f"no campaign {name!r}", param="name", code="not_found")
-    plan, cells = _checked(state, stored)
+    plan, cells = _stored(state, name)
     return status(state.queue, plan, cells).to_dict()
 
 
@@ -133,3 +132,62 @@ async def list_campaigns(request: Request):
         return [_status_of(state, name) for name in CampaignPlans(state.db).names()]
 
     return {"data": await run_in_threadpool(every)}
+
+
+def _stored(state: ServerState, name: str) -> tuple[CampaignPlan, list]:
+    stored = CampaignPlans(state.db).get(name)
+    if stored is None:
+        raise ApiError(404, f"no campaign {name!r}", param="name", code="not_found")
+    return _checked(state, stored)
+
+
+@router.get("/{name}/images")
+async def campaign_images_of(name: str, request: Request, principal: Principal = Depends(authenticate)):
+    """Every made cell's image, in the plan's order: the gallery item, the cell's values and every review;
+    `reviewer` is the name the caller's reviews are recorded under."""
+    from kaiga.campaigns.review import campaign_images
+    from kaiga.server.gallery_api import _item
+
+    state: ServerState = request.app.state.kaiga
+
+    def read() -> tuple[list, dict]:
+        plan, cells = _stored(state, name)
+        images = campaign_images(state.queue, state.gallery, plan, cells)
+        return images, {im.image_id: state.gallery.image(im.image_id) for im in images}
+
+    images, items = await run_in_threadpool(read)
+    return {"reviewer": principal.name,
+            "data": [{**_item(request, items[im.image_id]), **im.to_dict(),
+                      "reviews": [r.to_dict() for r in im.reviews]} for im in images]}
+
+
+class ReviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_id: int = Field(ge=1)
+    decision: Literal["approved", "rejected"] | None = None
+    star: bool | None = None
+    note: str | None = Field(None, max_length=2000)
+
+
+@router.post("/{name}/reviews")
+async def review_image(name: str, body: ReviewBody, request: Request, principal: Principal = Depends(authenticate)):
+    """Record the caller's review of one of the campaign's images (the fields sent; `decision: null` clears it)."""
+    from kaiga.campaigns.review import campaign_images
+    from kaiga.store.reviews import UNSET, Reviews
+
+    state: ServerState = request.app.state.kaiga
+
+    def record():
+        plan, cells = _stored(state, name)
+        ids = {im.image_id for im in campaign_images(state.queue, state.gallery, plan, cells)}
+        if body.image_id not in ids:
+            raise ApiError(404, f"image_id: {body.image_id} is not an image of campaign {name!r}", param="image_id",
+                           code="not_found")
+        sent = body.model_fields_set
+        return Reviews(state.db).set(body.image_id, principal.name,
+                                     decision=body.decision if "decision" in sent else UNSET,
+                                     star=body.star if body.star is not None else UNSET,
+                                     note=body.note if "note" in sent else UNSET)
+
+    review = await run_in_threadpool(record)
+    return {"image_id": body.image_id, **review.to_dict()}

@@ -50,3 +50,25 @@ def test_a_plan_that_cannot_run_is_a_400_naming_the_key(server):
         assert r.json()["error"]["param"] == param, r.json()
     assert httpx.get(server.url + "/v1/campaigns/nope").status_code == 404
     assert server.state.queue.campaign_jobs("ad") == []  # refused before a cell was queued
+
+
+def test_reviews_over_http_name_the_caller(server):
+    """GET /v1/campaigns/{name}/images lists the made cells with their reviews; POST .../reviews records the
+    caller's decision, star and note, and refuses an image of another campaign."""
+    plan = {**PLAN, "name": "rev", "axes": {"colour": ["red", "blue"]}}
+    assert httpx.post(server.url + "/v1/campaigns", json={"plan": plan}).status_code == 202
+    _wait_done(server, "rev", 2)
+    images = httpx.get(server.url + "/v1/campaigns/rev/images").json()["data"]
+    assert [i["values"]["colour"] for i in images] == ["red", "blue"] and all(i["reviews"] == [] for i in images)
+    first = images[0]["id"]
+    r = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "decision": "approved",
+                                                                    "star": True, "note": "keep"})
+    assert r.status_code == 200 and (r.json()["decision"], r.json()["star"], r.json()["note"]) == ("approved", True, "keep")
+    cleared = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "decision": None}).json()
+    assert (cleared["decision"], cleared["star"], cleared["note"]) == (None, True, "keep")  # only what was sent
+    again = httpx.get(server.url + "/v1/campaigns/rev/images").json()["data"][0]
+    assert again["starred_by"] and again["reviews"][0]["reviewer"] == cleared["reviewer"]
+    assert httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": 99999}).status_code == 404
+    bad = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "decision": "maybe"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "decision"
+

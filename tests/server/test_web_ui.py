@@ -623,4 +623,18 @@ def test_a_campaign_from_a_yaml_plan_in_the_campaigns_tab(server, page):
     page.fill("#campaign-form textarea[name=yaml]", 'name: bad\nprompt: "a {colour} car"\n')
     page.click("#campaign-form button[type=submit]")
     page.wait_for_selector("#error:has-text('the slot {colour} has no axis')", timeout=30_000)
+    # Review with the keyboard: A approves the current image and moves on; R rejects the next; S stars it.
+    page.click("#campaigns tr[data-campaign=ui-ad] .open-review")
+    page.wait_for_selector("#review .review-grid figure:nth-child(4)", timeout=30_000)
+    page.focus("#review .review-grid")
+    page.keyboard.press("a")
+    page.wait_for_selector("#review figure:nth-child(1)[data-decision=approved]", timeout=30_000)
+    page.keyboard.press("r")
+    page.wait_for_selector("#review figure:nth-child(2)[data-decision=rejected]", timeout=30_000)
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("s")
+    page.wait_for_selector("#review figure:nth-child(2) figcaption:has-text('★')", timeout=30_000)
+    images = httpx.get(server.url + "/v1/campaigns/ui-ad/images").json()["data"]
+    assert [(i["approved_by"] != [], i["rejected_by"] != [], i["starred_by"] != []) for i in images[:2]] == [
+        (True, False, False), (False, True, True)]
 

@@ -658,6 +658,71 @@ function selectTab(name) {
   if (name === "campaigns") loadCampaigns().catch(showError);
 }
 
+// ---- review: a campaign's images, worked through with the keyboard (POST /v1/campaigns/{name}/reviews) -----
+const reviewState = { name: null, images: [], at: 0 };
+
+async function openReview(name) {
+  reviewState.name = name;
+  const listed = await api(`/v1/campaigns/${encodeURIComponent(name)}/images`);
+  reviewState.images = listed.data;
+  reviewState.me = listed.reviewer;
+  reviewState.at = 0;
+  $("#review").hidden = false;
+  $("#review .review-title").textContent = `${name}: ${reviewState.images.length} images`;
+  drawReview();
+  $("#review .review-grid").focus();
+}
+
+function mine(image) {
+  // The caller's own review of the image (the server says under which name the caller reviews).
+  return image.reviews.find((r) => r.reviewer === reviewState.me) ?? null;
+}
+
+function drawReview() {
+  $("#review .review-grid").replaceChildren(...reviewState.images.map((image, i) => {
+    const fig = document.createElement("figure");
+    fig.dataset.imageId = image.id;
+    fig.classList.toggle("current", i === reviewState.at);
+    const own = mine(image);
+    if (own?.decision) fig.dataset.decision = own.decision;
+    const img = document.createElement("img");
+    img.src = image.url;
+    img.alt = image.prompt;
+    img.onclick = () => { reviewState.at = i; drawReview(); };
+    const cap = document.createElement("figcaption");
+    const values = Object.entries(image.values).map(([k, v]) => `${k}=${v}`).join(" · ");
+    cap.textContent = `${own?.star ? "★ " : ""}${own?.decision ?? "unreviewed"} · ${values}`;
+    fig.append(img, cap);
+    return fig;
+  }));
+}
+
+async function reviewKey(event) {
+  const image = reviewState.images[reviewState.at];
+  if (!image) return;
+  const key = event.key.toLowerCase();
+  const moves = { arrowright: 1, arrowleft: -1 };
+  if (key in moves) {
+    reviewState.at = Math.max(0, Math.min(reviewState.images.length - 1, reviewState.at + moves[key]));
+    drawReview();
+    event.preventDefault();
+    return;
+  }
+  const own = mine(image);
+  const body = { a: { decision: "approved" }, r: { decision: "rejected" }, s: { star: !(own?.star) } }[key]
+    ?? (key === "n" ? { note: prompt("Note on this image", own?.note ?? "") ?? own?.note ?? "" } : null);
+  if (!body) return;
+  event.preventDefault();
+  try {
+    const review = await api(`/v1/campaigns/${encodeURIComponent(reviewState.name)}/reviews`,
+                             { method: "POST", body: { image_id: image.id, ...body } });
+    reviewState.me = review.reviewer;
+    image.reviews = [...image.reviews.filter((r) => r.reviewer !== review.reviewer), review];
+    if (body.decision) reviewState.at = Math.min(reviewState.images.length - 1, reviewState.at + 1);  // on to the next
+    drawReview();
+  } catch (e) { showError(e); }
+}
+
 // ---- campaigns: POST /v1/campaigns with a YAML plan; the server's workers make the cells -----------
 let campaignTimer = null;
 
@@ -692,6 +757,11 @@ async function loadCampaigns() {
     last.append(bar);
     row.append(last);
     if (c.failures.length) row.title = c.failures.map((f) => `${JSON.stringify(f.cell)}: ${f.error}`).join("\n");
+    const open = document.createElement("button");
+    open.textContent = "Review";
+    open.className = "open-review";
+    open.onclick = () => openReview(c.name).catch(showError);
+    row.lastChild.append(" ", open);
     return row;
   }));
   const busy = list.some((c) => c.pending + c.running > 0);
@@ -793,5 +863,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#gallery-form").addEventListener("submit", (e) => { e.preventDefault(); loadGallery(); });
   $("#more").addEventListener("click", () => loadGallery(true));
   $("#campaign-form").addEventListener("submit", runCampaign);
+  $("#review .review-grid").addEventListener("keydown", reviewKey);
   fillChoices();
 });
