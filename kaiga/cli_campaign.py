@@ -351,3 +351,29 @@ def review_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")]
                 out.print("  a approve, r reject, s star, n note, k skip, q quit", highlight=False)
                 continue
             break
+
+
+@campaign_app.command("more")
+def more_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")],
+             strength: Annotated[str, typer.Option(help="subtle or strong, as `kaiga vary`.")] = "subtle",
+             n: Annotated[int, typer.Option("--n", min=1, max=16, help="Variations of each approved image.")] = 4,
+             out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the PNGs (default: campaigns/NAME/more).")] = None,
+             db: _Db = None,
+             threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None):
+    """"More like this": `kaiga vary` of every approved image of the campaign (approved by someone, rejected by
+    nobody), from its own record; the PNGs go to --out, one line each."""
+    from kaiga.cli import _remix
+    from kaiga.cli_common import _writable_folder, fail
+    from kaiga.variations import VARY, vary_plan
+
+    if strength not in VARY:
+        fail(f"--strength: subtle or strong (got {strength!r})")
+    folder = out_dir or Path("campaigns") / name / "more"
+    _writable_folder(folder, "--out")
+    database, plan, cells = _stored(name, db)
+    approved = [im for im in _images(database, plan, cells) if im.approved]
+    if not approved:
+        fail(f"name: campaign {name!r} has no approved image yet; `kaiga review {name}` approves some")
+    for image in approved:
+        _remix(image.path, lambda im, rec: vary_plan(im, rec, strength), folder, n, None, None, None, None, None,
+               threads, None, faces_consent=True)

@@ -88,6 +88,7 @@ KINDS = {
     ("campaign run", "path"): "in-file",
     ("campaign run", "--out"): "out-folder",
     ("campaign export", "--out"): "out-folder",
+    ("campaign more", "--out"): "out-folder",
 }
 
 # Good values of required non-path parameters (any other required one: add it here).

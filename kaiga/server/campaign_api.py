@@ -5,6 +5,7 @@
     GET  /v1/campaigns/{name}   one campaign's status: cells, done, failed, pending, running, the failures
     GET  /v1/campaigns/{name}/images    every made cell's image: gallery item, cell values, every review
     POST /v1/campaigns/{name}/reviews   `{image_id, decision?: "approved" | "rejected" | null, star?, note?}`, as the caller
+    POST /v1/campaigns/{name}/more      `{strength?: "subtle" | "strong", n?}`: variations of every approved image
 
 The plan is the YAML plan's keys as JSON (kaiga/campaigns/plan.py; `name` is required here). Every cell is
 checked against its model before the first is queued (400 naming the key or the cell); the cells are jobs of the
@@ -191,3 +192,45 @@ async def review_image(name: str, body: ReviewBody, request: Request, principal:
 
     review = await run_in_threadpool(record)
     return {"image_id": body.image_id, **review.to_dict()}
+
+
+class MoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    strength: Literal["subtle", "strong"] = "subtle"
+    n: int = Field(4, ge=1, le=16)
+
+
+@router.post("/{name}/more", status_code=202)
+async def more_like_this(name: str, body: MoreBody, request: Request, principal: Principal = Depends(authenticate)):
+    """"More like this": Midjourney's vary of every approved image of the campaign (someone approved it, nobody
+    rejected it), as the gallery's vary makes it; one job per image, 202 with them. Their records say the image they
+    vary and the campaign (`extra.campaign.more_like`)."""
+    from kaiga.campaigns.review import campaign_images
+    from kaiga.server.edit_inputs import store_remix
+    from kaiga.server.jobs_api import describe_job
+    from kaiga.server.remix_api import _picture
+    from kaiga.variations import vary_plan
+
+    state: ServerState = request.app.state.kaiga
+
+    def approved() -> list[int]:
+        plan, cells = _stored(state, name)
+        return [im.image_id for im in campaign_images(state.queue, state.gallery, plan, cells) if im.approved]
+
+    ids = await run_in_threadpool(approved)
+    if not ids:
+        raise ApiError(400, f"name: campaign {name!r} has no approved image yet; approve some first", param="name",
+                       code="invalid_value")
+    edits = []
+    for image_id in ids:  # every edit checked (and its canvas stored) before the first job is queued
+        picture, record = await _picture(state, image_id)
+        plan = await run_in_threadpool(vary_plan, picture, record, body.strength)
+        edits.append((image_id, plan, await store_remix(state, plan, {"n": body.n})))
+    jobs = []
+    for image_id, plan, edit in edits:
+        job = await state.submit(edit, principal=principal,
+                                 fingerprint={"api": "campaign-more", "image": image_id, "body": body.model_dump()},
+                                 record_extra={"remix": plan.kind, "remixed_image": image_id,
+                                               "campaign": {"name": name, "more_like": image_id}})
+        jobs.append(await describe_job(state, request, job))
+    return JSONResponse({"jobs": jobs, "images": ids}, status_code=202)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kaiga.metadata import read_metadata
 from kaiga.paths import model_home
 from kaiga.store.db import open_database
 from kaiga.store.tables import Image, Job
@@ -132,6 +133,11 @@ def test_review_by_two_people_then_export_the_approved(tmp_path, tiny_model_dir)
     assert [(m["image_id"], m["approved_by"], m["starred_by"]) for m in manifest] == [(a, ["ann", "cat"], ["ann"])]
     assert (tmp_path / "approved" / manifest[0]["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert manifest[0]["file"].startswith("0000-red-city-0-")
+    more = kaiga("campaign", "more", "ad", "--n", "2", "--strength", "strong", "--out", str(tmp_path / "more"),
+                 cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    varied = sorted((tmp_path / "more").glob("*.png"))
+    assert len(varied) == 2 and all(read_metadata(p).record.extra["remix"] == "vary-strong" for p in varied)
     every = kaiga("campaign", "export", "ad", "--out", str(tmp_path / "all"), "--all", cwd=tmp_path)
     assert "wrote 4 of 4" in every.stdout
     rows = (tmp_path / "all" / "manifest.csv").read_text().splitlines()

@@ -68,6 +68,19 @@ def test_reviews_over_http_name_the_caller(server):
     assert (cleared["decision"], cleared["star"], cleared["note"]) == (None, True, "keep")  # only what was sent
     again = httpx.get(server.url + "/v1/campaigns/rev/images").json()["data"][0]
     assert again["starred_by"] and again["reviews"][0]["reviewer"] == cleared["reviewer"]
+    more = httpx.post(server.url + "/v1/campaigns/rev/more", json={"n": 2, "strength": "strong"})
+    assert more.status_code == 400 and "no approved image yet" in more.json()["error"]["message"]
+    httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "decision": "approved"})
+    more = httpx.post(server.url + "/v1/campaigns/rev/more", json={"n": 2, "strength": "strong"})
+    assert more.status_code == 202 and more.json()["images"] == [first]
+    job = more.json()["jobs"][0]
+    deadline = time.monotonic() + 60
+    while job["status"] not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = httpx.get(f"{server.url}/v1/jobs/{job['id']}").json()
+    records = [im["record"] for im in job["images"]]
+    assert len(records) == 2 and all(r["extra"]["campaign"] == {"name": "rev", "more_like": first} for r in records)
+    assert all(r["strength"] == 0.75 and r["extra"]["remix"] == "vary-strong" for r in records)
     assert httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": 99999}).status_code == 404
     bad = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "decision": "maybe"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "decision"

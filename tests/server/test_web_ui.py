@@ -613,7 +613,7 @@ def test_a_campaign_from_a_yaml_plan_in_the_campaigns_tab(server, page):
     _open(page, server)
     page.click("nav [data-tab=campaigns]")
     page.fill("#campaign-form textarea[name=yaml]",
-              'name: ui-ad\nprompt: "a {colour} car"\naxes: {colour: [red, blue]}\nseeds: 2\nsteps: 2\n')
+              'name: ui-ad\nprompt: "a {colour} car"\naxes: {colour: [red, blue]}\nseeds: 2\nsteps: 4\n')
     page.click("#campaign-form button[type=submit]")
     page.wait_for_selector("#campaigns .status-text:has-text('ui-ad: 4 cells, 4 queued now')", timeout=30_000)
     page.wait_for_selector("#campaigns tr[data-campaign=ui-ad] td:nth-child(3):has-text('4')", timeout=120_000)
@@ -637,4 +637,7 @@ def test_a_campaign_from_a_yaml_plan_in_the_campaigns_tab(server, page):
     images = httpx.get(server.url + "/v1/campaigns/ui-ad/images").json()["data"]
     assert [(i["approved_by"] != [], i["rejected_by"] != [], i["starred_by"] != []) for i in images[:2]] == [
         (True, False, False), (False, True, True)]
+    page.click("#review .more-like-this")
+    page.wait_for_selector("#campaigns .status-text:has-text('more like this: 1 job(s) queued from 1 approved')",
+                           timeout=30_000)
 

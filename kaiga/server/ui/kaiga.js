@@ -723,6 +723,15 @@ async function reviewKey(event) {
   } catch (e) { showError(e); }
 }
 
+async function moreLikeThis() {
+  // POST /v1/campaigns/{name}/more: variations of the approved images, made by the server's workers.
+  try {
+    const more = await api(`/v1/campaigns/${encodeURIComponent(reviewState.name)}/more`, { method: "POST", body: {} });
+    $("#campaigns .status-text").textContent =
+      `more like this: ${more.jobs.length} job(s) queued from ${more.images.length} approved image(s); see the Gallery`;
+  } catch (e) { showError(e); }
+}
+
 // ---- campaigns: POST /v1/campaigns with a YAML plan; the server's workers make the cells -----------
 let campaignTimer = null;
 
@@ -864,5 +873,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#more").addEventListener("click", () => loadGallery(true));
   $("#campaign-form").addEventListener("submit", runCampaign);
   $("#review .review-grid").addEventListener("keydown", reviewKey);
+  $("#review .more-like-this").addEventListener("click", moreLikeThis);
   fillChoices();
 });
