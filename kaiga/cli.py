@@ -1896,6 +1896,9 @@ from kaiga.cli_campaign import campaign_app, review_cmd  # noqa: E402
 
 app.add_typer(campaign_app, name="campaign")
 app.command("review")(review_cmd)
+from kaiga.cli_worker import worker_cmd  # noqa: E402
+
+app.command("worker")(worker_cmd)
 
 
 def main():

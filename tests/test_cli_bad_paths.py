@@ -89,6 +89,7 @@ KINDS = {
     ("campaign run", "--out"): "out-folder",
     ("campaign export", "--out"): "out-folder",
     ("campaign more", "--out"): "out-folder",
+    ("worker", "--data-dir"): "out-folder",
 }
 
 # Good values of required non-path parameters (any other required one: add it here).

@@ -8,6 +8,9 @@ A worker claims a job with a conditional UPDATE (pending -> running), so two wor
 processes, never take the same job; finishing is conditional on the claim's attempt number, so a
 stale worker cannot finish a job twice. On start-up `recover()` puts jobs that were running when the
 process died back in the queue, or fails them once they have been started `max_attempts` times.
+Where several processes share the queue (`kaiga worker`), a queue with a lease (`lease_s`) takes that place: a
+running job's worker beats every few seconds (`heartbeat`), and `claim` first puts back a job whose worker has
+not beaten for `lease_s` (it died: `kill -9`, a lost machine), counting the attempt.
 
 Example:
     >>> from kaiga.store.db import open_database
@@ -28,7 +31,7 @@ import json
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import func, select, update
@@ -109,10 +112,11 @@ def request_hash(request: dict) -> str:
 class JobQueue:
     """Submit, claim, finish, cancel and recover jobs stored in `db`."""
 
-    def __init__(self, db: Database, max_queued: int = 64, max_attempts: int = 3):
+    def __init__(self, db: Database, max_queued: int = 64, max_attempts: int = 3, lease_s: float | None = None):
         self.db = db
         self.max_queued = max_queued
         self.max_attempts = max_attempts
+        self.lease_s = lease_s  # None: one process runs the queue's jobs (the server), so `recover` at its start
 
     # --- clients ---------------------------------------------------------------------------
     def submit(self, request: dict, *, user: str = "", priority: int = 0, idempotency_key: str | None = None,
@@ -191,6 +195,8 @@ class JobQueue:
         `models`: only jobs queued for these models (a model's worker); None: any job. `campaign`: only that
         campaign's cells (a campaign's own runner).
         """
+        if self.lease_s is not None:
+            self.expire_leases()
         for _ in range(10):  # another worker may win the race for a row; then look again
             with self.db.session() as s:
                 other = aliased(Job)
@@ -207,7 +213,7 @@ class JobQueue:
                     return None
                 claimed = s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.PENDING.value)
                                     .values(status=JobStatus.RUNNING.value, attempts=Job.attempts + 1,
-                                            started=utcnow(), progress=0.0)).rowcount
+                                            started=utcnow(), heartbeat=utcnow(), progress=0.0)).rowcount
                 if claimed == 1:
                     return JobView.of(s.get(Job, job_id, populate_existing=True))
         return None
@@ -276,6 +282,27 @@ class JobQueue:
         with self.db.session() as s:
             return [JobView.of(j) for j in s.scalars(select(Job).where(Job.campaign == campaign)
                                                      .order_by(Job.created, Job.id))]
+
+    def heartbeat(self, job_id: str, attempt: int) -> bool:
+        """The worker running `job_id` (this attempt) is alive; False when the job is no longer its own."""
+        with self.db.session() as s:
+            return s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value,
+                                               Job.attempts == attempt).values(heartbeat=utcnow())).rowcount == 1
+
+    def expire_leases(self) -> tuple[int, int]:
+        """Put back the running jobs whose worker has not beaten for `lease_s` (failing those started
+        `max_attempts` times); (requeued, failed)."""
+        cutoff = utcnow() - timedelta(seconds=self.lease_s)
+        with self.db.session() as s:
+            stale = (Job.status == JobStatus.RUNNING.value,
+                     func.coalesce(Job.heartbeat, Job.started) < cutoff)
+            failed = s.execute(update(Job).where(*stale, Job.attempts >= self.max_attempts)
+                               .values(status=JobStatus.FAILED.value, finished=utcnow(),
+                                       error=f"its worker stopped answering {self.max_attempts} times; not retried "
+                                             "again")).rowcount
+            requeued = s.execute(update(Job).where(*stale).values(status=JobStatus.PENDING.value, progress=0.0,
+                                                                  heartbeat=None)).rowcount
+        return requeued, failed
 
     def recover(self) -> tuple[int, int]:
         """After a crash: re-queue interrupted jobs, fail those started `max_attempts` times. (requeued, failed)

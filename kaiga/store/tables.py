@@ -131,6 +131,7 @@ class Job(Base):
     started: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     campaign: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the campaign whose cell it is
+    heartbeat: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)  # its worker last alive (a lease)
 
 
 class Campaign(Base):

@@ -137,13 +137,33 @@ class Worker:
             return None
         attempt = job.attempts
         self.current = Current(job.id, started=time.monotonic())
+        stop_beating = self._beat(job.id, attempt)
         try:
             result = self._run(job, attempt)
         finally:
+            stop_beating.set()
             self.current = None
             self._interrupt.discard(job.id)
         self.on_finished(job.id)
         return result
+
+    def _beat(self, job_id: str, attempt: int) -> threading.Event:
+        """Where the queue has a lease (several worker processes): beat for the job every quarter lease, in a
+        thread of its own (a model's first load can outlast a lease without a denoising step), until the event."""
+        stop = threading.Event()
+        if self.queue.lease_s is None:
+            return stop
+
+        def beating() -> None:
+            while not stop.wait(self.queue.lease_s / 4):
+                try:
+                    if not self.queue.heartbeat(job_id, attempt):
+                        return  # no longer ours (taken over, cancelled): finishing it will say so
+                except Exception:  # the database away for a moment: beat again next time
+                    log.warning("worker: heartbeat of job %s failed; trying again", job_id)
+
+        threading.Thread(target=beating, name=f"kaiga-heartbeat-{job_id[:8]}", daemon=True).start()
+        return stop
 
     def _run(self, job: JobView, attempt: int) -> JobView:
         last_write = [time.monotonic()]  # a job shorter than _PROGRESS_EVERY_S never writes progress

@@ -13,7 +13,7 @@ def test_sqlite_file_in_wal_mode_with_all_tables(tmp_path):
     db = open_database(f"sqlite:///{tmp_path / 'k.db'}")
     with db.engine.connect() as c:
         assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
     assert {"images", "jobs", "api_keys", "boards", "board_images", "campaigns", "reviews"} <= set(inspect(db.engine).get_table_names())
 
 
