@@ -42,22 +42,19 @@ def _load(path: Path):
 def _keyed(plan):
     """The plan's cells with their keys (each model resolved and hashed once), every cell checked against its
     model as `kaiga generate` checks a request (no weight loaded); one line for what a model cannot make."""
-    from kaiga.campaigns.plan import with_keys
+    from kaiga.campaigns.plan import PlanError, check_cells, with_keys
     from kaiga.cli_common import fail
     from kaiga.model_files import ModelError, model_hash, resolve_model
-    from kaiga.request import RequestError
     from kaiga.studio import Studio
 
     try:
         cells = with_keys(plan.cells(), lambda model: model_hash(resolve_model(model)))
     except ModelError as e:
         fail(f"model: {e}")
-    studio = Studio(watermark=False)
-    for cell in cells:
-        try:
-            studio.check(cell.request)
-        except (RequestError, ModelError) as e:
-            fail(f"the cell {', '.join(f'{k}={v}' for k, v in cell.values.items())}: {e}")
+    try:
+        check_cells(cells, Studio(watermark=False).check)
+    except PlanError as e:
+        fail(str(e))
     return cells
 
 

@@ -171,32 +171,55 @@ def with_keys(cells: list[CampaignCell], model_hash_of) -> list[CampaignCell]:
     return out
 
 
-def load_plan(path: Path) -> CampaignPlan:
-    """A plan file (YAML or JSON) read and checked; PlanError naming the file and the key at fault."""
+def plan_data(text: str) -> dict:
+    """A plan's YAML (or JSON) text as a mapping; PlanError naming the line of a syntax error."""
     import yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise PlanError(f"{path}: cannot read it ({e.strerror or e})") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PlanError(f"{path}: not valid YAML{where} ({getattr(e, 'problem', None) or e})") from None
+        raise PlanError(f"not valid YAML{where} ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(data, dict):
-        raise PlanError(f"{path}: a plan is a mapping with prompt, axes and seeds (see docs/CAMPAIGNS.md)")
+        raise PlanError("a plan is a mapping with prompt, axes and seeds (see docs/CAMPAIGNS.md)")
+    return data
+
+
+def parse_plan(data: dict) -> CampaignPlan:
+    """The plan a mapping holds; PlanError naming the key (`axes.colour: ...`) at the first problem."""
     try:
-        plan = CampaignPlan.model_validate(data)
+        return CampaignPlan.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        raise PlanError(f"{path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        raise PlanError(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+
+
+def check_cells(cells: list[CampaignCell], check) -> None:
+    """`check(request)` on every cell (what its model cannot make: RequestError, ModelError), as PlanError naming
+    the cell by its values."""
+    for cell in cells:
+        try:
+            check(cell.request)
+        except ValueError as e:  # RequestError and ModelError are ValueErrors
+            raise PlanError(f"the cell {', '.join(f'{k}={v}' for k, v in cell.values.items())}: {e}") from None
+
+
+def load_plan(path: Path) -> CampaignPlan:
+    """A plan file (YAML or JSON) read and checked; PlanError naming the file and the key at fault."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise PlanError(f"{path}: cannot read it ({e.strerror or e})") from None
+    try:
+        plan = parse_plan(plan_data(text))
+    except PlanError as e:
+        raise PlanError(f"{path}: {e}") from None
     if plan.name is None:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-.")[:64] or "campaign"
         plan = plan.model_copy(update={"name": stem})
     try:
         plan.cells()  # every cell checked now, before anything runs
-    except RequestError as e:
-        raise PlanError(f"{path}: {e}") from None
-    except PlanError as e:
+    except (RequestError, PlanError) as e:
         raise PlanError(f"{path}: {e}") from None
     return plan

@@ -23,7 +23,7 @@ from kaiga.campaigns.plan import CampaignCell, CampaignPlan
 from kaiga.campaigns.runner import status
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import JobQueue
-from kaiga.store.reviews import ReviewView, Reviews, is_approved
+from kaiga.store.reviews import Reviews, ReviewView, is_approved
 
 
 @dataclass(frozen=True)

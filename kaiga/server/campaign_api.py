@@ -24,10 +24,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from kaiga.campaigns.plan import CampaignPlan, PlanError, with_keys
+from kaiga.campaigns.plan import CampaignPlan, PlanError, check_cells, parse_plan, plan_data, with_keys
 from kaiga.campaigns.runner import status, submit_cells
 from kaiga.model_files import ModelError
 from kaiga.request import RequestError
@@ -52,19 +52,10 @@ class CampaignBody(BaseModel):
                            param="plan", code="invalid_value")
         if self.plan is not None:
             return self.plan
-        import yaml
-
         try:
-            data = yaml.safe_load(self.yaml)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ApiError(400, f"yaml: not valid YAML{where} ({getattr(e, 'problem', None) or e})", param="yaml",
-                           code="invalid_value") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "yaml: a plan is a mapping with prompt, axes and seeds", param="yaml",
-                           code="invalid_value")
-        return data
+            return plan_data(self.yaml)
+        except PlanError as e:
+            raise ApiError(400, f"yaml: {e}", param="yaml", code="invalid_value") from None
 
 
 def _refused(message: str) -> ApiError:
@@ -76,19 +67,11 @@ def _refused(message: str) -> ApiError:
 def _checked(state: ServerState, data: dict) -> tuple[CampaignPlan, list]:
     """The plan and its keyed cells, every cell checked against its model; ApiError(400) naming the key."""
     try:
-        plan = CampaignPlan.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise _refused(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-    if plan.name is None:
-        raise _refused("name: a campaign sent to the server needs a name (letters, digits, '.', '_', '-')")
-    try:
+        plan = parse_plan(data)
+        if plan.name is None:
+            raise PlanError("name: a campaign sent to the server needs a name (letters, digits, '.', '_', '-')")
         cells = with_keys(plan.cells(), lambda model: state.catalog.hash(state.catalog.ref(model).name))
-        for cell in cells:
-            try:
-                state.catalog.check(cell.request)
-            except (RequestError, ModelError) as e:
-                raise PlanError(f"the cell {', '.join(f'{k}={v}' for k, v in cell.values.items())}: {e}") from None
+        check_cells(cells, state.catalog.check)
     except (PlanError, RequestError, ModelError) as e:
         raise _refused(str(e)) from None
     return plan, cells
