@@ -8,12 +8,8 @@ Example:
 from __future__ import annotations
 
 import errno
-import hashlib
-import itertools
 import json
-import re
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,19 +19,28 @@ from rich.console import Console
 from kaiga.cli_common import (  # noqa: F401 (re-exported: the commands and tests use them from here)
     EXIT_USAGE,
     MAX_DEFAULT_THREADS,
+    _ascii_letter,
     _busy_cores,
     _check_device,
     _cores,
     _Db,
     _Device,
+    _given,
     _input_path,
     _open_db,
+    _output_stem,
+    _pixels_key,
+    _remix,
     _RichWarning,
+    _save_new,
     _setup_logging,
+    _slug,
     _Threads,
     _use_threads,
+    _view_upscale,
     _writable_file,
     _writable_folder,
+    _write_new,
     default_threads,
     err,
     fail,
@@ -114,91 +119,6 @@ def audit_memorisation(
                   highlight=False, markup=False)
     out.print(f"wrote {out_dir / 'memorisation.json'}" + (f" and {out_dir / 'memorisation-flagged.png'}"
                                                             if result["n_flagged"] else ""), highlight=False)
-
-# --- output file names: readable, and never the same for two different images --------------------
-
-def _slug(text: str, n: int = 40) -> str:
-    """A file-name word for `text`: ASCII letters and digits joined by '-', at most `n` characters.
-
-    Accents are dropped (café -> cafe), kana spelt out (きつね -> kitune), emoji and other symbols named
-    (🚗 -> automobile); a word with letters that cannot be spelt in ASCII (雪, Ж) is left out. "" when
-    nothing is left: the file name then has the seed and the record's hash only.
-
-    >>> _slug("A red car, in the snow!"), _slug("Crème brûlée"), _slug("きつね 🚗❄️"), _slug("赤い車")
-    ('a-red-car-in-the-snow', 'creme-brulee', 'kitune-automobile-snowflake', '')
-    """
-    words, word = [], []
-
-    def end_word():
-        spelt = [_ascii_letter(ch) for ch in word]
-        if word and None not in spelt:
-            words.append("".join(spelt))
-        word.clear()
-
-    for ch in text:
-        category = unicodedata.category(ch)
-        if category[0] in "LNM":  # letters, digits and the accents on them
-            word.append(ch)
-            continue
-        end_word()
-        if category == "So" and not ch.isascii():  # emoji, ❄, ★: by name
-            words.append(unicodedata.name(ch, "").lower())
-    end_word()
-    return re.sub(r"[^a-z0-9]+", "-", " ".join(words)).strip("-")[:n].strip("-")
-
-
-def _ascii_letter(ch: str) -> str | None:
-    """`ch` in lowercase ASCII ("" for an accent on its own), or None when it has no spelling there."""
-    if ch.isascii() or unicodedata.category(ch).startswith("M"):
-        return ch.lower() if ch.isascii() else ""
-    plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
-    if plain.isalnum():  # é -> e, ｆ -> f, ３ -> 3
-        return plain.lower()
-    name = unicodedata.name(ch, "")
-    if name.startswith(("HIRAGANA LETTER ", "KATAKANA LETTER ")):  # "HIRAGANA LETTER KI" -> ki
-        return name.rsplit(" ", 1)[1].lower()
-    return None
-
-
-def _pixels_key(*records) -> str:
-    """8 hex digits of a SHA-256 over what makes the images' pixels: their records, less when they were
-    made, how fast and by which kaiga (another sampler, step count, model, size or edit: another key)."""
-    fields = [r.pixels_fields() for r in records]
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def _output_stem(prefix: str, records: list) -> str:
-    """`<prefix><seed>-<prompt slug>-<key>`: the slug for people, the key so that no two images share a name."""
-    first = records[0]
-    return "-".join(part for part in (f"{prefix}{first.seed:010d}", _slug(first.prompt), _pixels_key(*records)) if part)
-
-
-def _save_new(image, record, folder: Path, stem: str) -> Path:
-    """Save at folder/stem.png, or at stem-1.png, stem-2.png, ... when taken: never over an existing file
-    (the same request run twice keeps both)."""
-    from kaiga.metadata import png_bytes
-    from kaiga.provenance.credentials import SigningError, sign_by_default
-
-    try:  # signed (C2PA; the identity made on first use, KAIGA_SIGNING=off: not); the last step on the final bytes
-        data = sign_by_default(png_bytes(image, record), record)
-    except SigningError as e:
-        fail(str(e))
-    return _write_new(data, folder, stem)
-
-
-def _write_new(data: bytes, folder: Path, stem: str) -> Path:
-    """`data` at folder/stem.png, or at stem-1.png, ... when taken (never over an existing file)."""
-    from kaiga.metadata import write_atomic
-
-    for k in itertools.count():
-        path = folder / (f"{stem}.png" if k == 0 else f"{stem}-{k}.png")
-        try:
-            return write_atomic(path, data, exclusive=True)
-        except FileExistsError:
-            continue
-        except OSError as e:
-            fail(f"--out: cannot write {path} ({e.strerror or e})")
-
 
 @app.command()
 @request_options()
@@ -293,57 +213,6 @@ _RemixModel = Annotated[Optional[str], typer.Option("--model", help="Model; defa
 _RemixSteps = Annotated[Optional[int], typer.Option("--steps", min=1, max=150, help="Denoising steps; default: the image's own.")]
 _RemixUpscale = Annotated[Optional[int], typer.Option("--upscale", min=1, max=8, help="Enlarge for viewing (the learned upscaler); default: as generate does (4 for the 64-pixel models).")]
 _RemixConsent = Annotated[bool, typer.Option("--faces-consent", help="The people in the image consent to show their faces; else faces found in it are blurred first.")]
-
-
-def _remix(image: Path, plan_of, out_dir: Path, n: int, seed, prompt, chaos, model, steps, threads, device,
-           faces_consent: bool, mask: Optional[Path] = None, upscale: Optional[int] = None) -> None:
-    """The body of vary, pan and zoom: read the image (and mask) and its record, make the plan, run, save."""
-    _setup_logging()
-    from kaiga.model_files import ModelError
-    from kaiga.request import RequestError
-    from kaiga.store.uploads import UploadError, read_image_file
-    from kaiga.variations import image_record
-
-    _writable_folder(out_dir, "--out")
-    _check_device(device)
-    try:
-        source = read_image_file(image, "image")
-        region = read_image_file(mask, "region") if mask is not None else None
-    except UploadError as e:
-        fail(str(e))
-    fields = _given(n=n, seed=seed, prompt=prompt, chaos=chaos, model=model, steps=steps, upscale=upscale)
-    from kaiga.studio import Studio
-
-    _use_threads(threads)
-    try:
-        plan = plan_of(source, image_record(image), region) if mask is not None else plan_of(source, image_record(image))
-        studio = Studio(device=device)
-        fields.setdefault("upscale", _view_upscale(studio, fields.get("model")))
-        with err.status(f"[bold]{plan.kind}[/] of {image.name}"):
-            images = studio.remix(plan, faces_consent=faces_consent, **fields)
-    except ValueError as e:  # RequestError, a request field out of range (pydantic's ValidationError)
-        from pydantic import ValidationError
-
-        from kaiga.request import describe_error
-
-        fail(describe_error(e) if isinstance(e, ValidationError) else str(e))
-    except (RequestError, ModelError) as e:
-        fail(str(e))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for img in images:
-        typer.echo(str(_save_new(img.image, img.record, out_dir, _output_stem(f"{plan.kind}-", [img.record]))))
-
-
-def _given(**fields) -> dict:
-    """The request fields a remix command was given (None: left to the image's record or the model)."""
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def _view_upscale(studio, model: Optional[str]) -> int:
-    """The enlargement `generate` shows a model's images at (4 for the 64-pixel bundled models)."""
-    from kaiga.request import GenerationRequest
-
-    return studio.capabilities(model).view_upscale(GenerationRequest(prompt=""))
 
 
 @app.command()

@@ -359,8 +359,7 @@ def more_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")],
              threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None):
     """"More like this": `kaiga vary` of every approved image of the campaign (approved by someone, rejected by
     nobody), from its own record; the PNGs go to --out, one line each."""
-    from kaiga.cli import _remix
-    from kaiga.cli_common import _writable_folder, fail
+    from kaiga.cli_common import _remix, _writable_folder, fail
     from kaiga.variations import VARY, vary_plan
 
     if strength not in VARY:
