@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kaiga.campaigns.plan import CampaignCell, CampaignPlan
 from kaiga.campaigns.runner import status
-from kaiga.store.gallery import Gallery
+from kaiga.store.gallery import Gallery, ImageView
 from kaiga.store.jobs import JobQueue
 from kaiga.store.reviews import Reviews, ReviewView, is_approved
 
@@ -33,6 +33,7 @@ class CampaignImage:
     path: Path  # the stored file
     sha256: str
     reviews: list[ReviewView]
+    view: ImageView | None = None  # the gallery's row, as read with the rest
 
     @property
     def approved(self) -> bool:
@@ -56,7 +57,7 @@ def campaign_images(queue: JobQueue, gallery: Gallery, plan: CampaignPlan,
     out = []
     for index, image_ids in sorted(made.items()):
         row = gallery.image(image_ids[0])
-        out.append(CampaignImage(by_index[index], row.id, gallery.folder / row.path, row.sha256, reviews[row.id]))
+        out.append(CampaignImage(by_index[index], row.id, gallery.folder / row.path, row.sha256, reviews[row.id], row))
     return out
 
 

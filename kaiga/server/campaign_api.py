@@ -134,14 +134,13 @@ async def campaign_images_of(name: str, request: Request, principal: Principal =
 
     state: ServerState = request.app.state.kaiga
 
-    def read() -> tuple[list, dict]:
+    def read() -> list:
         plan, cells = _stored(state, name)
-        images = campaign_images(state.queue, state.gallery, plan, cells)
-        return images, {im.image_id: state.gallery.image(im.image_id) for im in images}
+        return campaign_images(state.queue, state.gallery, plan, cells)
 
-    images, items = await run_in_threadpool(read)
+    images = await run_in_threadpool(read)
     return {"reviewer": principal.name,
-            "data": [{**_item(request, items[im.image_id]), **im.to_dict(),
+            "data": [{**_item(request, im.view), **im.to_dict(),
                       "reviews": [r.to_dict() for r in im.reviews]} for im in images]}
 
 
