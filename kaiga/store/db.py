@@ -84,8 +84,29 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
+        _lock_for_migration(connection)
         cfg.attributes["connection"] = connection  # env.py migrates through this connection
         command.upgrade(cfg, revision)
+
+
+# Any constant will do: it names kaiga's migration lock among the database's advisory locks.
+_PG_MIGRATION_LOCK = 0x6B61696761
+
+
+def _lock_for_migration(connection) -> None:
+    """Take the database's write lock before reading the schema version, held until the migration commits.
+
+    Two processes opening a fresh database at once (a server and its worker, `kaiga campaign run` and a
+    reader) would both see no tables and both create them: the second fails with "table jobs already
+    exists". With the lock the second waits, then finds the schema at head and does nothing.
+    SQLite: BEGIN IMMEDIATE (pysqlite opens no transaction before DDL by itself; busy_timeout bounds the
+    wait). PostgreSQL: a transaction-scoped advisory lock.
+    """
+    backend = connection.engine.url.get_backend_name()
+    if backend == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif backend == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
 
 
 class Database:

@@ -1,5 +1,9 @@
 """The database opens, migrates idempotently, SQLite runs in WAL mode, and the migrations make the models' schema."""
 
+import subprocess
+import sys
+import time
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -83,3 +87,21 @@ def test_jobs_queued_before_0003_go_to_the_default_models_worker(database_url):
     assert queue.claim(("some-model",)) is None
     assert queue.claim(("default-model", "")).id == "j1"
     queue.db.engine.dispose()
+
+
+_MIGRATE_AT = ("import sys, time; from kaiga.store.db import make_engine, migrate; e = make_engine(sys.argv[1]); "
+               "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); migrate(e)")
+
+
+def test_processes_opening_a_fresh_database_at_once_migrate_it_once(database_url):
+    """A server, its worker and a CLI started together: each waits for the migration lock, none fails with
+    "table jobs already exists" (CI found the race: 2 of 6 tries failed without the lock)."""
+    start = time.time() + 3  # every process imported and waiting, then all migrate in the same instant
+    procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE_AT, database_url, str(start)], stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(errors)
+    db = open_database(database_url)
+    with db.engine.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
+    db.engine.dispose()
