@@ -7,6 +7,7 @@ kaiga/campaigns/ and docs/CAMPAIGNS.md.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -116,12 +117,17 @@ def plan_cmd(path: _Plan, db: _Db = None):
 def run_cmd(path: _Plan, db: _Db = None,
             out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the contact sheets (default: campaigns/NAME).")] = None,
             device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or mps (default: the best there is).")] = None,
-            threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: as kaiga generate).")] = None):
+            threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: as kaiga generate; with --ray: 1 a worker).")] = None,
+            ray_address: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Make the cells on a Ray cluster: 'auto' (the running one), 'local' (start one on this machine) or its address. Every node needs the database (--db; PostgreSQL across machines), the gallery folder and the models.")] = None,
+            workers: Annotated[Optional[int], typer.Option(min=1, max=4096, help="With --ray: model-holding workers (default: the cluster's GPUs with --device cuda, else its CPUs / --threads).")] = None,
+            lease: Annotated[float, typer.Option(min=1.0, help="With --ray: seconds without a heartbeat after which a dead worker's cell goes back to the queue.")] = 30.0):
     """Make every cell of the plan not made yet, one image a cell into the gallery, then the contact sheets (one
     per pair of axes). Stopped (Ctrl-C, kill -9, a crash), the same command continues where it stopped; a failed
-    cell is tried once more, then reported while the rest go on."""
+    cell is tried once more, then reported while the rest go on. With --ray the same cells are made on a Ray
+    cluster into the same database and gallery, so a campaign can move between this machine and a cluster."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from kaiga.campaigns.on_ray import RayError, run_on_ray
     from kaiga.campaigns.runner import run_campaign, status
     from kaiga.cli_common import _check_device, _open_db, _use_threads, _writable_folder, err, fail, out
     from kaiga.provenance.credentials import sign_by_default
@@ -139,7 +145,10 @@ def run_cmd(path: _Plan, db: _Db = None,
     _writable_folder(sheets_dir, "--out")
     cells = _keyed(plan)
     _check_device(device)
-    _use_threads(threads)
+    if ray_address is None:
+        _use_threads(threads)
+    elif importlib.util.find_spec("ray") is None:
+        fail("--ray: Ray is not installed; pip install 'kaiga[cluster]' (ray==2.58.0)")
     database = _open_db(db)
     settings = ServerSettings(db_url=db)
 
@@ -147,6 +156,8 @@ def run_cmd(path: _Plan, db: _Db = None,
     gallery = Gallery(database, settings.gallery_dir(), finish=sign_by_default)
     CampaignPlans(database).save(plan.name, plan.model_dump(mode="json"))
     before = status(queue, plan, cells)
+    if ray_address is not None:
+        ray_spec, ray_workers = _join_ray(queue, plan, settings, ray_address, workers, threads or 1, lease, device)
     bar = Progress(TextColumn(f"[bold]{plan.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                    TimeRemainingColumn(), console=err)
 
@@ -164,10 +175,20 @@ def run_cmd(path: _Plan, db: _Db = None,
                        info="" if job.status == "done" else f"a cell {job.status}: {(job.error or '')[:60]}")
 
         try:
-            result = run_campaign(queue, plan, cells, make_worker, on_cell, _model_name)
+            if ray_address is None:
+                result = run_campaign(queue, plan, cells, make_worker, on_cell, _model_name)
+            else:
+                result = run_on_ray(queue, plan, cells, ray_spec, ray_workers, on_cell, _model_name)
         except KeyboardInterrupt:
             fail(f"stopped: {status(queue, plan, cells).done} of {len(cells)} cells made; run the same command "
                  "to go on", code=130)
+        except RayError as e:
+            fail(str(e))
+        finally:
+            if ray_address is not None:
+                import ray
+
+                ray.shutdown()
     written = _write_sheets(plan, cells, result, gallery, sheets_dir)
     out.print(f"{plan.name}: {result.done} of {len(cells)} cells made ({result.done - before.done} now), "
               f"{result.counts.get('failed', 0)} failed; sheets in {sheets_dir} ({len(written)})", highlight=False,
@@ -176,6 +197,32 @@ def run_cmd(path: _Plan, db: _Db = None,
         err.print(f"failed: {values}: {error}", highlight=False, markup=False)
     if result.counts.get("failed"):
         raise typer.Exit(1)
+
+
+def _join_ray(queue, plan, settings, address: str, workers: int | None, threads: int, lease: float,
+              device: str | None):
+    """Connect to the Ray cluster at `address` (kaiga.campaigns.on_ray) before any work starts; returns the
+    actors' spec and how many to run."""
+    import os
+
+    from kaiga.campaigns.on_ray import RayError, RayWorkerSpec, connect
+    from kaiga.cli_common import err, fail
+    from kaiga.paths import model_home
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("KAIGA_")} | {"KAIGA_HOME": str(model_home())}
+    spec = RayWorkerSpec(db_url=queue.db.engine.url.render_as_string(hide_password=False),
+                         gallery_dir=str(settings.gallery_dir().resolve()),
+                         uploads_dir=str(settings.uploads_dir().resolve()), campaign=plan.name, threads=threads,
+                         lease_s=lease, device=device, env=env)
+    try:
+        resources = connect(address)
+    except RayError as e:
+        fail(str(e))
+    gpus = int(resources.get("GPU", 0)) if spec.resources().get("num_gpus") else 0
+    count = workers or gpus or max(1, int(resources.get("CPU", 1) // threads))
+    err.print(f"{plan.name}: {count} Ray worker(s) on a cluster of {int(resources.get('CPU', 0))} CPUs and "
+              f"{int(resources.get('GPU', 0))} GPUs", highlight=False)
+    return spec, count
 
 
 def _write_sheets(plan, cells, result, gallery, folder: Path) -> list[Path]:

@@ -144,3 +144,12 @@ def test_review_by_two_people_then_export_the_approved(tmp_path, tiny_model_dir)
     assert rows[0].startswith("file,image_id,cell,colour,scene,seed,sha256,approved") and len(rows) == 5
     assert any('"{""ann"": ""too dark""}"' in row and ",bob," in row for row in rows)
 
+
+
+@pytest.mark.parametrize("address, says", [("127.0.0.1:1", "no Ray cluster answers there"),
+                                           ("nonsense", "give 'auto', 'local' or a cluster's HOST:PORT")])
+def test_a_ray_address_where_no_cluster_answers_is_one_line_and_exit_2(tmp_path, tiny_model_dir, address, says):
+    pytest.importorskip("ray")
+    r = kaiga("campaign", "run", str(_plan(tmp_path, tiny_model_dir)), "--ray", address, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and f"--ray {address}: {says}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert _counts() == (0, 0)  # nothing made
