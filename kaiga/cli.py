@@ -130,6 +130,9 @@ def generate(
     threads: _Threads = None,
     faces_consent: Annotated[bool, typer.Option("--faces-consent", help="With --init: the people in it consent to show their faces; else faces found in it are blurred first (the record says which).")] = False,
     sref: Annotated[Optional[Path], typer.Option("--sref", help="Take the style of this image (Midjourney's style reference): the scenes judge reads its style and --style becomes that preset.")] = None,
+    personalize: Annotated[Optional[str], typer.Option("--personalize", metavar="USER", help="Steer by USER's taste, learned from their ratings, approvals, rejections and stars (kaiga review --rate): what the prompt leaves open is filled with what they like, and each image is the best of --choose-from by their taste.")] = None,
+    choose_from: Annotated[int, typer.Option("--choose-from", min=1, max=16, help="With --personalize: each image kept is the best of this many made (1: the prompt shift alone).")] = 4,
+    db: _Db = None,
     *, fields: dict,
 ):
     """Generate images from a prompt with the default model or --model; edit an image with --init.
@@ -171,6 +174,7 @@ def generate(
     from kaiga.prompt_syntax import count_permutations
     from kaiga.studio import Studio
 
+    taste = _taste_of(personalize, db) if personalize else None  # before any work: they may have rated nothing
     _use_threads(threads)
     try:
         studio = Studio(device=device, config_dir=config)
@@ -184,8 +188,19 @@ def generate(
         with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as bar:
             task = bar.add_task("gen", total=combos * request.n * (with_defaults(caps, request).steps or 1))
-            images = studio.generate(request, on_step=lambda done, total: bar.update(task, completed=done, total=total),
-                                     record_extra=record_extra)
+
+            def on_step(done, total):
+                bar.update(task, completed=done, total=total)
+
+            if taste is None:
+                images = studio.generate(request, on_step=on_step, record_extra=record_extra)
+            else:
+                from kaiga.taste.steer import generate_personalised
+
+                images, how = generate_personalised(studio, request, taste, personalize, choose_from, on_step)
+                err.print(f"personalised for {personalize} ({taste.ratings[personalize]} judgements): "
+                          + (f"added {', '.join(how.added)}; " if how.added else "the prompt left as it is; ")
+                          + f"each image the best of {choose_from}", highlight=False, soft_wrap=True)
     except (RequestError, ModelError) as e:
         fail(str(e))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +217,20 @@ def generate(
         records = [i.record for i in images]
         sheet = _save_new(contact_sheet([i.image for i in images]), records[0], out_dir, _output_stem("grid-", records))
         typer.echo(str(sheet))
+
+
+def _taste_of(person: str, db: Optional[str]):
+    """The tastes learned from the gallery's judgements (kaiga/taste/); a one-line failure when `person` has
+    judged nothing yet."""
+    from kaiga.server.settings import ServerSettings
+    from kaiga.taste.judgements import Judgements
+
+    judgements = Judgements.read(_open_db(db), ServerSettings(db_url=db).gallery_dir())
+    if judgements.count(person) < 2:
+        fail(f"--personalize {person}: {person} has judged {judgements.count(person)} image(s); rate, approve, "
+             "reject or star a few first (kaiga review CAMPAIGN --rate ID=N --reviewer "
+             f"{person}; 20 are enough to learn a taste)")
+    return judgements.taste()
 
 
 _RemixOut = Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")]

@@ -329,11 +329,12 @@ def review_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")]
                star: Annotated[Optional[list[str]], typer.Option("--star", help="Star these images.")] = None,
                unstar: Annotated[Optional[list[str]], typer.Option("--unstar", help="Take the star off these images.")] = None,
                note: Annotated[Optional[list[str]], typer.Option("--note", help="ID=TEXT: a note on an image.")] = None,
+               rate: Annotated[Optional[list[str]], typer.Option("--rate", help="ID=N: your rating of an image, 1 (worst) to 5 (best); what --personalize learns your taste from, with approvals, rejections and stars.")] = None,
                reviewer: Annotated[Optional[str], typer.Option(help="Whose review this is (default: $USER).")] = None,
                db: _Db = None):
     """Review a campaign's images: approve, reject, star, note. With no --approve/--reject/--star/--note it walks
     through the images you have not reviewed yet, one at a time (each shown by its file, to open beside), taking
-    a key: a approve, r reject, s star, n note, k skip, q quit. Several people review under their own names; an
+    a key: a approve, r reject, s star, 1-5 rate, n note, k skip, q quit. Several people review under their own names; an
     image someone approved and nobody rejected is what `kaiga campaign export` writes."""
     import getpass
 
@@ -350,8 +351,15 @@ def review_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")]
         if not sep or not image_id.strip().isdigit():
             fail(f"--note: ID=TEXT, e.g. --note '12=the sky is too dark' (got {item!r})")
         notes[int(image_id)] = text
+    ratings = {}
+    for item in rate or []:
+        image_id, sep, value = item.partition("=")
+        if not sep or not image_id.strip().isdigit() or value.strip() not in tuple("12345"):
+            fail(f"--rate: ID=N with N from 1 to 5, e.g. --rate 12=4 (got {item!r})")
+        ratings[int(image_id)] = int(value)
     actions = {"approve": _ids(approve, "--approve"), "reject": _ids(reject, "--reject"),
-               "star": _ids(star, "--star"), "unstar": _ids(unstar, "--unstar"), "note": list(notes)}
+               "star": _ids(star, "--star"), "unstar": _ids(unstar, "--unstar"), "note": list(notes),
+               "rate": list(ratings)}
     unknown = sorted({i for ids in actions.values() for i in ids} - set(images))
     if unknown:
         fail(f"image: {unknown[0]} is not an image of campaign {name!r} (its images: ids "
@@ -367,18 +375,20 @@ def review_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")]
             reviews.set(image_id, who, star=False)
         for image_id, text in notes.items():
             reviews.set(image_id, who, note=text)
+        for image_id, value in ratings.items():
+            reviews.set(image_id, who, rating=value)
         done = sum(len(ids) for ids in actions.values())
         out.print(f"{name}: {done} review(s) by {who} recorded", highlight=False)
         return
     todo = [im for im in images.values() if not any(r.reviewer == who and r.decision for r in im.reviews)]
     out.print(f"{name}: {len(todo)} of {len(images)} images to review as {who} "
-              "(a approve, r reject, s star, n note, k skip, q quit)", highlight=False, soft_wrap=True)
+              "(a approve, r reject, s star, 1-5 rate, n note, k skip, q quit)", highlight=False, soft_wrap=True)
     for k, image in enumerate(todo, 1):
         values = ", ".join(f"{a}={v}" for a, v in image.cell.values.items())
         out.print(f"[{k}/{len(todo)}] image {image.image_id}: {values}\n  {image.path}", highlight=False,
                   markup=False, soft_wrap=True)
         while True:
-            key = typer.prompt("  a/r/s/n/k/q", default="k", show_default=False).strip().lower()[:1]
+            key = typer.prompt("  a/r/s/1-5/n/k/q", default="k", show_default=False).strip().lower()[:1]
             if key == "a":
                 reviews.set(image.image_id, who, decision="approved")
             elif key == "r":
@@ -386,13 +396,16 @@ def review_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")]
             elif key == "s":
                 reviews.set(image.image_id, who, star=True)
                 continue  # a star is beside a decision: ask again
+            elif key in tuple("12345"):
+                reviews.set(image.image_id, who, rating=int(key))
+                continue  # a rating is beside a decision too
             elif key == "n":
                 reviews.set(image.image_id, who, note=typer.prompt("  note"))
                 continue
             elif key == "q":
                 return
             elif key != "k":
-                out.print("  a approve, r reject, s star, n note, k skip, q quit", highlight=False)
+                out.print("  a approve, r reject, s star, 1-5 rate, n note, k skip, q quit", highlight=False)
                 continue
             break
 

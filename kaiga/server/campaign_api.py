@@ -150,6 +150,7 @@ class ReviewBody(BaseModel):
     decision: Literal["approved", "rejected"] | None = None
     star: bool | None = None
     note: str | None = Field(None, max_length=2000)
+    rating: int | None = Field(None, ge=1, le=5)
 
 
 @router.post("/{name}/reviews")
@@ -170,7 +171,8 @@ async def review_image(name: str, body: ReviewBody, request: Request, principal:
         return Reviews(state.db).set(body.image_id, principal.name,
                                      decision=body.decision if "decision" in sent else UNSET,
                                      star=body.star if body.star is not None else UNSET,
-                                     note=body.note if "note" in sent else UNSET)
+                                     note=body.note if "note" in sent else UNSET,
+                                     rating=body.rating if "rating" in sent else UNSET)
 
     review = await run_in_threadpool(record)
     return {"image_id": body.image_id, **review.to_dict()}

@@ -1,4 +1,5 @@
-"""Reviews of a campaign's images: per image and reviewer, a decision (approved or rejected), a star and a note.
+"""Reviews of a campaign's images: per image and reviewer, a decision (approved or rejected), a star, a note and a
+1-5 rating (what kaiga/taste/ learns a person's taste from).
 
 Several people review the same campaign, each under their own name; an image counts as approved when someone
 approved it and nobody rejected it (`is_approved`), which is what `kaiga campaign export` writes.
@@ -12,7 +13,7 @@ Example:
     >>> reviews = Reviews(db)
     >>> reviews.set(1, "ann", decision="approved", star=True).decision
     'approved'
-    >>> reviews.set(1, "bob", note="the sky is too dark").note
+    >>> reviews.set(1, "bob", note="the sky is too dark", rating=2).note
     'the sky is too dark'
     >>> is_approved(reviews.of_images([1])[1]), [r.reviewer for r in reviews.of_images([1])[1]]
     (True, ['ann', 'bob'])
@@ -29,6 +30,7 @@ from kaiga.store.db import Database
 from kaiga.store.tables import Review, utcnow
 
 DECISIONS = ("approved", "rejected")
+RATINGS = (1, 2, 3, 4, 5)
 UNSET = object()  # a field `set` leaves as it was
 
 
@@ -40,10 +42,11 @@ class ReviewView:
     star: bool
     note: str | None
     updated: datetime
+    rating: int | None = None  # 1-5
 
     def to_dict(self) -> dict:
         return {"reviewer": self.reviewer, "decision": self.decision, "star": self.star, "note": self.note,
-                "updated": self.updated.isoformat()}
+                "rating": self.rating, "updated": self.updated.isoformat()}
 
 
 def is_approved(reviews: list[ReviewView]) -> bool:
@@ -56,10 +59,13 @@ class Reviews:
     def __init__(self, db: Database):
         self.db = db
 
-    def set(self, image_id: int, reviewer: str, *, decision=UNSET, star=UNSET, note=UNSET) -> ReviewView:
+    def set(self, image_id: int, reviewer: str, *, decision=UNSET, star=UNSET, note=UNSET,
+            rating=UNSET) -> ReviewView:
         """Record what `reviewer` says of the image (the fields given; the others as they were)."""
         if decision is not UNSET and decision not in (*DECISIONS, None):
             raise ValueError(f"decision: one of {', '.join(DECISIONS)} or none (got {decision!r})")
+        if rating is not UNSET and rating not in (*RATINGS, None):
+            raise ValueError(f"rating: 1 to 5 or none (got {rating!r})")
         with self.db.session() as s:
             row = s.get(Review, (image_id, reviewer))
             if row is None:
@@ -71,9 +77,11 @@ class Reviews:
                 row.star = bool(star)
             if note is not UNSET:
                 row.note = note or None
+            if rating is not UNSET:
+                row.rating = rating
             row.updated = utcnow()
             s.flush()
-            return _view(row)
+            return review_view(row)
 
     def of_images(self, image_ids: list[int]) -> dict[int, list[ReviewView]]:
         """Each image's reviews (every image id given is a key), by reviewer name."""
@@ -81,9 +89,9 @@ class Reviews:
         with self.db.session() as s:
             for row in s.scalars(select(Review).where(Review.image_id.in_(image_ids))
                                  .order_by(Review.image_id, Review.reviewer)):
-                out[row.image_id].append(_view(row))
+                out[row.image_id].append(review_view(row))
         return out
 
 
-def _view(row: Review) -> ReviewView:
-    return ReviewView(row.image_id, row.reviewer, row.decision, bool(row.star), row.note, row.updated)
+def review_view(row: Review) -> ReviewView:
+    return ReviewView(row.image_id, row.reviewer, row.decision, bool(row.star), row.note, row.updated, row.rating)

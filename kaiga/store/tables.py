@@ -146,7 +146,8 @@ class Campaign(Base):
 
 
 class Review(Base):
-    """One reviewer's verdict on one image (a campaign's): approved or rejected (or neither yet), a star, a note."""
+    """One reviewer's verdict on one image (a campaign's): approved or rejected (or neither yet), a star, a note, a
+    1-5 rating."""
 
     __tablename__ = "reviews"
 
@@ -155,6 +156,7 @@ class Review(Base):
     decision: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "approved", "rejected" or None
     star: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1-5, this reviewer's
     updated: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

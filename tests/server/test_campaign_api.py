@@ -64,8 +64,9 @@ def test_reviews_over_http_name_the_caller(server):
     r = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "decision": "approved",
                                                                     "star": True, "note": "keep"})
     assert r.status_code == 200 and (r.json()["decision"], r.json()["star"], r.json()["note"]) == ("approved", True, "keep")
-    cleared = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "decision": None}).json()
-    assert (cleared["decision"], cleared["star"], cleared["note"]) == (None, True, "keep")  # only what was sent
+    cleared = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "decision": None,
+                                                                          "rating": 4}).json()
+    assert (cleared["decision"], cleared["star"], cleared["note"], cleared["rating"]) == (None, True, "keep", 4)
     again = httpx.get(server.url + "/v1/campaigns/rev/images").json()["data"][0]
     assert again["starred_by"] and again["reviews"][0]["reviewer"] == cleared["reviewer"]
     more = httpx.post(server.url + "/v1/campaigns/rev/more", json={"n": 2, "strength": "strong"})
@@ -84,4 +85,6 @@ def test_reviews_over_http_name_the_caller(server):
     assert httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": 99999}).status_code == 404
     bad = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "decision": "maybe"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "decision"
+    bad = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "rating": 6})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "rating"
 

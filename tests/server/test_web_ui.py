@@ -634,9 +634,12 @@ def test_a_campaign_from_a_yaml_plan_in_the_campaigns_tab(server, page):
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("s")
     page.wait_for_selector("#review figure:nth-child(2) figcaption:has-text('★')", timeout=30_000)
+    page.keyboard.press("4")  # a 1-5 rating, what --personalize learns from
+    page.wait_for_selector("#review figure:nth-child(2) figcaption:has-text('4/5')", timeout=30_000)
     images = httpx.get(server.url + "/v1/campaigns/ui-ad/images").json()["data"]
     assert [(i["approved_by"] != [], i["rejected_by"] != [], i["starred_by"] != []) for i in images[:2]] == [
         (True, False, False), (False, True, True)]
+    assert [r["rating"] for r in images[1]["reviews"]] == [4]
     page.click("#review .more-like-this")
     page.wait_for_selector("#campaigns .status-text:has-text('more like this: 1 job(s) queued from 1 approved')",
                            timeout=30_000)

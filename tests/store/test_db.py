@@ -17,7 +17,7 @@ def test_sqlite_file_in_wal_mode_with_all_tables(tmp_path):
     db = open_database(f"sqlite:///{tmp_path / 'k.db'}")
     with db.engine.connect() as c:
         assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
     assert {"images", "jobs", "api_keys", "boards", "board_images", "campaigns", "reviews"} <= set(inspect(db.engine).get_table_names())
 
 
@@ -103,5 +103,5 @@ def test_processes_opening_a_fresh_database_at_once_migrate_it_once(database_url
     assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(errors)
     db = open_database(database_url)
     with db.engine.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
     db.engine.dispose()

@@ -691,7 +691,8 @@ function drawReview() {
     img.onclick = () => { reviewState.at = i; drawReview(); };
     const cap = document.createElement("figcaption");
     const values = Object.entries(image.values).map(([k, v]) => `${k}=${v}`).join(" · ");
-    cap.textContent = `${own?.star ? "★ " : ""}${own?.decision ?? "unreviewed"} · ${values}`;
+    const rated = own?.rating ? ` · ${own.rating}/5` : "";
+    cap.textContent = `${own?.star ? "★ " : ""}${own?.decision ?? "unreviewed"}${rated} · ${values}`;
     fig.append(img, cap);
     return fig;
   }));
@@ -710,6 +711,7 @@ async function reviewKey(event) {
   }
   const own = mine(image);
   const body = { a: { decision: "approved" }, r: { decision: "rejected" }, s: { star: !(own?.star) } }[key]
+    ?? ("12345".includes(key) && key.length === 1 ? { rating: Number(key) } : null)  // what --personalize learns from
     ?? (key === "n" ? { note: prompt("Note on this image", own?.note ?? "") ?? own?.note ?? "" } : null);
   if (!body) return;
   event.preventDefault();
