@@ -6,6 +6,8 @@
     GET  /v1/campaigns/{name}/images    every made cell's image: gallery item, cell values, every review
     POST /v1/campaigns/{name}/reviews   `{image_id, decision?: "approved" | "rejected" | null, star?, note?}`, as the caller
     POST /v1/campaigns/{name}/more      `{strength?: "subtle" | "strong", n?}`: variations of every approved image
+    GET  /v1/campaigns/{name}/sheets    the contact sheets (one per pair of axes), each with its URL
+    GET  /v1/campaigns/{name}/sheets/{sheet}.png   one sheet of the cells made so far (PNG), as `kaiga campaign run`
 
 The plan is the YAML plan's keys as JSON (kaiga/campaigns/plan.py; `name` is required here). Every cell is
 checked against its model before the first is queued (400 naming the key or the cell); the cells are jobs of the
@@ -142,6 +144,48 @@ async def campaign_images_of(name: str, request: Request, principal: Principal =
     return {"reviewer": principal.name,
             "data": [{**_item(request, im.view), **im.to_dict(),
                       "reviews": [r.to_dict() for r in im.reviews]} for im in images]}
+
+
+@router.get("/{name}/sheets")
+async def campaign_sheets(name: str, request: Request):
+    """The campaign's contact sheets: one per pair of axes, with the URL of each PNG."""
+    from kaiga.campaigns.sheets import sheet_names
+
+    state: ServerState = request.app.state.kaiga
+    plan, _ = await run_in_threadpool(_stored, state, name)
+    return {"data": [{"name": stem, "url": str(request.url_for("campaign_sheet", name=name, sheet=f"{stem}.png"))}
+                     for stem in sheet_names(plan)]}
+
+
+@router.get("/{name}/sheets/{sheet}", name="campaign_sheet")
+async def campaign_sheet(name: str, sheet: str, request: Request):
+    """One contact sheet of the cells made so far (grey where a cell is not made yet), drawn now."""
+    import io
+
+    from fastapi.responses import Response
+    from PIL import Image
+
+    from kaiga.campaigns.review import campaign_images
+    from kaiga.campaigns.sheets import pair_sheets, sheet_names
+
+    state: ServerState = request.app.state.kaiga
+
+    def draw() -> bytes:
+        plan, cells = _stored(state, name)
+        stem = sheet.removesuffix(".png")
+        if stem not in sheet_names(plan):
+            raise ApiError(404, f"sheet: {sheet!r} is not a sheet of campaign {name!r} (its sheets: "
+                           f"{', '.join(s + '.png' for s in sheet_names(plan))})", param="sheet", code="not_found")
+        images = {}
+        for im in campaign_images(state.queue, state.gallery, plan, cells):
+            with Image.open(im.path) as opened:
+                images[im.cell.index] = opened.convert("RGB")
+        ((_, drawn),) = pair_sheets(plan, cells, images, only=stem)
+        buffer = io.BytesIO()
+        drawn.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    return Response(await run_in_threadpool(draw), media_type="image/png")
 
 
 class ReviewBody(BaseModel):

@@ -3,9 +3,11 @@ stand; posting again queues nothing new; a plan that cannot run is a 400 naming 
 
 from __future__ import annotations
 
+import io
 import time
 
 import httpx
+from PIL import Image
 
 PLAN = {"name": "ad", "prompt": "a {colour} car", "axes": {"colour": ["red", "blue"], "steps": [1, 2]}, "seeds": 1}
 
@@ -87,4 +89,19 @@ def test_reviews_over_http_name_the_caller(server):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "decision"
     bad = httpx.post(server.url + "/v1/campaigns/rev/reviews", json={"image_id": first, "rating": 6})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "rating"
+
+
+def test_contact_sheets_over_http(server):
+    """GET /v1/campaigns/{name}/sheets names a sheet per pair of axes; each is a PNG of the cells made so far."""
+    plan = {**PLAN, "name": "sheets", "prompt": "a {colour} car in the {scene}", "seeds": 2, "axes": {"colour": ["red", "blue"], "scene": ["city", "forest"]}}
+    assert httpx.post(server.url + "/v1/campaigns", json={"plan": plan}).status_code == 202
+    _wait_done(server, "sheets", 8)
+    sheets = httpx.get(server.url + "/v1/campaigns/sheets/sheets").json()["data"]
+    assert [s["name"] for s in sheets] == ["colour-x-scene", "colour-x-seed", "scene-x-seed"]
+    png = httpx.get(sheets[0]["url"])
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(png.content)) as sheet:
+        assert sheet.width > 2 * 64 * 2 and sheet.height > 2 * 64 * 2  # 2 × 2 cells at twice their size, labelled
+    missing = httpx.get(server.url + "/v1/campaigns/sheets/sheets/colour-x-nothing.png")
+    assert missing.status_code == 404 and "colour-x-scene.png" in missing.json()["error"]["message"]
 

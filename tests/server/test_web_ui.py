@@ -640,6 +640,9 @@ def test_a_campaign_from_a_yaml_plan_in_the_campaigns_tab(server, page):
     assert [(i["approved_by"] != [], i["rejected_by"] != [], i["starred_by"] != []) for i in images[:2]] == [
         (True, False, False), (False, True, True)]
     assert [r["rating"] for r in images[1]["reviews"]] == [4]
+    page.click("#review .sheet-buttons button:has-text('colour × seed')")  # a contact sheet, drawn by the server
+    page.wait_for_function("document.querySelector('#review .sheet-view').naturalWidth > 100", timeout=30_000)
+    assert page.get_attribute("#review .sheet-view", "data-sheet") == "colour-x-seed"
     page.click("#review .more-like-this")
     page.wait_for_selector("#campaigns .status-text:has-text('more like this: 1 job(s) queued from 1 approved')",
                            timeout=30_000)

@@ -671,6 +671,29 @@ async function openReview(name) {
   $("#review .review-title").textContent = `${name}: ${reviewState.images.length} images`;
   drawReview();
   $("#review .review-grid").focus();
+  const sheets = (await api(`/v1/campaigns/${encodeURIComponent(name)}/sheets`)).data;
+  $("#review .sheet-buttons").replaceChildren(...sheets.map((sheet) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = sheet.name.replaceAll("-x-", " × ");
+    button.onclick = () => showSheet(sheet);
+    return button;
+  }));
+  $("#review .sheet-view").hidden = true;
+}
+
+async function showSheet(sheet) {
+  // GET /v1/campaigns/{name}/sheets/{sheet}.png, drawn by the server from the cells made so far (with the key).
+  try {
+    const response = await fetch(sheet.url, { headers: authHeaders() });
+    if (!response.ok) throw new Error(`${sheet.name}: ${response.status} ${response.statusText}`);
+    const view = $("#review .sheet-view");
+    if (view.src.startsWith("blob:")) URL.revokeObjectURL(view.src);
+    view.src = URL.createObjectURL(await response.blob());
+    view.alt = `contact sheet ${sheet.name}`;
+    view.dataset.sheet = sheet.name;
+    view.hidden = false;
+  } catch (e) { showError(e); }
 }
 
 function mine(image) {
