@@ -15,9 +15,15 @@ clients share user "u0", so one user floods the queue while others trickle in) a
 - every `cancel_every`-th `/v1/jobs` job is cancelled right after it is queued.
 A 429 (queue full) is retried after its Retry-After, with the same Idempotency-Key when there is one.
 
+Beside the clients, `--campaign-cells N` posts a campaign of N cells (`POST /v1/campaigns`, below the API's jobs
+in the queue) and waits for all of it; afterwards the database is read: every cell done with exactly one image,
+no two images for one cell key. `--workers K` starts K `kaiga worker` processes beside the server's own worker
+on the same database and gallery (two worker processes: `--workers 1`), so jobs/s can be read against worker
+processes.
+
 Usage:
     python bench/load.py [--model NAME|PATH] [--db URL] [--clients 30] [--jobs-per-client 6] [--steps 1]
-                         [--json bench/results/load.json]
+                         [--workers 0] [--campaign-cells 0] [--json bench/results/load.json]
 """
 
 from __future__ import annotations
@@ -248,6 +254,41 @@ def start_server(model: str | None, db: str | None, max_queued: int, home: Path)
             time.sleep(0.2)
 
 
+def start_workers(count: int, db: str | None, home: Path) -> list[subprocess.Popen]:
+    """`kaiga worker` processes on the server's database and gallery (its home)."""
+    env = {**os.environ, "KAIGA_HOME": str(home), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    cmd = [sys.executable, "-m", "kaiga.cli", "worker", "--lease", "30"] + (["--db", db] if db else [])
+    return [subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL) for _ in range(count)]
+
+
+def campaign_plan(cells: int, steps: int) -> dict:
+    """A plan of `cells` cells: colours × scenes × seeds (the seeds fill up the count)."""
+    colours, scenes = ["red", "blue", "green", "yellow"], ["city", "forest", "beach", "desert", "mountains"]
+    seeds = -(-cells // (len(colours) * len(scenes)))
+    return {"name": "load", "prompt": "a {colour} car in the {scene}", "steps": steps, "seeds": seeds,
+            "axes": {"colour": colours, "scene": scenes}}
+
+
+def campaign_check(db_url: str, name: str) -> dict:
+    """The campaign's cells in the database: done, images, cells with more than one image or none."""
+    from sqlalchemy import func, select
+
+    from kaiga.store.db import open_database
+    from kaiga.store.tables import Image, Job
+
+    db = open_database(db_url)
+    with db.session() as s:
+        jobs = s.execute(select(Job.status, func.count()).where(Job.campaign == name).group_by(Job.status)).all()
+        per_job = s.execute(select(Job.id, func.count(Image.id)).join(Image, Image.job_id == Job.id, isouter=True)
+                            .where(Job.campaign == name).group_by(Job.id)).all()
+        keys = [i.record["extra"]["campaign"]["key"] for i in s.scalars(
+            select(Image).join(Job, Image.job_id == Job.id).where(Job.campaign == name))]
+    db.engine.dispose()
+    return {"cells": dict(jobs), "images": len(keys), "cells_without_image": sum(1 for _, n in per_job if n == 0),
+            "cells_with_several_images": sum(1 for _, n in per_job if n > 1),
+            "duplicate_keys": len(keys) - len(set(keys))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None)
@@ -256,21 +297,38 @@ def main() -> None:
     ap.add_argument("--jobs-per-client", type=int, default=LoadPlan.jobs_per_client)
     ap.add_argument("--steps", type=int, default=LoadPlan.steps)
     ap.add_argument("--baseline-images", type=int, default=60)
+    ap.add_argument("--workers", type=int, default=0, help="kaiga worker processes beside the server's own worker")
+    ap.add_argument("--campaign-cells", type=int, default=0, help="a campaign of this many cells beside the clients")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = ap.parse_args()
     plan = LoadPlan(clients=args.clients, jobs_per_client=args.jobs_per_client, steps=args.steps)
 
-    proc, url = start_server(args.model, args.db, max(64, 2 * plan.clients * plan.jobs_per_client),
-                             Path(tempfile.mkdtemp(prefix="kaiga-load-")))
+    home = Path(tempfile.mkdtemp(prefix="kaiga-load-"))
+    proc, url = start_server(args.model, args.db, max(64, 2 * plan.clients * plan.jobs_per_client), home)
+    workers = start_workers(args.workers, args.db, home)
+    campaign, campaign_s = None, None
     try:
         model = httpx.get(url + "/v1/models").json()["data"][0]["id"]
         job = httpx.post(url + "/v1/jobs", json={"prompt": "warm up", "steps": 1}).json()  # loads the model
         while httpx.get(f"{url}/v1/jobs/{job['id']}").json()["status"] not in FINISHED:
             time.sleep(0.1)
+        if args.campaign_cells:
+            started = time.perf_counter()
+            r = httpx.post(url + "/v1/campaigns", json={"plan": campaign_plan(args.campaign_cells, plan.steps)},
+                           timeout=120)
+            r.raise_for_status()
         report = run_load(url, plan)
+        if args.campaign_cells:
+            while (state := httpx.get(url + "/v1/campaigns/load").json())["pending"] + state["running"]:
+                time.sleep(0.5)
+            campaign_s = time.perf_counter() - started
     finally:
-        proc.terminate()
-        proc.wait(60)
+        for p in [proc, *workers]:
+            p.terminate()
+        for p in [proc, *workers]:
+            p.wait(60)
+    if args.campaign_cells:
+        campaign = campaign_check(args.db or f"sqlite:///{home / 'kaiga.db'}", "load")
 
     import torch
 
@@ -284,7 +342,8 @@ def main() -> None:
         "settings": {"model": model, "steps": plan.steps, "size": "native", "clients": plan.clients,
                      "jobs_per_client": plan.jobs_per_client, "poll_s": plan.poll_s,
                      "database": args.db.split(":", 1)[0] if args.db else "sqlite (WAL)",
-                     "server": "kaiga serve (own process)", "baseline_images": args.baseline_images},
+                     "server": "kaiga serve (own process)", "worker_processes": 1 + args.workers,
+                     "campaign_cells": args.campaign_cells, "baseline_images": args.baseline_images},
         "environment": {"torch_threads": 1, "cpu": platform.processor() or platform.machine(),
                         "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)},
         "wall_s": round(report.wall_s, 2),
@@ -299,6 +358,11 @@ def main() -> None:
         "errors": {"server_errors_5xx": len(report.server_errors()), "client_problems": len(report.problems)},
         "problems": report.problems[:20],
     }
+    if campaign is not None:
+        made = campaign["images"]
+        result["campaign"] = campaign | {"wall_s": round(campaign_s, 2), "cells_per_s": round(made / campaign_s, 2),
+                                         # every job of the run: the clients' and the campaign's cells
+                                         "all_jobs_per_s": round((len(report.jobs) + made) / campaign_s, 2)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
