@@ -13,6 +13,8 @@ drawn from a wider list, rates `POPULATION_RATINGS` images each: that is the sha
 Measured, for each planted taste, `REPEATS` times (other images, other noise):
 - the learning curve: pairwise accuracy on held-out pairs after n ratings, for the person's model (the shared
   taste plus their offset), the shared taste alone, the person's ratings alone (no shared prior) and chance.
+  "Most telling": the person rates the images `kaiga review --teach-taste` shows first, chosen from the
+  SHOWN they are shown (kaiga.taste.model.most_telling), instead of random ones.
   A held-out pair is two images not rated whose utilities (without noise) differ by at least `CLEAR_PAIR`:
   pairs the person would not hesitate over; accuracy is the share the model orders as the person does.
 - generation: for the first `--people` people of each taste, with their model after 20 ratings, `kaiga generate
@@ -41,7 +43,7 @@ from kaiga.data.render import render
 from kaiga.data.world import COLOURS, SCENES, STYLES, TIMES, WEATHERS, Layout, Scene, SceneObject
 from kaiga.eval.readout import ReadoutNet, read
 from kaiga.taste.features import feature_names, features
-from kaiga.taste.model import PERSON_STRENGTH, TasteModel, fit, pair_differences
+from kaiga.taste.model import PERSON_STRENGTH, TasteModel, fit, most_telling, pair_differences
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "taste.json"
 POOL = 1500
@@ -60,6 +62,7 @@ OTHER_TASTES = [{"style=watercolor": PLANTED}, {"style=pixel art": PLANTED}, {"s
                 {"scene=mountains": PLANTED}, {"weather=snow": PLANTED}, {"time=night": PLANTED},
                 {"thing=red car": PLANTED}, {"style=vintage": PLANTED}, *TASTES.values()]
 CURVE = (0, 5, 10, 20, 40)
+SHOWN = 300  # the images a person is shown to rate (a campaign's worth), from the pool's rated part
 PROMPTS = ("a car in the city", "a car on the beach", "a car in the forest", "a car in the desert",
            "a car in the mountains", "a car in the countryside")
 
@@ -132,18 +135,22 @@ def learning_curve(scenes, f, repeats: int, tastes: dict = TASTES, curve: tuple[
     train, test = np.arange(len(scenes) - HELD_OUT), np.arange(len(scenes) - HELD_OUT, len(scenes))
     out = {}
     for name, taste in tastes.items():
-        rows = {n: {"personal": [], "shared": [], "ratings alone": []} for n in curve}
+        rows = {n: {"personal": [], "shared": [], "ratings alone": [], "personal, most telling": []} for n in curve}
         for r in range(repeats):
             shared = shared_taste(scenes, f, train, seed=r).shared
             person = Person.with_taste(taste, seed=r)
             u = np.array([person.utility(attributes(s)) for s in scenes])
             order = np.random.default_rng(500 + r).permutation(train)
             scores = person.ratings(u[order], (u[train].mean(), u[train].std()))
+            telling = _telling(f, order, max(curve))
+            telling_scores = person.ratings(u[telling], (u[train].mean(), u[train].std()))
             for n in curve:
                 diffs = pair_differences(f[order[:n]], scores[:n])
                 personal = fit(diffs, shared, PERSON_STRENGTH)
                 alone = fit(diffs, np.zeros_like(shared), PERSON_STRENGTH)
-                for key, theta in (("personal", personal), ("shared", shared), ("ratings alone", alone)):
+                chosen = fit(pair_differences(f[telling[:n]], telling_scores[:n]), shared, PERSON_STRENGTH)
+                for key, theta in (("personal", personal), ("shared", shared), ("ratings alone", alone),
+                                   ("personal, most telling", chosen)):
                     rows[n][key].append(pairwise_accuracy(theta, f[test], u[test]))
         out[name] = {str(n): {k: round(float(np.mean(v)), 3) for k, v in models.items()}
                      | {"chance": 0.5, "personal_lowest": round(float(np.min(models["personal"])), 3)}
@@ -151,9 +158,16 @@ def learning_curve(scenes, f, repeats: int, tastes: dict = TASTES, curve: tuple[
     return out
 
 
-def generation(scenes, f, people: int, seeds: int, candidates: int) -> dict:
-    """Per planted taste, for `people` people (the first of the learning curve's), each after 20 ratings:
-    --personalize against the plain prompt, judged by the simulated person."""
+def _telling(f: np.ndarray, order: np.ndarray, k: int) -> np.ndarray:
+    """The k most telling of the SHOWN images a person is shown (`kaiga review --teach-taste`'s order)."""
+    shown = order[:SHOWN]
+    return shown[most_telling(f[shown], k)]
+
+
+def generation(scenes, f, people: int, seeds: int, candidates: int, telling: bool = False) -> dict:
+    """Per planted taste, for `people` people (the first of the learning curve's), each after 20 ratings (random
+    ones, or with `telling` the most telling): --personalize against the plain prompt, judged by the simulated
+    person."""
     from kaiga.studio import Studio
     from kaiga.taste.steer import generate_personalised
 
@@ -168,7 +182,8 @@ def generation(scenes, f, people: int, seeds: int, candidates: int) -> dict:
             shared = shared_taste(scenes, f, train, seed=r)
             person = Person.with_taste(taste, seed=r)
             u = np.array([person.utility(attributes(s)) for s in scenes])
-            rated = np.random.default_rng(500 + r).permutation(train)[:20]  # as the curve's 20 ratings
+            order = np.random.default_rng(500 + r).permutation(train)  # as the curve's 20 ratings
+            rated = _telling(f, order, 20) if telling else order[:20]
             model = TasteModel(shared.names, shared.shared, {"them": fit(
                 pair_differences(f[rated], person.ratings(u[rated], (u[train].mean(), u[train].std()))),
                 shared.shared, PERSON_STRENGTH)}, {"them": 20})
@@ -216,13 +231,16 @@ def main(argv: list[str] | None = None) -> dict:
     curve = learning_curve(scenes, f, args.repeats)
     print(json.dumps(curve, indent=1), file=sys.stderr)
     made = {} if args.skip_generation else generation(scenes, f, args.people, args.seeds, args.candidates)
+    made_telling = {} if args.skip_generation else generation(scenes, f, args.people, args.seeds, args.candidates,
+                                                              telling=True)
     result = {"settings": {"pool": POOL, "held_out": HELD_OUT, "population": POPULATION,
                            "population_ratings": POPULATION_RATINGS, "planted": PLANTED, "common": COMMON,
                            "idiosyncrasy_sd": IDIOSYNCRASY, "rating_noise_sd": RATING_NOISE,
                            "clear_pair": CLEAR_PAIR, "repeats": args.repeats, "prompts": list(PROMPTS),
                            "people": args.people, "seeds": args.seeds, "candidates": args.candidates, "model": "scenes-diffusion"},
               "environment": {"cpu": platform.machine(), "cores": os.cpu_count()},
-              "learning_curve": curve, "generation": made, "wall_s": round(time.perf_counter() - t0, 1)}
+              "learning_curve": curve, "generation": made, "generation_most_telling_ratings": made_telling,
+              "wall_s": round(time.perf_counter() - t0, 1)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(made, indent=1))

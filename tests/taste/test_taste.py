@@ -55,6 +55,10 @@ def test_generate_personalize_learns_from_the_persons_reviews(tmp_path, tiny_mod
     with db.session() as s:
         ids = sorted(i.id for i in s.query(Image))
     db.engine.dispose()
+    walk = subprocess.run([sys.executable, "-m", "kaiga.cli", "review", "ad", "--reviewer", "bob", "--teach-taste"],
+                          input="4\nk\nq\n", capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert walk.returncode == 0 and "6 of 6 images to review as bob" in walk.stdout, walk.stdout + walk.stderr
     rates = [f"{i}={r}" for i, r in zip(ids, (5, 4, 1, 2, 3, 1))]
     r = kaiga("review", "ad", "--reviewer", "ann", *[a for x in rates for a in ("--rate", x)], "--star", str(ids[0]),
               cwd=tmp_path)
