@@ -198,7 +198,7 @@ def generate(
                 from kaiga.taste.steer import generate_personalised
 
                 images, how = generate_personalised(studio, request, taste, personalize, choose_from, on_step)
-                err.print(f"personalised for {personalize} ({taste.ratings[personalize]} judgements): "
+                err.print(f"personalised for {personalize} ({taste.ratings.get(personalize, 0)} judgements): "
                           + (f"added {', '.join(how.added)}; " if how.added else "the prompt left as it is; ")
                           + f"each image the best of {choose_from}", highlight=False, soft_wrap=True)
     except (RequestError, ModelError) as e:

@@ -332,7 +332,7 @@ def review_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")]
                note: Annotated[Optional[list[str]], typer.Option("--note", help="ID=TEXT: a note on an image.")] = None,
                rate: Annotated[Optional[list[str]], typer.Option("--rate", help="ID=N: your rating of an image, 1 (worst) to 5 (best); what --personalize learns your taste from, with approvals, rejections and stars.")] = None,
                reviewer: Annotated[Optional[str], typer.Option(help="Whose review this is (default: $USER).")] = None,
-               teach_taste: Annotated[bool, typer.Option("--teach-taste", help="Walk through first the images whose ratings (1-5) tell most about your taste, for --personalize: 20 of those teach it more than 20 in the plan's order.")] = False,
+               teach_taste: Annotated[bool, typer.Option("--teach-taste", help="Walk through first the images whose ratings (1-5) tell most about your taste, for --personalize (docs/CAMPAIGNS.md measures what that buys).")] = False,
                db: _Db = None):
     """Review a campaign's images: approve, reject, star, note. With no --approve/--reject/--star/--note it walks
     through the images you have not reviewed yet, one at a time (each shown by its file, to open beside), taking
@@ -390,7 +390,8 @@ def review_cmd(name: Annotated[str, typer.Argument(help="The campaign's name.")]
         from kaiga.taste.model import most_telling
 
         first = most_telling(features([PILImage.open(im.path) for im in todo]), TELLING_FIRST)
-        todo = [todo[i] for i in first] + [im for i, im in enumerate(todo) if i not in set(first)]
+        chosen = set(first)
+        todo = [todo[i] for i in first] + [im for i, im in enumerate(todo) if i not in chosen]
     out.print(f"{name}: {len(todo)} of {len(images)} images to review as {who} "
               "(a approve, r reject, s star, 1-5 rate, n note, k skip, q quit)", highlight=False, soft_wrap=True)
     for k, image in enumerate(todo, 1):
