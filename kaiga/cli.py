@@ -132,7 +132,7 @@ def generate(
     sref: Annotated[Optional[Path], typer.Option("--sref", help="Take the style of this image (Midjourney's style reference): the scenes judge reads its style and --style becomes that preset.")] = None,
     personalize: Annotated[Optional[str], typer.Option("--personalize", metavar="USER", help="Steer by USER's taste, learned from their ratings, approvals, rejections and stars (kaiga review --rate): what the prompt leaves open is filled with what they like, and each image is the best of --choose-from by their taste.")] = None,
     choose_from: Annotated[int, typer.Option("--choose-from", min=1, max=16, help="With --personalize: each image kept is the best of this many made (1: the prompt shift alone).")] = 4,
-    db: _Db = None,
+    db: Annotated[Optional[str], typer.Option("--db", help="With --personalize: the database holding the reviews (SQLAlchemy URL; default: SQLite in $KAIGA_HOME, as kaiga serve).")] = None,
     *, fields: dict,
 ):
     """Generate images from a prompt with the default model or --model; edit an image with --init.

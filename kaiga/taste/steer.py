@@ -46,7 +46,8 @@ CANDIDATES = 4
 # and the words that ask for it (the first phrase that says something).
 OPEN_SLOTS = {"scene": (c.SCENE_PHRASES, c.SCENE_TAGS), "weather": (c.WEATHER_PHRASES, c.WEATHER_TAGS),
               "time": (c.TIME_PHRASES, c.TIME_TAGS), "style": (c.STYLE_PHRASES, {})}
-SAYS_DAY_OR_CLEAR = {"day", "daytime", "daylight", "clear", "sunny", "plain"}
+# Words that say a default value, which the captions leave unsaid: "in daylight" asks for day as "at night" does
+SAYS_DEFAULT = {"time": ("day", "daytime", "daylight"), "weather": ("clear", "sunny"), "style": ("plain",)}
 
 
 def _says(prompt: str, phrase: str) -> bool:
@@ -56,8 +57,7 @@ def _says(prompt: str, phrase: str) -> bool:
 def _said(prompt: str, head: str) -> bool:
     phrases, tags = OPEN_SLOTS[head]
     said = [p for v in phrases for p in (*phrases[v], *tags.get(v, ()))]
-    return any(_says(prompt, p) for p in said) or (head in ("time", "weather", "style")
-                                                   and any(_says(prompt, w) for w in SAYS_DAY_OR_CLEAR))
+    return any(_says(prompt, p) for p in (*said, *SAYS_DEFAULT.get(head, ())))
 
 
 def _best(theta: np.ndarray, names: list[str], labels: list[str]) -> tuple[str, float]:

@@ -37,6 +37,8 @@ def test_the_prompt_shift_fills_only_what_the_prompt_leaves_open():
     assert shifted_prompt("a dog on the beach", theta, names)[1] == ["time=sunset"]  # orange cars, not dogs
     assert shifted_prompt("a green car at night", theta, names) == ("a green car at night", [])
     assert shifted_prompt("a car in daylight", theta, names)[1] == ["colour=orange"]
+    theta[names.index("style=neon")] = 3.0
+    assert shifted_prompt("a car in clear weather at night", theta, names)[1] == ["colour=orange", "style=neon"]
 
 
 def kaiga(*args: str, cwd: Path) -> subprocess.CompletedProcess:
