@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench.taste import TASTES, learning_curve, pool
 from kaiga.metadata import read_metadata
@@ -46,6 +47,7 @@ def kaiga(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow  # a campaign, a review walk-through and a personalised generation: five kaiga processes (~50 s)
 def test_generate_personalize_learns_from_the_persons_reviews(tmp_path, tiny_model_dir):
     plan = tmp_path / "ad.yaml"
     plan.write_text('name: ad\nprompt: "a {colour} car"\naxes: {colour: [red, blue, green]}\nseeds: 2\n'
