@@ -32,7 +32,7 @@ from PIL import Image
 
 from kaiga.data.captions import canonical_caption, random_caption
 from kaiga.data.world import Layout, Scene, SceneObject
-from kaiga.eval.readout import HEADS, NONE, Reading, ReadoutNet, to_input
+from kaiga.eval.readout import HEADS, NONE, Reading, ReadoutNet, bundled_judge, to_input
 
 LOW_CONFIDENCE = 0.8  # below this, the image is not much like a scene the judge knows (renders read at ~1.0,
 # uniform noise at 0.61: the judge is overconfident off its world, so the bar is high)
@@ -51,20 +51,10 @@ class Description:
                 "low_confidence": self.confidence < LOW_CONFIDENCE}
 
 
-_JUDGE: ReadoutNet | None = None
-
-
-def _judge() -> ReadoutNet:
-    global _JUDGE
-    if _JUDGE is None:
-        _JUDGE = ReadoutNet.load()
-    return _JUDGE
-
-
 @torch.no_grad()
 def read_with_confidence(image, judge: ReadoutNet | None = None) -> tuple[Reading, dict[str, float]]:
     """The judge's reading of one image (any size: brought to 64² as the judge reads) and each head's probability."""
-    judge = judge or _judge()
+    judge = judge or bundled_judge()
     image = image.convert("RGB")
     if image.size != (64, 64):  # a saved PNG is enlarged for viewing
         image = image.resize((64, 64), Image.LANCZOS)

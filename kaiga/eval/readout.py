@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,12 @@ def fingerprint(net: ReadoutNet) -> str:
 
 def bundled_readout() -> Path:
     return Path(__file__).resolve().parent.parent / "bundled" / "scenes-readout"
+
+
+@lru_cache(maxsize=1)
+def bundled_judge() -> ReadoutNet:
+    """The bundled readout, loaded once a process (describe and the taste models read with it)."""
+    return ReadoutNet.load()
 
 
 def to_input(images) -> torch.Tensor:

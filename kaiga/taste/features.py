@@ -3,7 +3,7 @@
 Each image becomes the judge's softmax over every class of the heads a person can like or dislike (objects and
 colours, how many, place, weather, time of day, style; kaiga/eval/readout.py), plus the outer product of the
 first object's colour and kind, so that "blue cars" (not blue things and cars separately) can be liked. Why the
-judge's probabilities rather than its 128 hidden features or the contrastive scorer's embedding: with the 20
+judge's probabilities rather than its 256 hidden features or the contrastive scorer's embedding: with the 20
 ratings a person gives, a model needs few dimensions that mean something, and every weight of this one is a
 (head, class) a person can read back ("style=neon +2.1"); the judge is trained on every combination, so it reads
 any image of the scenes world.
@@ -19,19 +19,12 @@ Example:
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import torch
 
-from kaiga.eval.readout import HEADS, ReadoutNet, to_input
+from kaiga.eval.readout import HEADS, bundled_judge, to_input
 
 READ_HEADS = ("count", "object_a", "colour_a", "object_b", "colour_b", "scene", "weather", "time", "style")
-
-
-@lru_cache(maxsize=1)
-def judge() -> ReadoutNet:
-    return ReadoutNet.load()
 
 
 def feature_names() -> list[str]:
@@ -45,7 +38,7 @@ def features(images, batch_size: int = 256) -> np.ndarray:
     """[N, len(feature_names())] float64 of PIL images or a uint8 [N, H, W, 3] array."""
     x = to_input(images)
     rows = []
-    net = judge()
+    net = bundled_judge()
     for i in range(0, len(x), batch_size):
         logits = net(x[i : i + batch_size])
         probs = {h: torch.softmax(logits[h].double(), -1) for h in READ_HEADS}

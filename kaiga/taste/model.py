@@ -83,8 +83,8 @@ class TasteModel:
         if diffs:
             shared = fit(np.concatenate(diffs), shared, SHARED_STRENGTH, np.concatenate(weights))
         model = cls(names, shared)
-        for person, (f, s) in judged.items():
-            model.people[person] = fit(pair_differences(f, s), shared, PERSON_STRENGTH)
+        for (person, (_, s)), d in zip(judged.items(), diffs):
+            model.people[person] = fit(d, shared, PERSON_STRENGTH)
             model.ratings[person] = len(s)
         return model
 
