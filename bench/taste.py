@@ -67,11 +67,14 @@ PROMPTS = ("a car in the city", "a car on the beach", "a car in the forest", "a 
            "a car in the mountains", "a car in the countryside")
 
 
+def _named(thing: str, colour: str, scene: str, weather: str, time: str, style: str) -> list[str]:
+    return [f"object_a={thing}", f"colour_a={colour}", f"scene={scene}", f"weather={weather}", f"time={time}",
+            f"style={style}", f"thing={colour} {thing}"]
+
+
 def attributes(s: Scene) -> list[str]:
     """What a scene shows, as the taste features' names: 'style=neon', 'thing=blue car', ..."""
-    o = s.objects[0]
-    return [f"object_a={o.name}", f"colour_a={o.colour}", f"scene={s.scene}", f"weather={s.weather}",
-            f"time={s.time}", f"style={s.style}", f"thing={o.colour} {o.name}"]
+    return _named(s.objects[0].name, s.objects[0].colour, s.scene, s.weather, s.time, s.style)
 
 
 def pool(n: int = POOL, seed: int = 0) -> tuple[list[Scene], np.ndarray]:
@@ -211,9 +214,8 @@ def _request(prompt: str, n: int):
 
 
 def _shown(reading) -> list[str]:
-    return [f"object_a={reading.object_a}", f"colour_a={reading.colour_a}", f"scene={reading.scene}",
-            f"weather={reading.weather}", f"time={reading.time}", f"style={reading.style}",
-            f"thing={reading.colour_a} {reading.object_a}"]
+    """What the judge read in an image, as `attributes` names what a scene shows."""
+    return _named(reading.object_a, reading.colour_a, reading.scene, reading.weather, reading.time, reading.style)
 
 
 def main(argv: list[str] | None = None) -> dict:
