@@ -1201,6 +1201,7 @@ def eval_alignment(
     readout: Annotated[Optional[Path], typer.Option(help="Readout network folder (default: the bundled judge).")] = None,
     through_autoencoder: Annotated[bool, typer.Option("--through-autoencoder", help="Score renders passed through the model's autoencoder instead of generating: the ceiling its latent space allows (results under <model>+autoencoder).")] = False,
     category: Annotated[Optional[list[str]], typer.Option("--category", "-c", help="Score only this category (repeat for several), with the seeds a full run gives its prompts; the result goes to alignment-<categories>.json, never over a full run's.")] = None,
+    suite_name: Annotated[str, typer.Option("--suite", help="main: the generated suite (kaiga/eval/prompts.py); everyday: 120 prompts written by hand in words no caption uses (kaiga/eval/suites/everyday.jsonl), scored to alignment-everyday.json.")] = "main",
     threads: _Threads = None,
     *, fields: dict,
 ):
@@ -1214,6 +1215,11 @@ def eval_alignment(
     A quick check of the pair categories only (about a quarter of the time):
 
         kaiga eval alignment -c two_objects -c position -c colour_attribution
+
+    Everyday English, outside every caption template (each prompt's entry lists the words the model
+    ignored):
+
+        kaiga eval alignment --suite everyday
     """
     _writable_file(json_path, "--json")  # before the model loads, as every check here
     _writable_file(grid, "--grid")
@@ -1228,19 +1234,23 @@ def eval_alignment(
         oracle_generate,
         write_alignment,
     )
-    from kaiga.eval.prompts import CATEGORIES, prompt_suite
+    from kaiga.eval.prompts import CATEGORIES, named_suite
     from kaiga.eval.readout import ReadoutNet
+    from kaiga.text.tokenizer import unknown_words
 
     try:  # before the model loads: a typo should not cost minutes
         check_categories(category)
     except ValueError as e:
         fail(f"--category: {e}")
+    try:
+        suite, _ = named_suite(suite_name)
+    except ValueError as e:
+        fail(f"--suite: {e}")
     settings = _eval_settings(fields)
     _use_threads(threads)
     name, model_hash, loaded = _eval_model(model)
     if loaded is not None:
         settings = _model_settings(settings, loaded)
-    suite = prompt_suite()
     judge = ReadoutNet.load(readout)
     if through_autoencoder and loaded is None:
         fail("through-autoencoder: give a model whose autoencoder to use (not `renders`)")
@@ -1251,12 +1261,16 @@ def eval_alignment(
             generate, name = autoencoder_generate(loaded, suite), f"{name}+autoencoder"
         else:
             generate = _generator(loaded, settings, len(suite) * samples_per_prompt, bar, "generating")
-        result, cases = evaluate_alignment(generate, judge, k=samples_per_prompt, suite=suite, categories=category)
+        tokenizer = getattr(loaded, "tokenizer", None) if loaded is not None and not through_autoencoder else None
+        ignored = (lambda p: unknown_words(tokenizer, p)) if tokenizer is not None else None
+        result, cases = evaluate_alignment(generate, judge, k=samples_per_prompt, suite=suite, categories=category,
+                                           suite_name=suite_name, ignored_words=ignored)
     generated = loaded is not None and not through_autoencoder
     result = {"model": name, "model_hash": model_hash,
               "settings": settings if generated else None} | result
     # A partial run has its own file: the report reads alignment.json, which must hold the whole suite.
-    stem = "alignment" + ("-" + "+".join(result["categories"]) if category else "")
+    stem = ("alignment" + ("-everyday" if suite_name == "everyday" else "")
+            + ("-" + "+".join(result["categories"]) if category else ""))
     json_path = json_path or Path("docs/eval") / name / f"{stem}.json"
     grid = grid or json_path.with_name(f"{json_path.stem}-worst.png")
     write_alignment(result, cases, json_path, grid)
@@ -1272,6 +1286,9 @@ def eval_alignment(
     acc = result["readout_accuracy"]
     if acc:
         out.print("judge accuracy on renders: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), highlight=False)
+    if "prompts_with_ignored_words" in result:
+        out.print(f"prompts with words the model ignored: {result['prompts_with_ignored_words']} of "
+                  f"{len(result['prompts'])}", highlight=False)
     out.print(f"wrote {json_path} and {grid}", highlight=False)
 
 

@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from kaiga.data.render import render
 from kaiga.data.world import COLOURS, RELATIONS, Layout, Scene, SceneObject, sample_scene
-from kaiga.eval.prompts import CATEGORIES, SUITE_VERSION, PromptCase, prompt_suite
+from kaiga.eval.prompts import CATEGORIES, EVERYDAY_VERSION, SUITE_VERSION, PromptCase, prompt_suite
 from kaiga.eval.readout import Reading, ReadoutNet, fingerprint, read
 
 # (prompts, seeds) -> one image per (prompt, seed) pair, in order
@@ -191,12 +191,15 @@ def check_categories(categories: Collection[str] | None) -> None:
 
 def evaluate_alignment(generate: GenerateFn, readout: ReadoutNet, k: int = 4,
                        suite: list[PromptCase] | None = None,
-                       categories: Collection[str] | None = None) -> tuple[dict, list[CaseResult]]:
+                       categories: Collection[str] | None = None, suite_name: str = "main",
+                       ignored_words: Callable[[str], list[str]] | None = None) -> tuple[dict, list[CaseResult]]:
     """Score `generate` on the suite; returns (result dict for JSON, per-case results with images).
 
     `categories` scores only those categories' cases (a quick check while working on, say, the pair
     categories). Each case keeps the seeds of its place in the whole suite, so its images and score
-    are the ones a full run would give; a split with no case left is None in the result.
+    are the ones a full run would give; a split with no case left is None in the result. `suite_name`
+    ("main" or "everyday", whose cases `suite` then holds) is recorded with its version; `ignored_words`
+    (prompt -> the words the model's tokenizer does not know) adds them to each prompt's entry.
     """
     suite = suite if suite is not None else prompt_suite()
     check_categories(categories)
@@ -213,7 +216,8 @@ def evaluate_alignment(generate: GenerateFn, readout: ReadoutNet, k: int = 4,
                                   float(np.mean([passes(case, r, strict=True) for r in mine])),
                                   images[i * k : (i + 1) * k], mine))
     result = {
-        "suite_version": SUITE_VERSION,
+        "suite": suite_name,
+        "suite_version": {"main": SUITE_VERSION, "everyday": EVERYDAY_VERSION}[suite_name],
         "samples_per_prompt": k,
         "categories": None if categories is None else [c for c in CATEGORIES if c in categories],
         "seen": _summary([r for r in results if not r.case.held_out]),
@@ -224,9 +228,12 @@ def evaluate_alignment(generate: GenerateFn, readout: ReadoutNet, k: int = 4,
         "prompts": [
             {"prompt": r.case.prompt, "category": r.case.category, "held_out": r.case.held_out, "score": r.score,
              "strict": r.strict, "read": [_describe(x) for x in r.readings]}
+            | ({"ignored_words": ignored_words(r.case.prompt)} if ignored_words else {})
             for r in results
         ],
     }
+    if ignored_words:
+        result["prompts_with_ignored_words"] = sum(bool(p["ignored_words"]) for p in result["prompts"])
     return result, results
 
 

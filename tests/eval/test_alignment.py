@@ -15,7 +15,7 @@ from kaiga.eval.alignment import (
     render_oracle,
     worst_grid,
 )
-from kaiga.eval.prompts import PromptCase, prompt_suite
+from kaiga.eval.prompts import PromptCase, everyday_suite, prompt_suite
 from kaiga.eval.readout import Reading, ReadoutConfig, ReadoutNet
 
 R = Reading("pair", 1, "horizontal", "dog", "blue", "car", "red", "city", "rain", "night", "neon")
@@ -75,6 +75,22 @@ def test_scoring_some_categories_gives_the_full_runs_scores_for_them(judge):
     assert only_pairs["held_out"] is None  # the suite has no held-out position cases
     with pytest.raises(ValueError, match="unknown categories"):
         evaluate_alignment(oracle_generate(suite), judge, k=1, suite=suite, categories=["colour"])
+
+
+def test_the_everyday_suite_renders_near_its_ceiling_and_records_the_words_a_closed_vocabulary_ignores(judge):
+    """Its renders pass like the main suite's (the judge reads them), and the v5 tokenizer loses words in every prompt."""
+    from transformers import AutoTokenizer
+
+    from kaiga.text.tokenizer import unknown_words
+
+    suite = everyday_suite()[::3]
+    closed = AutoTokenizer.from_pretrained("kaiga/bundled/scenes-diffusion/tokenizer")
+    result, _ = evaluate_alignment(oracle_generate(suite), judge, k=2, suite=suite, suite_name="everyday",
+                                   ignored_words=lambda p: unknown_words(closed, p))
+    assert result["suite"] == "everyday" and result["held_out"] is None
+    assert result["seen"]["overall"] >= 0.85, result["seen"]
+    assert result["prompts_with_ignored_words"] == len(suite)
+    assert "pooch" in result["prompts"][0]["ignored_words"]  # "a little pooch sitting all by itself"
 
 
 def test_a_deliberately_wrong_colour_scores_zero_on_colours(judge):

@@ -87,3 +87,12 @@ def test_fidelity_in_a_torchscript_feature_space(tmp_path, tiny_model_dir):
     (tmp_path / "not-a-model.pt").write_bytes(b"nonsense")
     r = kaiga("eval", "fidelity", "--model", str(tiny_model_dir), "--n", "10", "--features", str(tmp_path / "not-a-model.pt"))
     assert r.returncode == 2 and "not a TorchScript module" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_alignment_on_the_everyday_suite_goes_to_its_own_file(tmp_path):
+    r = kaiga("eval", "alignment", "--model", "renders", "-k", "1", "--suite", "everyday", "-c", "weather", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "docs/eval/renders/alignment-everyday-weather.json").read_text())
+    assert result["suite"] == "everyday" and len(result["prompts"]) == 12 and result["seen"]["overall"] >= 0.75
+    r = kaiga("eval", "alignment", "--model", "renders", "--suite", "nope", cwd=tmp_path)
+    assert r.returncode == 2 and "--suite: unknown suite 'nope'" in r.stderr and "Traceback" not in r.stderr
