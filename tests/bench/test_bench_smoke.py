@@ -63,3 +63,14 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
         assert cold[side]["image_size"] == [64, 64]
         assert len(cold[side]["runs"]) == 1
     assert cold["stock"]["loader"] in ("from_pretrained", "kaiga-components")
+
+
+def test_the_training_step_bench_times_both_precisions(tmp_path):
+    out = tmp_path / "train_step.json"
+    script = SCRIPT.with_name("train_step.py")
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--threads", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert all(_positive(result["seconds_per_step"][p]) for p in ("fp32", "bf16"))
+    assert _positive(result["bf16_over_fp32"]) and 0 < result["text_encoder_share_fp32"] < 1

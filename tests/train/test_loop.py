@@ -47,6 +47,19 @@ def test_resume_continues_exactly_where_it_stopped(tiny_scenes, tmp_path):
         torch.testing.assert_close(a, b, msg=k)
 
 
+def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(tiny_scenes, tmp_path):
+    """--precision bf16: the forward runs under bfloat16 autocast, but what is stored and saved stays float32."""
+    task = _task(tiny_scenes)
+    before = _mean_loss(task)
+    train(task, LoopConfig(steps=40, lr=2e-3, warmup_steps=0, progress=False, sample_every=0, precision="bf16"),
+          tmp_path)
+    assert _mean_loss(task) < before
+    assert all(p.dtype == torch.float32 for p in task.module.parameters())
+    assert json.loads((tmp_path / "train_config.json").read_text())["precision"] == "bf16"
+    with pytest.raises(ValueError, match="precision must be fp32 or bf16"):
+        train(_task(tiny_scenes), LoopConfig(steps=1, progress=False, precision="fp16"), tmp_path / "x")
+
+
 class StepClock:
     """The loop's clock in a test: it moves only when a step takes its batch, one second each time."""
 
