@@ -53,7 +53,7 @@ class LoopConfig:
     decay_from: int | None = None  # from this step the rate falls (half a cosine) to final_lr_ratio of it at `steps`
     final_lr_ratio: float = 0.1
     # "bf16": forward and backward under bfloat16 autocast, float32 master weights, optimiser and EMA (the weights
-    # saved are float32 as always). On CPUs with AMX (FACTS.md) the v6 denoiser's step takes 0.74x the time.
+    # saved are float32 as always). On this CPU (AMX) the v6 denoiser's step takes 0.65x the time (bench/train_step.py).
     precision: str = "fp32"
 
 
