@@ -226,10 +226,8 @@ def _taste_of(person: str, db: Optional[str]):
     from kaiga.taste.judgements import Judgements
 
     judgements = Judgements.read(_open_db(db), ServerSettings(db_url=db).gallery_dir())
-    if judgements.count(person) < 2:
-        fail(f"--personalize {person}: {person} has judged {judgements.count(person)} image(s); rate, approve, "
-             "reject or star a few first (kaiga review CAMPAIGN --rate ID=N --reviewer "
-             f"{person}; 20 are enough to learn a taste)")
+    if (why := judgements.too_few(person)) is not None:
+        fail(f"--personalize {person}: {why}, e.g. kaiga review CAMPAIGN --rate ID=N --reviewer {person}")
     return judgements.taste()
 
 

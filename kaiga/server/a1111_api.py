@@ -55,6 +55,7 @@ from kaiga.server.a1111_xyz import is_xyz, xyz_plot
 from kaiga.server.auth import authenticate
 from kaiga.server.edit_inputs import SREF_HELP, decode_base64, read_image, style_reference
 from kaiga.server.errors import ApiError, from_validation
+from kaiga.server.personalize import ChooseFrom, Personalize, personalization
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.settings import is_loopback
 from kaiga.server.state import Principal, ServerState, noted, unknown_words
@@ -93,6 +94,8 @@ class Txt2ImgBody(request_body("Txt2ImgFields", TXT2IMG_FIELDS, base=_A1111Field
     styles: list[str] = Field([], description="A1111's style names (`GET /sdapi/v1/prompt-styles`), mixed with "
                                               "equal shares; kaiga's `style` gives each its own share.")
     sref: str | None = Field(None, description=SREF_HELP)
+    personalize: Personalize = None
+    choose_from: ChooseFrom = 4
     # A1111's features that kaiga lacks: accepted at their "off" values only.
     enable_hr: bool = False
     restore_faces: bool | None = False
@@ -271,10 +274,14 @@ async def txt2img(body: Txt2ImgBody, request: Request, response: Response,
     gen, enlarged = fit_size(to_request(body, model), state.catalog.capabilities(model))
     gen, record_extra = await style_reference(gen, body.sref)
     if is_xyz(body.script_name):
+        if body.personalize is not None:
+            raise ApiError(400, "personalize: not with the X/Y/Z plot (a plot compares settings, a taste would "
+                                "change them)", param="personalize", code="invalid_value")
         return await xyz_plot(state, body, gen, principal)
+    personal = await personalization(state, principal, body.personalize, body.choose_from)
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
                         fingerprint={"api": "a1111", "body": body.model_dump()}, enlarged=enlarged,
-                        record_extra=record_extra)
+                        record_extra=record_extra, personalize=personal)
 
 
 def model_of(state: ServerState, body: Txt2ImgBody) -> str | None:
@@ -286,12 +293,12 @@ def model_of(state: ServerState, body: Txt2ImgBody) -> str | None:
 async def answer(request: Request, response: Response, body: Txt2ImgBody, gen: GenerationRequest, *,
                  principal: Principal, idempotency_key: str | None, fingerprint: dict,
                  parameters: dict | None = None, enlarged: Enlargement | None = None,
-                 record_extra: dict | None = None) -> dict:
+                 record_extra: dict | None = None, personalize: dict | None = None) -> dict:
     """Queue `gen`, wait for its job, and answer as A1111's txt2img and img2img do (the images resized to
     the size asked for where `fit_size` enlarged them by an integer factor that does not reach it exactly)."""
     state: ServerState = request.app.state.kaiga
     job = await state.submit(gen, principal=principal, idempotency_key=idempotency_key, fingerprint=fingerprint,
-                             record_extra=record_extra)
+                             record_extra=record_extra, personalize=personalize)
     response.headers["X-Kaiga-Job-Id"] = job.id
     job = await state.wait(job)
     images = await state.images(job, with_bytes=body.send_images) if job.status == "done" else []

@@ -32,6 +32,7 @@ from kaiga.server import (
     openai_api,
     openai_describe,
     openai_edits,
+    personalize,
     remix_api,
 )
 from kaiga.server.body_limit import BodyLimit
@@ -102,6 +103,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(remix_api.router)
     app.include_router(grid_api.router)
     app.include_router(campaign_api.router)
+    app.include_router(personalize.router)
     mount_ui(app)
     mount_docs(app)  # /docs and /redoc without a CDN
     app.add_middleware(BodyLimit)  # outermost but for the 500 handler: before routing, auth and parsing

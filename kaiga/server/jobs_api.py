@@ -20,6 +20,7 @@ from kaiga.server.auth import authenticate
 from kaiga.server.edit_inputs import SREF_HELP, style_reference
 from kaiga.server.errors import from_validation
 from kaiga.server.openai_api import file_url
+from kaiga.server.personalize import ChooseFrom, Personalize, personalization
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import Principal, ServerState, noted, unknown_words
 from kaiga.store.jobs import JobView
@@ -36,6 +37,8 @@ class _JobFields(BaseModel):
     priority: Annotated[int, Field(ge=-100, le=100, description="Higher runs first.")] = 0
     user: Annotated[str | None, Field(max_length=255, description="Whose job it is, for fair queueing.")] = None
     sref: str | None = Field(None, description=SREF_HELP)
+    personalize: Personalize = None
+    choose_from: ChooseFrom = 4
 
 
 class JobBody(request_body("JobRequestFields", JOB_FIELDS, base=_JobFields)):
@@ -68,9 +71,11 @@ async def submit_job(body: JobBody, request: Request, principal: Principal = Dep
     except ValidationError as e:
         raise from_validation(e) from None
     gen, record_extra = await style_reference(gen, body.sref)
+    personal = await personalization(state, principal, body.personalize, body.choose_from)
     fingerprint = {"api": "jobs", "body": body.model_dump(exclude_none=True)}
     job = await state.submit(gen, principal=principal, user=body.user, priority=body.priority,
-                             idempotency_key=idempotency_key, fingerprint=fingerprint, record_extra=record_extra)
+                             idempotency_key=idempotency_key, fingerprint=fingerprint, record_extra=record_extra,
+                             personalize=personal)
     return JSONResponse(await describe_job(state, request, job), status_code=202)
 
 

@@ -43,6 +43,7 @@ from kaiga.request import GenerationRequest, RequestError, field_specs
 from kaiga.server.auth import authenticate
 from kaiga.server.edit_inputs import SREF_HELP, style_reference
 from kaiga.server.errors import ApiError, from_validation
+from kaiga.server.personalize import ChooseFrom, Personalize, personalization
 from kaiga.server.request_fields import request_body, request_values, taken_fields
 from kaiga.server.state import UNKNOWN_WORDS_NOTE, Principal, ServerState, unknown_words
 from kaiga.store.gallery import is_sha256
@@ -87,6 +88,8 @@ class ImageGenerationBody(request_body("GenerationFields", GENERATION_FIELDS, ba
         "replaces a in the prompt); data[0] is the labelled sheet, then one image a cell (n stays 1)."))
     grid_y: str | None = Field(None, description="kaiga: the plot's rows, as grid_x.")
     grid_z: str | None = Field(None, description="kaiga: one sheet per value (give grid_y first), as grid_x.")
+    personalize: Personalize = None
+    choose_from: ChooseFrom = 4
 
 
 class ImageData(BaseModel):
@@ -165,10 +168,14 @@ async def create_image(body: ImageGenerationBody, request: Request, response: Re
     check_model(state, gen.model)
     gen, record_extra = await style_reference(gen, body.sref)
     if body.grid_x or body.grid_y or body.grid_z:
+        if body.personalize is not None:
+            raise ApiError(400, "personalize: not with grid_x (a plot compares settings, a taste would change them)",
+                           param="personalize", code="invalid_value")
         return await _grid(request, state, gen, body, principal, record_extra)
+    personal = await personalization(state, principal, body.personalize, body.choose_from)
     return await answer(request, response, gen, principal=principal, user=body.user, idempotency_key=idempotency_key,
                         fingerprint={"api": "openai", "body": body.model_dump(exclude_none=True)},
-                        response_format=body.response_format, record_extra=record_extra)
+                        response_format=body.response_format, record_extra=record_extra, personalize=personal)
 
 
 async def _grid(request: Request, state: ServerState, gen: GenerationRequest, body: ImageGenerationBody,
@@ -212,11 +219,12 @@ def check_model(state: ServerState, model: str | None) -> None:
 
 async def answer(request: Request, response: Response, gen: GenerationRequest, *, principal: Principal,
                  user: str | None, idempotency_key: str | None, fingerprint: dict,
-                 response_format: str | None, record_extra: dict | None = None) -> ImagesResponse:
+                 response_format: str | None, record_extra: dict | None = None,
+                 personalize: dict | None = None) -> ImagesResponse:
     """Queue `gen`, wait for its job, and answer its images as OpenAI does (generations, edits, variations)."""
     state: ServerState = request.app.state.kaiga
     job = await state.submit(gen, principal=principal, user=user, idempotency_key=idempotency_key,
-                             fingerprint=fingerprint, record_extra=record_extra)
+                             fingerprint=fingerprint, record_extra=record_extra, personalize=personalize)
     response.headers["X-Kaiga-Job-Id"] = job.id
     job = await state.wait(job)
     if job.status != "done":

@@ -30,7 +30,16 @@ from kaiga.server.settings import ServerSettings
 from kaiga.server.waiters import Waiters
 from kaiga.store.db import Database
 from kaiga.store.gallery import Gallery
-from kaiga.store.jobs import RECORD_EXTRA, IdempotencyConflict, JobNotFound, JobQueue, JobView, QueueFull, request_hash
+from kaiga.store.jobs import (
+    PERSONALIZE,
+    RECORD_EXTRA,
+    IdempotencyConflict,
+    JobNotFound,
+    JobQueue,
+    JobView,
+    QueueFull,
+    request_hash,
+)
 from kaiga.store.tables import Image, JobStatus
 from kaiga.worker import INVALID_REQUEST, Workers
 
@@ -88,9 +97,10 @@ class ServerState:
 
     async def submit(self, request: GenerationRequest, *, principal: Principal, user: str | None = None,
                      priority: int = 0, idempotency_key: str | None = None, fingerprint: dict,
-                     record_extra: dict | None = None) -> JobView:
+                     record_extra: dict | None = None, personalize: dict | None = None) -> JobView:
         """Queue `request` (or find the job an earlier try with the same idempotency key queued); `record_extra`:
-        what its images' records add to `extra` (a remix says which), kept beside the request in the job."""
+        what its images' records add to `extra` (a remix says which), kept beside the request in the job;
+        `personalize`: whose taste steers it (kaiga.server.personalize), kept there too."""
         try:
             self.catalog.check(request)
         except (RequestError, ModelError) as e:
@@ -102,7 +112,8 @@ class ServerState:
             if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
                 raise ApiError(400, f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", param="Idempotency-Key")
             key = f"{principal.scope}:{idempotency_key}"
-        stored = with_seed(request).model_dump(mode="json") | ({RECORD_EXTRA: record_extra} if record_extra else {})
+        stored = (with_seed(request).model_dump(mode="json") | ({RECORD_EXTRA: record_extra} if record_extra else {})
+                  | ({PERSONALIZE: personalize} if personalize else {}))
         if (bad := nul_field({**stored, "user": user})) is not None:
             raise ApiError(400, f"{bad}: must not contain the NUL character (\\u0000)", param=bad, code="invalid_value")
         model = self.catalog.ref(request.model).name  # the worker of this model runs it

@@ -42,12 +42,20 @@ from kaiga.store.db import Database
 from kaiga.store.tables import FINISHED, Job, JobStatus, utcnow
 
 RECORD_EXTRA = "record_extra"  # beside a job's request fields: what its images' records add to `extra` (a remix)
+# beside them too: {"person": name, "choose_from": k}, generation steered by that person's taste (kaiga/taste/).
+# A job's option, not a request field: a campaign cell's key fingerprints the request's fields, and stays as it was.
+PERSONALIZE = "personalize"
 
 
 def split_request(stored: dict) -> tuple[dict, dict | None]:
     """A job's stored request as the request's fields alone, and what its records add (None: nothing)."""
-    fields = {k: v for k, v in stored.items() if k != RECORD_EXTRA}
+    fields = {k: v for k, v in stored.items() if k not in (RECORD_EXTRA, PERSONALIZE)}
     return fields, stored.get(RECORD_EXTRA)
+
+
+def personalize_of(stored: dict) -> dict | None:
+    """Whose taste a job's images are steered by, and how many candidates each is the best of (None: nobody's)."""
+    return stored.get(PERSONALIZE)
 
 
 class QueueFull(Exception):

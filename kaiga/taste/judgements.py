@@ -33,6 +33,7 @@ from kaiga.taste.features import feature_names, features
 from kaiga.taste.model import TasteModel
 
 DECISION_SCORES = {"approved": 4, "rejected": 2}
+MIN_JUDGEMENTS = 2  # the fewest a taste can be told from (one pair); 20 are enough (docs/CAMPAIGNS.md)
 
 
 def score(review: ReviewView) -> int | None:
@@ -75,6 +76,13 @@ class Judgements:
 
     def count(self, person: str) -> int:
         return len(self.scores.get(person, {}))
+
+    def too_few(self, person: str) -> str | None:
+        """Why `person`'s taste cannot be learned yet (they judged fewer than MIN_JUDGEMENTS images), or None."""
+        if (n := self.count(person)) >= MIN_JUDGEMENTS:
+            return None
+        return (f"{person} has judged {n} image(s); rate, approve, reject or star a few first "
+                "(20 are enough to learn a taste)")
 
     def taste(self) -> TasteModel:
         """The shared taste and each person's, learned from these judgements (the images read by the judge)."""

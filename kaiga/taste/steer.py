@@ -107,14 +107,15 @@ class Personalised:
 
 
 def generate_personalised(studio, request: GenerationRequest, taste: TasteModel, person: str, candidates: int = CANDIDATES,
-                          on_step: Callable[[int, int], None] | None = None) -> tuple[list, Personalised]:
+                          on_step: Callable[[int, int], None] | None = None,
+                          record_extra: dict | None = None) -> tuple[list, Personalised]:
     """`request`'s images for `person`: the prompt shifted to their taste, each image the best of `candidates`.
-    Returns the images (GeneratedImage, records saying `extra.personalize`) and what was done."""
+    Returns the images (GeneratedImage, records saying `extra.personalize` beside `record_extra`) and what was done."""
     theta = taste.of(person)
     prompt, added = shifted_prompt(request.prompt, theta, taste.names)
     first = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
     note = {"personalize": {"person": person, "ratings": taste.ratings.get(person, 0), "added": added,
-                            "candidates": candidates, "prompt_asked": request.prompt}}
+                            "candidates": candidates, "prompt_asked": request.prompt}} | (record_extra or {})
     rounds = []
     for j in range(candidates):  # round j: seeds first + j*n ... (round 0: the seeds of the plain request)
         report = None if on_step is None else (lambda done, total, j=j: on_step(j * total + done, candidates * total))

@@ -32,7 +32,7 @@ from typing import Callable
 from kaiga.model_files import ModelError
 from kaiga.request import GenerationRequest, RequestError
 from kaiga.store.gallery import Gallery
-from kaiga.store.jobs import JobQueue, JobView, StaleClaim, split_request
+from kaiga.store.jobs import JobQueue, JobView, StaleClaim, personalize_of, split_request
 from kaiga.store.uploads import UploadStore
 
 log = logging.getLogger("kaiga.worker")
@@ -185,7 +185,10 @@ class Worker:
             fields, record_extra = split_request(job.request)
             request = GenerationRequest.model_validate(fields)
             request = request.model_copy(update={"model": str(self.resolve(request.model))})
-            images = self.studio().generate(request, on_step=on_step, record_extra=record_extra)
+            if (personal := personalize_of(job.request)) is not None:
+                images = self._personalised(request, personal, on_step, record_extra)
+            else:
+                images = self.studio().generate(request, on_step=on_step, record_extra=record_extra)
             return self.queue.finish(job.id, attempt, add_images=lambda s: [
                 self.gallery.add(s, img.image, img.record, job_id=job.id) for img in images])
         except _Stop as stop:
@@ -200,6 +203,21 @@ class Worker:
         except Exception as e:
             log.exception("worker: job %s failed", job.id)
             return self.queue.fail(job.id, attempt, f"{type(e).__name__}: {e}")
+
+
+    def _personalised(self, request: GenerationRequest, personal: dict, on_step, record_extra: dict | None) -> list:
+        """The job's images steered by a person's taste, learned now from the gallery's judgements (so a rating
+        given a moment ago counts); a person with too few is the request's fault."""
+        from kaiga.taste.judgements import Judgements
+        from kaiga.taste.steer import generate_personalised
+
+        person = personal["person"]
+        judgements = Judgements.read(self.gallery.db, self.gallery.folder)
+        if (why := judgements.too_few(person)) is not None:
+            raise RequestError(f"personalize: {why}")
+        images, _ = generate_personalised(self.studio(), request, judgements.taste(), person,
+                                          int(personal.get("choose_from", 4)), on_step, record_extra)
+        return images
 
 
 class Workers:

@@ -646,4 +646,15 @@ def test_a_campaign_from_a_yaml_plan_in_the_campaigns_tab(server, page):
     page.click("#review .more-like-this")
     page.wait_for_selector("#campaigns .status-text:has-text('more like this: 1 job(s) queued from 1 approved')",
                            timeout=30_000)
+    # Back in Generate, the reviews given are a taste to personalise by (POST /v1/jobs' personalize).
+    page.click("nav [data-tab=generate]")
+    page.wait_for_selector("#generate-form input[name=personalise]:not([disabled])", timeout=30_000)
+    assert page.text_content("#generate-form .taste-count") == "(anonymous: 2 images judged)"
+    _fill(page, "#generate-form", prompt="a car", steps=1, seed=5)
+    page.check("#generate-form input[name=personalise]")
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("#generate .status-text:has-text('image(s) in')", timeout=120_000)
+    made = httpx.get(server.url + "/v1/gallery/images?limit=10").json()["data"]
+    steered = [i["record"]["extra"]["personalize"] for i in made if "personalize" in i["record"]["extra"]]
+    assert steered and {(p["person"], p["candidates"]) for p in steered} == {("anonymous", 4)}
 

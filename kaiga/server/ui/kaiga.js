@@ -279,7 +279,7 @@ async function runJob(request, panel) {
 async function generate(event) {
   event.preventDefault();
   const form = event.target, panel = $("#generate");
-  const { size, grid_x: x, grid_y: y, ...request } = formFields(form);  // `style`: a mix of library styles
+  const { size, grid_x: x, grid_y: y, personalise, ...request } = formFields(form);  // `style`: a mix of library styles
   const native = modelInfo(form)?.native_size;
   const [width, height] = (size ?? "").split("x").map(Number);
   if (size && !(width === native && height === native)) [request.width, request.height] = [width, height];
@@ -293,6 +293,8 @@ async function generate(event) {
     const reference = form.elements.sref_file.files[0];
     if (reference && x) throw new Error("Style reference: an X/Y plot takes none; put style on an axis");
     if (reference) request.sref = await dataUrl(reference);  // POST /v1/jobs reads its style (as OpenAI's sref)
+    if (personalise && x) throw new Error("Personalise: an X/Y plot compares settings; leave one of them out");
+    if (personalise) request.personalize = tasteState.person;  // the server learns the taste when it runs the job
     if (x) { await runGrid(request, x, y, panel, started); return; }
     const job = await runJob(request, panel);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
@@ -655,6 +657,7 @@ function selectTab(name) {
   for (const tab of $$("nav [role=tab]")) tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
   for (const panel of $$("main > section")) panel.hidden = panel.id !== name;
   if (name === "gallery") loadGallery();
+  if (name === "generate") fillTaste().catch(showError);  // reviews given since count
   if (name === "campaigns") loadCampaigns().catch(showError);
 }
 
@@ -857,12 +860,27 @@ function addStyle() {
   input.value = parts.join(",");
 }
 
+// ---- taste: whose it is and whether it is enough to personalise by (GET /v1/taste) ------------------------------
+const tasteState = { person: null };
+
+async function fillTaste() {
+  const taste = await api("/v1/taste");
+  tasteState.person = taste.person;
+  const box = $("#generate-form").elements.personalise;
+  box.disabled = !taste.enough;
+  if (!taste.enough) box.checked = false;
+  $(".taste-count").textContent = taste.enough
+    ? `(${taste.person}: ${taste.judgements} images judged)`
+    : `(rate a few images in Review first: ${taste.judgements} judged)`;
+}
+
 async function fillChoices() {
   try {
     schemaFields = (await api("/v1/schema/request")).fields;
     applySchema({ fields: schemaFields });
   } catch (e) { showError(e); }
   fillStyles().catch(showError);
+  fillTaste().catch(showError);
   try {
     const models = (await api("/v1/models")).data;
     for (const m of models) modelsInfo.set(m.id, m.kaiga);
