@@ -69,6 +69,20 @@ def _readout_section(readout_cfg: dict) -> list[str]:
     ]
 
 
+def _everyday_section(models: list[tuple[str, dict, dict | None]]) -> list[str]:
+    """(name, alignment-everyday.json, alignment.json): the everyday score beside the main suite's, and the ratio."""
+    rows = []
+    for name, everyday, main in models:
+        base = main["seen"]["overall"] if main else None
+        ratio = everyday["seen"]["overall"] / base if base else None
+        ignored = everyday.get("prompts_with_ignored_words")
+        rows.append([f"`{name}`", f"**{_fmt(everyday['seen']['overall'])}**", _fmt(base), _fmt(ratio, 2),
+                     "–" if ignored is None else f"{ignored} of {len(everyday['prompts'])}"]
+                    + [_fmt(everyday["seen"]["categories"].get(c), 2) for c in CATEGORIES])
+    return _table(["model", "everyday", "main suite (seen)", "everyday / main", "prompts with ignored words"]
+                  + [c.replace("_", " ") for c in CATEGORIES], rows)
+
+
 def _alignment_section(models: list[tuple[str, dict]], root: Path) -> list[str]:
     lines = _table(
         ["model", "seen overall", "held-out overall", "strict seen", "strict held-out"]
@@ -252,6 +266,7 @@ def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,
     missing = [name for name in installed if not (results / name / "alignment.json").exists()]
     alignment = [(d.name, r) for d in dirs if (r := _load(d / "alignment.json"))]
     fidelity = [(d.name, r) for d in dirs if (r := _load(d / "fidelity.json"))]
+    everyday = [(d.name, r, _load(d / "alignment.json")) for d in dirs if (r := _load(d / "alignment-everyday.json"))]
     bench = _load(bench_json)
     families = _load(families_json)
     lines = [
@@ -282,6 +297,17 @@ def write_report(out: Path = Path("docs/EVAL.md"), results: Path = RESULTS_DIR,
         f"prompt names. `{ORACLE}` draws each prompt with the renderer itself: the ceiling this judge allows.",
         "",
         *(_alignment_section(alignment, results) if alignment else ["No alignment results yet."]),
+        "",
+        "### Everyday English (the everyday suite)",
+        "",
+        "`kaiga eval alignment --model M --suite everyday`: 120 prompts written by hand outside every caption "
+        "template (kaiga/eval/suites/everyday.jsonl: \"a little pooch sitting all by itself\", \"it's raining on a "
+        "house in the countryside\", \"a lavender colored kitty\"), 12 per category, scored as above; no prompt "
+        "holds a held-out pair, so its score compares with the main suite's seen score. The last column counts "
+        "the prompts in which the model's tokenizer did not know a word and dropped it. Target (issue 17): "
+        "everyday / main >= 0.90 with no content word ignored.",
+        "",
+        *(_everyday_section(everyday) if everyday else ["No everyday results yet."]),
         "",
         "## Fidelity: do the images look like the world?",
         "",

@@ -46,6 +46,13 @@ def test_report_tables_come_from_the_json_files(tmp_path):
     assert "| `my-model` | **0.500** | **0.250** |" in text
     assert text.index("| `my-model` |") < text.index("| `renders` |")  # the ceiling comes last
     assert "| `my-model` | 100 | 6.00 | 2.00 | 3.0× |" in text
+    assert "No everyday results yet." in text
+    everyday = {**_alignment(0.45), "prompts": [{"ignored_words": ["pooch"]}, {"ignored_words": []}],
+                "prompts_with_ignored_words": 1}
+    (results / "my-model" / "alignment-everyday.json").write_text(json.dumps(everyday))
+    text = write_report(tmp_path / "EVAL.md", results, tmp_path / "missing.json", readout_cfg=JUDGE,
+                        installed=["my-model"], families_json=families).read_text()
+    assert "| `my-model` | **0.450** | 0.500 | 0.90 | 1 of 2 | 0.45 |" in text
     assert "| object | 0.990 |" in text
     assert "No benchmark results yet." in text
 
