@@ -107,6 +107,16 @@ _Threads = Annotated[Optional[int], typer.Option(
          "process on 2 cores).")]
 
 
+def _check_precision(precision: str) -> None:
+    """Fail unless `precision` is fp32 or bf16 (kaiga/pipelines/precision.py)."""
+    from kaiga.pipelines.precision import check_precision
+
+    try:
+        check_precision(precision)
+    except ValueError as e:
+        fail(f"--{e}")
+
+
 def _check_device(device: Optional[str]) -> None:
     """Fail unless `device` (None: the best available) is one this machine and this torch build have."""
     if device is None:

@@ -30,6 +30,7 @@ from kaiga.capabilities import Capabilities, check_request, ignored_fields, outp
 from kaiga.metadata import GenerationRecord, png_bytes, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
+from kaiga.pipelines.precision import check_precision, compute_precision
 from kaiga.pipelines.text_to_image import text_to_image
 from kaiga.prompt_syntax import count_permutations, permutations
 from kaiga.prompt_syntax import texts as prompt_texts
@@ -154,8 +155,10 @@ class Studio:
     """
 
     def __init__(self, device: str | None = None, batch_size: int = 16, config_dir: Path | None = None,
-                 uploads: UploadStore | None = None, safety: SafetySettings | None = None, watermark: bool = True):
+                 uploads: UploadStore | None = None, safety: SafetySettings | None = None, watermark: bool = True,
+                 precision: str = "fp32"):
         self.device = pick_device(device)
+        self.precision = check_precision(precision)  # bf16: autocast (kaiga/pipelines/precision.py), said in records
         self.batch_size = batch_size
         self.config_dir = config_dir
         self.uploads = uploads or UploadStore(model_home() / "uploads")
@@ -243,9 +246,11 @@ class Studio:
                 init, mask = self._blended(model, request, output_size(caps, native)), None
             else:
                 init, mask = self._upload("init_image", request.init_image), self._upload("mask", request.mask)
-            images = image_to_image(model, native, init, seeds, mask, batch_size=self.batch_size, on_step=on_step)
+            with compute_precision(self.device, self.precision):
+                images = image_to_image(model, native, init, seeds, mask, batch_size=self.batch_size, on_step=on_step)
         else:
-            images = text_to_image(model, native, seeds, self.batch_size, on_step)
+            with compute_precision(self.device, self.precision):
+                images = text_to_image(model, native, seeds, self.batch_size, on_step)
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(images)
         width, height = output_size(caps, request)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -279,6 +284,7 @@ class Studio:
                     extra={**request.family_options(), **styled,
                            **({"unknown_words": unknown} if unknown else {}),
                            **({"ignored_fields": ignored} if ignored else {}),
+                           **({"precision": self.precision} if self.precision != "fp32" else {}),
                            **({"prompt_template": {"prompt": template.prompt,
                                                    "negative_prompt": template.negative_prompt}}
                               if template is not None else {}),

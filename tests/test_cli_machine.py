@@ -76,6 +76,13 @@ def test_a_device_that_is_no_device_is_named(tmp_path):
     assert one_line(stderr).startswith("error: --device: 'tpu' is not a device")
 
 
+@pytest.mark.parametrize("command", [["generate", "a red car"], ["serve"], ["worker"], ["bench", "--quick"]])
+def test_a_precision_that_is_none_is_one_line_before_any_model_loads(tmp_path, command):
+    result, stderr = kaiga(*command, "--precision", "fp16", cwd=tmp_path)
+    assert result["code"] == 2 and not result["loaded"]
+    assert one_line(stderr) == "error: --precision: fp32 or bf16 (got 'fp16')"
+
+
 @pytest.mark.parametrize("db, message", [
     ("notadb://", "error: --db: notadb://: no database driver for 'notadb'"),
     ("not a url", "error: --db: 'not a url' is not a database URL"),

@@ -103,3 +103,16 @@ def test_a_size_the_model_refuses_is_said_before_it_loads(tiny_model_dir):
     with pytest.raises(RequestError, match=f"width: at most .* \\(got {too_wide}\\)"):
         studio.generate("a red car", model=str(tiny_model_dir), width=too_wide, steps=1)
     assert studio._loaded == {}  # refused from its files, no weight loaded or hashed
+
+
+def test_bf16_generation_is_said_in_the_record_and_close_to_fp32(tiny_model_dir):
+    """--precision bf16: autocast around the whole generation; the record says so, fp32's says nothing."""
+    import numpy as np
+
+    plain = Studio().generate("a red car", seed=3, steps=4, model=str(tiny_model_dir))[0]
+    fast = Studio(precision="bf16").generate("a red car", seed=3, steps=4, model=str(tiny_model_dir))[0]
+    assert fast.record.extra["precision"] == "bf16" and "precision" not in plain.record.extra
+    diff = np.abs(np.asarray(fast.image, np.int16) - np.asarray(plain.image, np.int16))
+    assert diff.mean() < 8, diff.mean()  # low bits, not another picture
+    with pytest.raises(ValueError, match="precision: fp32 or bf16"):
+        Studio(precision="fp16")

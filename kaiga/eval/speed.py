@@ -87,6 +87,7 @@ class SpeedConfig:
     size: int | None = None                  # image side in pixels; None: the model's native size
     threads: int | None = None               # torch threads, here and in the subprocesses; None: torch's choice
     quick: bool = False                      # a smoke run; only recorded in the results
+    precision: str = "fp32"                  # kaiga's side: fp32 or bf16 autocast (kaiga/pipelines/precision.py)
 
     def __post_init__(self):
         _check("steps", self.steps, *LIMITS["steps"])
@@ -94,6 +95,8 @@ class SpeedConfig:
         _check("repeats", [self.repeats], 1, 1000)
         if self.threads is not None:
             _check("threads", [self.threads], 1, 1024)
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision: fp32 or bf16 (got {self.precision!r})")
         if self.size is not None:
             _check("size", [self.size], *LIMITS["width"])
             if self.size % 8:
@@ -156,13 +159,19 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 # --- the two generators ----------------------------------------------------------------------------
-def kaiga_generate(model: LatentDiffusion, steps: int, size: int, seeds: list[int]) -> Generate:
+def kaiga_generate(model: LatentDiffusion, steps: int, size: int, seeds: list[int], precision: str = "fp32") -> Generate:
+    from kaiga.pipelines.precision import compute_precision
     from kaiga.pipelines.text_to_image import text_to_image
     from kaiga.request import GenerationRequest
 
     request = GenerationRequest(prompt=PROMPT, steps=steps, guidance=GUIDANCE, sampler=SAMPLER, width=size,
                                 height=size, n=len(seeds))
-    return lambda: text_to_image(model, request, seeds, batch_size=len(seeds))
+
+    def run() -> list[Image.Image]:
+        with compute_precision(model.device, precision):
+            return text_to_image(model, request, seeds, batch_size=len(seeds))
+
+    return run
 
 
 def stock_pipeline(model: LatentDiffusion) -> StableDiffusionPipeline:
@@ -215,10 +224,10 @@ def side_summary(seconds: list[float], batch: int) -> dict[str, Any]:
 
 
 def measure_cell(model: LatentDiffusion, pipe: StableDiffusionPipeline, steps: int, batch: int, size: int,
-                 repeats: int, device: torch.device) -> dict[str, Any]:
+                 repeats: int, device: torch.device, precision: str = "fp32") -> dict[str, Any]:
     """One warm-up each, then kaiga and stock alternately, `repeats` times."""
     seeds = list(range(batch))
-    runs = {"kaiga": kaiga_generate(model, steps, size, seeds), "stock": stock_generate(pipe, steps, size, seeds)}
+    runs = {"kaiga": kaiga_generate(model, steps, size, seeds, precision), "stock": stock_generate(pipe, steps, size, seeds)}
     warm = {name: fn() for name, fn in runs.items()}
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
@@ -237,7 +246,7 @@ def throughput(model: LatentDiffusion, config: SpeedConfig, size: int, device: t
     for steps in config.steps:
         for batch in config.batch_sizes:
             say(f"throughput: {steps} steps × batch {batch}, each side 1 warm-up + {config.repeats} timed")
-            cells.append(measure_cell(model, pipe, steps, batch, size, config.repeats, device))
+            cells.append(measure_cell(model, pipe, steps, batch, size, config.repeats, device, config.precision))
     return cells
 
 
@@ -394,7 +403,7 @@ def run(config: SpeedConfig, on_progress: Progress | None = None) -> dict[str, A
                     "dtype": str(model.dtype).removeprefix("torch."), "prompt": PROMPT, "sampler": SAMPLER,
                     "guidance": GUIDANCE, "width": size, "height": size, "steps": list(config.steps),
                     "batches": list(config.batch_sizes), "repeats": config.repeats, "warmup": 1,
-                    "cold_start": config.cold_start, "quick": config.quick}
+                    "cold_start": config.cold_start, "quick": config.quick, "precision": config.precision}
         env = environment(device)
         cells = throughput(model, config, size, device, say)
         del model  # free it: each cold-start process loads its own copy

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,6 +35,7 @@ class ServerSettings(BaseModel):
     wait_timeout_s: Annotated[float, Field(gt=0)] = 3600.0  # a synchronous request waits this long for its job
     run_worker: bool = True  # False: this process only queues (another process runs the jobs)
     device: str | None = None  # cuda, mps or cpu; default: the best available
+    precision: Literal["fp32", "bf16"] = "fp32"  # the workers' (kaiga/pipelines/precision.py)
     batch_size: Annotated[int, Field(ge=1, le=64)] = 16
     poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5  # how often waiters and the worker look at the database
 

@@ -112,3 +112,10 @@ def test_a_job_names_the_fields_the_model_does_not_read(server):
     record = job["images"][0]["record"]
     assert job["ignored_fields"] == ["truncation"] and record["extra"]["ignored_fields"] == ["truncation"]
     assert "truncation" not in record["extra"]  # ran without it, so the record does not say it was used
+
+
+def test_a_server_started_in_bf16_says_so_in_every_record(serve):
+    server = serve(precision="bf16")
+    job = httpx.post(server.url + "/v1/jobs", json={"prompt": "a red car", "steps": 1, "seed": 2}).json()
+    job = server.wait_for_job(job["id"])
+    assert job["status"] == "done" and job["images"][0]["record"]["extra"]["precision"] == "bf16", job
