@@ -833,8 +833,7 @@ def _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, g
 
     if decay_from is not None and decay_from >= steps:
         fail(f"--lr-decay-from: a step before --steps {steps} (got {decay_from})")
-    if precision not in ("fp32", "bf16"):
-        fail(f"--precision: fp32 or bf16 (got {precision!r})")
+    _check_precision(precision)
     return LoopConfig(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, seed=seed, warmup_steps=min(200, steps // 10), grad_clip=grad_clip,
                       max_seconds=None if max_minutes is None else 60 * max_minutes, decay_from=decay_from,
@@ -938,6 +937,7 @@ def train_diffusion(data: _Data, out_dir: _Out,
                     threads: _Threads = None, lr_decay_from: _DecayFrom = None, precision: _Precision = "fp32",
                     allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Train the denoising UNet and text encoder (v-prediction, zero-terminal-SNR, min-SNR-5)."""
+    _check_precision(precision)  # before the dataset's items are checked: that takes a while on 40k
     _run_paths(data, out_dir, vae=vae)
     admission = _admit(data, allow_unlicensed, opt_out)
     _use_threads(threads)

@@ -95,8 +95,9 @@ class SpeedConfig:
         _check("repeats", [self.repeats], 1, 1000)
         if self.threads is not None:
             _check("threads", [self.threads], 1, 1024)
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision: fp32 or bf16 (got {self.precision!r})")
+        from kaiga.pipelines.precision import check_precision
+
+        check_precision(self.precision)
         if self.size is not None:
             _check("size", [self.size], *LIMITS["width"])
             if self.size % 8:
