@@ -21,7 +21,8 @@ def test_post_jobs_documents_every_request_field_and_its_400(server):
     post = schema["paths"]["/v1/jobs"]["post"]
     body = schema["components"]["schemas"][post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
                                            .rsplit("/", 1)[1]]
-    assert set(body["properties"]) == {*field_specs(), "priority", "user", "sref"} and body["required"] == ["prompt"]
+    kaiga_own = {"priority", "user", "sref", "personalize", "choose_from"}
+    assert set(body["properties"]) == {*field_specs(), *kaiga_own} and body["required"] == ["prompt"]
     assert body["properties"]["steps"]["maximum"] == field_specs()["steps"].range[1]
     assert "422" not in post["responses"]  # the server answers a bad body 400, in OpenAI's shape, as documented
     error = post["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
