@@ -273,12 +273,11 @@ async def txt2img(body: Txt2ImgBody, request: Request, response: Response,
     model = model_of(state, body)
     gen, enlarged = fit_size(to_request(body, model), state.catalog.capabilities(model))
     gen, record_extra = await style_reference(gen, body.sref)
-    if is_xyz(body.script_name):
-        if body.personalize is not None:
-            raise ApiError(400, "personalize: not with the X/Y/Z plot (a plot compares settings, a taste would "
-                                "change them)", param="personalize", code="invalid_value")
+    plot = is_xyz(body.script_name)
+    personal = await personalization(state, principal, body.personalize, body.choose_from,
+                                     "the X/Y/Z plot" if plot else None)
+    if plot:
         return await xyz_plot(state, body, gen, principal)
-    personal = await personalization(state, principal, body.personalize, body.choose_from)
     return await answer(request, response, body, gen, principal=principal, idempotency_key=idempotency_key,
                         fingerprint={"api": "a1111", "body": body.model_dump()}, enlarged=enlarged,
                         record_extra=record_extra, personalize=personal)

@@ -167,12 +167,10 @@ async def create_image(body: ImageGenerationBody, request: Request, response: Re
     gen = to_request(body)
     check_model(state, gen.model)
     gen, record_extra = await style_reference(gen, body.sref)
-    if body.grid_x or body.grid_y or body.grid_z:
-        if body.personalize is not None:
-            raise ApiError(400, "personalize: not with grid_x (a plot compares settings, a taste would change them)",
-                           param="personalize", code="invalid_value")
+    plot = body.grid_x or body.grid_y or body.grid_z
+    personal = await personalization(state, principal, body.personalize, body.choose_from, "grid_x" if plot else None)
+    if plot:
         return await _grid(request, state, gen, body, principal, record_extra)
-    personal = await personalization(state, principal, body.personalize, body.choose_from)
     return await answer(request, response, gen, principal=principal, user=body.user, idempotency_key=idempotency_key,
                         fingerprint={"api": "openai", "body": body.model_dump(exclude_none=True)},
                         response_format=body.response_format, record_extra=record_extra, personalize=personal)

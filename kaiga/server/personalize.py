@@ -38,11 +38,14 @@ ChooseFrom = Annotated[int, Field(ge=1, le=16, description=CHOOSE_FROM_HELP)]
 
 
 async def personalization(state: ServerState | None, principal: Principal, person: str | None,
-                          choose_from: int) -> dict | None:
-    """What the job keeps of `personalize` (None: not asked); an ApiError naming the field for another person's
-    taste (403) or a person with too few judgements (400)."""
+                          choose_from: int, plot: str | None = None) -> dict | None:
+    """What the job keeps of `personalize` (None: not asked); an ApiError naming the field beside a plot (`plot`:
+    what the request calls it) or for a person with too few judgements (400), or for another person's taste (403)."""
     if person is None:
         return None
+    if plot is not None:
+        raise ApiError(400, f"personalize: not with {plot} (a plot compares settings, a taste would change them)",
+                       param="personalize", code="invalid_value")
     if principal != ANONYMOUS and person != principal.name:
         raise ApiError(403, f"personalize: you may steer by your own taste only ({principal.name!r}), not "
                             f"{person!r}'s", param="personalize", code="forbidden")
