@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Carry a long training run from one session to the next on main, as a compact checkpoint.
-#   bash scripts/carry_checkpoint.sh save RUN PREFIX...   RUN/checkpoint's trained parts (the weights under each
+#   bash scripts/carry_checkpoint.sh save [--lean] RUN PREFIX...
+#                                                         RUN/checkpoint's trained parts (the weights under each
 #                                                         PREFIX, e.g. vae. discriminator.) -> checkpoints/NAME/,
-#                                                         with its train_config.json and log.jsonl; staged for commit
+#                                                         with its train_config.json and log.jsonl; staged for commit.
+#                                                         --lean: the EMA alone (fp16), the optimizer started afresh
+#                                                         on resume (13 MB for v6's denoiser, against 68 MB)
 #   bash scripts/carry_checkpoint.sh restore NAME [RUNS]  checkpoints/NAME -> RUNS/NAME (default runs/), unless that
 #                                                         run is further along; then `--resume` continues it
 # Why on main: only main lands; a session's other branches are gone with it (a `checkpoints` branch was lost
@@ -15,14 +18,16 @@ cmd=${1:-}; shift || true
 step_of() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1"; }
 case "$cmd" in
   save)
-    [ $# -ge 2 ] || { echo "usage: $0 save RUN PREFIX..." >&2; exit 2; }
+    lean=False
+    [ "${1:-}" = --lean ] && { lean=True; shift; }
+    [ $# -ge 2 ] || { echo "usage: $0 save [--lean] RUN PREFIX..." >&2; exit 2; }
     run=$1; shift
     name=$(basename "$run")
     [ -f "$run/checkpoint/state.json" ] || { echo "$run: no checkpoint/state.json" >&2; exit 2; }
     mkdir -p "checkpoints/$name"
     "$PY" -c "import sys; from kaiga.train.checkpoint import compact_checkpoint as c; \
-print(sum(c(sys.argv[1], sys.argv[2], tuple(sys.argv[3:])).values()) // 2**20, 'MB')" \
-      "$run/checkpoint" "checkpoints/$name/checkpoint" "$@"
+print(sum(c(sys.argv[2], sys.argv[3], tuple(sys.argv[4:]), lean=sys.argv[1] == 'True').values()) // 2**20, 'MB')" \
+      "$lean" "$run/checkpoint" "checkpoints/$name/checkpoint" "$@"
     cp "$run/train_config.json" "$run/log.jsonl" "checkpoints/$name/"
     git add -A "checkpoints/$name"
     echo "checkpoints/$name at step $(step_of "checkpoints/$name/checkpoint/state.json"): staged; commit it"
@@ -42,5 +47,5 @@ print(sum(c(sys.argv[1], sys.argv[2], tuple(sys.argv[3:])).values()) // 2**20, '
     cp "$src/train_config.json" "$src/log.jsonl" "$runs/$name/"
     echo "restored $runs/$name at step $(step_of "$runs/$name/checkpoint/state.json")"
     ;;
-  *) echo "usage: $0 save RUN PREFIX... | restore NAME [RUNS]" >&2; exit 2 ;;
+  *) echo "usage: $0 save [--lean] RUN PREFIX... | restore NAME [RUNS]" >&2; exit 2 ;;
 esac

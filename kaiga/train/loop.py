@@ -99,18 +99,26 @@ def _to(batch, device):
     return batch
 
 
-def _lr_lambda(cfg: LoopConfig):
+def _lr_lambda(cfg: LoopConfig, rewarm_from: int | None = None):
     """The rate's multiplier at each step: a linear warmup, then 1, then (from `decay_from`) half a cosine down to
     `final_lr_ratio` at the last step. A function of the step alone, so a resumed run, even one resumed with a
-    decay it did not have before, continues on the same curve.
+    decay it did not have before, continues on the same curve. A run resumed with a fresh optimizer (a lean
+    checkpoint, kaiga.train.checkpoint.compact_checkpoint) warms up again from `rewarm_from`.
 
     >>> f = _lr_lambda(LoopConfig(steps=100, warmup_steps=0, decay_from=50))
     >>> [round(f(s), 3) for s in (0, 50, 75, 100)]
     [1.0, 1.0, 0.55, 0.1]
+    >>> [round(_lr_lambda(LoopConfig(steps=100, warmup_steps=10), rewarm_from=40)(s), 2) for s in (39, 40, 44, 60)]
+    [1.0, 0.1, 0.5, 1.0]
     """
     def f(step: int) -> float:  # a multiplier of each group's own rate
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
+        if rewarm_from is not None and rewarm_from <= step < rewarm_from + cfg.warmup_steps:
+            return (step - rewarm_from + 1) / cfg.warmup_steps * f_after(step)
+        return f_after(step)
+
+    def f_after(step: int) -> float:
         if cfg.decay_from is not None and step > cfg.decay_from:
             done = min(1.0, (step - cfg.decay_from) / max(1, cfg.steps - cfg.decay_from))
             return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * done))
@@ -151,6 +159,7 @@ def train(task: TrainTask, cfg: LoopConfig, out, resume: bool = False, accelerat
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # float32 stays the master copy
     module = task.module.to(acc.device)  # before the EMA copy, so the average lives where the weights do
     opt = torch.optim.AdamW(task.param_groups(cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # made before the checkpoint loads, so its base rates are this call's (a resumed run may change --lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     ema = init_ema(module)
     state = {"step": 0, "loss": math.nan, "seconds": 0.0, "processes": acc.num_processes, "device": _device_name(acc)}
@@ -158,6 +167,10 @@ def train(task: TrainTask, cfg: LoopConfig, out, resume: bool = False, accelerat
     if resume and (ckpt / "state.json").exists():
         state = {**load_checkpoint(ckpt, module, opt, ema), "device": state["device"]}  # where it runs now
         sched.last_epoch = state["step"]
+        if "rewarm_from" in state:  # resumed lean: a fresh optimizer
+            sched.lr_lambdas = [_lr_lambda(cfg, state["rewarm_from"])] * len(opt.param_groups)
+        for group, base, rate in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * rate(state["step"])  # the rate of the step it resumes at, as an unbroken run has
         acc.print(f"resumed from {ckpt} at step {state['step']}")
     model, opt = acc.prepare(module, opt)
     if acc.is_main_process:

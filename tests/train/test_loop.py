@@ -187,3 +187,37 @@ def test_a_compact_checkpoint_resumes_the_trained_parts(tiny_scenes, tmp_path):
     assert state["step"] == 6
     for (k, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
         torch.testing.assert_close(a, b, atol=2e-3, rtol=0, msg=k)
+
+
+def test_a_lean_checkpoint_resumes_from_the_average_with_a_fresh_optimizer(tiny_scenes, tmp_path):
+    """`compact_checkpoint(..., lean=True)`: the EMA alone in fp16. The resumed run starts its weights from that
+    average, its optimizer afresh, and warms its rate up again from the step it resumed at."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from kaiga.train.checkpoint import compact_checkpoint
+
+    cfg = LoopConfig(steps=3, lr=1e-3, warmup_steps=2, checkpoint_every=3, log_every=1, progress=False, sample_every=0)
+    train(_task(tiny_scenes), cfg, tmp_path / "b")
+    trained = ("unet.", "text_encoder.")
+    compact = compact_checkpoint(tmp_path / "b" / "checkpoint", tmp_path / "c" / "checkpoint", keep=trained)
+    lean = compact_checkpoint(tmp_path / "b" / "checkpoint", tmp_path / "l" / "checkpoint", keep=trained, lean=True)
+    assert set(lean) == {"ema.safetensors", "state.json", "compact.json"}
+    assert sum(lean.values()) < sum(compact.values()) / 3
+    average = load_file(tmp_path / "l" / "checkpoint" / "ema.safetensors")
+    assert {v.dtype for v in average.values()} == {torch.float16}
+
+    import shutil
+
+    shutil.copytree(tmp_path / "l", tmp_path / "l0")
+    at_start = _task(tiny_scenes)  # resumed with no step left to take: its weights are the average's
+    train(at_start, cfg, tmp_path / "l0", resume=True)
+    weights = at_start.module.state_dict()
+    for k, v in average.items():
+        torch.testing.assert_close(weights[k], v.float(), msg=k)
+
+    state = train(_task(tiny_scenes), LoopConfig(**{**cfg.__dict__, "steps": 5}), tmp_path / "l", resume=True)
+    assert (state["step"], state["rewarm_from"]) == (5, 3)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "l" / "log.jsonl").read_text().splitlines()]
+    assert rates == pytest.approx([1e-3, 1e-3])  # the next step's rate: step 4 at the full rate, after step 3 at half
