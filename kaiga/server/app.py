@@ -29,6 +29,7 @@ from kaiga.server import (
     gallery_api,
     grid_api,
     jobs_api,
+    live_api,
     openai_api,
     openai_describe,
     openai_edits,
@@ -104,6 +105,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(grid_api.router)
     app.include_router(campaign_api.router)
     app.include_router(personalize.router)
+    app.include_router(live_api.router)
     mount_ui(app)
     mount_docs(app)  # /docs and /redoc without a CDN
     app.add_middleware(BodyLimit)  # outermost but for the 500 handler: before routing, auth and parsing

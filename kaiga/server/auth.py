@@ -19,14 +19,18 @@ import base64
 import binascii
 import secrets
 
-from fastapi import Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from kaiga.server.errors import ApiError
 from kaiga.server.state import Principal, ServerState
 from kaiga.store.keys import verify_key
 
 ANONYMOUS = Principal("anonymous", "anon")
+# A browser's WebSocket cannot send an Authorization header; it offers the key as a subprotocol instead
+# (as Kubernetes does): `new WebSocket(url, ["kaiga.v1", "kaiga.bearer." + key])`. Not in the URL: access logs
+# print URLs.
+WS_PROTOCOL, WS_BEARER = "kaiga.v1", "kaiga.bearer."
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -54,13 +58,19 @@ async def _key_principal(state: ServerState, key: str) -> Principal | None:
     return Principal(info.name or f"key-{info.id}", f"key-{info.id}") if info is not None else None
 
 
-async def authenticate(request: Request) -> Principal:
-    """FastAPI dependency of every API route: who is calling, or 401."""
+def subprotocol_key(conn: HTTPConnection) -> str | None:
+    """The API key a browser's WebSocket offered as the subprotocol `kaiga.bearer.<key>`, else None."""
+    offered = [p.strip() for p in conn.headers.get("sec-websocket-protocol", "").split(",")]
+    return next((p.removeprefix(WS_BEARER) for p in offered if p.startswith(WS_BEARER)), None) or None
+
+
+async def authenticate(request: HTTPConnection) -> Principal:
+    """FastAPI dependency of every API route (and the websocket's check): who is calling, or 401."""
     state: ServerState = request.app.state.kaiga
     if not state.settings.has_auth:
         return ANONYMOUS
     header = request.headers.get("authorization")
-    key = bearer_token(header)
+    key = bearer_token(header) or subprotocol_key(request)
     if key is not None and (found := await _key_principal(state, key)) is not None:
         return found
     creds = basic_credentials(header)
@@ -76,7 +86,7 @@ async def authenticate(request: Request) -> Principal:
             return found
     if request.url.path.startswith("/sdapi/"):
         raise ApiError(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
-    if header is None:
+    if header is None and key is None:
         raise ApiError(401, "You didn't provide an API key. Send `Authorization: Bearer <key>`; "
                             "make a key with `kaiga keys create`.", code="invalid_api_key")
     shown = (key or "")[:6]

@@ -38,6 +38,10 @@ class ServerSettings(BaseModel):
     precision: Literal["fp32", "bf16"] = "fp32"  # the workers' (kaiga/pipelines/precision.py)
     batch_size: Annotated[int, Field(ge=1, le=64)] = 16
     poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5  # how often waiters and the worker look at the database
+    # /v1/live (kaiga.live): how long typing must rest before a frame starts, and the prompt similarity at which
+    # a frame is skipped (above 1: none is)
+    live_debounce_ms: Annotated[int, Field(ge=0, le=5000)] = 80
+    live_similarity: Annotated[float, Field(ge=0, le=1.01)] = 0.995
 
     @field_validator("api_auth")
     @classmethod

@@ -94,6 +94,7 @@ class ServerState:
     waiters: Waiters
     workers: Workers | None  # None: a server that only queues (tests)
     a1111_options: dict = field(default_factory=dict)
+    live_studio: object | None = None  # /v1/live's Studio (kaiga.server.live_api), made on first use
 
     async def submit(self, request: GenerationRequest, *, principal: Principal, user: str | None = None,
                      priority: int = 0, idempotency_key: str | None = None, fingerprint: dict,

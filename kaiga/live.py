@@ -1,0 +1,148 @@
+"""A live preview: a request edited as a person types, the newest version drawn as soon as the last is done.
+
+`LiveSession` is what `/v1/live` (kaiga/server/live_api.py), `kaiga live` (kaiga/cli_live.py) and the web UI's
+live mode share. Each update is a set of request fields merged onto the request as it stands (the first needs
+a `prompt`); `render()` draws the newest request, or says why it need not:
+- **Similarity filter** (as StreamDiffusion skips input frames that barely changed): when only the prompt
+  changed, and its text vector (the model's own `conditioning`, pooled or per token) is at least
+  `LiveSettings.similarity` cosine-similar to the prompt last drawn, the frame is skipped: a trailing space,
+  a word the model does not know, "a red car." after "a red car" make the same picture.
+Debouncing (waiting `debounce_ms` for the typing to settle) belongs to whoever receives the keystrokes: the
+server's receive loop and the terminal's.
+
+Frames carry the image as a PNG (with its record, signed like every image kaiga writes) and how long it took.
+
+Example:
+    >>> from kaiga.studio import Studio
+    >>> live = LiveSession(Studio(watermark=False), LiveSettings(similarity=0.999))
+    >>> live.update({"prompt": "a red car", "seed": 3, "steps": 2}).prompt
+    'a red car'
+    >>> frame = live.render(); frame.skipped, frame.image.size
+    (None, (64, 64))
+    >>> _ = live.update({"prompt": "a red car "}); live.render().skipped
+    'the prompt barely moved (similarity 1.000)'
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from kaiga.metadata import png_bytes
+from kaiga.provenance.credentials import sign_by_default
+from kaiga.request import GenerationRequest, RequestError, describe_error
+
+LIVE_FIELDS_EXCLUDED = ("n",)  # a frame is one image
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How a live session decides what to draw.
+
+    `similarity`: skip a frame whose prompt vector is at least this cosine-similar to the last drawn one (only
+    the prompt changed); above 1.0 skips none. `debounce_ms`: how long the typing must rest before a frame
+    starts (read by the receive loops)."""
+
+    similarity: float = 0.995
+    debounce_ms: int = 80
+
+
+@dataclass
+class Frame:
+    """One answer of `render`: a drawn image (`image`, `png`, `record`), or `skipped` saying why not."""
+
+    number: int
+    image: Image.Image | None = None
+    png: bytes = b""
+    record: dict = field(default_factory=dict)
+    ms: float = 0.0  # drawing, encoding and signing
+    similarity: float | None = None  # of its prompt vector to the last frame's (None: not compared)
+    skipped: str | None = None
+
+
+class LiveSession:
+    """One person's live preview over a Studio (which holds the loaded models); not thread-safe: one render at a
+    time per session (the server's receive loop keeps it so)."""
+
+    def __init__(self, studio, settings: LiveSettings | None = None, defaults: dict | None = None,
+                 resolve: Callable[[str | None], str] | None = None):
+        self.studio, self.settings = studio, settings or LiveSettings()
+        self.resolve = resolve  # a model name -> what the Studio loads (the server's catalog: only its models)
+        self.fields: dict = dict(defaults or {})
+        self.request: GenerationRequest | None = None
+        self.frames = 0
+        self._drawn: GenerationRequest | None = None  # the request of the last frame drawn
+        self._drawn_vector: torch.Tensor | None = None
+
+    def update(self, fields: dict) -> GenerationRequest:
+        """Merge `fields` (any request field) onto the request as it stands and check the result against its
+        model; a RequestError names the field, and the request stays as it was."""
+        if not isinstance(fields, dict):
+            raise RequestError("message: must be a JSON object of request fields, such as {\"prompt\": \"a red car\"}")
+        fields = dict(fields)
+        for name in LIVE_FIELDS_EXCLUDED:
+            if name in fields:
+                raise RequestError(f"{name}: a live preview draws one image a frame; send `seed` to choose it")
+        merged = {**self.fields, **fields}
+        if not merged.get("prompt"):
+            raise RequestError("prompt: the first message needs a prompt, such as {\"prompt\": \"a red car\"}")
+        try:
+            request = GenerationRequest(**{**merged, "n": 1})
+        except RequestError:
+            raise
+        except Exception as e:  # pydantic's ValidationError: one line per problem, naming the field
+            raise RequestError(describe_error(e)) from None
+        if request.seed is None:
+            request = request.model_copy(update={"seed": 0})  # a preview that changes with each key would flicker
+        if self.resolve is not None:
+            request = request.model_copy(update={"model": self.resolve(request.model)})
+        self.studio.check(request)
+        self.fields, self.request = merged, request
+        return request
+
+    def render(self) -> Frame:
+        """Draw the request as it stands, or skip it (nothing new, or a prompt that barely moved)."""
+        if self.request is None:
+            raise RequestError("prompt: nothing to draw yet; send {\"prompt\": ...} first")
+        request, self.frames = self.request, self.frames + 1
+        if self._drawn is not None and request == self._drawn:
+            return Frame(self.frames, skipped="nothing changed", similarity=1.0)
+        t0 = time.perf_counter()
+        vector = self._vector(request)
+        similarity = None
+        if self._drawn is not None and _same_but_prompt(request, self._drawn) and vector is not None \
+                and self._drawn_vector is not None and vector.shape == self._drawn_vector.shape:
+            similarity = float(torch.nn.functional.cosine_similarity(vector, self._drawn_vector, dim=0))
+            if similarity >= self.settings.similarity:
+                self._drawn = request  # the text changed: the next one is compared with this
+                return Frame(self.frames, skipped=f"the prompt barely moved (similarity {similarity:.3f})",
+                             similarity=similarity)
+        made = self.studio.generate(request)[0]
+        png = sign_by_default(png_bytes(made.image, made.record), made.record)
+        self._drawn, self._drawn_vector = request, vector
+        return Frame(self.frames, made.image, png, made.record.model_dump(mode="json"),
+                     round((time.perf_counter() - t0) * 1000, 1), similarity)
+
+    @torch.no_grad()
+    def _vector(self, request: GenerationRequest) -> torch.Tensor | None:
+        """The prompt's text vector as the model reads it, flattened (None for a model without `conditioning`)."""
+        model = self.studio.load(request.model).model
+        conditioning = getattr(model, "conditioning", None)
+        if conditioning is None:
+            return None
+        return conditioning([request.prompt], request).flatten().float().cpu()
+
+
+def _same_but_prompt(a: GenerationRequest, b: GenerationRequest) -> bool:
+    return a.model_copy(update={"prompt": ""}) == b.model_copy(update={"prompt": ""})
+
+
+def error_message(e: Exception) -> dict:
+    """A refused update as the live protocol says it: {"type": "error", "field": ..., "error": ...}."""
+    text = describe_error(e) if not isinstance(e, RequestError) else str(e)
+    name = text.split(":", 1)[0] if ":" in text.split(" ", 1)[0] else None
+    return {"type": "error", "field": name, "error": text}
