@@ -1824,6 +1824,9 @@ app.command("review")(review_cmd)
 from kaiga.cli_worker import worker_cmd  # noqa: E402
 
 app.command("worker")(worker_cmd)
+from kaiga.cli_live import live_cmd  # noqa: E402
+
+app.command("live")(live_cmd)
 
 
 def main():

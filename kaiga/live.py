@@ -20,7 +20,7 @@ Example:
     >>> frame = live.render(); frame.skipped, frame.image.size
     (None, (64, 64))
     >>> _ = live.update({"prompt": "a red car "}); live.render().skipped
-    'the prompt barely moved (similarity 1.000)'
+    'the prompt barely moved: similarity 1.000'
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class LiveSession:
             similarity = float(torch.nn.functional.cosine_similarity(vector, self._drawn_vector, dim=0))
             if similarity >= self.settings.similarity:
                 self._drawn = request  # the text changed: the next one is compared with this
-                return Frame(self.frames, skipped=f"the prompt barely moved (similarity {similarity:.3f})",
+                return Frame(self.frames, skipped=f"the prompt barely moved: similarity {similarity:.3f}",
                              similarity=similarity)
         made = self.studio.generate(request)[0]
         png = sign_by_default(png_bytes(made.image, made.record), made.record)
