@@ -87,7 +87,7 @@ class LiveSession:
         for name in LIVE_FIELDS_EXCLUDED:
             if name in fields:
                 raise RequestError(f"{name}: a live preview draws one image a frame; send `seed` to choose it")
-        merged = {**self.fields, **fields}
+        merged = {k: v for k, v in {**self.fields, **fields}.items() if v is not None}  # null: back to the default
         if not merged.get("prompt"):
             raise RequestError("prompt: the first message needs a prompt, such as {\"prompt\": \"a red car\"}")
         try:

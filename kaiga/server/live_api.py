@@ -2,7 +2,7 @@
 
 Messages in are JSON objects of request fields, merged onto the request as it stands: the first names a prompt
 (`{"prompt": "a red car", "seed": 3}`), later ones only what changed (`{"prompt": "a red car in the rain"}`,
-`{"guidance": 5}`). Messages out:
+`{"guidance": 5}`); a field sent as null goes back to its default. Messages out:
 
 - `ready`: `model` (the default), `debounce_ms`, `similarity`; sent once, on connecting.
 - `frame`: `frame` (its number), `image` (base64 PNG carrying its record, signed), `record`, `ms` (drawing it),

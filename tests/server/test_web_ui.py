@@ -658,3 +658,36 @@ def test_a_campaign_from_a_yaml_plan_in_the_campaigns_tab(server, page):
     steered = [i["record"]["extra"]["personalize"] for i in made if "personalize" in i["record"]["extra"]]
     assert steered and {(p["person"], p["candidates"]) for p in steered} == {("anonymous", 4)}
 
+
+
+def test_live_preview_follows_the_typing(server, page):
+    """The Live box opens /v1/live; typed keys redraw the picture (each frame the record of what was typed last),
+    and the caption says the frame's latency, measured in the page from the change sent to the frame shown."""
+    _open(page, server)
+    _fill(page, "#generate-form", steps=1, seed=5)
+    page.check("#generate-form [name=live]")
+    page.wait_for_function("document.querySelector('#generate .live-status').textContent.includes('type a prompt')")
+    page.locator("#generate-form [name=prompt]").press_sequentially("a red car", delay=30)
+    page.wait_for_function("document.querySelector('#generate .live-image').alt === 'a red car'", timeout=60_000)
+    first = page.locator("#generate .live-image")
+    frame, src = int(first.get_attribute("data-frame")), first.get_attribute("src")
+    assert src.startswith("data:image/png;base64,") and "ms since the last change" in page.inner_text(
+        "#generate .live-status")
+    page.locator("#generate-form [name=prompt]").press_sequentially(" in the snow", delay=30)
+    page.wait_for_function("document.querySelector('#generate .live-image').alt === 'a red car in the snow'",
+                           timeout=60_000)
+    assert int(first.get_attribute("data-frame")) > frame and first.get_attribute("src") != src
+    latency_ms = int(first.get_attribute("data-latency-ms"))
+    print(f"live preview in the browser: {latency_ms} ms from the last key sent to its frame shown")
+    assert latency_ms > 0
+    # a frame is the picture the job API makes of the same request: the form's fields (its stylize and chaos are
+    # the defaults, written out, so the record and the watermark naming it are the same too)
+    import base64
+
+    job = server.wait_for_job(httpx.post(server.url + "/v1/jobs", json={
+        "prompt": "a red car in the snow", "seed": 5, "steps": 1, "stylize": 100, "chaos": 0}).json()["id"])
+    made = np.asarray(Image.open(io.BytesIO(httpx.get(job["images"][0]["url"]).content)).convert("RGB"))
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(first.get_attribute("src").split(",", 1)[1]))).convert("RGB"))
+    np.testing.assert_array_equal(shown, made)
+    page.uncheck("#generate-form [name=live]")
+    assert page.locator("#generate .live").is_hidden()

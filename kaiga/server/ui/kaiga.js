@@ -3,6 +3,7 @@
 //   edit:     POST /v1/images/edits (multipart; painted pixels become transparent in the mask, OpenAI's
 //             convention), progress from GET /sdapi/v1/progress while it runs
 //   gallery:  /v1/gallery/images (search, favourites, ratings, delete, re-run, export)
+//   live:     the /v1/live websocket: the generate form's fields sent as they change, frames drawn as they come
 //   forms:    GET /v1/schema/request (each request input's range, default and choices), GET /v1/models (what
 //             each model can do: sizes, samplers, family options, default steps and guidance; `kaiga`)
 "use strict";
@@ -279,7 +280,7 @@ async function runJob(request, panel) {
 async function generate(event) {
   event.preventDefault();
   const form = event.target, panel = $("#generate");
-  const { size, grid_x: x, grid_y: y, personalise, ...request } = formFields(form);  // `style`: a mix of library styles
+  const { size, grid_x: x, grid_y: y, personalise, live: _, ...request } = formFields(form);  // `style`: a mix of library styles
   const native = modelInfo(form)?.native_size;
   const [width, height] = (size ?? "").split("x").map(Number);
   if (size && !(width === native && height === native)) [request.width, request.height] = [width, height];
@@ -319,6 +320,72 @@ async function runGrid(request, x, y, panel, started) {
   const sheets = plot.sheets.map((im) => figure(im, openDetails));
   for (const s of sheets) s.classList.add("sheet");
   $(".results", panel).append(...sheets, ...plot.cells.map((im) => figure(im, openDetails)));
+}
+
+// ---- live preview --------------------------------------------------------------------------------
+// The form's fields go to /v1/live on every change (the server debounces the typing and skips frames whose
+// prompt barely moved); each frame replaces the picture, its caption says its time and the latency since the
+// last change was sent.
+const live = { socket: null, sentAt: 0, frames: [] };
+const NOT_LIVE = ["n", "size", "personalise", "grid_x", "grid_y", "live", "sref_file"];
+
+function liveFields(form) {
+  // Every field of the form, null where it is empty (back to the model's default), the size as width and height.
+  const fields = {};
+  for (const input of form.elements) {
+    if (!input.name || NOT_LIVE.includes(input.name) || input.type === "file" || input.type === "checkbox") continue;
+    const value = input.value;
+    fields[input.name] = value === "" ? null : input.type === "number" ? Number(value) : value;
+  }
+  const [width, height] = (form.elements.size.value ?? "").split("x").map(Number);
+  const native = modelInfo(form)?.native_size;
+  [fields.width, fields.height] = width && !(width === native && height === native) ? [width, height] : [null, null];
+  return fields;
+}
+
+function sendLive() {
+  const form = $("#generate-form");
+  if (!live.socket || live.socket.readyState !== WebSocket.OPEN || !form.elements.prompt.value.trim()) return;
+  live.sentAt = performance.now();
+  live.socket.send(JSON.stringify(liveFields(form)));
+}
+
+function liveMessage(event) {
+  const message = JSON.parse(event.data), status = $("#generate .live-status");
+  if (message.type === "ready") { status.textContent = "live: type a prompt"; sendLive(); return; }
+  if (message.type === "error") { status.textContent = `live: ${message.error}`; return; }
+  if (message.type === "skipped") { status.textContent = `live: frame ${message.frame} skipped (${message.reason})`; return; }
+  const now = performance.now();
+  live.frames = [...live.frames.slice(-9), now];
+  const span = (live.frames.at(-1) - live.frames[0]) / 1000, fps = span > 0 ? (live.frames.length - 1) / span : 0;
+  const img = $("#generate .live-image");
+  img.src = `data:image/png;base64,${message.image}`;
+  img.alt = message.record.prompt;
+  img.dataset.frame = message.frame;
+  img.dataset.latencyMs = Math.round(now - live.sentAt);
+  const unknown = message.record.extra?.unknown_words ?? [];
+  status.textContent = `live: frame ${message.frame} · ${Math.round(message.ms)} ms to draw · ` +
+    `${Math.round(now - live.sentAt)} ms since the last change · ${fps.toFixed(1)} fps` +
+    (unknown.length ? ` · not known, ignored: ${unknown.join(", ")}` : "");
+}
+
+function toggleLive(on) {
+  const box = $("#generate .live");
+  box.hidden = !on;
+  if (!on) { live.socket?.close(); live.socket = null; return; }
+  const key = localStorage.getItem("kaiga-api-key");
+  // a browser cannot send an Authorization header to a websocket: the key rides as a subprotocol
+  const protocols = key ? ["kaiga.v1", `kaiga.bearer.${key}`] : ["kaiga.v1"];
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/live`;
+  live.socket = new WebSocket(url, protocols);
+  live.frames = [];
+  $("#generate .live-status").textContent = "connecting…";
+  live.socket.addEventListener("message", liveMessage);
+  live.socket.addEventListener("close", (event) => {
+    if (event.code === 1008) { $(".key").hidden = false; }
+    if (live.socket === event.target) $("#generate .live-status").textContent =
+      `live: disconnected${event.reason ? ` (${event.reason})` : ""}`;
+  });
 }
 
 // ---- edit ----------------------------------------------------------------------------------------
@@ -901,6 +968,8 @@ document.addEventListener("DOMContentLoaded", () => {
   key.addEventListener("change", () => { localStorage.setItem("kaiga-api-key", key.value); fillChoices(); });
   for (const tab of $$("nav [role=tab]")) tab.addEventListener("click", () => selectTab(tab.dataset.tab));
   $("#generate-form").addEventListener("submit", generate);
+  $("#generate-form").elements.live.addEventListener("change", (e) => toggleLive(e.target.checked));
+  $("#generate-form").addEventListener("input", (e) => { if (e.target.name !== "live") sendLive(); });
   $("#blend-go").addEventListener("click", runBlend);
   $("#blend-clear").addEventListener("click", clearBlend);
   $(".add-style").addEventListener("click", addStyle);
