@@ -7,6 +7,9 @@ a `prompt`); `render()` draws the newest request, or says why it need not:
   changed, and its text vector (the model's own `conditioning`, pooled or per token) is at least
   `LiveSettings.similarity` cosine-similar to the prompt last drawn, the frame is skipped: a trailing space,
   a word the model does not know, "a red car." after "a red car" make the same picture.
+- **Superseded frames**: `render(stale=...)` asks `stale()` at every denoising step and abandons the frame
+  once a newer update has come, so the picture a person waits for after their last key starts at once instead
+  of after a frame nobody will look at.
 Debouncing (waiting `debounce_ms` for the typing to settle) belongs to whoever receives the keystrokes: the
 server's receive loop and the terminal's.
 
@@ -45,10 +48,15 @@ class LiveSettings:
 
     `similarity`: skip a frame whose prompt vector is at least this cosine-similar to the last drawn one (only
     the prompt changed); above 1.0 skips none. `debounce_ms`: how long the typing must rest before a frame
-    starts (read by the receive loops)."""
+    starts (read by the receive loops). `supersede`: abandon a frame being drawn once a newer update came."""
 
     similarity: float = 0.995
     debounce_ms: int = 80
+    supersede: bool = True
+
+
+class _Superseded(Exception):
+    """A newer update came while a frame was drawn (`LiveSession.render`'s `stale`)."""
 
 
 @dataclass
@@ -104,8 +112,9 @@ class LiveSession:
         self.fields, self.request = merged, request
         return request
 
-    def render(self) -> Frame:
-        """Draw the request as it stands, or skip it (nothing new, or a prompt that barely moved)."""
+    def render(self, stale: Callable[[], bool] | None = None) -> Frame:
+        """Draw the request as it stands, or skip it (nothing new, or a prompt that barely moved); `stale()`
+        true at a denoising step abandons the frame (`skipped`: superseded) when the settings say so."""
         if self.request is None:
             raise RequestError("prompt: nothing to draw yet; send {\"prompt\": ...} first")
         request, self.frames = self.request, self.frames + 1
@@ -121,7 +130,16 @@ class LiveSession:
                 self._drawn = request  # the text changed: the next one is compared with this
                 return Frame(self.frames, skipped=f"the prompt barely moved: similarity {similarity:.3f}",
                              similarity=similarity)
-        made = self.studio.generate(request)[0]
+        on_step = None
+        if stale is not None and self.settings.supersede:
+            def on_step(done: int, total: int) -> None:
+                if done < total and stale():
+                    raise _Superseded
+        try:
+            made = self.studio.generate(request, on_step=on_step)[0]
+        except _Superseded:
+            return Frame(self.frames, skipped="superseded by a newer update",
+                         ms=round((time.perf_counter() - t0) * 1000, 1))
         png = sign_by_default(png_bytes(made.image, made.record), made.record)
         self._drawn, self._drawn_vector = request, vector
         return Frame(self.frames, made.image, png, made.record.model_dump(mode="json"),

@@ -7,7 +7,8 @@ Messages in are JSON objects of request fields, merged onto the request as it st
 - `ready`: `model` (the default), `debounce_ms`, `similarity`; sent once, on connecting.
 - `frame`: `frame` (its number), `image` (base64 PNG carrying its record, signed), `record`, `ms` (drawing it),
   `latency_ms` (from the last message it answers to the frame sent), `similarity`.
-- `skipped`: `frame`, `reason` (nothing changed; the prompt barely moved), `similarity`.
+- `skipped`: `frame`, `reason` (nothing changed; the prompt barely moved; superseded: a newer message came while
+  it was drawn, so it was abandoned at its next denoising step), `similarity`.
 - `error`: `field`, `error`. The message was refused and the request stays as it was; the socket stays open.
 
 Frames are previews: drawn in the server process, not queued and not kept in the gallery (keep one by sending
@@ -33,6 +34,7 @@ import base64
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
@@ -47,12 +49,15 @@ from kaiga.server.state import ServerState
 router = APIRouter()
 MAX_MESSAGE_CHARS = 16_000  # a request's fields: the prompt's 1,000 characters and the rest, with room
 POLICY_VIOLATION = 1008  # the websocket close code for a refused connection
-_DRAWING = threading.Lock()  # one frame at a time in this process: two at once would share two cores
+# Every frame is drawn on this one thread, one at a time in the process: two at once would share the cores, and
+# torch's OpenMP gives each calling thread a team of its own (the threadpool's many threads would each keep one).
+_DRAWER = ThreadPoolExecutor(1, thread_name_prefix="kaiga-live")
+_MAKING = threading.Lock()
 
 
 def live_studio(state: ServerState):
     """The server's Studio for previews (its own model cache beside the workers'), made on first use."""
-    with _DRAWING:
+    with _MAKING:
         if state.live_studio is None:
             from kaiga.store.uploads import UploadStore
             from kaiga.studio import Studio  # imports torch: only when a preview is asked for
@@ -103,7 +108,7 @@ class _Connection:
             self.changed.clear()
             answered = self.last_message
             try:
-                frame = await run_in_threadpool(self._render)
+                frame = await asyncio.get_running_loop().run_in_executor(_DRAWER, self._render, answered)
             except (RequestError, ModelError) as e:  # what the model itself refused when drawing
                 await self.send(error_message(e))
                 continue
@@ -116,9 +121,9 @@ class _Connection:
                              "record": frame.record, "ms": frame.ms, "latency_ms": latency,
                              "similarity": frame.similarity})
 
-    def _render(self):
-        with _DRAWING:
-            return self.session.render()
+    def _render(self, answered: float):
+        # a frame that a newer message made stale is abandoned at its next denoising step
+        return self.session.render(stale=lambda: self.last_message > answered)
 
 
 @router.websocket("/v1/live")
@@ -131,7 +136,8 @@ async def live(ws: WebSocket):
         return
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
     await ws.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
-    settings = LiveSettings(debounce_ms=state.settings.live_debounce_ms, similarity=state.settings.live_similarity)
+    settings = LiveSettings(debounce_ms=state.settings.live_debounce_ms, similarity=state.settings.live_similarity,
+                            supersede=state.settings.live_supersede)
     studio = await run_in_threadpool(live_studio, state)
     session = LiveSession(studio, settings, resolve=lambda name: str(state.catalog.ref(name).path))
     conn = _Connection(ws, session, settings)

@@ -42,6 +42,7 @@ class ServerSettings(BaseModel):
     # a frame is skipped (above 1: none is)
     live_debounce_ms: Annotated[int, Field(ge=0, le=5000)] = 80
     live_similarity: Annotated[float, Field(ge=0, le=1.01)] = 0.995
+    live_supersede: bool = True  # abandon a frame being drawn when a newer message comes
 
     @field_validator("api_auth")
     @classmethod

@@ -1,0 +1,25 @@
+"""kaiga.live.LiveSession on the tiny model: superseded frames, and null fields going back to their defaults."""
+
+from kaiga.live import LiveSession, LiveSettings
+from kaiga.studio import Studio
+
+
+def test_a_frame_made_stale_is_abandoned_unless_the_settings_keep_it(tiny_model_dir):
+    studio = Studio(watermark=False)
+    live = LiveSession(studio, defaults={"model": str(tiny_model_dir), "steps": 3})
+    live.update({"prompt": "a red car"})
+    steps_asked = []
+    frame = live.render(stale=lambda: steps_asked.append(1) or True)
+    assert frame.skipped == "superseded by a newer update" and frame.image is None and len(steps_asked) == 1
+    assert live.render().image is not None  # not counted as drawn: the same request is drawn next time
+
+    keeps = LiveSession(studio, LiveSettings(supersede=False), defaults={"model": str(tiny_model_dir), "steps": 3})
+    keeps.update({"prompt": "a red car"})
+    assert keeps.render(stale=lambda: True).image is not None
+
+
+def test_a_null_field_goes_back_to_its_default(tiny_model_dir):
+    live = LiveSession(Studio(watermark=False), defaults={"model": str(tiny_model_dir)})
+    assert live.update({"prompt": "a red car", "steps": 2, "seed": 9}).steps == 2
+    request = live.update({"steps": None, "seed": None})
+    assert request.steps is None and request.seed == 0 and request.prompt == "a red car"
