@@ -961,6 +961,49 @@ def train_diffusion(data: _Data, out_dir: _Out,
     out.print(f"diffusion: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
 
 
+@train_app.command("distill")
+def train_distill(data: _Data, out_dir: _Out,
+                  teacher: Annotated[Optional[str], typer.Option(help="The diffusion model to distil (name or folder; default: the default model).")] = None,
+                  steps: _Steps = 4000, batch_size: _Batch = 32,
+                  lr: Annotated[float, typer.Option(help="AdamW learning rate of the student.")] = 2e-5,
+                  guidance_range: Annotated[str, typer.Option("--guidance-range", metavar="LOW,HIGH", help="Guidance scales the student learns, drawn per image (1: the conditional prediction alone); a request's guidance inside it is folded into its UNet.")] = "1,6",
+                  solver_steps: Annotated[int, typer.Option("--solver-steps", min=2, max=1000, help="The teacher's DDIM steps over the schedule, one of which each training step takes (LCM's 50; LCMScheduler samples on the same grid).")] = 50,
+                  target_decay: Annotated[float, typer.Option("--target-decay", min=0.0, max=1.0, help="EMA decay of the target network the student is pulled towards.")] = 0.95,
+                  checkpoint_every: _CheckpointEvery = 100, sample_every: _SampleEvery = 250, seed: _Seed = 0,
+                  resume: _Resume = False, max_minutes: _MaxMinutes = None, threads: _Threads = None,
+                  lr_decay_from: _DecayFrom = None, precision: _Precision = "fp32",
+                  allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
+    """Distil a diffusion model into a few-step student (latent consistency distillation, as LCM): guidance folded
+    into the UNet, sampled in 1 to 8 steps (default 4) with --sampler lcm or ddim. The student is a model folder of
+    its own (--out), e.g. `scenes-fast` when saved in $KAIGA_HOME/models."""
+    _check_precision(precision)
+    _run_paths(data, out_dir)
+    try:
+        low, high = (float(v) for v in guidance_range.split(","))
+    except ValueError:
+        fail(f"--guidance-range: two numbers LOW,HIGH such as 1,6 (got {guidance_range!r})")
+    if not 0 <= low <= high <= 30:
+        fail(f"--guidance-range: 0 <= LOW <= HIGH <= 30 (got {guidance_range!r})")
+    admission = _admit(data, allow_unlicensed, opt_out)
+    _use_threads(threads)
+    from kaiga.data.dataset import DatasetError
+    from kaiga.families.diffusion.consistency import ConsistencyConfig
+    from kaiga.model_files import ModelError, ModelFormat, resolve_model
+    from kaiga.train.commands import train_consistency
+
+    try:
+        ref = resolve_model(teacher)
+        if ref.family != "diffusion" or ref.format is not ModelFormat.DIFFUSERS_FOLDER:
+            fail(f"teacher: distillation needs a diffusion model folder ({ref.name} is a {ref.family} {ref.format.value})")
+        cfg = ConsistencyConfig(guidance=(low, high), solver_steps=solver_steps, target_decay=target_decay)
+        state = train_consistency(data, out_dir, ref.path, _loop_options(
+            steps, batch_size, lr, checkpoint_every, sample_every, seed, max_minutes=max_minutes,
+            decay_from=lr_decay_from, precision=precision), resume=resume, admission=admission, consistency=cfg)
+    except (DatasetError, ModelError, ValueError, OSError) as e:
+        fail(str(e))
+    out.print(f"distill: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
+
+
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
                   size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None,
                   stage_options: dict | None = None, threads: int | None = None, allow_unlicensed: bool = False,

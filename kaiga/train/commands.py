@@ -107,6 +107,23 @@ def train_denoiser(data: Path, out: Path, vae: Path | None, loop: LoopConfig, si
     return train(task, loop, out, resume=resume)
 
 
+def train_consistency(data: Path, out: Path, teacher: Path, loop: LoopConfig, resume: bool = False,
+                      admission: Admission | None = None, consistency=None) -> dict:
+    """Distil the model folder `teacher` into a few-step student (latent consistency distillation,
+    kaiga/families/diffusion/consistency.py) on dataset `data`'s latents and captions; writes its folder to `out`."""
+    from kaiga.model_files import model_hash, resolve_model
+
+    model = LatentDiffusion.load(teacher, dtype=torch.float32)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    ref = resolve_model(str(teacher))
+    model.start_consistency(consistency, {"model": ref.name, "model_hash": model_hash(ref),
+                                          "version": model.info.get("version")})
+    task = FamilyTask(model, data, batch_size=loop.batch_size, cache_dir=Path(out) / "cache", admission=admission,
+                      card_from=_folders(teacher))
+    return train(task, loop, out, resume=resume)
+
+
 def model_family(folder: Path) -> str:
     """The family named in a model folder's kaiga.json."""
     return json.loads((Path(folder) / KAIGA_JSON).read_text()).get("family", "diffusion")

@@ -37,6 +37,8 @@ from typing import Callable
 
 import torch
 
+from kaiga.families.diffusion.consistency import folds_guidance, guidance_embedding
+
 # on_step(steps done, steps in all, latents x_t [N, C, h, w], predicted clean latents x̂₀ or None)
 OnStep = Callable[[int, int, torch.Tensor, "torch.Tensor | None"], None]
 # blend(latents after step i, i) -> latents to continue from
@@ -107,7 +109,14 @@ def denoise(
     composed = cond if isinstance(cond, ComposedCond) else None
     if composed is not None and uncond is None:
         raise ValueError("a composed prompt needs the unconditional states (its sub-prompts are summed against them)")
-    use_cfg = composed is None and uncond is not None and guidance != 1.0  # guidance 1: the conditional branch alone
+    embedded = folds_guidance(unet)  # a distilled student reads the scale itself: one call a step, no CFG branch
+    if embedded and composed is not None:
+        raise ValueError("a composed prompt needs classifier-free guidance, which a distilled model folds in")
+    use_cfg = not embedded and composed is None and uncond is not None and guidance != 1.0  # 1: conditional alone
+    extra = {}
+    if embedded:
+        w = torch.full((x.shape[0],), float(guidance), device=x.device)
+        extra["timestep_cond"] = guidance_embedding(w, unet.config.time_cond_proj_dim).to(x.dtype)
     context = None if composed is not None else torch.cat([uncond, cond]) if use_cfg else cond  # [2N or N, T, D]
     # A list of generators gives each image its own noise in stochastic samplers.
     generator = generators if len(generators) > 1 else generators[0]
@@ -118,7 +127,7 @@ def denoise(
             if shaken is not None:
                 context = torch.cat([uncond, shaken(cond, i)]) if use_cfg else shaken(cond, i)
             x_in = scheduler.scale_model_input(torch.cat([x, x]) if use_cfg else x, t)
-            pred = unet(x_in, t, encoder_hidden_states=context).sample
+            pred = unet(x_in, t, encoder_hidden_states=context, **extra).sample
             if use_cfg:
                 pred = guided(*pred.chunk(2), guidance)
         out = scheduler.step(pred, t, x, generator=generator)

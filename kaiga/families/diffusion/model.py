@@ -48,6 +48,7 @@ from kaiga.families.diffusion.schedulers import DEFAULT_SCHEDULER, alphas_cumpro
 from kaiga.text.tokenizer import build_word_tokenizer
 
 OUR_SAMPLERS = ["ddim", "euler", "euler-a", "dpm++2m"]  # LCM needs a consistency-distilled model
+DISTILLED_SAMPLERS, DISTILLED_STEPS = ("lcm", "ddim"), 4  # a consistency student's (start_consistency)
 
 
 def tiny_config() -> DiffusionConfig:
@@ -62,6 +63,7 @@ def tiny_config() -> DiffusionConfig:
 class DiffusionStage(str, Enum):
     AUTOENCODER = "autoencoder"  # the VAE alone: reconstruction + KL (or the decoder alone, `decoder_only`)
     DENOISER = "denoiser"  # UNet + text encoder, v-prediction over the frozen VAE's latents
+    CONSISTENCY = "consistency"  # a few-step student UNet distilled from a frozen copy of itself (consistency.py)
 
 
 def _capabilities(unet, vae, native_size: int, max_size: int, samplers: list[str]) -> dict:
@@ -234,6 +236,8 @@ class LatentDiffusion(ImageGenerator):
         """
         self.stage, self.decoder_only, self.kl_weight = DiffusionStage(stage), decoder_only, kl_weight
         self.requires_grad_(False)
+        if self.stage is DiffusionStage.CONSISTENCY:
+            raise ValueError("the consistency stage starts from a teacher: use start_consistency(teacher)")
         if self.stage is DiffusionStage.AUTOENCODER:
             self.vae.requires_grad_(True)
             if decoder_only:
@@ -243,6 +247,28 @@ class LatentDiffusion(ImageGenerator):
             self.unet.requires_grad_(True)
             self.text_encoder.requires_grad_(True)
             self.vae.eval()
+
+    def start_consistency(self, cfg=None, teacher: dict | None = None) -> None:
+        """Distil this model into a few-step student (kaiga/families/diffusion/consistency.py): its UNet becomes
+        the frozen teacher, a copy that reads the guidance scale becomes the UNet that trains, and a frozen EMA of
+        it the target. The text encoder and autoencoder stay frozen; `save` writes the student alone, so the
+        folder is a model of its own (sampled in 1 to 8 steps, guidance folded in). `teacher`: what its
+        kaiga.json says it was distilled from (name, hash)."""
+        from kaiga.families.diffusion.consistency import ConsistencyConfig, frozen_copy, make_student
+
+        self.requires_grad_(False)
+        self.stage, self.consistency = DiffusionStage.CONSISTENCY, cfg or ConsistencyConfig()
+        self.teacher_unet = frozen_copy(self.unet)
+        self.unet = make_student(self.teacher_unet).requires_grad_(True)
+        self.target_unet = frozen_copy(self.unet)
+        self._target_synced = False  # set from the student at the first step (a resumed run's student too)
+        self.vae.eval()
+        # what the student's folder says: few steps by default, the samplers that read its x̂₀ (LCM's multistep
+        # consistency sampling, or DDIM's deterministic step from it), where it came from
+        self.info = {**self.info, "samplers": list(DISTILLED_SAMPLERS),
+                     "defaults": {**(self.info.get("defaults") or {}), "steps": DISTILLED_STEPS},
+                     "distilled_from": teacher or {}}
+        self.recipe = {"losses": "latent consistency distillation (pseudo-Huber)", **asdict(self.consistency)}
 
     def enable_sharpening(self, cfg, perceptual) -> None:
         """Train the autoencoder with a perceptual distance and a patch discriminator (`sharpening.py`).
@@ -261,7 +287,7 @@ class LatentDiffusion(ImageGenerator):
 
     def cached_inputs(self, pixels: torch.Tensor, data: Path, cache_dir: Path | None) -> dict | None:
         """The denoiser trains on latents: every image of dataset `data` encoded once (and kept in `cache_dir`)."""
-        if self.stage is not DiffusionStage.DENOISER:
+        if self.stage not in (DiffusionStage.DENOISER, DiffusionStage.CONSISTENCY):
             return None
         from kaiga.families.diffusion.latent_cache import cached_latents
 
@@ -284,11 +310,27 @@ class LatentDiffusion(ImageGenerator):
         if latents is None:
             with torch.no_grad():
                 latents = self.encode_images(batch["pixels"])
+        if self.stage is DiffusionStage.CONSISTENCY:
+            return self._consistency_loss(latents, batch["input_ids"], g), {}
         alphas = self._training_schedule()
         noise = torch.randn(latents.shape, generator=g).to(latents)
         t = torch.randint(0, len(alphas), (len(latents),), generator=g).to(latents.device)
         states = self.text_encoder(batch["input_ids"].to(self.device))[0]
         return diffusion_loss(self.unet, alphas, latents, states, noise, t), {}
+
+    def _consistency_loss(self, latents: torch.Tensor, input_ids: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        from kaiga.families.diffusion.consistency import consistency_loss, update_target
+
+        if not self._target_synced:
+            self.target_unet.load_state_dict(self.unet.state_dict())
+            self._target_synced = True
+        else:  # the target trails the student: its EMA, after the previous optimiser step
+            update_target(self.target_unet, self.unet, self.consistency.target_decay)
+        with torch.no_grad():
+            states = self.text_encoder(input_ids.to(self.device))[0]
+            empty = self.text_encoder(self.tokenize([""]).to(self.device))[0].expand(len(latents), -1, -1)
+        return consistency_loss(self.unet, self.teacher_unet, self.target_unet, self._training_schedule(), latents,
+                                states, empty, self.consistency, g)
 
     def _training_schedule(self) -> torch.Tensor:
         """ᾱ_t of the training schedule, built once (not at every step) and rebuilt only if the config changes."""

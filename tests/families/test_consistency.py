@@ -1,0 +1,79 @@
+"""Latent consistency distillation (kaiga/families/diffusion/consistency.py) on the tiny model: the student starts
+as its teacher, learns, and its folder is a model of its own that samples in few steps with guidance folded in."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from kaiga.families.diffusion.consistency import (
+    boundary_scalings,
+    folds_guidance,
+    guidance_embedding,
+    make_student,
+    solver_timesteps,
+)
+from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
+from kaiga.request import GenerationRequest
+from kaiga.train.commands import train_consistency
+from kaiga.train.loop import LoopConfig
+
+
+def test_the_student_begins_as_its_teacher_whatever_the_guidance():
+    torch.manual_seed(0)
+    teacher = LatentDiffusion.create(tiny_config()).unet.eval()
+    student = make_student(teacher).eval()
+    assert folds_guidance(student) and not folds_guidance(teacher)
+    x, t, states = torch.randn(2, 4, 16, 16), torch.tensor([999, 259]), torch.randn(2, 16, teacher.config.cross_attention_dim)
+    with torch.no_grad():
+        expected = teacher(x, t, encoder_hidden_states=states).sample
+        for w in (1.0, 6.0):
+            emb = guidance_embedding(torch.full((2,), w))
+            torch.testing.assert_close(student(x, t, encoder_hidden_states=states, timestep_cond=emb).sample, expected)
+
+
+def test_the_boundary_condition_and_the_solver_grid_are_lcm_schedulers():
+    from diffusers import LCMScheduler
+
+    from kaiga.families.diffusion.schedulers import DEFAULT_SCHEDULER
+
+    lcm = LCMScheduler.from_config(DEFAULT_SCHEDULER)
+    for t in (0, 19, 259, 999):
+        c_skip, c_out = boundary_scalings(torch.tensor([t]))
+        assert (c_skip.item(), c_out.item()) == pytest.approx(lcm.get_scalings_for_boundary_condition_discrete(t))
+    lcm.set_timesteps(4)
+    assert set(lcm.timesteps.tolist()) <= set(solver_timesteps(50).tolist())  # it samples where the student learnt
+
+
+def test_distillation_learns_and_the_student_is_a_model_of_its_own(tiny_model_dir, tiny_scenes, tmp_path):
+    loop = LoopConfig(steps=24, batch_size=4, lr=3e-4, warmup_steps=2, log_every=4, sample_every=0, progress=False)
+    state = train_consistency(tiny_scenes, tmp_path / "fast", tiny_model_dir, loop)
+    import json
+
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "fast" / "log.jsonl").read_text().splitlines()]
+    assert state["step"] == 24 and sum(losses[-2:]) < sum(losses[:2]), losses
+    student = LatentDiffusion.load(tmp_path / "fast")
+    assert folds_guidance(student.unet)
+    assert student.info["samplers"] == ["lcm", "ddim"] and student.info["defaults"]["steps"] == 4
+    assert student.info["distilled_from"]["model"] == tiny_model_dir.name
+    assert student.info["training"]["runs"][-1]["stage"] == "consistency"
+    for sampler in ("lcm", "ddim"):
+        first, again = (student.sample(GenerationRequest(prompt="a red car", sampler=sampler, steps=2), [5])[0]
+                        for _ in range(2))
+        assert first.size == (64, 64) and first.tobytes() == again.tobytes()
+    # guidance is read by the UNet: another scale, another picture, from one UNet call a step
+    g3, g6 = (student.sample(GenerationRequest(prompt="a red car", guidance=g, steps=1), [5])[0] for g in (3.0, 6.0))
+    assert g3.tobytes() != g6.tobytes()
+    with pytest.raises(ValueError, match="folds"):
+        student.sample(GenerationRequest(prompt="a red car AND snow", steps=1), [5])
+
+
+def test_kaiga_train_distill(tiny_model_dir, tiny_scenes, tmp_path):
+    base = [sys.executable, "-m", "kaiga", "train", "distill", "--data", str(tiny_scenes), "--teacher", str(tiny_model_dir)]
+    bad = subprocess.run([*base, "--out", str(tmp_path / "x"), "--guidance-range", "6"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--guidance-range: two numbers" in bad.stderr and "Traceback" not in bad.stderr
+    r = subprocess.run([*base, "--out", str(tmp_path / "fast"), "--steps", "3", "--batch-size", "2", "--sample-every", "0"],
+                       capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "distill: 3 steps" in r.stdout and (tmp_path / "fast" / "unet" / "config.json").exists()
