@@ -1637,6 +1637,7 @@ def serve(
     device: _Device = None,
     threads: _Threads = None,
     precision: Annotated[str, typer.Option(help="fp32 (the default) or bf16: the workers generate under bfloat16 autocast, faster at large batches on CPUs with AMX and on GPUs; records say so.")] = "fp32",
+    batch_jobs: Annotated[bool, typer.Option("--batch-jobs/--no-batch-jobs", help="Run queued jobs that differ only in their seeds together, in one batch of up to 16 images (each image as its seed makes it alone, to one grey level).")] = True,
 ):
     """Serve the studio over HTTP: OpenAI-compatible /v1, A1111-compatible /sdapi/v1, docs at /docs."""
     from pydantic import ValidationError
@@ -1648,7 +1649,7 @@ def serve(
     _check_precision(precision)
     try:
         settings = ServerSettings(db_url=db, require_keys=auth, api_auth=tuple(api_auth or ()), default_model=model,
-                                  max_queued=max_queued, device=device, precision=precision)
+                                  max_queued=max_queued, device=device, precision=precision, batch_jobs=batch_jobs)
     except ValidationError as e:
         fail(describe_error(e))
     if not is_loopback(host) and not settings.has_auth and not insecure:

@@ -222,6 +222,17 @@ class Studio:
             done_images += len(seeds)
         return made
 
+    def generate_seeds(self, request: GenerationRequest, seeds: list[int], *,
+                       on_step: Callable[[int, int], None] | None = None,
+                       record_extra: dict | None = None) -> list[GeneratedImage]:
+        """One image per seed of `seeds`, in one batched run: the images of several requests that differ only in
+        their seeds (the server's batched jobs); each is the image its seed makes alone. The prompt must be
+        plain (no {a|b} combinations, no __wildcards__: those draw per request)."""
+        self.check(request)
+        if any(run[:2] != (request.prompt, request.negative_prompt) for run in prompt_runs(request, seeds)):
+            raise RequestError("prompt: a batch of seeds takes a plain prompt, without {a|b} or __wildcards__")
+        return self._generate(request, list(seeds), on_step, record_extra=record_extra)
+
     def _generate(self, request: GenerationRequest, seeds: list[int], on_step: Callable[[int, int], None] | None,
                   template: GenerationRequest | None = None, record_extra: dict | None = None) -> list[GeneratedImage]:
         """One image per seed of a request whose prompt has no permutation or wildcard left; `template`: the

@@ -226,6 +226,32 @@ class JobQueue:
                     return JobView.of(s.get(Job, job_id, populate_existing=True))
         return None
 
+    def claim_alike(self, first: JobView, fits: Callable[[dict], bool], limit: int = 64,
+                    campaign: str | None = None) -> list[JobView]:
+        """More pending jobs to run in one batch with the claimed job `first`: of its model and its priority (so no
+        job jumps ahead of a waiting one of higher priority), in the queue's order, each one whose stored request
+        `fits` (the worker's test: the same settings but the seed, room left in the batch), claimed as `claim`
+        does. Looks at `limit` pending jobs at most. Among equal priorities they run before other users' jobs of
+        other settings that waited longer: they run in the same time as `first`, the price of batching."""
+        with self.db.session() as s:
+            model = s.scalar(select(Job.model).where(Job.id == first.id))
+            pending = select(Job.id, Job.request).where(Job.status == JobStatus.PENDING.value, Job.model == model,
+                                                        Job.priority == first.priority)
+            if campaign is not None:
+                pending = pending.where(Job.campaign == campaign)
+            candidates = s.execute(pending.order_by(Job.priority.desc(), Job.created, Job.id).limit(limit)).all()
+        claimed = []
+        for job_id, request in candidates:
+            if not fits(dict(request)):
+                continue
+            with self.db.session() as s:
+                won = s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.PENDING.value)
+                                .values(status=JobStatus.RUNNING.value, attempts=Job.attempts + 1,
+                                        started=utcnow(), heartbeat=utcnow(), progress=0.0)).rowcount
+                if won == 1:
+                    claimed.append(JobView.of(s.get(Job, job_id, populate_existing=True)))
+        return claimed
+
     def _finish(self, job_id: str, attempt: int, **values) -> JobView:
         with self.db.session() as s:
             s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value,

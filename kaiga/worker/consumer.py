@@ -22,6 +22,7 @@ Example (a worker on the tiny test model; `run_one` does one job in the calling 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -67,8 +68,9 @@ class Worker:
                  device: str | None = None, batch_size: int = 16, poll_s: float = 0.5,
                  on_finished: Callable[[str], None] = lambda job_id: None,
                  uploads: UploadStore | None = None, models: tuple[str, ...] | None = None,
-                 campaign: str | None = None, precision: str = "fp32"):
+                 campaign: str | None = None, precision: str = "fp32", batch_jobs: bool = True):
         self.queue, self.gallery = queue, gallery
+        self.batch_jobs = batch_jobs  # run pending jobs of one batch key together (`batch_key`)
         self.precision = precision  # the Studio's: fp32, or bf16 autocast (kaiga/pipelines/precision.py)
         self.resolve = resolve  # a request's model name (None: the default) -> its path; ModelError if unknown
         self.models = models  # the models whose jobs this worker claims; None: every job
@@ -133,21 +135,42 @@ class Worker:
         return self._studio
 
     def run_one(self) -> JobView | None:
-        """Claim and run one job; None if the queue is empty."""
+        """Claim and run one job, with the pending jobs that can share its batch (`batch_key`); None if the queue
+        is empty. Returns the first job as it ended."""
         job = self.queue.claim(self.models, self.campaign)
         if job is None:
             return None
-        attempt = job.attempts
+        jobs = [job, *self._companions(job)]
         self.current = Current(job.id, started=time.monotonic())
-        stop_beating = self._beat(job.id, attempt)
+        beats = [self._beat(j.id, j.attempts) for j in jobs]
         try:
-            result = self._run(job, attempt)
+            results = self._run(jobs)
         finally:
-            stop_beating.set()
+            for stop_beating in beats:
+                stop_beating.set()
             self.current = None
-            self._interrupt.discard(job.id)
-        self.on_finished(job.id)
-        return result
+            for j in jobs:
+                self._interrupt.discard(j.id)
+        for j in jobs:
+            self.on_finished(j.id)
+        return results[0]
+
+    def _companions(self, job: JobView) -> list[JobView]:
+        """Pending jobs with `job`'s settings but their seeds, claimed to run in one batch with it (each image keeps
+        its own seed, so its pixels are what it would be alone), up to `batch_size` images in all."""
+        key = batch_key(job.request) if self.batch_jobs else None
+        room = [self.batch_size - int(job.request.get("n", 1))]
+        if key is None or room[0] <= 0:
+            return []
+
+        def fits(request: dict) -> bool:
+            n = int(request.get("n", 1))
+            if n > room[0] or batch_key(request) != key:
+                return False
+            room[0] -= n
+            return True
+
+        return self.queue.claim_alike(job, fits, campaign=self.campaign)
 
     def _beat(self, job_id: str, attempt: int) -> threading.Event:
         """Where the queue has a lease (several worker processes): beat for the job every quarter lease, in a
@@ -167,45 +190,66 @@ class Worker:
         threading.Thread(target=beating, name=f"kaiga-heartbeat-{job_id[:8]}", daemon=True).start()
         return stop
 
-    def _run(self, job: JobView, attempt: int) -> JobView:
+    def _run(self, jobs: list[JobView]) -> list[JobView]:
+        """Run claimed jobs of one batch key as one generation (or a single job as it is); finish each with its
+        own images. A job cancelled meanwhile is marked so and its images dropped; the others go on."""
         last_write = [time.monotonic()]  # a job shorter than _PROGRESS_EVERY_S never writes progress
+        cancelled: set[str] = set()
 
         def on_step(done: int, total: int) -> None:
             current = self.current
             current.step, current.total = done, total
             if self._stopping.is_set():
                 raise _Stop(cancelled=False)
-            if job.id in self._interrupt:
-                raise _Stop(cancelled=True)
+            cancelled.update(j.id for j in jobs if j.id in self._interrupt)
             now = time.monotonic()
             if now - last_write[0] >= _PROGRESS_EVERY_S:
                 last_write[0] = now
-                if self.queue.set_progress(job.id, done / total if total else 0.0):  # cancelled via the API
-                    raise _Stop(cancelled=True)
+                for j in jobs:
+                    if j.id not in cancelled and self.queue.set_progress(j.id, done / total if total else 0.0):
+                        cancelled.add(j.id)  # cancelled via the API
+            if len(cancelled) == len(jobs):
+                raise _Stop(cancelled=True)
+
+        def each(end: Callable[[JobView], JobView]) -> list[JobView]:
+            return [end(j) for j in jobs]
 
         try:
-            fields, record_extra = split_request(job.request)
+            fields, record_extra = split_request(jobs[0].request)
             request = GenerationRequest.model_validate(fields)
             request = request.model_copy(update={"model": str(self.resolve(request.model))})
-            if (personal := personalize_of(job.request)) is not None:
-                images = self._personalised(request, personal, on_step, record_extra)
+            if (personal := personalize_of(jobs[0].request)) is not None:  # never batched (batch_key)
+                per_job = [self._personalised(request, personal, on_step, record_extra)]
+            elif len(jobs) == 1:
+                per_job = [self.studio().generate(request, on_step=on_step, record_extra=record_extra)]
             else:
-                images = self.studio().generate(request, on_step=on_step, record_extra=record_extra)
-            return self.queue.finish(job.id, attempt, add_images=lambda s: [
-                self.gallery.add(s, img.image, img.record, job_id=job.id) for img in images])
+                seeds = [GenerationRequest.model_validate(split_request(j.request)[0]).seeds(j.request["seed"])
+                         for j in jobs]
+                images = self.studio().generate_seeds(request, [s for ss in seeds for s in ss], on_step=on_step,
+                                                      record_extra=record_extra)
+                starts = [sum(len(ss) for ss in seeds[:k]) for k in range(len(jobs))]
+                per_job = [images[a:a + len(ss)] for a, ss in zip(starts, seeds)]
+            return [self._finish(j, images, j.id in cancelled) for j, images in zip(jobs, per_job)]
         except _Stop as stop:
             if stop.cancelled:
-                return self.queue.mark_cancelled(job.id, attempt)
-            return self.queue.release(job.id, attempt)
+                return each(lambda j: self.queue.mark_cancelled(j.id, j.attempts))
+            return each(lambda j: self.queue.release(j.id, j.attempts))
+        except (RequestError, ModelError, ValueError) as e:  # ValueError: pydantic's, from a bad stored request
+            return each(lambda j: self.queue.fail(j.id, j.attempts, INVALID_REQUEST + str(e)))
+        except Exception as e:
+            log.exception("worker: job(s) %s failed", ", ".join(j.id for j in jobs))
+            return each(lambda j: self.queue.fail(j.id, j.attempts, f"{type(e).__name__}: {e}"))
+
+    def _finish(self, job: JobView, images: list, cancelled: bool) -> JobView:
+        """Store a job's images and mark it done, in one transaction (or mark it cancelled, dropping them)."""
+        if cancelled:
+            return self.queue.mark_cancelled(job.id, job.attempts)
+        try:
+            return self.queue.finish(job.id, job.attempts, add_images=lambda s: [
+                self.gallery.add(s, img.image, img.record, job_id=job.id) for img in images])
         except StaleClaim as e:
             log.warning("worker: %s", e)
             return self.queue.get(job.id)
-        except (RequestError, ModelError, ValueError) as e:  # ValueError: pydantic's, from a bad stored request
-            return self.queue.fail(job.id, attempt, INVALID_REQUEST + str(e))
-        except Exception as e:
-            log.exception("worker: job %s failed", job.id)
-            return self.queue.fail(job.id, attempt, f"{type(e).__name__}: {e}")
-
 
     def _personalised(self, request: GenerationRequest, personal: dict, on_step, record_extra: dict | None) -> list:
         """The job's images steered by a person's taste, learned now from the gallery's judgements (so a rating
@@ -220,6 +264,27 @@ class Worker:
         images, _ = generate_personalised(self.studio(), request, judgements.taste(), person,
                                           int(personal.get("choose_from", 4)), on_step, record_extra)
         return images
+
+
+def batch_key(stored: dict) -> str | None:
+    """What jobs must share to run in one batch: every field of the stored request but `seed` and `n` (the model,
+    prompt, steps, guidance, size, style, what the records add ...); None for a job that runs alone: one steered
+    by a person's taste, an edit, a prompt of {a|b} combinations or __wildcards__ (which draw per request).
+
+    >>> batch_key({"prompt": "a red car", "seed": 1, "n": 2}) == batch_key({"prompt": "a red car", "seed": 9})
+    True
+    >>> batch_key({"prompt": "a {red|blue} car", "seed": 1}) is None
+    True
+    """
+    from kaiga.prompt_syntax import count_permutations
+
+    fields, _ = split_request(stored)
+    prompt = str(fields.get("prompt", ""))
+    if personalize_of(stored) is not None or fields.get("init_image") or "__" in prompt \
+            or count_permutations(prompt) != 1:
+        return None
+    same = {k: v for k, v in stored.items() if k not in ("seed", "n")}
+    return json.dumps(same, sort_keys=True, default=str)
 
 
 class Workers:

@@ -21,13 +21,31 @@ from kaiga.store.tables import Image, Job
 SLACK = timedelta(seconds=1)  # a job queued this close to a claim may not have been committed when the claim looked
 
 
+def batch_leaders(jobs: list[Job]) -> list[Job]:
+    """The jobs `claim` picked, in start order: not those claimed with one of them into its batch (the same
+    batch key, started within a moment of it: kaiga.worker.consumer.batch_key, JobQueue.claim_alike)."""
+    from kaiga.worker.consumer import batch_key
+
+    leaders: list[Job] = []
+    for job in sorted((j for j in jobs if j.started is not None), key=lambda j: j.started):
+        key = batch_key(job.request or {})
+        if key is None or not any(batch_key(lead.request or {}) == key and job.started - lead.started < SLACK
+                                  for lead in leaders[-16:]):
+            leaders.append(job)
+    return leaders
+
+
 def order_violations(jobs: list[Job], slack: timedelta = SLACK) -> list[tuple[Job, Job]]:
-    """(claimed, waiting) pairs where `waiting` should have been claimed first (see JobQueue.claim)."""
-    started = sorted((j for j in jobs if j.started is not None), key=lambda j: j.started)
-    last_start: dict[str, datetime] = {}  # user -> start of their latest job so far
+    """(claimed, waiting) pairs where `waiting` should have been claimed first (see JobQueue.claim); a batch's
+    companions are not claims of their own (`batch_leaders`)."""
+    leaders = {j.id for j in batch_leaders(jobs)}
+    last_start: dict[str, datetime] = {}  # user -> start of their latest job so far (companions' too: the queue's)
     found = []
-    for claimed in started:
+    for claimed in sorted((j for j in jobs if j.started is not None), key=lambda j: j.started):
         t = claimed.started
+        if claimed.id not in leaders:
+            last_start[claimed.user] = t
+            continue
 
         def rank(job: Job) -> tuple:
             last = last_start.get(job.user)

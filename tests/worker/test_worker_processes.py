@@ -28,7 +28,8 @@ def test_two_workers_share_the_queue_and_survive_a_kill_9(database_url, tiny_mod
     db = open_database(database_url)
     queue = JobQueue(db, lease_s=2)
     for i in range(10):
-        request = GenerationRequest(prompt="a red car", model=str(tiny_model_dir), steps=40, seed=i)
+        # each its own steps: jobs that differ only in seed would run as one batch (kaiga.worker.consumer.batch_key)
+        request = GenerationRequest(prompt="a red car", model=str(tiny_model_dir), steps=40 + i, seed=i)
         queue.submit(request.model_dump(mode="json"), user="test")
     a, b = _worker(database_url), _worker(database_url)
     try:
