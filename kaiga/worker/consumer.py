@@ -234,11 +234,13 @@ class Worker:
             if stop.cancelled:
                 return each(lambda j: self.queue.mark_cancelled(j.id, j.attempts))
             return each(lambda j: self.queue.release(j.id, j.attempts))
-        except (RequestError, ModelError, ValueError) as e:  # ValueError: pydantic's, from a bad stored request
-            return each(lambda j: self.queue.fail(j.id, j.attempts, INVALID_REQUEST + str(e)))
-        except Exception as e:
+        except (RequestError, ModelError, ValueError):  # ValueError: pydantic's, from a bad stored request
+            message = INVALID_REQUEST + str(e)
+            return each(lambda j: self.queue.fail(j.id, j.attempts, message))
+        except Exception:
             log.exception("worker: job(s) %s failed", ", ".join(j.id for j in jobs))
-            return each(lambda j: self.queue.fail(j.id, j.attempts, f"{type(e).__name__}: {e}"))
+            message = f"{type(e).__name__}: {e}"
+            return each(lambda j: self.queue.fail(j.id, j.attempts, message))
 
     def _finish(self, job: JobView, images: list, cancelled: bool) -> JobView:
         """Store a job's images and mark it done, in one transaction (or mark it cancelled, dropping them)."""

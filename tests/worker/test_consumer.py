@@ -13,8 +13,7 @@ from kaiga.model_files import ModelError
 from kaiga.store.db import open_database
 from kaiga.store.gallery import Gallery
 from kaiga.store.jobs import JobQueue
-from kaiga.worker import INVALID_REQUEST, Worker, Workers
-from kaiga.worker import consumer
+from kaiga.worker import INVALID_REQUEST, Worker, Workers, consumer
 
 JOB = {"prompt": "a red car", "width": 32, "height": 32, "steps": 2, "seed": 3}
 
