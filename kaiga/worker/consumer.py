@@ -234,10 +234,10 @@ class Worker:
             if stop.cancelled:
                 return each(lambda j: self.queue.mark_cancelled(j.id, j.attempts))
             return each(lambda j: self.queue.release(j.id, j.attempts))
-        except (RequestError, ModelError, ValueError):  # ValueError: pydantic's, from a bad stored request
+        except (RequestError, ModelError, ValueError) as e:  # ValueError: pydantic's, from a bad stored request
             message = INVALID_REQUEST + str(e)
             return each(lambda j: self.queue.fail(j.id, j.attempts, message))
-        except Exception:
+        except Exception as e:
             log.exception("worker: job(s) %s failed", ", ".join(j.id for j in jobs))
             message = f"{type(e).__name__}: {e}"
             return each(lambda j: self.queue.fail(j.id, j.attempts, message))
