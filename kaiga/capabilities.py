@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from kaiga.prompt_syntax import is_composed
 from kaiga.request import FAMILY_OPTIONS, GenerationRequest, RequestError
 
 # The keys of kaiga.json that `Capabilities` reads and writes.
@@ -43,6 +44,8 @@ class Capabilities:
     edits: bool = False  # image-to-image, inpainting
     options: tuple[str, ...] = ()  # the family options of the request (FAMILY_OPTIONS) that it reads
     defaults: tuple[tuple[str, int | float], ...] = tuple(DEFAULTS.items())  # steps, guidance, upscale
+    # a distilled student (kaiga train distill) reads the guidance scale itself: no unconditional branch
+    folds_guidance: bool = False
 
     @property
     def default(self) -> dict:
@@ -74,6 +77,7 @@ class Capabilities:
             edits=bool(info.get("edits", diffusion)),
             options=tuple(info.get("options", () if diffusion else FAMILY_OPTIONS)),
             defaults=tuple({**DEFAULTS, **(info.get("defaults") or {})}.items()),
+            folds_guidance=bool(info.get("folds_guidance", False)),
         )
 
     def to_info(self) -> dict:
@@ -112,6 +116,12 @@ def check_request(caps: Capabilities, request: GenerationRequest) -> None:
             raise RequestError(f"{name}: must be a multiple of {caps.size_multiple} for this model (got {v})")
         if v > caps.max_size:
             raise RequestError(f"{name}: at most {caps.max_size} for this model (got {v})")
+    if caps.folds_guidance and request.negative_prompt.strip():
+        raise RequestError("negative_prompt: this model folds guidance into its UNet (a distilled few-step model) and "
+                           "has no unconditional branch to steer away from; leave it empty")
+    if caps.folds_guidance and is_composed(request.prompt):
+        raise RequestError("prompt: a composed prompt (AND, ::, [a:b:when]) is summed against the unconditional "
+                           "branch, which this distilled model does not have")
     if caps.samplers and request.sampler.value not in caps.samplers:
         raise RequestError(f"sampler: this model supports {', '.join(caps.samplers)} (got {request.sampler.value!r})")
     steps = request.steps or caps.default["steps"]

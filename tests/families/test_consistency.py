@@ -65,8 +65,17 @@ def test_distillation_learns_and_the_student_is_a_model_of_its_own(tiny_model_di
     # guidance is read by the UNet: another scale, another picture, from one UNet call a step
     g3, g6 = (student.sample(GenerationRequest(prompt="a red car", guidance=g, steps=1), [5])[0] for g in (3.0, 6.0))
     assert g3.tobytes() != g6.tobytes()
-    with pytest.raises(ValueError, match="folds"):
+    with pytest.raises(ValueError, match="composed prompt"):
         student.sample(GenerationRequest(prompt="a red car AND snow", steps=1), [5])
+    # said before any work, as every limit is: what a distilled model has no unconditional branch for
+    from kaiga.capabilities import Capabilities, check_request
+    from kaiga.request import RequestError
+
+    caps = Capabilities.from_info(student.info)
+    assert caps.folds_guidance
+    for bad, field in (({"negative_prompt": "blurry"}, "negative_prompt"), ({"prompt": "a red car AND snow"}, "prompt")):
+        with pytest.raises(RequestError, match=f"^{field}:"):
+            check_request(caps, GenerationRequest(**{"prompt": "a red car", **bad}))
 
 
 def test_kaiga_train_distill(tiny_model_dir, tiny_scenes, tmp_path):

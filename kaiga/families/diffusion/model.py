@@ -265,7 +265,7 @@ class LatentDiffusion(ImageGenerator):
         self.vae.eval()
         # what the student's folder says: few steps by default, the samplers that read its x̂₀ (LCM's multistep
         # consistency sampling, or DDIM's deterministic step from it), where it came from
-        self.info = {**self.info, "samplers": list(DISTILLED_SAMPLERS),
+        self.info = {**self.info, "samplers": list(DISTILLED_SAMPLERS), "folds_guidance": True,
                      "defaults": {**(self.info.get("defaults") or {}), "steps": DISTILLED_STEPS},
                      "distilled_from": teacher or {}}
         self.recipe = {"losses": "latent consistency distillation (pseudo-Huber)", **asdict(self.consistency)}
