@@ -3,12 +3,15 @@
 # resumes: run the script again after an interruption (or in the next session) and it continues where it stopped.
 #   1. the sharp autoencoder: 64×64×3 <-> 16×16×LATENT, L1 + the perceptual distance over the judge's trunk +
 #      a patch discriminator after DISC_START steps (kaiga/families/diffusion/sharpening.py);
-#   2. the denoiser over its latents, conditioned on the pretrained, frozen all-MiniLM-L6-v2 (`--size v6`).
+#   2. the denoiser over its latents, conditioned on the pretrained, frozen all-MiniLM-L6-v2 (`--size v6`);
+#   3. `scenes-fast`: the denoiser distilled into a few-step student (`kaiga train distill`, LCM with guidance
+#      folded in; issue "Real-time generation"), from the denoiser's finished folder.
 # CPU: THREADS=1 leaves a core for other work; a stage's minutes per call are capped by MAX_MINUTES, so a
 # session can stop it and commit its checkpoint (scripts/carry_checkpoint.sh). On a GPU the same commands
 # run unchanged (the loop picks the device).
-#   AE_STEPS, AE_DECAY_FROM, AE_TAIL_STEPS, DIFFUSION_STEPS, LATENT, THREADS, PRECISION, MAX_MINUTES, RUNS, VAE
-#   override the defaults below.
+#   AE_STEPS, AE_DECAY_FROM, AE_TAIL_STEPS, DIFFUSION_STEPS, DISTILL_STEPS, LATENT, THREADS, PRECISION, MAX_MINUTES,
+#   RUNS, VAE override the defaults below.
+# A carried run (scripts/carry_checkpoint.sh restore v6) resumes where the last session stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K=.venv/bin/kaiga
@@ -19,9 +22,10 @@ AE_DECAY_FROM=${AE_DECAY_FROM:-13000}  # the rate falls (cosine) to a tenth from
 AE_TAIL_STEPS=${AE_TAIL_STEPS:-19500}  # then from a tenth of the rate to a hundredth, to this step
 DISC_START=${DISC_START:-1000}
 DIFFUSION_STEPS=${DIFFUSION_STEPS:-20000}
+DISTILL_STEPS=${DISTILL_STEPS:-4000}
 THREADS=${THREADS:-2}
 MAX_MINUTES=${MAX_MINUTES:-100000}
-STAGE=${STAGE:-all}  # autoencoder, denoiser or all
+STAGE=${STAGE:-all}  # autoencoder, denoiser, distill or all
 PRECISION=${PRECISION:-bf16}  # the denoiser's forward under bfloat16 autocast (bench/train_step.py: its cost on this CPU)
 
 [ -f data/scenes-40k-pairs3/manifest.json ] || $K data scenes --n 40000 --seed 3 --layouts 0.35,0.2,0.45 \
@@ -48,4 +52,10 @@ if [ "$STAGE" = all ] || [ "$STAGE" = denoiser ]; then
   $K train diffusion --data data/scenes-40k-pairs3 --size v6 --vae "$VAE" --out "$RUNS/v6" \
      --steps "$DIFFUSION_STEPS" --lr 5e-4 --batch-size 64 --threads "$THREADS" --max-minutes "$MAX_MINUTES" --resume \
      --precision "$PRECISION"
+fi
+if [ "$STAGE" = all ] || [ "$STAGE" = distill ]; then
+  # the student learns from the finished denoiser (its exported folder, EMA weights), on the same latents' data
+  [ -f "$RUNS/v6/unet/config.json" ] || { echo "train_v6.sh: distill needs the denoiser's folder $RUNS/v6" >&2; exit 2; }
+  $K train distill --teacher "$RUNS/v6" --data data/scenes-40k-pairs3 --out "$RUNS/v6-fast" --steps "$DISTILL_STEPS" \
+     --batch-size 64 --lr 2e-5 --threads "$THREADS" --max-minutes "$MAX_MINUTES" --resume --precision "$PRECISION"
 fi
