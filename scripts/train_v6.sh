@@ -56,6 +56,10 @@ fi
 if [ "$STAGE" = all ] || [ "$STAGE" = distill ]; then
   # the student learns from the finished denoiser (its exported folder, EMA weights), on the same latents' data
   [ -f "$RUNS/v6/unet/config.json" ] || { echo "train_v6.sh: distill needs the denoiser's folder $RUNS/v6" >&2; exit 2; }
+  done_steps=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$RUNS/v6/checkpoint/state.json")
+  if [ "$done_steps" -lt "$DIFFUSION_STEPS" ]; then  # a denoiser stopped by MAX_MINUTES: not a teacher yet
+    echo "train_v6.sh: the denoiser is at step $done_steps of $DIFFUSION_STEPS; distill waits for it" >&2; exit 0
+  fi
   $K train distill --teacher "$RUNS/v6" --data data/scenes-40k-pairs3 --out "$RUNS/v6-fast" --steps "$DISTILL_STEPS" \
      --batch-size 64 --lr 2e-5 --threads "$THREADS" --max-minutes "$MAX_MINUTES" --resume --precision "$PRECISION"
 fi
