@@ -7,6 +7,8 @@ a `prompt`); `render()` draws the newest request, or says why it need not:
   changed, and its text vector (the model's own `conditioning`, pooled or per token) is at least
   `LiveSettings.similarity` cosine-similar to the prompt last drawn, the frame is skipped: a trailing space,
   a word the model does not know, "a red car." after "a red car" make the same picture.
+- **Frames kept**: the last `LiveSettings.keep` frames drawn are kept by request, so deleting what was just
+  typed (back to a prompt already drawn) shows its frame again at once (`cached`), without drawing it.
 - **Superseded frames**: `render(stale=...)` asks `stale()` at every denoising step and abandons the frame
   once a newer update has come, so the picture a person waits for after their last key starts at once instead
   of after a frame nobody will look at.
@@ -29,7 +31,8 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -53,6 +56,7 @@ class LiveSettings:
     similarity: float = 0.995
     debounce_ms: int = 80
     supersede: bool = True
+    keep: int = 32  # frames kept by request (a 64² PNG is some 10 KB)
 
 
 class _Superseded(Exception):
@@ -70,6 +74,7 @@ class Frame:
     ms: float = 0.0  # drawing, encoding and signing
     similarity: float | None = None  # of its prompt vector to the last frame's (None: not compared)
     skipped: str | None = None
+    cached: bool = False  # a frame drawn before for the same request, shown again
 
 
 class LiveSession:
@@ -85,6 +90,7 @@ class LiveSession:
         self.frames = 0
         self._drawn: GenerationRequest | None = None  # the request of the last frame drawn
         self._drawn_vector: torch.Tensor | None = None
+        self._kept: OrderedDict[str, Frame] = OrderedDict()  # request JSON -> its frame, the newest last
 
     def update(self, fields: dict) -> GenerationRequest:
         """Merge `fields` (any request field) onto the request as it stands and check the result against its
@@ -120,6 +126,11 @@ class LiveSession:
         request, self.frames = self.request, self.frames + 1
         if self._drawn is not None and request == self._drawn:
             return Frame(self.frames, skipped="nothing changed", similarity=1.0)
+        key = request.model_dump_json()
+        if (kept := self._kept.get(key)) is not None:
+            self._kept.move_to_end(key)
+            self._drawn, self._drawn_vector = request, self._vector(request)
+            return replace(kept, number=self.frames, ms=0.0, similarity=None, cached=True)
         t0 = time.perf_counter()
         vector = self._vector(request)
         similarity = None
@@ -142,8 +153,12 @@ class LiveSession:
                          ms=round((time.perf_counter() - t0) * 1000, 1))
         png = sign_by_default(png_bytes(made.image, made.record), made.record)
         self._drawn, self._drawn_vector = request, vector
-        return Frame(self.frames, made.image, png, made.record.model_dump(mode="json"),
-                     round((time.perf_counter() - t0) * 1000, 1), similarity)
+        frame = Frame(self.frames, made.image, png, made.record.model_dump(mode="json"),
+                      round((time.perf_counter() - t0) * 1000, 1), similarity)
+        self._kept[key] = frame
+        while len(self._kept) > self.settings.keep:
+            self._kept.popitem(last=False)
+        return frame
 
     @torch.no_grad()
     def _vector(self, request: GenerationRequest) -> torch.Tensor | None:

@@ -23,3 +23,19 @@ def test_a_null_field_goes_back_to_its_default(tiny_model_dir):
     assert live.update({"prompt": "a red car", "steps": 2, "seed": 9}).steps == 2
     request = live.update({"steps": None, "seed": None})
     assert request.steps is None and request.seed == 0 and request.prompt == "a red car"
+
+
+def test_going_back_to_a_prompt_already_drawn_shows_its_frame_again(tiny_model_dir):
+    live = LiveSession(Studio(watermark=False), LiveSettings(keep=2), defaults={"model": str(tiny_model_dir), "steps": 2})
+    drawn = {}
+    for prompt in ("a red car", "a blue car"):
+        live.update({"prompt": prompt})
+        drawn[prompt] = live.render()
+    live.update({"prompt": "a red car"})  # back, as Backspace does
+    again = live.render()
+    assert again.cached and again.png == drawn["a red car"].png and again.number == 3 and again.ms == 0.0
+    for prompt in ("a green car", "a yellow car"):  # two more: only the last two are kept
+        live.update({"prompt": prompt})
+        live.render()
+    live.update({"prompt": "a blue car"})
+    assert not live.render().cached

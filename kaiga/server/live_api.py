@@ -6,7 +6,8 @@ Messages in are JSON objects of request fields, merged onto the request as it st
 
 - `ready`: `model` (the default), `debounce_ms`, `similarity`; sent once, on connecting.
 - `frame`: `frame` (its number), `image` (base64 PNG carrying its record, signed), `record`, `ms` (drawing it),
-  `latency_ms` (from the last message it answers to the frame sent), `similarity`.
+  `latency_ms` (from the last message it answers to the frame sent), `similarity`, `cached` (true: a frame drawn
+  before for the same request, shown again: the last 32 are kept).
 - `skipped`: `frame`, `reason` (nothing changed; the prompt barely moved; superseded: a newer message came while
   it was drawn, so it was abandoned at its next denoising step), `similarity`.
 - `error`: `field`, `error`. The message was refused and the request stays as it was; the socket stays open.
@@ -119,7 +120,7 @@ class _Connection:
             latency = round((time.perf_counter() - answered) * 1000, 1)
             await self.send({"type": "frame", "frame": frame.number, "image": base64.b64encode(frame.png).decode(),
                              "record": frame.record, "ms": frame.ms, "latency_ms": latency,
-                             "similarity": frame.similarity})
+                             "similarity": frame.similarity, "cached": frame.cached})
 
     def _render(self, answered: float):
         # a frame that a newer message made stale is abandoned at its next denoising step
