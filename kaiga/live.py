@@ -9,6 +9,9 @@ a `prompt`); `render()` draws the newest request, or says why it need not:
   a word the model does not know, "a red car." after "a red car" make the same picture.
 - **Frames kept**: the last `LiveSettings.keep` frames drawn are kept by request, so deleting what was just
   typed (back to a prompt already drawn) shows its frame again at once (`cached`), without drawing it.
+- **Warm start** (`LiveSettings.warm_start`, 0 = off): when only the prompt changed, a model that edits redraws
+  the previous frame at that denoising strength (image to image, its record naming the frame as its init)
+  instead of starting from noise: the layout stays and the frame costs that share of the steps.
 - **Superseded frames**: `render(stale=...)` asks `stale()` at every denoising step and abandons the frame
   once a newer update has come, so the picture a person waits for after their last key starts at once instead
   of after a frame nobody will look at.
@@ -57,6 +60,7 @@ class LiveSettings:
     debounce_ms: int = 80
     supersede: bool = True
     keep: int = 32  # frames kept by request (a 64² PNG is some 10 KB)
+    warm_start: float = 0.0  # strength of a redraw from the previous frame when only the prompt changed; 0: off
 
 
 class _Superseded(Exception):
@@ -75,6 +79,7 @@ class Frame:
     similarity: float | None = None  # of its prompt vector to the last frame's (None: not compared)
     skipped: str | None = None
     cached: bool = False  # a frame drawn before for the same request, shown again
+    warm: bool = False  # redrawn from the previous frame (`LiveSettings.warm_start`)
 
 
 class LiveSession:
@@ -91,6 +96,7 @@ class LiveSession:
         self._drawn: GenerationRequest | None = None  # the request of the last frame drawn
         self._drawn_vector: torch.Tensor | None = None
         self._kept: OrderedDict[str, Frame] = OrderedDict()  # request JSON -> its frame, the newest last
+        self._drawn_image: Image.Image | None = None
 
     def update(self, fields: dict) -> GenerationRequest:
         """Merge `fields` (any request field) onto the request as it stands and check the result against its
@@ -129,7 +135,7 @@ class LiveSession:
         key = request.model_dump_json()
         if (kept := self._kept.get(key)) is not None:
             self._kept.move_to_end(key)
-            self._drawn, self._drawn_vector = request, self._vector(request)
+            self._drawn, self._drawn_vector, self._drawn_image = request, self._vector(request), kept.image
             return replace(kept, number=self.frames, ms=0.0, similarity=None, cached=True)
         t0 = time.perf_counter()
         vector = self._vector(request)
@@ -146,19 +152,31 @@ class LiveSession:
             def on_step(done: int, total: int) -> None:
                 if done < total and stale():
                     raise _Superseded
+        warm = self._warm(request)
         try:
-            made = self.studio.generate(request, on_step=on_step)[0]
+            if warm:  # the previous frame (our own image: no faces of anyone's to blur) as the init
+                fields = request.model_dump(exclude={"n", "init_image", "mask", "strength"}, exclude_none=True)
+                made = self.studio.vary(self._drawn_image, faces_consent=True, on_step=on_step,
+                                        strength=self.settings.warm_start, **fields)[0]
+            else:
+                made = self.studio.generate(request, on_step=on_step)[0]
         except _Superseded:
             return Frame(self.frames, skipped="superseded by a newer update",
                          ms=round((time.perf_counter() - t0) * 1000, 1))
         png = sign_by_default(png_bytes(made.image, made.record), made.record)
-        self._drawn, self._drawn_vector = request, vector
+        self._drawn, self._drawn_vector, self._drawn_image = request, vector, made.image
         frame = Frame(self.frames, made.image, png, made.record.model_dump(mode="json"),
-                      round((time.perf_counter() - t0) * 1000, 1), similarity)
+                      round((time.perf_counter() - t0) * 1000, 1), similarity, warm=warm)
         self._kept[key] = frame
         while len(self._kept) > self.settings.keep:
             self._kept.popitem(last=False)
         return frame
+
+    def _warm(self, request: GenerationRequest) -> bool:
+        """Whether this frame redraws the previous one: asked for, only the prompt changed, a model that edits."""
+        if not self.settings.warm_start or self._drawn_image is None or request.is_edit:
+            return False
+        return _same_but_prompt(request, self._drawn) and self.studio.capabilities(request.model).edits
 
     @torch.no_grad()
     def _vector(self, request: GenerationRequest) -> torch.Tensor | None:

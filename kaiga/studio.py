@@ -321,7 +321,8 @@ class Studio:
         return GeneratedImage(embed(image, payload),
                               record.model_copy(update={"extra": {**record.extra, "watermark": f"{payload:08x}"}}))
 
-    def vary(self, image: bytes | Image.Image, *, faces_consent: bool = False, **fields) -> list[GeneratedImage]:
+    def vary(self, image: bytes | Image.Image, *, faces_consent: bool = False,
+             on_step: Callable[[int, int], None] | None = None, **fields) -> list[GeneratedImage]:
         """Variations of `image` (image → image at `VARIATION_STRENGTH`, prompted by its own record);
         keyword arguments are request fields and win over what the image says. The image is stored cleaned, as
         every upload is (metadata stripped, faces blurred unless `faces_consent`)."""
@@ -330,7 +331,7 @@ class Studio:
         else:
             sha = self._store_init(check_image(image, "image"), image, faces_consent)  # limits before decoding
         request = GenerationRequest(**{**variation_fields(image), "init_image": sha, **fields})
-        return self.generate(request)
+        return self.generate(request, on_step=on_step)
 
     def _store_init(self, image: Image.Image, data: bytes | None = None, faces_consent: bool = False) -> str:
         """The SHA-256 of `image` stored as an init image, cleaned as every upload is (metadata stripped from its

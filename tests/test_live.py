@@ -39,3 +39,17 @@ def test_going_back_to_a_prompt_already_drawn_shows_its_frame_again(tiny_model_d
         live.render()
     live.update({"prompt": "a blue car"})
     assert not live.render().cached
+
+
+def test_a_warm_start_redraws_the_previous_frame_when_only_the_prompt_changed(tiny_model_dir):
+    studio = Studio(watermark=False)
+    live = LiveSession(studio, LiveSettings(warm_start=0.5), defaults={"model": str(tiny_model_dir), "steps": 4})
+    live.update({"prompt": "a red car"})
+    first = live.render()
+    assert not first.warm  # nothing to start from
+    live.update({"prompt": "a red car in the snow"})
+    warm = live.render()
+    assert warm.warm and warm.record["strength"] == 0.5 and warm.record["init_image"]
+    assert studio.uploads.open(warm.record["init_image"]).size == (64, 64)  # its init is kept: it can be re-run
+    live.update({"seed": 9})  # another seed: a new picture from noise
+    assert not live.render().warm
