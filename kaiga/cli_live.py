@@ -73,6 +73,7 @@ def live_cmd(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Keep frames here as PNGs with their records: each frame when piped, the frame on screen on Enter in a terminal (default there: outputs).")] = None,
     similarity: Annotated[float, typer.Option(min=0.0, max=1.01, help="Skip a frame whose prompt's text vector is at least this cosine-similar to the last one drawn (only the prompt changed); above 1 skips none.")] = 0.995,
     debounce_ms: Annotated[int, typer.Option("--debounce-ms", min=0, max=5000, help="In a terminal: how long the keys must rest before a frame starts.")] = 80,
+    warm_start: Annotated[float, typer.Option("--warm-start", min=0.0, max=0.95, help="When only the prompt changed, redraw the previous frame at this denoising strength instead of from noise: faster (that share of the steps) but it follows the new words less (bench/live_warm.py: 0.5 took 0.57x the time and scored 0.76 against 0.97 on the alignment suite). 0: off.")] = 0.0,
     columns: Annotated[int, typer.Option(min=8, max=512, help="In a terminal: the image's width in character cells (two pixels a cell, upright).")] = 64,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or mps (default: the best there is).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
@@ -93,7 +94,7 @@ def live_cmd(
     _use_threads(threads)
     from kaiga.studio import Studio
 
-    settings = LiveSettings(similarity=similarity, debounce_ms=debounce_ms)
+    settings = LiveSettings(similarity=similarity, debounce_ms=debounce_ms, warm_start=warm_start)
     session = LiveSession(Studio(device=device, precision=precision), settings,
                           defaults={k: v for k, v in fields.items() if v not in (None, "")})
     try:

@@ -138,7 +138,7 @@ async def live(ws: WebSocket):
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
     await ws.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
     settings = LiveSettings(debounce_ms=state.settings.live_debounce_ms, similarity=state.settings.live_similarity,
-                            supersede=state.settings.live_supersede)
+                            supersede=state.settings.live_supersede, warm_start=state.settings.live_warm_start)
     studio = await run_in_threadpool(live_studio, state)
     session = LiveSession(studio, settings, resolve=lambda name: str(state.catalog.ref(name).path))
     conn = _Connection(ws, session, settings)

@@ -44,6 +44,7 @@ class ServerSettings(BaseModel):
     live_debounce_ms: Annotated[int, Field(ge=0, le=5000)] = 80
     live_similarity: Annotated[float, Field(ge=0, le=1.01)] = 0.995
     live_supersede: bool = True  # abandon a frame being drawn when a newer message comes
+    live_warm_start: Annotated[float, Field(ge=0, le=0.95)] = 0.0  # redraw the previous frame at this strength; 0: off
 
     @field_validator("api_auth")
     @classmethod
