@@ -1004,6 +1004,58 @@ def train_distill(data: _Data, out_dir: _Out,
     out.print(f"distill: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
 
 
+@app.command()
+def finetune(data: _Data,
+             out_name: Annotated[str, typer.Option("--out", help="A name (saved as $KAIGA_HOME/loras/NAME.safetensors, usable at once as --lora NAME; its run folder in $KAIGA_HOME/runs/NAME) or a path ending in .safetensors (its run folder beside it).")],
+             method: Annotated[str, typer.Option(help="lora (peft adapters on the UNet's attention projections). dreambooth and textual-inversion are not built yet.")] = "lora",
+             model: Annotated[Optional[str], typer.Option(help="The diffusion model to adapt (name or folder; default: the default model).")] = None,
+             rank: Annotated[int, typer.Option(min=1, max=256, help="LoRA rank: the adapters' width (file size grows with it).")] = 8,
+             alpha: Annotated[float, typer.Option(min=0.0, help="LoRA alpha: the adapters' scale is alpha / rank.")] = 8.0,
+             layout: Annotated[str, typer.Option(help="The file's keys: diffusers (what diffusers' load_lora_weights reads) or kohya (what AUTOMATIC1111 and ComfyUI read); kaiga reads both.")] = "diffusers",
+             steps: _Steps = 1000, batch_size: _Batch = 16,
+             lr: Annotated[float, typer.Option(help="AdamW learning rate of the adapters.")] = 1e-4,
+             checkpoint_every: _CheckpointEvery = 100, sample_every: _SampleEvery = 250, seed: _Seed = 0,
+             resume: _Resume = False, max_minutes: _MaxMinutes = None, threads: _Threads = None,
+             precision: _Precision = "fp32", allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
+    """Fine-tune a diffusion model on your own captioned images (a folder with metadata.jsonl: file_name + text)."""
+    from kaiga.finetune.lora import LAYOUTS, loras_dir
+
+    if method != "lora":
+        fail(f"--method: only lora is built so far (got {method!r}); dreambooth and textual-inversion are to come")
+    if layout not in LAYOUTS:
+        fail(f"--layout: one of {', '.join(LAYOUTS)} (got {layout!r})")
+    target = Path(out_name).expanduser()
+    if target.suffix == ".safetensors":
+        out_file, run_dir = target, target.with_suffix("")
+    elif target.suffix or "/" in out_name or not out_name.strip():
+        fail(f"--out: a name (letters, digits, - and _) or a path ending in .safetensors (got {out_name!r})")
+    else:
+        from kaiga.paths import model_home
+
+        out_file, run_dir = loras_dir() / f"{out_name}.safetensors", model_home() / "runs" / out_name
+    if out_file.exists() and not resume:
+        fail(f"--out: {out_file} exists; choose another name, or --resume its run")
+    _run_paths(data, run_dir)
+    admission = _admit(data, allow_unlicensed, opt_out)
+    _use_threads(threads)
+    from kaiga.data.dataset import DatasetError
+    from kaiga.finetune.train import finetune_lora
+    from kaiga.model_files import ModelError, ModelFormat, resolve_model
+
+    try:
+        ref = resolve_model(model)
+        if ref.family != "diffusion" or ref.format is not ModelFormat.DIFFUSERS_FOLDER:
+            fail(f"model: LoRA fine-tuning needs a diffusion model folder ({ref.name} is a {ref.family} {ref.format.value})")
+        state = finetune_lora(ref.path, data, out_file, run_dir, _loop_options(
+            steps, batch_size, lr, checkpoint_every, sample_every, seed, max_minutes=max_minutes, precision=precision),
+            rank=rank, alpha=alpha, layout=layout, resume=resume, admission=admission)
+    except (DatasetError, ModelError, ValueError, OSError) as e:
+        fail(str(e))
+    size = out_file.stat().st_size
+    out.print(f"lora: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_file} "
+              f"({size / 1024:.0f} KB); use it with --lora {out_file.stem if out_file.parent == loras_dir() else out_file}")
+
+
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,
                   size, init, stage=None, grad_clip: float = 1.0, loss_options: dict | None = None, max_minutes=None,
                   stage_options: dict | None = None, threads: int | None = None, allow_unlicensed: bool = False,

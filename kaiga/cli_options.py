@@ -32,7 +32,7 @@ import typer
 from kaiga.request import FieldSpec, field_specs
 
 # Request fields whose CLI option is spelled otherwise than --field-name.
-CLI_FLAGS = {"negative_prompt": "--negative"}
+CLI_FLAGS = {"negative_prompt": "--negative"}  # `lora` is --lora as it is
 # Request fields the CLI takes as a file (PNG, JPEG or WebP): the command stores it and puts its hash in
 # the request. Option name and help, in place of the field's.
 CLI_PATHS = {

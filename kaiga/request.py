@@ -47,6 +47,7 @@ LIMITS = {
     "candidates": (1, 16),  # transformer: draws per image, the best kept by the contrastive reranker
 }
 MAX_STYLE_CHARS = 500  # a style mix: names and shares
+MAX_LORA_CHARS = 500  # LoRAs: names (or paths) and weights
 DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength: keeps the layout, redraws the detail
 BLEND_STRENGTH = 0.6  # a blend keeps the mixed layout and colours and redraws what the mix blurred
 MAX_BLEND = 4  # Midjourney's /blend takes 2 to 5 images; 4 keep a mix readable at 64²
@@ -121,6 +122,9 @@ class GenerationRequest(BaseModel):
     style: Annotated[str, Field(max_length=MAX_STYLE_CHARS, description=(
         "Style preset(s) from `kaiga styles`: one name, or a mix with a share each, e.g. "
         "\"watercolor:0.7,neon:0.3\" (mixed in the text encoder's space; shares under 1 keep some of the plain prompt)."))] = ""
+    lora: Annotated[str, Field(max_length=MAX_LORA_CHARS, description=(
+        "LoRAs to apply to a diffusion model, NAME[:WEIGHT] each (weight 1 if left out), comma-separated: "
+        "`kaiga finetune`'s by name ($KAIGA_HOME/loras), or a .safetensors LoRA in diffusers' or kohya's layout."))] = ""
     stylize: Annotated[int | None, _range("stylize", description=(
         "How strongly style and guidance act, Midjourney's scale: 0 = the plain prompt and half the guidance, "
         "100 = as written, 1000 = the style pushed about three times as far and twice the guidance."),

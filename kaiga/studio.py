@@ -186,8 +186,15 @@ class Studio:
         """RequestError naming what the request's model cannot make, before any work, even loading it (a size
         a Stable Diffusion checkpoint refuses is said at once, not after its load and hash)."""
         check_prompt_expansion(request)  # the request alone: its combinations and wildcard lists
-        check_request(self.capabilities(request.model), request)
+        caps = self.capabilities(request.model)
+        check_request(caps, request)
         style_record(request)  # every style it names exists (a StyleError is a RequestError)
+        if request.lora.strip():
+            from kaiga.finetune.lora import requested_loras
+
+            requested_loras(request.lora)  # each one found, not a pickle
+            if caps.family != "diffusion":
+                raise RequestError(f"lora: LoRAs adapt a diffusion model's UNet; this is a {caps.family} model")
 
     def generate(
         self,
@@ -248,6 +255,7 @@ class Studio:
         unknown = unknown_words(model.tokenizer, read)
         if unknown:
             log.warning("the model does not know these words and ignores them: %s", ", ".join(dict.fromkeys(unknown)))
+        loras = self._apply_loras(model, request)
         t0 = time.perf_counter()
         native = request.model_copy(update={"upscale": 1})  # screened and marked at native size, then enlarged
         if request.is_edit:
@@ -296,6 +304,7 @@ class Studio:
                            **({"unknown_words": unknown} if unknown else {}),
                            **({"ignored_fields": ignored} if ignored else {}),
                            **({"precision": self.precision} if self.precision != "fp32" else {}),
+                           **({"loras": [lora.record() for lora in loras]} if loras else {}),
                            **({"prompt_template": {"prompt": template.prompt,
                                                    "negative_prompt": template.negative_prompt}}
                               if template is not None else {}),
@@ -311,6 +320,19 @@ class Studio:
         finished = [self._watermarked(image, record) for image, record, _ in screened]
         enlarged = upscale([g.image for g in finished], request.upscale, request.upscale_method)
         return [GeneratedImage(image, g.record) for image, g in zip(enlarged, finished)]
+
+    @staticmethod
+    def _apply_loras(model, request: GenerationRequest) -> list:
+        """The request's LoRAs active on the model's UNet at their weights (none: every adapter off, so the base
+        model's pixels are its own); what the record lists."""
+        unet = getattr(model, "unet", None)
+        if unet is None or (not request.lora.strip() and not getattr(unet, "peft_config", None)):
+            return []
+        from kaiga.finetune.lora import apply_loras, requested_loras
+
+        loras = requested_loras(request.lora)
+        apply_loras(unet, loras)
+        return loras
 
     def _watermarked(self, image: Image.Image, record: GenerationRecord) -> GeneratedImage:
         """The image with its record's payload hidden in it (last of all, so the record it names is final),

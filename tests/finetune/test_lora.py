@@ -1,0 +1,95 @@
+"""LoRA fine-tuning (kaiga finetune --method lora) on the tiny model: the file in both layouts, applied at
+generation by name and weight and named in the record, the base model's pixels untouched without it, a LoRA of
+another architecture and a pickle refused, and the file read by stock diffusers."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from kaiga.finetune.lora import LoraError, lora_info
+from kaiga.studio import Studio
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir, tiny_scenes, tmp_path_factory):
+    """A LoRA trained by the CLI as a user runs it, saved by name in $KAIGA_HOME/loras, and a kohya-layout twin."""
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "KAIGA_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "kaiga", "finetune", "--data", str(tiny_scenes), "--model", str(tiny_model_dir),
+            "--steps", "6", "--batch-size", "4", "--lr", "3e-3", "--rank", "4", "--alpha", "4", "--sample-every", "0"]
+    for name, layout in (("toy", "diffusers"), ("toy-kohya", "kohya")):
+        r = subprocess.run([*base, "--out", name, "--layout", layout], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
+    assert "use it with --lora toy" in r.stdout or "toy-kohya" in r.stdout
+    return home
+
+
+def _pixels(images) -> np.ndarray:
+    return np.stack([np.asarray(im.image, np.int16) for im in images])
+
+
+def test_the_file_names_its_base_rank_and_data_and_is_small(trained, tiny_model_dir):
+    path = trained / "loras" / "toy.safetensors"
+    info = lora_info(path)
+    assert (info["method"], info["rank"], info["alpha"], info["layout"]) == ("lora", 4, 4, "diffusers")
+    assert info["base"]["model"] == tiny_model_dir.name and len(info["base"]["model_hash"]) == 10
+    assert info["data"]["items"] == 16 and info["data"]["licences"]  # the dataset's card, with counts
+    assert path.stat().st_size < 5 * 2**20
+    from safetensors import safe_open
+
+    with safe_open(str(trained / "loras" / "toy-kohya.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("lora_unet_") and k.endswith(".lora_down.weight") for k in keys)
+    assert any(k.endswith(".alpha") for k in keys)
+
+
+def test_a_lora_changes_the_picture_by_its_weight_and_leaves_the_base_untouched(trained, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("KAIGA_HOME", str(trained))
+    studio = Studio(watermark=False)
+    req = {"model": str(tiny_model_dir), "seed": 4, "steps": 3}
+    base = _pixels(studio.generate("a red car", **req))
+    with_lora = studio.generate("a red car", lora="toy:1.5", **req)
+    assert np.abs(_pixels(with_lora) - base).max() > 2  # it changes the picture
+    assert with_lora[0].record.extra["loras"][0]["name"] == "toy" and with_lora[0].record.extra["loras"][0]["weight"] == 1.5
+    assert np.abs(_pixels(studio.generate("a red car", lora="toy:0", **req)) - base).max() <= 1
+    np.testing.assert_array_equal(_pixels(studio.generate("a red car", **req)), base)  # off again afterwards
+    kohya = _pixels(studio.generate("a red car", lora="toy-kohya:1.5", **req))
+    assert np.abs(kohya - base).max() > 2  # the kohya layout is read too
+    two = studio.generate("a red car", lora="toy:0.5, toy-kohya:0.5", **req)
+    assert [lo["name"] for lo in two[0].record.extra["loras"]] == ["toy", "toy-kohya"]
+
+
+def test_a_missing_lora_a_pickle_and_another_architecture_are_refused(trained, tiny_model_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("KAIGA_HOME", str(trained))
+    studio = Studio(watermark=False)
+    with pytest.raises(LoraError, match="no LoRA 'nope'.*toy"):
+        studio.generate("a red car", lora="nope", model=str(tiny_model_dir), steps=1)
+    with pytest.raises(LoraError, match="pickle"):
+        studio.generate("a red car", lora=str(tmp_path / "x.ckpt"), model=str(tiny_model_dir), steps=1)
+    with pytest.raises(LoraError, match="made for another model"):  # the bundled model's UNet is not the tiny one's
+        studio.generate("a red car", lora="toy", steps=1)
+    with pytest.raises(LoraError, match="weight"):
+        studio.generate("a red car", lora="toy:lots", model=str(tiny_model_dir), steps=1)
+
+
+def test_stock_diffusers_loads_the_file(trained, tiny_model_dir):
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_model_dir / "unet")
+    from diffusers.loaders.lora_pipeline import StableDiffusionLoraLoaderMixin
+
+    state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(str(trained / "loras" / "toy.safetensors"))
+    unet.load_lora_adapter(state, network_alphas=alphas, adapter_name="toy", prefix="unet")
+    assert "toy" in unet.peft_config and any("lora_A" in n for n, _ in unet.named_parameters())
+    x, t = torch.randn(1, 4, 16, 16), torch.tensor(500)
+    states = torch.randn(1, 16, unet.config.cross_attention_dim)
+    with torch.no_grad():
+        on = unet(x, t, encoder_hidden_states=states).sample
+        unet.disable_adapters()
+        off = unet(x, t, encoder_hidden_states=states).sample
+    assert (on - off).abs().max() > 0
