@@ -96,6 +96,19 @@ def loras_dir() -> Path:
     return model_home() / "loras"
 
 
+def list_loras() -> list[tuple[Path, dict]]:
+    """The LoRA files in $KAIGA_HOME/loras, by name, with what each says of itself ({} for a file from elsewhere,
+    or one whose header cannot be read)."""
+    folder = loras_dir()
+    found = []
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        try:
+            found.append((path, lora_info(path)))
+        except (OSError, ValueError, Exception):  # a broken file is listed, not fatal: using it says why
+            found.append((path, {}))
+    return found
+
+
 def resolve_lora(name: str) -> Path:
     """A LoRA by name (`$KAIGA_HOME/loras/NAME.safetensors`) or path; LoraError naming it when it is not there."""
     path = Path(name).expanduser()

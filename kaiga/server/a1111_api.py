@@ -350,8 +350,11 @@ async def upscalers():
 
 @router.get("/loras")
 async def loras():
-    """The LoRAs a prompt can name (A1111's {name, alias, path, metadata}): kaiga serves none yet."""
-    return []
+    """The LoRAs a request's `lora` field can name (A1111's {name, alias, path, metadata}): the .safetensors in
+    $KAIGA_HOME/loras, with what each says of itself (kaiga's: base model, rank, alpha, dataset)."""
+    from kaiga.finetune.lora import list_loras
+
+    return [{"name": p.stem, "alias": p.stem, "path": str(p), "metadata": info} for p, info in list_loras()]
 
 
 @router.get("/cmd-flags")

@@ -93,3 +93,4 @@ def test_stock_diffusers_loads_the_file(trained, tiny_model_dir):
         unet.disable_adapters()
         off = unet(x, t, encoder_hidden_states=states).sample
     assert (on - off).abs().max() > 0
+

@@ -296,3 +296,17 @@ def test_xyz_plot_script_runs_as_kaigas_grid(server):
         assert got.status_code == 422 and got.json()["detail"].startswith(start), got.text
     got = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a car", "script_name": "Loopback"})
     assert got.status_code == 422 and got.json()["detail"].startswith("script_name: kaiga runs one of A1111's")
+
+
+def test_the_loras_in_kaiga_home_are_listed(server, monkeypatch, tmp_path):
+    from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
+    from kaiga.finetune.lora import add_lora, lora_layers, save_lora
+
+    monkeypatch.setenv("KAIGA_HOME", str(tmp_path))
+    assert httpx.get(server.url + "/sdapi/v1/loras").json() == []
+    unet = LatentDiffusion.create(tiny_config()).unet
+    add_lora(unet, rank=2, alpha=2)
+    save_lora(lora_layers(unet), tmp_path / "loras" / "toy.safetensors", rank=2, alpha=2, metadata={"method": "lora"})
+    listed = httpx.get(server.url + "/sdapi/v1/loras").json()
+    assert [(lo["name"], lo["alias"], lo["metadata"]["rank"]) for lo in listed] == [("toy", "toy", 2)]
+    assert listed[0]["path"].endswith("toy.safetensors")
