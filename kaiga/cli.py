@@ -615,6 +615,17 @@ def models(
         table.add_row(r.name, r.family, r.format.value, r.source, str(r.path))
     _wide().print(table)  # names and paths are for copying: never wrapped, whatever the terminal
     out.print(f"user model directory: {user_models_dir()}", highlight=False)
+    from kaiga.finetune.lora import list_loras, loras_dir
+
+    found = list_loras()
+    if found:  # what --lora NAME[:WEIGHT] can name
+        loras = Table("lora", "base model", "rank", "alpha", "layout", "path")
+        for path, info in found:
+            base = (info.get("base") or {}).get("model", "")
+            loras.add_row(path.stem, base, str(info.get("rank", "")), str(info.get("alpha", "")),
+                          info.get("layout", ""), str(path))
+        _wide().print(loras)
+    out.print(f"LoRA directory: {loras_dir()}", highlight=False)
 
 
 @app.command()

@@ -94,3 +94,10 @@ def test_stock_diffusers_loads_the_file(trained, tiny_model_dir):
         off = unet(x, t, encoder_hidden_states=states).sample
     assert (on - off).abs().max() > 0
 
+
+
+def test_kaiga_models_lists_the_loras(trained):
+    r = subprocess.run([sys.executable, "-m", "kaiga", "models"], env={**os.environ, "KAIGA_HOME": str(trained)},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "toy-kohya" in r.stdout and "kohya" in r.stdout and "LoRA directory:" in r.stdout
