@@ -178,6 +178,16 @@ class GenerationRequest(BaseModel):
             data = {**data, "prompt": prompt, "negative_prompt": ", ".join(p for p in (negative, no) if p)}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a1111_lora_tags(cls, data):
+        """AUTOMATIC1111's `<lora:NAME:WEIGHT>` in a prompt: the tags join the `lora` field and leave the prompt
+        (every interface builds this request, so every one reads them); the record lists the LoRAs it ran."""
+        if isinstance(data, dict) and isinstance(data.get("prompt"), str) and "<lora:" in data["prompt"]:
+            prompt, tags = split_lora_tags(data["prompt"])
+            data = {**data, "prompt": prompt, "lora": ", ".join(p for p in (data.get("lora") or "", *tags) if p)}
+        return data
+
     @model_validator(mode="after")
     def _edit_fields_need_an_image(self) -> "GenerationRequest":
         if self.blend and self.init_image is not None:
@@ -328,6 +338,19 @@ def request_schema() -> dict:
 
 
 MAX_STYLE_WEIGHT = 10.0
+
+
+LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^>]*))?>")
+
+
+def split_lora_tags(prompt: str) -> tuple[str, list[str]]:
+    """(the prompt without A1111's `<lora:NAME:WEIGHT>` tags, the tags as NAME:WEIGHT).
+
+    >>> split_lora_tags("a photo of sks toy, <lora:toy:0.8> on the beach <lora:film>")
+    ('a photo of sks toy, on the beach', ['toy:0.8', 'film'])
+    """
+    tags = [f"{name}:{weight}" if weight else name for name, weight in LORA_TAG.findall(prompt)]
+    return re.sub(r"\s+", " ", LORA_TAG.sub(" ", prompt)).replace(" ,", ",").strip(), tags
 
 
 def split_no(prompt: str) -> tuple[str, str]:

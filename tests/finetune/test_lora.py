@@ -62,6 +62,10 @@ def test_a_lora_changes_the_picture_by_its_weight_and_leaves_the_base_untouched(
     assert np.abs(kohya - base).max() > 2  # the kohya layout is read too
     two = studio.generate("a red car", lora="toy:0.5, toy-kohya:0.5", **req)
     assert [lo["name"] for lo in two[0].record.extra["loras"]] == ["toy", "toy-kohya"]
+    # AUTOMATIC1111's prompt syntax is the same request: the tag leaves the prompt, the LoRA applies
+    tagged = studio.generate("a red car <lora:toy:1.5>", **req)
+    assert tagged[0].record.prompt == "a red car" and tagged[0].record.extra["loras"][0]["weight"] == 1.5
+    np.testing.assert_array_equal(_pixels(tagged), _pixels(with_lora))
 
 
 def test_a_missing_lora_a_pickle_and_another_architecture_are_refused(trained, tiny_model_dir, monkeypatch, tmp_path):
