@@ -691,3 +691,26 @@ def test_live_preview_follows_the_typing(server, page):
     np.testing.assert_array_equal(shown, made)
     page.uncheck("#generate-form [name=live]")
     assert page.locator("#generate .live").is_hidden()
+
+
+def test_the_lora_picker_adds_a_lora_that_the_image_records(server, page, monkeypatch, tmp_path):
+    """The picker lists $KAIGA_HOME/loras (GET /sdapi/v1/loras); Add puts name:weight in the LoRA field, and the
+    generated image's record names the LoRA with its hash and weight."""
+    from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
+    from kaiga.finetune.lora import add_lora, lora_layers, save_lora
+
+    monkeypatch.setenv("KAIGA_HOME", str(tmp_path))
+    unet = LatentDiffusion.create(tiny_config()).unet  # the tiny model's architecture: the server's default
+    add_lora(unet, rank=2, alpha=2)
+    save_lora(lora_layers(unet), tmp_path / "loras" / "toy.safetensors", rank=2, alpha=2, metadata={"method": "lora"})
+    _open(page, server)
+    page.wait_for_function("[...document.querySelectorAll('.lora-pick option')].some(o => o.value === 'toy')")
+    page.select_option(".lora-pick", "toy")
+    page.fill(".lora-weight", "0.8")
+    page.click("button.add-lora")
+    assert page.input_value("#generate-form input[name=lora]") == "toy:0.8"
+    _fill(page, "#generate-form", prompt="a red car", steps=1, seed=2, n=1)
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
+    record = httpx.get(server.url + "/v1/gallery/images").json()["data"][0]["record"]
+    assert [(lo["name"], lo["weight"]) for lo in record["extra"]["loras"]] == [("toy", 0.8)]

@@ -927,6 +927,29 @@ function addStyle() {
   input.value = parts.join(",");
 }
 
+async function fillLoras() {
+  // The LoRA picker offers GET /sdapi/v1/loras ($KAIGA_HOME/loras); Add appends `name:weight` to the field.
+  const loras = await api("/sdapi/v1/loras");
+  const options = loras.map((l) => {
+    const option = new Option(l.name, l.name);
+    const base = l.metadata?.base?.model;
+    option.title = base ? `trained on ${base}, rank ${l.metadata.rank}` : l.path;
+    return option;
+  });
+  $(".lora-pick").replaceChildren(...(options.length ? options : [new Option("(none in $KAIGA_HOME/loras)", "")]));
+  $(".add-lora").disabled = !options.length;
+}
+
+function addLora() {
+  const input = $("#generate-form").elements.lora, name = $(".lora-pick").value;
+  if (!name) return;
+  const weight = Number($(".lora-weight").value);
+  const parts = input.value.split(",").map((p) => p.trim()).filter((p) => p && p.split(":")[0] !== name);
+  parts.push(weight === 1 ? name : `${name}:${weight}`);
+  input.value = parts.join(",");
+  input.dispatchEvent(new Event("input", { bubbles: true }));  // a live preview redraws with it
+}
+
 // ---- taste: whose it is and whether it is enough to personalise by (GET /v1/taste) ------------------------------
 const tasteState = { person: null };
 
@@ -947,6 +970,7 @@ async function fillChoices() {
     applySchema({ fields: schemaFields });
   } catch (e) { showError(e); }
   fillStyles().catch(showError);
+  fillLoras().catch(showError);
   fillTaste().catch(showError);
   try {
     const models = (await api("/v1/models")).data;
@@ -973,6 +997,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#blend-go").addEventListener("click", runBlend);
   $("#blend-clear").addEventListener("click", clearBlend);
   $(".add-style").addEventListener("click", addStyle);
+  $(".add-lora").addEventListener("click", addLora);
   for (const form of $$("form.settings")) form.elements.model.addEventListener("change", () => fitToModel(form));
   $("#generate .cancel").addEventListener("click", () => {
     if (currentJob) api(`/v1/jobs/${currentJob}/cancel`, { method: "POST" }).catch(showError);
