@@ -190,11 +190,9 @@ class Studio:
         check_request(caps, request)
         style_record(request)  # every style it names exists (a StyleError is a RequestError)
         if request.lora.strip():
-            from kaiga.finetune.lora import requested_loras
+            from kaiga.finetune.lora import check_loras
 
-            requested_loras(request.lora)  # each one found, not a pickle
-            if caps.family != "diffusion":
-                raise RequestError(f"lora: LoRAs adapt a diffusion model's UNet; this is a {caps.family} model")
+            check_loras(caps.family, request.lora)  # each one found, not a pickle, a model with a UNet
 
     def generate(
         self,

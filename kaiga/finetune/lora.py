@@ -166,6 +166,16 @@ def requested_loras(spec: str) -> list[AppliedLora]:
     return applied
 
 
+def check_loras(family: str, spec: str) -> None:
+    """The request's `lora` field checked before any work (by the Studio and by the server before queuing): each
+    LoRA found, and a model that has a UNet to adapt."""
+    if not spec.strip():
+        return
+    requested_loras(spec)
+    if family != "diffusion":
+        raise LoraError(f"lora: LoRAs adapt a diffusion model's UNet; this is a {family} model")
+
+
 def apply_loras(unet, loras: list[AppliedLora]) -> None:
     """Load each LoRA into `unet` once (an adapter named by its hash) and make exactly these active, at their
     weights; an empty list turns every adapter off. A file whose modules this UNet lacks (made for another

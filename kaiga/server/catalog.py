@@ -79,8 +79,13 @@ class Catalog:
         and a style that does not exist."""
         from kaiga.styles.mix import check_style
 
-        check_request(self.capabilities(request.model), request)
+        caps = self.capabilities(request.model)
+        check_request(caps, request)
         check_style(request)
+        if request.lora.strip():
+            from kaiga.finetune.lora import check_loras
+
+            check_loras(caps.family, request.lora)
 
     @cached_property
     def models(self) -> list[ModelRef]:

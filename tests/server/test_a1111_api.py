@@ -310,3 +310,23 @@ def test_the_loras_in_kaiga_home_are_listed(server, monkeypatch, tmp_path):
     listed = httpx.get(server.url + "/sdapi/v1/loras").json()
     assert [(lo["name"], lo["alias"], lo["metadata"]["rank"]) for lo in listed] == [("toy", "toy", 2)]
     assert listed[0]["path"].endswith("toy.safetensors")
+
+
+def test_a_lora_by_prompt_tag_or_field_in_both_apis(server, monkeypatch, tmp_path):
+    from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
+    from kaiga.finetune.lora import add_lora, lora_layers, save_lora
+
+    monkeypatch.setenv("KAIGA_HOME", str(tmp_path))
+    unet = LatentDiffusion.create(tiny_config()).unet
+    add_lora(unet, rank=2, alpha=2)
+    save_lora(lora_layers(unet), tmp_path / "loras" / "toy.safetensors", rank=2, alpha=2, metadata={"method": "lora"})
+    r = httpx.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a red car <lora:toy:0.5>", "steps": 1,
+                                                           "width": 64, "height": 64}, timeout=120)
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])
+    assert info["prompt"] == "a red car"
+    job = server.wait_for_job(httpx.post(server.url + "/v1/jobs", json={"prompt": "a red car", "lora": "toy:0.7",
+                                                                        "steps": 1}).json()["id"])
+    assert job["images"][0]["record"]["extra"]["loras"][0]["weight"] == 0.7
+    bad = httpx.post(server.url + "/v1/jobs", json={"prompt": "a red car", "lora": "nope", "steps": 1})
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("lora: no LoRA 'nope'")
