@@ -149,14 +149,24 @@ class CampaignPlan(BaseModel):
         return out
 
 
+# Request fields added after campaigns had keys: they join a cell's key only when set, so a campaign made before
+# them keeps its keys (a resume makes only its missing cells).
+KEYED_WHEN_SET = ("lora",)
+
+
 def cell_key(request: GenerationRequest, model_hash: str) -> str:
     """The fingerprint of a cell's pixels: every request field but `n` and the model's name, with the model's hash.
 
     >>> cell_key(GenerationRequest(prompt="a red car", seed=1), "0123456789") == cell_key(
     ...     GenerationRequest(prompt="a red car", seed=1, n=1), "0123456789")
     True
+    >>> cell_key(GenerationRequest(prompt="a red car", seed=1), "0123456789")  # as before the `lora` field
+    'fc14c36dc5c5d57f4cdf49dc'
     """
     fields = request.model_dump(mode="json", exclude={"n", "model"})
+    for name in KEYED_WHEN_SET:  # fields newer than the key: at their default they leave it as it was
+        if not fields.get(name):
+            fields.pop(name, None)
     return hashlib.sha256(json.dumps([fields, model_hash], sort_keys=True).encode()).hexdigest()[:24]
 
 
