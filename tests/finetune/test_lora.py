@@ -105,3 +105,29 @@ def test_kaiga_models_lists_the_loras(trained):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "toy-kohya" in r.stdout and "kohya" in r.stdout and "LoRA directory:" in r.stdout
+
+
+def test_stock_diffusers_load_lora_weights_makes_the_same_pixels_as_kaiga(trained, tiny_model_dir, monkeypatch):
+    """A LoRA trained by kaiga, loaded with diffusers' own `pipeline.load_lora_weights` on a StableDiffusionPipeline
+    of our folder's modules, draws what kaiga draws with `--lora` (DDIM, the same noise)."""
+    from kaiga.eval.speed import max_pixel_diff, stock_pipeline
+    from kaiga.families.diffusion.model import LatentDiffusion
+    from kaiga.finetune.lora import apply_loras, requested_loras
+    from kaiga.pipelines.text_to_image import text_to_image
+    from kaiga.request import GenerationRequest
+
+    monkeypatch.setenv("KAIGA_HOME", str(trained))
+    request = GenerationRequest(prompt="a red car", steps=3, guidance=3.0, sampler="ddim")
+    ours = LatentDiffusion.load(tiny_model_dir)
+    base = text_to_image(ours, request, [7])
+    apply_loras(ours.unet, requested_loras("toy:1.5"))
+    with_lora = text_to_image(ours, request, [7])
+
+    stock = stock_pipeline(LatentDiffusion.load(tiny_model_dir))
+    stock.load_lora_weights(str(trained / "loras" / "toy.safetensors"), adapter_name="toy")
+    stock.set_adapters(["toy"], [1.5])
+    generator = [torch.Generator().manual_seed(7)]
+    theirs = stock("a red car", num_inference_steps=3, guidance_scale=3.0, height=64, width=64, generator=generator,
+                   output_type="pil").images
+    assert max_pixel_diff(with_lora, theirs) <= 2  # the same LoRA, the same picture (float order aside)
+    assert max_pixel_diff(with_lora, base) > 2  # and the LoRA is what makes the picture
