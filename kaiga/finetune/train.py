@@ -42,6 +42,17 @@ class LoraTask(FamilyTask):
                  layout: str, **kwargs):
         super().__init__(model, data, **kwargs)
         self.out_file, self.rank, self.alpha, self.base, self.layout = Path(out_file), rank, alpha, base, layout
+        # the grids show the user's own captions (the first images' first captions), not the scenes prompts
+        self.grid_prompts = [ex.captions[0] for ex in self.admission.examples[:8] if ex.captions]
+
+    def sample_grid(self, module, step):
+        from kaiga.images import pil_grid
+        from kaiga.request import GenerationRequest
+
+        if not self.grid_prompts:
+            return super().sample_grid(module, step)
+        seeds = list(range(len(self.grid_prompts)))
+        return pil_grid(module.sample(GenerationRequest(prompt="grid"), seeds, prompts=self.grid_prompts))
 
     def export(self, state_dict, out):
         self.model.load_state_dict(state_dict)  # the EMA weights

@@ -131,3 +131,22 @@ def test_stock_diffusers_load_lora_weights_makes_the_same_pixels_as_kaiga(traine
                    output_type="pil").images
     assert max_pixel_diff(with_lora, theirs) <= 2  # the same LoRA, the same picture (float order aside)
     assert max_pixel_diff(with_lora, base) > 2  # and the LoRA is what makes the picture
+
+
+def test_sample_grids_show_the_datasets_own_captions(tiny_model_dir, tiny_scenes, tmp_path):
+    from PIL import Image
+
+    from kaiga.data.admit import admit
+    from kaiga.finetune.train import finetune_lora
+    from kaiga.train.loop import LoopConfig
+
+    finetune_lora(tiny_model_dir, tiny_scenes, tmp_path / "toy.safetensors", tmp_path / "run",
+                  LoopConfig(steps=2, batch_size=2, progress=False, sample_every=2), rank=2, alpha=2)
+    grid = Image.open(tmp_path / "run" / "samples" / "step0000002.png")
+    assert grid.size == (8 * 64 * 2, 64 * 2)  # one image per caption, in one row of eight
+    from kaiga.families.diffusion.model import LatentDiffusion
+    from kaiga.finetune.train import LoraTask
+
+    task = LoraTask(LatentDiffusion.load(tiny_model_dir), tiny_scenes, tmp_path / "x.safetensors", 2, 2, {},
+                    "diffusers", batch_size=2)
+    assert task.grid_prompts == [ex.captions[0] for ex in admit(tiny_scenes).examples[:8]]
