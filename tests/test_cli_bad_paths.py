@@ -64,7 +64,13 @@ KINDS = {
     ("train readout", "--out"): "out-folder",
     ("train watermark", "--out"): "out-folder",
     ("train upscaler", "--out"): "out-folder",
-    **{(f"train {kind}", "--opt-out"): "in-file" for kind in ("autoencoder", "diffusion", "vae", "gan", "transformer")},
+    **{(f"train {kind}", "--opt-out"): "in-file" for kind in ("autoencoder", "diffusion", "vae", "gan", "transformer",
+                                                              "distill")},
+    ("train distill", "--data"): "in-folder",
+    ("train distill", "--out"): "out-folder",
+    ("finetune", "--data"): "in-folder",
+    ("live", "--out"): "out-folder",
+    ("finetune", "--opt-out"): "in-file",
     ("data opt-out", "images"): "in-file",
     ("data opt-out", "--list"): "out-file",
     ("audit memorisation", "--data"): "in-folder",
@@ -93,7 +99,8 @@ KINDS = {
 }
 
 # Good values of required non-path parameters (any other required one: add it here).
-GOOD = {"prompt": "a red car", "stage": "tokenizer", "model": "scenes-gan", "x": "steps=1,2", "name": "ad"}
+GOOD = {"prompt": "a red car", "stage": "tokenizer", "model": "scenes-gan", "x": "steps=1,2", "name": "ad",
+        "out_name": "toy"}
 # Options that a path option needs beside it to mean anything (a mask masks an --init image).
 NEEDS = {("generate", "--mask"): ("--init", "image")}
 
