@@ -972,6 +972,17 @@ def train_diffusion(data: _Data, out_dir: _Out,
     out.print(f"diffusion: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_dir}")
 
 
+def _diffusion_folder(name: Optional[str], what: str):
+    """The model `name` (None: the default) as a diffusion model folder, or a one-line failure saying `what` needs
+    one (a GAN, a single-file checkpoint)."""
+    from kaiga.model_files import ModelFormat, resolve_model
+
+    ref = resolve_model(name)
+    if ref.family != "diffusion" or ref.format is not ModelFormat.DIFFUSERS_FOLDER:
+        fail(f"{what} needs a diffusion model folder ({ref.name} is a {ref.family} {ref.format.value})")
+    return ref
+
+
 @train_app.command("distill")
 def train_distill(data: _Data, out_dir: _Out,
                   teacher: Annotated[Optional[str], typer.Option(help="The diffusion model to distil (name or folder; default: the default model).")] = None,
@@ -999,13 +1010,11 @@ def train_distill(data: _Data, out_dir: _Out,
     _use_threads(threads)
     from kaiga.data.dataset import DatasetError
     from kaiga.families.diffusion.consistency import ConsistencyConfig
-    from kaiga.model_files import ModelError, ModelFormat, resolve_model
+    from kaiga.model_files import ModelError
     from kaiga.train.commands import train_consistency
 
     try:
-        ref = resolve_model(teacher)
-        if ref.family != "diffusion" or ref.format is not ModelFormat.DIFFUSERS_FOLDER:
-            fail(f"teacher: distillation needs a diffusion model folder ({ref.name} is a {ref.family} {ref.format.value})")
+        ref = _diffusion_folder(teacher, "teacher: distillation")
         cfg = ConsistencyConfig(guidance=(low, high), solver_steps=solver_steps, target_decay=target_decay)
         state = train_consistency(data, out_dir, ref.path, _loop_options(
             steps, batch_size, lr, checkpoint_every, sample_every, seed, max_minutes=max_minutes,
@@ -1051,12 +1060,10 @@ def finetune(data: _Data,
     _use_threads(threads)
     from kaiga.data.dataset import DatasetError
     from kaiga.finetune.train import finetune_lora
-    from kaiga.model_files import ModelError, ModelFormat, resolve_model
+    from kaiga.model_files import ModelError
 
     try:
-        ref = resolve_model(model)
-        if ref.family != "diffusion" or ref.format is not ModelFormat.DIFFUSERS_FOLDER:
-            fail(f"model: LoRA fine-tuning needs a diffusion model folder ({ref.name} is a {ref.family} {ref.format.value})")
+        ref = _diffusion_folder(model, "model: LoRA fine-tuning")
         state = finetune_lora(ref.path, data, out_file, run_dir, _loop_options(
             steps, batch_size, lr, checkpoint_every, sample_every, seed, max_minutes=max_minutes, precision=precision),
             rank=rank, alpha=alpha, layout=layout, resume=resume, admission=admission)
