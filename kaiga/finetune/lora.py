@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -88,7 +89,14 @@ def lora_info(path) -> dict:
 
 
 def file_hash(path) -> str:
-    """The first 10 hex digits of the file's SHA-256, as A1111 shows a LoRA's hash."""
+    """The first 10 hex digits of the file's SHA-256, as A1111 shows a LoRA's hash; read once while the file is
+    unchanged (every generation with a LoRA asks for it)."""
+    stat = Path(path).stat()
+    return _hash_of(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=256)
+def _hash_of(path: str, mtime_ns: int, size: int) -> str:  # the stat in the key: a rewritten file is read again
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:10]
 
 
@@ -104,7 +112,7 @@ def list_loras() -> list[tuple[Path, dict]]:
     for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
         try:
             found.append((path, lora_info(path)))
-        except (OSError, ValueError, Exception):  # a broken file is listed, not fatal: using it says why
+        except Exception:  # a broken file is listed, not fatal: using it says why
             found.append((path, {}))
     return found
 
@@ -153,17 +161,17 @@ def parse_lora(spec: str) -> tuple[str, float]:
 MAX_LORAS = 8
 
 
-def requested_loras(spec: str) -> list[AppliedLora]:
-    """The LoRAs a request's `lora` field names ("toy:0.8, style"), each found and hashed; LoraError else."""
+def _named_loras(spec: str) -> list[tuple[str, float, Path]]:
+    """(name, weight, file) of each LoRA a request's `lora` field names ("toy:0.8, style"); LoraError else."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     if len(parts) > MAX_LORAS:
         raise LoraError(f"lora: at most {MAX_LORAS} LoRAs at once (got {len(parts)})")
-    applied = []
-    for part in parts:
-        name, weight = parse_lora(part)
-        path = resolve_lora(name)
-        applied.append(AppliedLora(name, path, weight, file_hash(path)))
-    return applied
+    return [(name, weight, resolve_lora(name)) for name, weight in map(parse_lora, parts)]
+
+
+def requested_loras(spec: str) -> list[AppliedLora]:
+    """The LoRAs a request's `lora` field names, each found and hashed (what the record lists); LoraError else."""
+    return [AppliedLora(name, path, weight, file_hash(path)) for name, weight, path in _named_loras(spec)]
 
 
 def check_loras(family: str, spec: str) -> None:
@@ -171,7 +179,7 @@ def check_loras(family: str, spec: str) -> None:
     LoRA found, and a model that has a UNet to adapt."""
     if not spec.strip():
         return
-    requested_loras(spec)
+    _named_loras(spec)  # found, not a pickle; hashed only when they run
     if family != "diffusion":
         raise LoraError(f"lora: LoRAs adapt a diffusion model's UNet; this is a {family} model")
 
