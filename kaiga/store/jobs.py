@@ -231,8 +231,9 @@ class JobQueue:
         """More pending jobs to run in one batch with the claimed job `first`: of its model and its priority (so no
         job jumps ahead of a waiting one of higher priority), in the queue's order, each one whose stored request
         `fits` (the worker's test: the same settings but the seed, room left in the batch), claimed as `claim`
-        does. Looks at `limit` pending jobs at most. Among equal priorities they run before other users' jobs of
-        other settings that waited longer: they run in the same time as `first`, the price of batching."""
+        does, all in one transaction and with `first`'s start (a batch is one claim in the record). Looks at
+        `limit` pending jobs at most. Among equal priorities they run before other users' jobs of other settings
+        that waited longer: they run in the same time as `first`, the price of batching."""
         with self.db.session() as s:
             model = s.scalar(select(Job.model).where(Job.id == first.id))
             pending = select(Job.id, Job.request).where(Job.status == JobStatus.PENDING.value, Job.model == model,
@@ -240,17 +241,22 @@ class JobQueue:
             if campaign is not None:
                 pending = pending.where(Job.campaign == campaign)
             candidates = s.execute(pending.order_by(Job.priority.desc(), Job.created, Job.id).limit(limit)).all()
+        # One transaction for the whole batch, and the batch's start for each of its jobs: a batch is then one claim
+        # in the record (its jobs share `started`), however long a busy database takes over the rows. Locks are
+        # taken in the queue's order, the same in every worker, so two workers' batches cannot deadlock.
+        started = first.started or utcnow()
         claimed = []
-        for job_id, request in candidates:
-            if not fits(dict(request)):
-                continue
-            with self.db.session() as s:
+        with self.db.session() as s:
+            for job_id, request in candidates:
+                if not fits(dict(request)):
+                    continue
                 won = s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.PENDING.value)
                                 .values(status=JobStatus.RUNNING.value, attempts=Job.attempts + 1,
-                                        started=utcnow(), heartbeat=utcnow(), progress=0.0)).rowcount
+                                        started=started, heartbeat=utcnow(), progress=0.0)).rowcount
                 if won == 1:
-                    claimed.append(JobView.of(s.get(Job, job_id, populate_existing=True)))
-        return claimed
+                    claimed.append(job_id)
+            views = [JobView.of(s.get(Job, job_id, populate_existing=True)) for job_id in claimed]
+        return views
 
     def _finish(self, job_id: str, attempt: int, **values) -> JobView:
         with self.db.session() as s:

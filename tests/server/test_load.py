@@ -17,46 +17,41 @@ from sqlalchemy import func, select
 
 from bench.load import LoadPlan, run_load
 from kaiga.store.tables import Image, Job
+from kaiga.worker.consumer import batch_key
 
 SLACK = timedelta(seconds=1)  # a job queued this close to a claim may not have been committed when the claim looked
 
 
-def batch_leaders(jobs: list[Job]) -> list[Job]:
-    """The jobs `claim` picked, in start order: not those claimed with one of them into its batch (the same
-    batch key, started within a moment of it: kaiga.worker.consumer.batch_key, JobQueue.claim_alike)."""
-    from kaiga.worker.consumer import batch_key
-
-    leaders: list[Job] = []
-    for job in sorted((j for j in jobs if j.started is not None), key=lambda j: j.started):
+def claims(jobs: list[Job]) -> list[list[Job]]:
+    """The queue's claims in start order, each the jobs it took: one, or a batch (JobQueue.claim_alike takes jobs of
+    the same batch key, kaiga.worker.consumer.batch_key, with the claimed one and gives them its start)."""
+    found: dict[tuple, list[Job]] = {}
+    for job in sorted((j for j in jobs if j.started is not None), key=lambda j: (j.started, j.created, j.id)):
         key = batch_key(job.request or {})
-        if key is None or not any(batch_key(lead.request or {}) == key and job.started - lead.started < SLACK
-                                  for lead in leaders[-16:]):
-            leaders.append(job)
-    return leaders
+        found.setdefault((job.started, job.id if key is None else key), []).append(job)
+    return list(found.values())
 
 
 def order_violations(jobs: list[Job], slack: timedelta = SLACK) -> list[tuple[Job, Job]]:
-    """(claimed, waiting) pairs where `waiting` should have been claimed first (see JobQueue.claim); a batch's
-    companions are not claims of their own (`batch_leaders`)."""
-    leaders = {j.id for j in batch_leaders(jobs)}
+    """(claimed, waiting) pairs where `waiting` should have been claimed first (see JobQueue.claim). A batch is one
+    claim, of whichever of its jobs ranks first: the others came with it (`claims`)."""
     last_start: dict[str, datetime] = {}  # user -> start of their latest job so far (companions' too: the queue's)
     found = []
-    for claimed in sorted((j for j in jobs if j.started is not None), key=lambda j: j.started):
-        t = claimed.started
-        if claimed.id not in leaders:
-            last_start[claimed.user] = t
-            continue
+    for batch in claims(jobs):
+        t = batch[0].started
 
         def rank(job: Job) -> tuple:
             last = last_start.get(job.user)
             return -job.priority, (0, t) if last is None else (1, last), job.created, job.id
 
+        claimed = min(batch, key=rank)
         for waiting in jobs:
             pending_at_t = waiting.created < t - slack and (waiting.started is None or waiting.started > t) and (
                 waiting.finished is None or waiting.finished > t)
             if pending_at_t and rank(waiting) < rank(claimed):
                 found.append((claimed, waiting))
-        last_start[claimed.user] = t
+        for job in batch:
+            last_start[job.user] = t
     return found
 
 

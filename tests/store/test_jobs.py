@@ -97,3 +97,17 @@ def test_a_models_worker_claims_only_that_models_jobs(queue):
     assert queue.claim(("model-a",)) is None
     assert queue.claim(("model-c", "")).id == old.id  # the default model's worker also takes ""
     assert queue.claim(None).id == b.id
+
+
+def test_a_batch_is_claimed_in_queue_order_with_its_first_jobs_start(queue):
+    first_view = _submit(queue, "ann", "a cat")
+    alike = [_submit(queue, user, "a cat") for user in ("bob", "cat")]
+    other = _submit(queue, "dan", "a dog")  # other settings: not taken
+    urgent = _submit(queue, "eve", "a cat", priority=5)  # another priority: claimed first, and alone
+    assert queue.claim().id == urgent.id
+    first = queue.claim()
+    assert first.id == first_view.id
+    batch = queue.claim_alike(first, lambda request: request["prompt"] == "a cat")
+    assert [j.id for j in batch] == [j.id for j in alike]
+    assert {j.status for j in batch} == {"running"} and {j.started for j in batch} == {first.started}
+    assert queue.get(other.id).status == "pending"
