@@ -20,7 +20,9 @@ from kaiga.cli_common import (  # noqa: F401 (re-exported: the commands and test
     EXIT_USAGE,
     MAX_DEFAULT_THREADS,
     _ascii_letter,
+    _Backend,
     _busy_cores,
+    _check_backend,
     _check_device,
     _check_precision,
     _cores,
@@ -135,6 +137,7 @@ def generate(
     choose_from: Annotated[int, typer.Option("--choose-from", min=1, max=16, help="With --personalize: each image kept is the best of this many made (1: the prompt shift alone).")] = 4,
     db: Annotated[Optional[str], typer.Option("--db", help="With --personalize: the database holding the reviews (SQLAlchemy URL; default: SQLite in $KAIGA_HOME, as kaiga serve).")] = None,
     precision: Annotated[str, typer.Option(help="fp32 (the default: the same pixels on every run and machine) or bf16: matmuls and convolutions in bfloat16, faster at large batches on CPUs with AMX and on GPUs; pixels differ in low bits and the record says bf16 (kaiga bench --precision bf16 measures both).")] = "fp32",
+    backend: _Backend = "eager",
     *, fields: dict,
 ):
     """Generate images from a prompt with the default model or --model; edit an image with --init.
@@ -154,6 +157,7 @@ def generate(
     _writable_folder(out_dir, "--out")
     _check_device(device)
     _check_precision(precision)
+    _check_backend(backend)
     try:
         request = GenerationRequest(**fields, init_image=PENDING if init else None, mask=PENDING if mask else None)
         request.require_prompt()
@@ -180,7 +184,7 @@ def generate(
     taste = _taste_of(personalize, db) if personalize else None  # before any work: they may have rated nothing
     _use_threads(threads)
     try:
-        studio = Studio(device=device, config_dir=config, precision=precision)
+        studio = Studio(device=device, config_dir=config, precision=precision, backend=backend)
         studio.check(request)  # before the model loads
         caps = studio.capabilities(request.model)
         if request.upscale is None:
@@ -1644,6 +1648,7 @@ def bench(
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch threads, here and in the cold-start processes (default: torch's choice, usually every core).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 2 steps, batch 1 and 2, 1 repeat; options given beside it still apply.")] = False,
     precision: Annotated[str, typer.Option(help="kaiga's side computes in fp32 (the same pixels as stock) or bf16 (autocast; stock stays fp32, as diffusers runs by default): the max pixel difference says what it costs.")] = "fp32",
+    backend: _Backend = "eager",
 ):
     """Time kaiga's generation against stock diffusers on the same weights, in one run.
 
@@ -1663,13 +1668,14 @@ def bench(
     _writable_file(json_path, "--json")
     _check_device(device)
     _check_precision(precision)
+    _check_backend(backend)
     from dataclasses import replace
 
     from kaiga.eval.speed import FULL, QUICK, ColdStartError, run, write_json
 
     given = {"model": model, "device": device, "steps": _int_list(steps, "steps"),
              "batch_sizes": _int_list(batch_sizes, "batch-sizes"), "repeats": repeats, "size": size,
-             "threads": threads, "precision": precision}
+             "threads": threads, "precision": precision, "backend": backend}
     try:
         config = replace(QUICK if quick else FULL, cold_start=cold_start,
                          **{k: v for k, v in given.items() if v is not None})
@@ -1708,6 +1714,7 @@ def serve(
     threads: _Threads = None,
     precision: Annotated[str, typer.Option(help="fp32 (the default) or bf16: the workers generate under bfloat16 autocast, faster at large batches on CPUs with AMX and on GPUs; records say so.")] = "fp32",
     batch_jobs: Annotated[bool, typer.Option("--batch-jobs/--no-batch-jobs", help="Run queued jobs that differ only in their seeds together, in one batch of up to 16 images (each image as its seed makes it alone, to one grey level).")] = True,
+    backend: _Backend = "eager",
 ):
     """Serve the studio over HTTP: OpenAI-compatible /v1, A1111-compatible /sdapi/v1, docs at /docs."""
     from pydantic import ValidationError
@@ -1717,9 +1724,11 @@ def serve(
     from kaiga.server.settings import ServerSettings, is_loopback
 
     _check_precision(precision)
+    _check_backend(backend)
     try:
         settings = ServerSettings(db_url=db, require_keys=auth, api_auth=tuple(api_auth or ()), default_model=model,
-                                  max_queued=max_queued, device=device, precision=precision, batch_jobs=batch_jobs)
+                                  max_queued=max_queued, device=device, precision=precision, batch_jobs=batch_jobs,
+                                  backend=backend)
     except ValidationError as e:
         fail(describe_error(e))
     if not is_loopback(host) and not settings.has_auth and not insecure:

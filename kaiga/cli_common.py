@@ -117,6 +117,19 @@ def _check_precision(precision: str) -> None:
         fail(f"--{e}")
 
 
+_Backend = Annotated[str, typer.Option(help="How the diffusion UNet runs: eager (the default: diffusers' modules, the golden pixels) or jit: traced and frozen as a TorchScript graph on first use per batch and size (a few seconds), then faster, most at small batches; pixels equal within rounding; LoRA and bf16 run eagerly.")]
+
+
+def _check_backend(backend: str) -> None:
+    """Fail unless `backend` is eager or jit (kaiga/families/diffusion/traced.py)."""
+    from kaiga.families.diffusion.traced import check_backend
+
+    try:
+        check_backend(backend)
+    except ValueError as e:
+        fail(f"--{e}")
+
+
 def _check_device(device: Optional[str]) -> None:
     """Fail unless `device` (None: the best available) is one this machine and this torch build have."""
     if device is None:

@@ -78,10 +78,19 @@ def live_cmd(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or mps (default: the best there is).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
     precision: Annotated[str, typer.Option(help="fp32 (the default) or bf16 (kaiga generate --help).")] = "fp32",
+    backend: Annotated[str, typer.Option(help="eager (the default) or jit: the UNet traced on the first frame, then faster at batch 1 (kaiga generate --help).")] = "eager",
     *, fields: dict,
 ):
     """A live preview: the image redrawn as the prompt is typed (the terminal's version of /v1/live)."""
-    from kaiga.cli_common import _check_device, _check_precision, _setup_logging, _use_threads, _writable_folder, fail
+    from kaiga.cli_common import (
+        _check_backend,
+        _check_device,
+        _check_precision,
+        _setup_logging,
+        _use_threads,
+        _writable_folder,
+        fail,
+    )
     from kaiga.live import LiveSession, LiveSettings
     from kaiga.model_files import ModelError
     from kaiga.request import RequestError
@@ -89,13 +98,14 @@ def live_cmd(
     _setup_logging()
     _check_device(device)
     _check_precision(precision)
+    _check_backend(backend)
     if out_dir is not None:
         _writable_folder(out_dir, "--out")
     _use_threads(threads)
     from kaiga.studio import Studio
 
     settings = LiveSettings(similarity=similarity, debounce_ms=debounce_ms, warm_start=warm_start)
-    session = LiveSession(Studio(device=device, precision=precision), settings,
+    session = LiveSession(Studio(device=device, precision=precision, backend=backend), settings,
                           defaults={k: v for k, v in fields.items() if v not in (None, "")})
     try:
         if prompt:

@@ -24,10 +24,12 @@ def worker_cmd(db: Annotated[Optional[str], typer.Option("--db", help="SQLAlchem
                device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or mps (default: the best there is).")] = None,
                threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
                precision: Annotated[str, typer.Option(help="fp32 (the default) or bf16: generate under bfloat16 autocast (records say so).")] = "fp32",
+               backend: Annotated[str, typer.Option(help="eager (the default) or jit: the UNet traced per batch and size on first use (kaiga generate --help).")] = "eager",
                poll: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at an empty queue.")] = 0.5,
                once: Annotated[bool, typer.Option("--exit-when-idle", help="Stop when the queue has no job for this worker.")] = False):
     """Run queued jobs from the database until stopped (Ctrl-C), beside other workers on the same queue."""
     from kaiga.cli_common import (
+        _check_backend,
         _check_device,
         _check_precision,
         _open_db,
@@ -49,13 +51,15 @@ def worker_cmd(db: Annotated[Optional[str], typer.Option("--db", help="SQLAlchem
         _writable_folder(data_dir, "--data-dir")
     _check_device(device)
     _check_precision(precision)
+    _check_backend(backend)
     _use_threads(threads)
     database = _open_db(db)
     settings = ServerSettings(db_url=db, data_dir=data_dir)
     queue = JobQueue(database, lease_s=lease)
     gallery = Gallery(database, settings.gallery_dir(), finish=sign_by_default)
     worker = Worker(queue, gallery, lambda name: resolve_model(name).path, device=device, precision=precision,
-                    uploads=UploadStore(settings.uploads_dir()), models=tuple(model) if model else None)
+                    backend=backend, uploads=UploadStore(settings.uploads_dir()),
+                    models=tuple(model) if model else None)
     made = 0
     err.print(f"worker: running jobs from {database.engine.url.render_as_string(hide_password=True)}"
               f"{' for ' + ', '.join(model) if model else ''} (Ctrl-C stops)", highlight=False, soft_wrap=True)

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from kaiga.capabilities import Capabilities, check_request, ignored_fields, output_size, with_defaults
+from kaiga.families.diffusion.traced import check_backend, compute_backend
 from kaiga.metadata import GenerationRecord, png_bytes, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
@@ -156,9 +157,10 @@ class Studio:
 
     def __init__(self, device: str | None = None, batch_size: int = 16, config_dir: Path | None = None,
                  uploads: UploadStore | None = None, safety: SafetySettings | None = None, watermark: bool = True,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", backend: str = "eager"):
         self.device = pick_device(device)
         self.precision = check_precision(precision)  # bf16: autocast (kaiga/pipelines/precision.py), said in records
+        self.backend = check_backend(backend)  # jit: the UNet traced (kaiga/families/diffusion/traced.py), said too
         self.batch_size = batch_size
         self.config_dir = config_dir
         self.uploads = uploads or UploadStore(model_home() / "uploads")
@@ -263,10 +265,10 @@ class Studio:
                 init, mask = self._blended(model, request, output_size(caps, native)), None
             else:
                 init, mask = self._upload("init_image", request.init_image), self._upload("mask", request.mask)
-            with compute_precision(self.device, self.precision):
+            with compute_precision(self.device, self.precision), compute_backend(self.backend):
                 images = image_to_image(model, native, init, seeds, mask, batch_size=self.batch_size, on_step=on_step)
         else:
-            with compute_precision(self.device, self.precision):
+            with compute_precision(self.device, self.precision), compute_backend(self.backend):
                 images = text_to_image(model, native, seeds, self.batch_size, on_step)
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(images)
         width, height = output_size(caps, request)
@@ -302,6 +304,7 @@ class Studio:
                            **({"unknown_words": unknown} if unknown else {}),
                            **({"ignored_fields": ignored} if ignored else {}),
                            **({"precision": self.precision} if self.precision != "fp32" else {}),
+                           **({"backend": self.backend} if self.backend != "eager" else {}),
                            **({"loras": [lora.record() for lora in loras]} if loras else {}),
                            **({"prompt_template": {"prompt": template.prompt,
                                                    "negative_prompt": template.negative_prompt}}

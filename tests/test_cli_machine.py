@@ -83,6 +83,14 @@ def test_a_precision_that_is_none_is_one_line_before_any_model_loads(tmp_path, c
     assert one_line(stderr) == "error: --precision: fp32 or bf16 (got 'fp16')"
 
 
+@pytest.mark.parametrize("command", [["generate", "a red car"], ["serve"], ["worker"], ["bench", "--quick"],
+                                     ["live", "a red car"]])
+def test_a_backend_that_is_none_is_one_line_before_any_model_loads(tmp_path, command):
+    result, stderr = kaiga(*command, "--backend", "onnx", cwd=tmp_path)
+    assert result["code"] == 2 and not result["loaded"]
+    assert one_line(stderr) == "error: --backend: eager or jit (got 'onnx')"
+
+
 @pytest.mark.parametrize("db, message", [
     ("notadb://", "error: --db: notadb://: no database driver for 'notadb'"),
     ("not a url", "error: --db: 'not a url' is not a database URL"),

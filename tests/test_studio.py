@@ -116,3 +116,17 @@ def test_bf16_generation_is_said_in_the_record_and_close_to_fp32(tiny_model_dir)
     assert diff.mean() < 8, diff.mean()  # low bits, not another picture
     with pytest.raises(ValueError, match="precision: fp32 or bf16"):
         Studio(precision="fp16")
+
+
+def test_the_jit_backend_makes_the_same_pixels_and_says_so(tiny_model_dir):
+    """--backend jit: the UNet traced and frozen; the same image to a grey level, and the record says jit."""
+    import numpy as np
+
+    # unwatermarked: the mark carries each image's own record id
+    plain = Studio(watermark=False).generate("a red car", seed=3, steps=4, model=str(tiny_model_dir))[0]
+    traced = Studio(backend="jit", watermark=False).generate("a red car", seed=3, steps=4, model=str(tiny_model_dir))[0]
+    assert traced.record.extra["backend"] == "jit" and "backend" not in plain.record.extra
+    diff = np.abs(np.asarray(traced.image, np.int16) - np.asarray(plain.image, np.int16))
+    assert diff.max() <= 1, diff.max()
+    with pytest.raises(ValueError, match="backend: eager or jit"):
+        Studio(backend="onnx")

@@ -88,6 +88,7 @@ class SpeedConfig:
     threads: int | None = None               # torch threads, here and in the subprocesses; None: torch's choice
     quick: bool = False                      # a smoke run; only recorded in the results
     precision: str = "fp32"                  # kaiga's side: fp32 or bf16 autocast (kaiga/pipelines/precision.py)
+    backend: str = "eager"                   # kaiga's side: eager or jit (kaiga/families/diffusion/traced.py)
 
     def __post_init__(self):
         _check("steps", self.steps, *LIMITS["steps"])
@@ -98,6 +99,9 @@ class SpeedConfig:
         from kaiga.pipelines.precision import check_precision
 
         check_precision(self.precision)
+        from kaiga.families.diffusion.traced import check_backend
+
+        check_backend(self.backend)
         if self.size is not None:
             _check("size", [self.size], *LIMITS["width"])
             if self.size % 8:
@@ -160,7 +164,9 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 # --- the two generators ----------------------------------------------------------------------------
-def kaiga_generate(model: LatentDiffusion, steps: int, size: int, seeds: list[int], precision: str = "fp32") -> Generate:
+def kaiga_generate(model: LatentDiffusion, steps: int, size: int, seeds: list[int], precision: str = "fp32",
+                   backend: str = "eager") -> Generate:
+    from kaiga.families.diffusion.traced import compute_backend
     from kaiga.pipelines.precision import compute_precision
     from kaiga.pipelines.text_to_image import text_to_image
     from kaiga.request import GenerationRequest
@@ -169,7 +175,7 @@ def kaiga_generate(model: LatentDiffusion, steps: int, size: int, seeds: list[in
                                 height=size, n=len(seeds))
 
     def run() -> list[Image.Image]:
-        with compute_precision(model.device, precision):
+        with compute_precision(model.device, precision), compute_backend(backend):
             return text_to_image(model, request, seeds, batch_size=len(seeds))
 
     return run
@@ -225,10 +231,11 @@ def side_summary(seconds: list[float], batch: int) -> dict[str, Any]:
 
 
 def measure_cell(model: LatentDiffusion, pipe: StableDiffusionPipeline, steps: int, batch: int, size: int,
-                 repeats: int, device: torch.device, precision: str = "fp32") -> dict[str, Any]:
+                 repeats: int, device: torch.device, precision: str = "fp32", backend: str = "eager") -> dict[str, Any]:
     """One warm-up each, then kaiga and stock alternately, `repeats` times."""
     seeds = list(range(batch))
-    runs = {"kaiga": kaiga_generate(model, steps, size, seeds, precision), "stock": stock_generate(pipe, steps, size, seeds)}
+    runs = {"kaiga": kaiga_generate(model, steps, size, seeds, precision, backend),
+            "stock": stock_generate(pipe, steps, size, seeds)}
     warm = {name: fn() for name, fn in runs.items()}
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
@@ -247,7 +254,8 @@ def throughput(model: LatentDiffusion, config: SpeedConfig, size: int, device: t
     for steps in config.steps:
         for batch in config.batch_sizes:
             say(f"throughput: {steps} steps × batch {batch}, each side 1 warm-up + {config.repeats} timed")
-            cells.append(measure_cell(model, pipe, steps, batch, size, config.repeats, device, config.precision))
+            cells.append(measure_cell(model, pipe, steps, batch, size, config.repeats, device, config.precision,
+                                      config.backend))
     return cells
 
 
@@ -384,8 +392,8 @@ def run(config: SpeedConfig, on_progress: Progress | None = None) -> dict[str, A
     `on_progress(message)` hears what is being measured next. Raises ModelError for a model that
     cannot be loaded, RequestError for a size it cannot make, ColdStartError if a subprocess fails.
     """
-    from kaiga.model_files import load_model, model_hash, pick_device, resolve_model
     from kaiga.capabilities import Capabilities, check_request
+    from kaiga.model_files import load_model, model_hash, pick_device, resolve_model
     from kaiga.request import GenerationRequest
 
     say = on_progress or (lambda message: None)
@@ -404,7 +412,8 @@ def run(config: SpeedConfig, on_progress: Progress | None = None) -> dict[str, A
                     "dtype": str(model.dtype).removeprefix("torch."), "prompt": PROMPT, "sampler": SAMPLER,
                     "guidance": GUIDANCE, "width": size, "height": size, "steps": list(config.steps),
                     "batches": list(config.batch_sizes), "repeats": config.repeats, "warmup": 1,
-                    "cold_start": config.cold_start, "quick": config.quick, "precision": config.precision}
+                    "cold_start": config.cold_start, "quick": config.quick, "precision": config.precision,
+                    "backend": config.backend}
         env = environment(device)
         cells = throughput(model, config, size, device, say)
         del model  # free it: each cold-start process loads its own copy

@@ -69,7 +69,8 @@ def build_state(settings: ServerSettings) -> ServerState:
         workers = Workers(catalog.names, catalog.default.name, lambda models: Worker(
             queue, gallery, lambda name: catalog.ref(name).path, device=settings.device,
             batch_size=settings.batch_size, poll_s=settings.poll_s, on_finished=waiters.notify, uploads=uploads,
-            models=models, precision=settings.precision, batch_jobs=settings.batch_jobs))
+            models=models, precision=settings.precision, batch_jobs=settings.batch_jobs,
+            backend=settings.backend))
     return ServerState(settings, db, queue, gallery, catalog, waiters, workers)
 
 

@@ -64,6 +64,7 @@ def live_studio(state: ServerState):
             from kaiga.studio import Studio  # imports torch: only when a preview is asked for
 
             state.live_studio = Studio(device=state.settings.device, batch_size=1, precision=state.settings.precision,
+                                       backend=state.settings.backend,
                                        uploads=UploadStore(state.settings.uploads_dir()))
         return state.live_studio
 

@@ -36,6 +36,7 @@ class ServerSettings(BaseModel):
     run_worker: bool = True  # False: this process only queues (another process runs the jobs)
     device: str | None = None  # cuda, mps or cpu; default: the best available
     precision: Literal["fp32", "bf16"] = "fp32"  # the workers' (kaiga/pipelines/precision.py)
+    backend: Literal["eager", "jit"] = "eager"  # the workers' and previews' UNet (kaiga/families/diffusion/traced.py)
     batch_size: Annotated[int, Field(ge=1, le=64)] = 16
     batch_jobs: bool = True  # queued jobs that differ only in their seeds run together (kaiga.worker.batch_key)
     poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5  # how often waiters and the worker look at the database

@@ -68,10 +68,12 @@ class Worker:
                  device: str | None = None, batch_size: int = 16, poll_s: float = 0.5,
                  on_finished: Callable[[str], None] = lambda job_id: None,
                  uploads: UploadStore | None = None, models: tuple[str, ...] | None = None,
-                 campaign: str | None = None, precision: str = "fp32", batch_jobs: bool = True):
+                 campaign: str | None = None, precision: str = "fp32", batch_jobs: bool = True,
+                 backend: str = "eager"):
         self.queue, self.gallery = queue, gallery
         self.batch_jobs = batch_jobs  # run pending jobs of one batch key together (`batch_key`)
         self.precision = precision  # the Studio's: fp32, or bf16 autocast (kaiga/pipelines/precision.py)
+        self.backend = backend  # the Studio's: eager, or jit (kaiga/families/diffusion/traced.py)
         self.resolve = resolve  # a request's model name (None: the default) -> its path; ModelError if unknown
         self.models = models  # the models whose jobs this worker claims; None: every job
         self.campaign = campaign  # only this campaign's cells (a campaign's own runner); None: any job
@@ -131,7 +133,7 @@ class Worker:
             from kaiga.studio import Studio  # imports torch: only when there is work
 
             self._studio = Studio(device=self.device, batch_size=self.batch_size, uploads=self.uploads,
-                                  precision=self.precision)
+                                  precision=self.precision, backend=self.backend)
         return self._studio
 
     def run_one(self) -> JobView | None:

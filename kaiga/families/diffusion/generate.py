@@ -34,6 +34,7 @@ from kaiga.capabilities import Capabilities, check_request, with_defaults
 from kaiga.families.chaos import chaos_noise, shake, strength
 from kaiga.families.diffusion.denoise import ComposedCond, denoise
 from kaiga.families.diffusion.schedulers import make_scheduler, timesteps_to_run
+from kaiga.families.diffusion.traced import unet_for
 from kaiga.images import to_pil, to_tensor
 from kaiga.prompt_syntax import is_composed, parts, schedule
 from kaiga.request import GenerationRequest
@@ -177,7 +178,7 @@ def sample(
         timesteps = timesteps_to_run(scheduler, request.steps, device=model.device)
         x = noise * scheduler.init_noise_sigma
         report = _reporter(on_step, start * request.steps, len(chunk), total)
-        latents = denoise(model.unet, scheduler, x, timesteps, cond, uncond, run_guidance(request), gens, report,
+        latents = denoise(unet_for(model), scheduler, x, timesteps, cond, uncond, run_guidance(request), gens, report,
                           shaken=_shaker(request, chunk, cond_all))
 
         # 5. Decode latents to pixels.
@@ -249,7 +250,7 @@ def edit(
 
         # 6. Reverse diffusion over the last steps.
         report = _reporter(on_step, start * per_image, k, total)
-        latents = denoise(model.unet, scheduler, x, timesteps, _batch(cond_one, 0, k),
+        latents = denoise(unet_for(model), scheduler, x, timesteps, _batch(cond_one, 0, k),
                           uncond_one.expand(k, -1, -1), run_guidance(request), gens, report, blend,
                           _shaker(request, chunk, cond_one, request.steps - steps_run(request)))
 
@@ -283,5 +284,6 @@ def trajectory(model, prompt: str, seed: int, steps: int = 20, guidance: float =
             images.extend(to_pil(model.decode(x0)))
             captions.append(f"step {i}/{steps} (t={int(timesteps[i - 1])}): predicted clean image")
 
-    denoise(model.unet, scheduler, x * scheduler.init_noise_sigma, timesteps, cond, uncond, guidance, [gen], snapshot)
+    denoise(unet_for(model), scheduler, x * scheduler.init_noise_sigma, timesteps, cond, uncond, guidance, [gen],
+            snapshot)
     return images, captions
