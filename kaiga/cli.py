@@ -630,6 +630,15 @@ def models(
                           info.get("layout", ""), str(path))
         _wide().print(loras)
     out.print(f"LoRA directory: {loras_dir()}", highlight=False)
+    from kaiga.finetune.embedding import embeddings_dir, list_embeddings
+
+    found = list_embeddings()
+    if found:  # the words a prompt can use
+        words = Table("embedding (its word)", "base model", "init word", "path")
+        for path, info in found:
+            words.add_row(path.stem, (info.get("base") or {}).get("model", ""), info.get("init_word", ""), str(path))
+        _wide().print(words)
+    out.print(f"embedding directory: {embeddings_dir()}", highlight=False)
 
 
 @app.command()
@@ -1030,22 +1039,26 @@ def train_distill(data: _Data, out_dir: _Out,
 
 @app.command()
 def finetune(data: _Data,
-             out_name: Annotated[str, typer.Option("--out", help="A name (saved as $KAIGA_HOME/loras/NAME.safetensors, usable at once as --lora NAME; its run folder in $KAIGA_HOME/runs/NAME) or a path ending in .safetensors (its run folder beside it).")],
-             method: Annotated[str, typer.Option(help="lora (peft adapters on the UNet's attention projections). dreambooth and textual-inversion are not built yet.")] = "lora",
+             out_name: Annotated[str, typer.Option("--out", help="A name (saved as $KAIGA_HOME/loras/NAME.safetensors, usable at once as --lora NAME; textual-inversion: $KAIGA_HOME/embeddings/NAME.safetensors, used by any prompt with the word NAME; its run folder in $KAIGA_HOME/runs/NAME) or a path ending in .safetensors (its run folder beside it).")],
+             method: Annotated[str, typer.Option(help="lora (peft adapters on the UNet's attention projections) or textual-inversion (one new word, NAME, whose input vector alone is learned: a few KB; needs a model with the pretrained text encoder). dreambooth is not built yet.")] = "lora",
+             init_word: Annotated[str, typer.Option("--init-word", help="textual-inversion: an everyday word for the subject (toy, dog, style); the new word starts from its vector, and in each caption its first occurrence becomes NAME.")] = "object",
              model: Annotated[Optional[str], typer.Option(help="The diffusion model to adapt (name or folder; default: the default model).")] = None,
              rank: Annotated[int, typer.Option(min=1, max=256, help="LoRA rank: the adapters' width (file size grows with it).")] = 8,
              alpha: Annotated[float, typer.Option(min=0.0, help="LoRA alpha: the adapters' scale is alpha / rank.")] = 8.0,
              layout: Annotated[str, typer.Option(help="The file's keys: diffusers (what diffusers' load_lora_weights reads) or kohya (what AUTOMATIC1111 and ComfyUI read); kaiga reads both.")] = "diffusers",
              steps: _Steps = 1000, batch_size: _Batch = 16,
-             lr: Annotated[float, typer.Option(help="AdamW learning rate of the adapters.")] = 1e-4,
+             lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: 1e-4 for LoRA adapters, 5e-3 for a textual-inversion vector, as diffusers' scripts use).")] = None,
              checkpoint_every: _CheckpointEvery = 100, sample_every: _SampleEvery = 250, seed: _Seed = 0,
              resume: _Resume = False, max_minutes: _MaxMinutes = None, threads: _Threads = None,
              precision: _Precision = "fp32", allow_unlicensed: _AllowUnlicensed = False, opt_out: _OptOut = None):
     """Fine-tune a diffusion model on your own captioned images (a folder with metadata.jsonl: file_name + text)."""
+    from kaiga.finetune.embedding import check_trigger, embeddings_dir
     from kaiga.finetune.lora import LAYOUTS, loras_dir
 
-    if method != "lora":
-        fail(f"--method: only lora is built so far (got {method!r}); dreambooth and textual-inversion are to come")
+    if method not in FINETUNE_METHODS:
+        fail(f"--method: {' or '.join(FINETUNE_METHODS)} (got {method!r}; dreambooth is to come)")
+    inversion = method == "textual-inversion"
+    home = embeddings_dir() if inversion else loras_dir()
     if layout not in LAYOUTS:
         fail(f"--layout: one of {', '.join(LAYOUTS)} (got {layout!r})")
     target = Path(out_name).expanduser()
@@ -1056,26 +1069,42 @@ def finetune(data: _Data,
     else:
         from kaiga.paths import model_home
 
-        out_file, run_dir = loras_dir() / f"{out_name}.safetensors", model_home() / "runs" / out_name
+        out_file, run_dir = home / f"{out_name}.safetensors", model_home() / "runs" / out_name
+    if inversion:
+        try:
+            check_trigger(out_file.stem)
+        except ValueError as e:
+            fail(f"--out: the file's name is the new word; {str(e).removeprefix('embedding: ')}")
     if out_file.exists() and not resume:
         fail(f"--out: {out_file} exists; choose another name, or --resume its run")
     _run_paths(data, run_dir)
     admission = _admit(data, allow_unlicensed, opt_out)
     _use_threads(threads)
     from kaiga.data.dataset import DatasetError
-    from kaiga.finetune.train import finetune_lora
+    from kaiga.finetune.train import finetune_lora, finetune_textual_inversion
     from kaiga.model_files import ModelError
 
     try:
-        ref = _diffusion_folder(model, "model: LoRA fine-tuning")
-        state = finetune_lora(ref.path, data, out_file, run_dir, _loop_options(
-            steps, batch_size, lr, checkpoint_every, sample_every, seed, max_minutes=max_minutes, precision=precision),
-            rank=rank, alpha=alpha, layout=layout, resume=resume, admission=admission)
+        ref = _diffusion_folder(model, f"model: {'textual inversion' if inversion else 'LoRA fine-tuning'}")
+        lr = lr if lr is not None else 5e-3 if inversion else 1e-4
+        loop = _loop_options(steps, batch_size, lr, checkpoint_every, sample_every, seed, max_minutes=max_minutes,
+                             precision=precision)
+        if inversion:
+            state = finetune_textual_inversion(ref.path, data, out_file, run_dir, loop, init_word=init_word,
+                                               resume=resume, admission=admission)
+        else:
+            state = finetune_lora(ref.path, data, out_file, run_dir, loop, rank=rank, alpha=alpha, layout=layout,
+                                  resume=resume, admission=admission)
     except (DatasetError, ModelError, ValueError, OSError) as e:
         fail(str(e))
     size = out_file.stat().st_size
-    out.print(f"lora: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_file} "
-              f"({size / 1024:.0f} KB); use it with --lora {out_file.stem if out_file.parent == loras_dir() else out_file}")
+    how = (f"write {out_file.stem} in a prompt" + ("" if out_file.parent == home else f" (after copying it to {home})")
+           if inversion else f"use it with --lora {out_file.stem if out_file.parent == home else out_file}")
+    out.print(f"{method}: {state['step']} steps, loss {state['loss']:.4f}, {state['seconds']:.0f} s -> {out_file} "
+              f"({size / 1024:.0f} KB); {how}")
+
+
+FINETUNE_METHODS = ("lora", "textual-inversion")
 
 
 def _train_family(family: str, data, out_dir, steps, batch_size, lr, checkpoint_every, sample_every, seed, resume,

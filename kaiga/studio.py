@@ -28,6 +28,7 @@ from PIL import Image
 
 from kaiga.capabilities import Capabilities, check_request, ignored_fields, output_size, with_defaults
 from kaiga.families.diffusion.traced import check_backend, compute_backend
+from kaiga.finetune.embedding import apply_embeddings
 from kaiga.metadata import GenerationRecord, png_bytes, write_atomic
 from kaiga.model_files import ModelRef, load_model, model_hash, model_info, pick_device, resolve_model
 from kaiga.paths import model_home
@@ -256,6 +257,7 @@ class Studio:
         if unknown:
             log.warning("the model does not know these words and ignores them: %s", ", ".join(dict.fromkeys(unknown)))
         loras = self._apply_loras(model, request)
+        embeddings = apply_embeddings(model, [request.prompt, request.negative_prompt])  # by their words, as A1111
         t0 = time.perf_counter()
         native = request.model_copy(update={"upscale": 1})  # screened and marked at native size, then enlarged
         if request.is_edit:
@@ -306,6 +308,7 @@ class Studio:
                            **({"precision": self.precision} if self.precision != "fp32" else {}),
                            **({"backend": self.backend} if self.backend != "eager" else {}),
                            **({"loras": [lora.record() for lora in loras]} if loras else {}),
+                           **({"embeddings": [e.record() for e in embeddings]} if embeddings else {}),
                            **({"prompt_template": {"prompt": template.prompt,
                                                    "negative_prompt": template.negative_prompt}}
                               if template is not None else {}),

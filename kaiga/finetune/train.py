@@ -1,10 +1,15 @@
-"""`kaiga finetune --method lora`: LoRA adapters trained on a user's captioned images, on the shared loop.
+"""`kaiga finetune`: LoRA adapters or a textual-inversion word trained on a user's captioned images, on the shared loop.
 
 The base diffusion model is loaded frozen; peft LoRA layers on its UNet's attention projections are all that
 trains (kaiga/finetune/lora.py), with the denoiser's own loss over the autoencoder's latents of the images. The
 run folder keeps checkpoints (so `--resume` continues), sample grids and the log; the result is one
 `.safetensors` file of the adapters (EMA weights), whose metadata names the base model by hash, the rank and
 alpha, and the dataset's card (sources, licences and consent, with counts).
+
+`--method textual-inversion` (Gal et al. 2022) learns one new word instead: its input vector alone, started from an
+existing word's (`init_word`, say "toy"), with everything else frozen, through the same denoiser loss. Each caption
+names the subject by the new word: its first `init_word` becomes the trigger, and a caption without one gets
+"a photo of TRIGGER, " in front. The result is a few-KB embedding file (kaiga/finetune/embedding.py).
 
 Example:
     >>> import tempfile
@@ -80,4 +85,73 @@ def finetune_lora(base: Path, data: Path, out_file: Path, run_dir: Path, loop: L
     task = LoraTask(model, data, out_file, rank, alpha, {"model": ref.name, "model_hash": model_hash(ref)}, layout,
                     batch_size=loop.batch_size, uncond_prob=UNCOND_PROB, cache_dir=Path(run_dir) / "cache",
                     admission=admission)
+    return train(task, loop, run_dir, resume=resume)
+
+
+def trigger_captions(captions: tuple[str, ...], trigger: str, init_word: str) -> tuple[str, ...]:
+    """Each caption naming the subject by `trigger`: its first `init_word` replaced, else the trigger put first.
+
+    >>> trigger_captions(("a toy on a table", "on the beach"), "sks-toy", "toy")
+    ('a sks-toy on a table', 'a photo of sks-toy, on the beach')
+    """
+    import re
+
+    word = re.compile(rf"\b{re.escape(init_word)}\b", re.IGNORECASE)
+    return tuple(word.sub(trigger, c, count=1) if word.search(c) else f"a photo of {trigger}, {c}" for c in captions)
+
+
+class TextualInversionTask(LoraTask):
+    """The denoiser's task with one new word's vector training; its export is the embedding file alone."""
+
+    def __init__(self, model, data, out_file, trigger: str, init_word: str, base: dict, **kwargs):
+        self.trigger, self.init_word = trigger, init_word
+        super().__init__(model, data, out_file, rank=0, alpha=0.0, base=base, layout="a1111", **kwargs)
+
+    def export(self, state_dict, out):
+        from kaiga.finetune.embedding import save_embedding
+        from kaiga.train.loop import training_record
+
+        self.model.load_state_dict(state_dict)  # the EMA weights
+        record = training_record(None, out, "textual-inversion", self.data.name)
+        save_embedding(self.model.text_encoder.added[-1:], self.out_file,
+                       {"init_word": self.init_word, "base": self.base, "data": self.admission.data_block(),
+                        "training": record})
+
+
+def init_vector(model, init_word: str) -> torch.Tensor:
+    """[1, D]: the mean input vector of `init_word`'s tokens, where the new word starts."""
+    ids = model.tokenizer(init_word, add_special_tokens=False)["input_ids"]
+    if not ids or model.tokenizer.unk_token_id in ids:
+        raise ValueError(f"init-word: the text encoder does not know {init_word!r}; give an everyday word for the "
+                         f"subject (toy, dog, style)")
+    table = model.text_encoder.model.get_input_embeddings().weight
+    return table[ids].mean(0, keepdim=True).detach().clone()
+
+
+def finetune_textual_inversion(base: Path, data: Path, out_file: Path, run_dir: Path, loop: LoopConfig, *,
+                               init_word: str, resume: bool = False, admission: Admission | None = None) -> dict:
+    """Learn the word `out_file`'s stem names on dataset `data`, for the diffusion model folder `base`."""
+    from dataclasses import replace
+
+    from kaiga.data.admit import admit
+    from kaiga.finetune.embedding import EmbeddingError, add_word, check_trigger, supports_embeddings
+    from kaiga.model_files import model_hash, resolve_model
+
+    trigger = check_trigger(Path(out_file).stem)
+    ref = resolve_model(str(base))
+    model = LatentDiffusion.load(base, dtype=torch.float32)
+    if not supports_embeddings(model):
+        raise EmbeddingError(f"model: {ref.name}'s text encoder has a closed vocabulary; textual inversion needs "
+                             f"the pretrained one (a model from v6 on)")
+    if torch.cuda.is_available():
+        model.to("cuda")
+    model.set_stage(DiffusionStage.DENOISER)
+    model.requires_grad_(False)
+    add_word(model, trigger, init_vector(model, init_word), trainable=True)
+    admission = admission or admit(Path(data))
+    admission = replace(admission, examples=[replace(ex, captions=trigger_captions(ex.captions, trigger, init_word))
+                                             for ex in admission.examples])
+    task = TextualInversionTask(model, data, out_file, trigger, init_word,
+                                {"model": ref.name, "model_hash": model_hash(ref)}, batch_size=loop.batch_size,
+                                uncond_prob=0.0, cache_dir=Path(run_dir) / "cache", admission=admission)
     return train(task, loop, run_dir, resume=resume)

@@ -357,6 +357,29 @@ async def loras():
     return [{"name": p.stem, "alias": p.stem, "path": str(p), "metadata": info} for p, info in list_loras()]
 
 
+@router.get("/embeddings")
+async def embeddings():
+    """The textual-inversion words a prompt can use (A1111's {"loaded": {name: {step, sd_checkpoint,
+    sd_checkpoint_name, shape, vectors}}, "skipped": {...}}): the .safetensors in $KAIGA_HOME/embeddings; a file that
+    cannot be read is skipped. `shape` is the vectors' width, which says the text encoder it fits (384: kaiga's)."""
+    from kaiga.finetune.embedding import EmbeddingError, list_embeddings, read_embedding
+
+    loaded, skipped = {}, {}
+    for path, info in list_embeddings():
+        try:
+            vectors = read_embedding(path)
+        except EmbeddingError:
+            skipped[path.stem] = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
+                                  "vectors": None}
+            continue
+        base = info.get("base") or {}
+        runs = (info.get("training") or {}).get("runs") or [{}]
+        loaded[path.stem] = {"step": runs[-1].get("steps"), "sd_checkpoint": base.get("model_hash"),
+                             "sd_checkpoint_name": base.get("model"), "shape": int(vectors.shape[1]),
+                             "vectors": int(vectors.shape[0])}
+    return {"loaded": loaded, "skipped": skipped}
+
+
 @router.get("/cmd-flags")
 async def cmd_flags(request: Request):
     """A1111's command-line flags as this server runs: the API and the web UI, where it listens, the default

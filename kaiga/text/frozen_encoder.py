@@ -30,6 +30,11 @@ class FrozenTextEncoder(torch.nn.Module):
     def __init__(self, model, pad_id: int, source: str):
         super().__init__()
         self.model, self.pad_id, self.source = model.requires_grad_(False).eval(), pad_id, source
+        self.vocab_size = int(model.config.vocab_size)
+        # Textual inversion's new words (kaiga/finetune/embedding.py): their input vectors, [K, D], for the ids
+        # vocab_size .. vocab_size + K - 1 that the tokenizer gives them. None until one is added, so a plain
+        # encoder's state dict is what it always was.
+        self.register_parameter("added", None)
 
     @property
     def config(self):
@@ -46,9 +51,24 @@ class FrozenTextEncoder(torch.nn.Module):
     def mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         return (input_ids != self.pad_id).long()
 
+    def add_vectors(self, vectors: torch.Tensor, trainable: bool = False) -> list[int]:
+        """Give new words these input vectors [K, D]; returns their ids (what the tokenizer must give them)."""
+        old = self.added.data if self.added is not None else vectors.new_zeros(0, vectors.shape[1])
+        start = self.vocab_size + len(old)
+        self.added = torch.nn.Parameter(torch.cat([old, vectors.to(old)]), requires_grad=trainable)
+        return list(range(start, start + len(vectors)))
+
     def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor]:
-        with torch.no_grad():
-            return (self.model(input_ids=input_ids, attention_mask=self.mask(input_ids)).last_hidden_state,)
+        mask = self.mask(input_ids)
+        if self.added is None or int(input_ids.max()) < self.vocab_size:
+            with torch.no_grad():
+                return (self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state,)
+        new = input_ids >= self.vocab_size  # the added words: their vectors in place of the table's rows
+        table = self.model.get_input_embeddings()(input_ids.masked_fill(new, 0))
+        added = self.added.to(table.dtype)[(input_ids - self.vocab_size).clamp(min=0)]
+        embeds = torch.where(new[..., None], added, table)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.added.requires_grad):  # training one of them
+            return (self.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state,)
 
     def pooled(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[N, D]: each prompt's sentence vector, the mean of its real tokens' states."""

@@ -312,6 +312,22 @@ def test_the_loras_in_kaiga_home_are_listed(server, monkeypatch, tmp_path):
     assert listed[0]["path"].endswith("toy.safetensors")
 
 
+def test_the_embeddings_in_kaiga_home_are_listed(server, monkeypatch, tmp_path):
+    import torch
+
+    from kaiga.finetune.embedding import save_embedding
+
+    monkeypatch.setenv("KAIGA_HOME", str(tmp_path))
+    assert httpx.get(server.url + "/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
+    save_embedding(torch.zeros(1, 384), tmp_path / "embeddings" / "sks-toy.safetensors",
+                   {"base": {"model": "scenes-diffusion", "model_hash": "0123456789"}})
+    (tmp_path / "embeddings" / "broken.safetensors").write_bytes(b"not a file")
+    listed = httpx.get(server.url + "/sdapi/v1/embeddings").json()
+    assert listed["loaded"] == {"sks-toy": {"step": None, "sd_checkpoint": "0123456789",
+                                            "sd_checkpoint_name": "scenes-diffusion", "shape": 384, "vectors": 1}}
+    assert list(listed["skipped"]) == ["broken"]
+
+
 def test_a_lora_by_prompt_tag_or_field_in_both_apis(server, monkeypatch, tmp_path):
     from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
     from kaiga.finetune.lora import add_lora, lora_layers, save_lora

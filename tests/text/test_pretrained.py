@@ -6,14 +6,11 @@ autoencoder are tiny, so a model saves and loads in well under a second.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 
-from kaiga.families.diffusion.config import v6_config
 from kaiga.families.diffusion.folder import loaded_files, named_text_encoder
-from kaiga.families.diffusion.model import LatentDiffusion, tiny_config
+from kaiga.families.diffusion.model import LatentDiffusion, tiny_v6_config
 from kaiga.families.diffusion.prompt_encoding import text_states
 from kaiga.model_files import ModelFormat, ModelRef, model_hash
 from kaiga.request import GenerationRequest
@@ -21,16 +18,10 @@ from kaiga.text.pretrained import DEFAULT_SOURCE, TextEncoderError, resolve_sour
 from kaiga.text.tokenizer import unknown_words
 
 
-def _tiny_v6():
-    """v6's text side (the real encoder, 384-d) over tiny UNet and autoencoder widths."""
-    tiny, v6 = tiny_config(), v6_config(latent_channels=4)
-    return replace(tiny, text=v6.text, unet=replace(tiny.unet, cross_attention_dim=384))
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     torch.manual_seed(0)
-    model = LatentDiffusion.create(_tiny_v6())
+    model = LatentDiffusion.create(tiny_v6_config())
     return model, model.save(tmp_path_factory.mktemp("v6") / "tiny-v6")
 
 

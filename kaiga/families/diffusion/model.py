@@ -60,6 +60,16 @@ def tiny_config() -> DiffusionConfig:
     )
 
 
+def tiny_v6_config() -> DiffusionConfig:
+    """v6's text side (the real pretrained encoder, 384-d) over tiny UNet and autoencoder widths, for tests."""
+    from dataclasses import replace
+
+    from kaiga.families.diffusion.config import v6_config
+
+    tiny, v6 = tiny_config(), v6_config(latent_channels=4)
+    return replace(tiny, text=v6.text, unet=replace(tiny.unet, cross_attention_dim=384))
+
+
 class DiffusionStage(str, Enum):
     AUTOENCODER = "autoencoder"  # the VAE alone: reconstruction + KL (or the decoder alone, `decoder_only`)
     DENOISER = "denoiser"  # UNet + text encoder, v-prediction over the frozen VAE's latents
