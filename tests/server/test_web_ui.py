@@ -714,3 +714,34 @@ def test_the_lora_picker_adds_a_lora_that_the_image_records(server, page, monkey
     page.wait_for_selector("#generate .status-text:has-text('1 image(s)')", timeout=60_000)
     record = httpx.get(server.url + "/v1/gallery/images").json()["data"][0]["record"]
     assert [(lo["name"], lo["weight"]) for lo in record["extra"]["loras"]] == [("toy", 0.8)]
+
+
+def test_the_learned_word_picker_writes_the_word_into_the_prompt(server, page, monkeypatch, tmp_path):
+    """The picker lists $KAIGA_HOME/embeddings (GET /sdapi/v1/embeddings, each titled with the model it was trained
+    on); its buttons add the word to the prompt or the negative prompt, once (a prompt that holds the word is all
+    it takes to use it: tests/finetune/test_textual_inversion.py)."""
+    import torch
+
+    from kaiga.finetune.embedding import save_embedding
+
+    monkeypatch.setenv("KAIGA_HOME", str(tmp_path))
+    save_embedding(torch.zeros(1, 384), tmp_path / "embeddings" / "sks-toy.safetensors",
+                   {"base": {"model": "scenes-diffusion-v6", "model_hash": "0123456789"}})
+    _open(page, server)
+    page.wait_for_function("[...document.querySelectorAll('.embedding-pick option')].some(o => o.value === 'sks-toy')")
+    assert page.get_attribute(".embedding-pick option[value=sks-toy]", "title") == "trained on scenes-diffusion-v6, 384-d"
+    _fill(page, "#generate-form", prompt="a photo of a dog,")
+    page.select_option(".embedding-pick", "sks-toy")
+    page.click("button.add-embedding")
+    page.click("button.add-embedding")  # there already: not added twice
+    assert page.input_value("#generate-form [name=prompt]") == "a photo of a dog, sks-toy"
+    page.click("button.add-embedding-negative")
+    assert page.input_value("#generate-form [name=negative_prompt]") == "sks-toy"
+
+
+def test_the_learned_word_picker_says_when_there_are_none(server, page, monkeypatch, tmp_path):
+    monkeypatch.setenv("KAIGA_HOME", str(tmp_path))
+    _open(page, server)
+    page.wait_for_function("document.querySelector('.embedding-pick option')?.value === ''")
+    assert "none in $KAIGA_HOME/embeddings" in page.text_content(".embedding-pick")
+    assert page.is_disabled("button.add-embedding") and page.is_disabled("button.add-embedding-negative")

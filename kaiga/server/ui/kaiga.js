@@ -950,6 +950,27 @@ function addLora() {
   input.dispatchEvent(new Event("input", { bubbles: true }));  // a live preview redraws with it
 }
 
+async function fillEmbeddings() {
+  // The learned-word picker offers GET /sdapi/v1/embeddings ($KAIGA_HOME/embeddings), as A1111's Textual Inversion
+  // tab does; a word in the prompt (or the negative prompt) is all it takes to use one, so Add writes the word there.
+  const { loaded } = await api("/sdapi/v1/embeddings");
+  const options = Object.entries(loaded).map(([word, e]) => {
+    const option = new Option(word, word);
+    option.title = e.sd_checkpoint_name ? `trained on ${e.sd_checkpoint_name}, ${e.shape}-d` : `${e.shape}-d`;
+    return option;
+  });
+  $(".embedding-pick").replaceChildren(
+    ...(options.length ? options : [new Option("(none in $KAIGA_HOME/embeddings)", "")]));
+  for (const b of $$(".add-embedding, .add-embedding-negative")) b.disabled = !options.length;
+}
+
+function addEmbedding(field) {
+  const input = $("#generate-form").elements[field], word = $(".embedding-pick").value;
+  if (!word || input.value.split(/[^\w-]+/).includes(word)) return;  // there already: once is enough
+  input.value = input.value.trim() ? `${input.value.trim().replace(/,$/, "")}, ${word}` : word;
+  input.dispatchEvent(new Event("input", { bubbles: true }));  // a live preview redraws with it
+}
+
 // ---- taste: whose it is and whether it is enough to personalise by (GET /v1/taste) ------------------------------
 const tasteState = { person: null };
 
@@ -971,6 +992,7 @@ async function fillChoices() {
   } catch (e) { showError(e); }
   fillStyles().catch(showError);
   fillLoras().catch(showError);
+  fillEmbeddings().catch(showError);
   fillTaste().catch(showError);
   try {
     const models = (await api("/v1/models")).data;
@@ -998,6 +1020,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#blend-clear").addEventListener("click", clearBlend);
   $(".add-style").addEventListener("click", addStyle);
   $(".add-lora").addEventListener("click", addLora);
+  $(".add-embedding").addEventListener("click", () => addEmbedding("prompt"));
+  $(".add-embedding-negative").addEventListener("click", () => addEmbedding("negative_prompt"));
   for (const form of $$("form.settings")) form.elements.model.addEventListener("change", () => fitToModel(form));
   $("#generate .cancel").addEventListener("click", () => {
     if (currentJob) api(`/v1/jobs/${currentJob}/cancel`, { method: "POST" }).catch(showError);
