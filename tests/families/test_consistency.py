@@ -78,6 +78,38 @@ def test_distillation_learns_and_the_student_is_a_model_of_its_own(tiny_model_di
             check_request(caps, GenerationRequest(**{"prompt": "a red car", **bad}))
 
 
+def test_a_student_folder_of_its_unet_alone_shares_the_rest_with_its_teacher(tiny_model_dir, tiny_scenes, tmp_path):
+    """How scenes-fast ships (scripts/ship_scenes_fast.py): unet/ and kaiga.json's `shares_with`; the autoencoder,
+    text encoder, tokenizer and scheduler are read from the teacher's folder beside it, the same pixels result, and
+    the model hash covers the shared weights too."""
+    import json
+    import shutil
+
+    from kaiga.families.diffusion.folder import FolderError, loaded_files
+    from kaiga.model_files import ModelError, load_model, resolve_model
+
+    loop = LoopConfig(steps=2, batch_size=2, lr=3e-4, warmup_steps=1, sample_every=0, progress=False)
+    train_consistency(tiny_scenes, tmp_path / "full", tiny_model_dir, loop)
+    shutil.copytree(tiny_model_dir, tmp_path / "teacher")
+    for part in ("vae", "text_encoder", "tokenizer", "scheduler"):  # the export's copies are fp16: the teacher's here
+        shutil.rmtree(tmp_path / "full" / part)
+        shutil.copytree(tiny_model_dir / part, tmp_path / "full" / part)
+    shared = tmp_path / "fast"
+    shutil.copytree(tmp_path / "full" / "unet", shared / "unet")
+    shutil.copy2(tmp_path / "full" / "model_index.json", shared)
+    info = json.loads((tmp_path / "full" / "kaiga.json").read_text())
+    (shared / "kaiga.json").write_text(json.dumps({**info, "shares_with": "teacher"}))
+    request = GenerationRequest(prompt="a red car", steps=2)
+    full, alone = (LatentDiffusion.load(d).sample(request, [3])[0] for d in (tmp_path / "full", shared))
+    assert full.tobytes() == alone.tobytes()
+    assert {f.parent.parent.name for f in loaded_files(shared)} == {"fast", "teacher"}
+    (shared / "kaiga.json").write_text(json.dumps({**info, "shares_with": "no-such-model"}))
+    with pytest.raises(FolderError, match="has no [a-z_]+/ and its shares_with model 'no-such-model' has none"):
+        loaded_files(shared)
+    with pytest.raises(ModelError):
+        load_model(resolve_model(str(shared)), torch.device("cpu"))
+
+
 def test_kaiga_train_distill(tiny_model_dir, tiny_scenes, tmp_path):
     base = [sys.executable, "-m", "kaiga", "train", "distill", "--data", str(tiny_scenes), "--teacher", str(tiny_model_dir)]
     bad = subprocess.run([*base, "--out", str(tmp_path / "x"), "--guidance-range", "6"], capture_output=True, text=True)

@@ -7,6 +7,10 @@ beside its ``.fp16`` variant and the pickled ``.bin`` copies, a ``safety_checker
 clone the single-file checkpoints at the top. Exactly one set of files is loaded per network, and it
 is the set that `component_weights` names, so the model hash covers what is loaded and nothing else.
 
+A folder may hold only the parts that differ from another model (a distilled student: its UNet): its kaiga.json
+`shares_with` names that model, and each part the folder lacks (autoencoder, text encoder, tokenizer, scheduler)
+is read from that model's folder (`component_dir`): a sibling folder of that name, else the bundled one.
+
 Example:
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kaiga.capabilities import Capabilities
+from kaiga.paths import BUNDLED_DIR
 from kaiga.request import Sampler
 
 COMPONENTS = ("unet", "vae", "text_encoder")
@@ -67,13 +72,51 @@ def _variants(folder: Path, stem: str) -> list[str]:
     return [v for v in PREFERRED_VARIANTS if v in found] + sorted(found - set(PREFERRED_VARIANTS))
 
 
+def shares_with(folder: str | Path) -> str:
+    """The model whose parts `folder` borrows (its kaiga.json's `shares_with`), or "" for a folder of its own."""
+    info_path = Path(folder) / "kaiga.json"
+    if not info_path.is_file():
+        return ""
+    try:
+        return str(json.loads(info_path.read_text()).get("shares_with") or "")
+    except ValueError:
+        return ""
+
+
+def component_dir(folder: str | Path, component: str) -> Path:
+    """Where `folder`'s `component` (unet, vae, text_encoder, tokenizer, scheduler) lies: its own subfolder, else
+    the subfolder of the model it `shares_with`, looked for beside it and then among the bundled models.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "base" / "vae").mkdir(parents=True)
+    >>> (d / "student" / "unet").mkdir(parents=True)
+    >>> _ = (d / "student" / "kaiga.json").write_text('{"shares_with": "base"}')
+    >>> [component_dir(d / "student", c).relative_to(d).as_posix() for c in ("unet", "vae")]
+    ['student/unet', 'base/vae']
+    """
+    folder = Path(folder)
+    own = folder / component
+    base = shares_with(folder)
+    if own.is_dir() or not base:
+        return own
+    if Path(base).name != base:
+        raise FolderError(f"{folder}/kaiga.json: shares_with names a model (a folder name such as scenes-diffusion), "
+                          f"not a path (got {base!r})")
+    for candidate in (folder.parent / base, BUNDLED_DIR / base):
+        if (candidate / component).is_dir() and candidate.resolve() != folder.resolve():
+            return candidate / component
+    raise FolderError(f"{folder} has no {component}/ and its shares_with model {base!r} has none either "
+                      f"(looked beside it and among the bundled models)")
+
+
 def component_weights(folder: str | Path, component: str) -> Weights:
     """The safetensors files that network `component` of `folder` loads: the plain ones, else one variant.
 
     Pickled ``.bin`` copies are never loaded (they can run code when unpickled): a network that has only
     those is a FolderError that says how to convert them.
     """
-    sub, stem = Path(folder) / component, WEIGHT_STEMS[component]
+    sub, stem = component_dir(folder, component), WEIGHT_STEMS[component]
     if files := _named(sub, stem, None):
         return Weights(files, None)
     for variant in _variants(sub, stem):
@@ -94,7 +137,7 @@ def named_text_encoder(folder: str | Path) -> str:
     (`kaiga.text.pretrained`'s source string), or "" for a folder that carries its own."""
     folder = Path(folder)
     info_path = folder / "kaiga.json"
-    if not info_path.is_file() or _named(folder / "text_encoder", WEIGHT_STEMS["text_encoder"], None):
+    if not info_path.is_file() or _named(component_dir(folder, "text_encoder"), WEIGHT_STEMS["text_encoder"], None):
         return ""
     return json.loads(info_path.read_text()).get("config", {}).get("text", {}).get("pretrained", "")
 

@@ -43,7 +43,8 @@ from kaiga.families.diffusion.config import (
     build_unet,
     build_vae,
 )
-from kaiga.families.diffusion.folder import COMPONENTS, component_weights, download_info, named_text_encoder
+from kaiga.families.diffusion.folder import (COMPONENTS, component_dir, component_weights, download_info,
+                                             named_text_encoder)
 from kaiga.families.diffusion.schedulers import DEFAULT_SCHEDULER, alphas_cumprod
 from kaiga.text.tokenizer import build_word_tokenizer
 
@@ -120,7 +121,7 @@ class LatentDiffusion(ImageGenerator):
         kw = {"torch_dtype": dtype, "local_files_only": True, "use_safetensors": True}
         # Each network from the files `component_weights` names (and the model hash covers): plain, else a variant.
         unet, vae = (
-            net.from_pretrained(folder / name, variant=component_weights(folder, name).variant, **kw)
+            net.from_pretrained(component_dir(folder, name), variant=component_weights(folder, name).variant, **kw)
             for name, net in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL))
         )
         info_path = folder / KAIGA_JSON
@@ -132,9 +133,10 @@ class LatentDiffusion(ImageGenerator):
             text_encoder, tokenizer = load_text_encoder(source, length, dtype)
         else:
             weights = component_weights(folder, "text_encoder")
-            text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", variant=weights.variant, **kw)
-            tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
-        scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler", local_files_only=True))
+            text_encoder = CLIPTextModel.from_pretrained(component_dir(folder, "text_encoder"), variant=weights.variant,
+                                                         **kw)
+            tokenizer = AutoTokenizer.from_pretrained(component_dir(folder, "tokenizer"), local_files_only=True)
+        scheduler_config = dict(DDPMScheduler.load_config(component_dir(folder, "scheduler"), local_files_only=True))
         return cls.from_components(unet, vae, text_encoder, tokenizer, scheduler_config, info)
 
     @classmethod
