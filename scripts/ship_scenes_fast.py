@@ -2,7 +2,7 @@
 and the teacher's autoencoder, text encoder, tokenizer and scheduler shared (`shares_with` in its kaiga.json, read
 by kaiga/families/diffusion/folder.py), so the shipped weights grow by one UNet, not by a second copy of the rest.
 
-Refuses when a shared part of RUN differs from the teacher's bundled one: the student would then not be what it
+Refuses when a shared part of RUN differs from the teacher's bundled one (a tensor, the tokenizer, a scheduler setting): the student would then not be what it
 was trained as.
 
 Usage:
@@ -31,9 +31,17 @@ def _settings(path: Path) -> dict:
     return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
 
 
+def _same_tensors(a: Path, b: Path) -> bool:
+    """Whether two safetensors files hold the same tensors, bit for bit (their headers' metadata may differ)."""
+    from safetensors.torch import load_file
+
+    x, y = load_file(str(a)), load_file(str(b))
+    return x.keys() == y.keys() and all(x[k].dtype == y[k].dtype and x[k].equal(y[k]) for k in x)
+
+
 def same_parts(run: Path, teacher: Path) -> list[str]:
     """The parts RUN holds that are not the teacher's (empty when every shared part is the same)."""
-    differ = [c for c, f in SHARED_WEIGHTS.items() if (run / c / f).read_bytes() != (teacher / c / f).read_bytes()]
+    differ = [c for c, f in SHARED_WEIGHTS.items() if not _same_tensors(run / c / f, teacher / c / f)]
     if (run / "tokenizer/tokenizer.json").read_bytes() != (teacher / "tokenizer/tokenizer.json").read_bytes():
         differ.append("tokenizer")
     run_config, teacher_config = (_settings(d / "scheduler/scheduler_config.json") for d in (run, teacher))

@@ -63,7 +63,7 @@ def test_a_trained_models_card_counts_its_data(tmp_path, tiny_scenes):
 
 
 def test_the_shipped_models_have_cards_from_their_training_runs():
-    for name in ("scenes-diffusion", "scenes-gan", "scenes-vae", "scenes-transformer"):
+    for name in ("scenes-diffusion", "scenes-fast", "scenes-gan", "scenes-vae", "scenes-transformer"):
         folder = BUNDLED_DIR / name
         card = json.loads((folder / CARD_FILE).read_text())
         runs = json.loads((folder / "kaiga.json").read_text())["training"]["runs"]

@@ -66,6 +66,8 @@ def make_cases(uploads_dir: Path) -> dict[str, np.ndarray]:
     cases["explain-diffusion"] = np.stack([np.asarray(f.convert("RGB")) for f in frames])
     for family in ("gan", "vae", "transformer"):
         cases[f"scenes-{family}"] = gen(request="a red car in the city", model=f"scenes-{family}", seed=1, n=2)
+    for steps in (4, 1):  # the distilled student: its default 4 steps and a single one
+        cases[f"scenes-fast-steps{steps}"] = gen(request=RED_CAR, model="scenes-fast", seed=2, n=2, steps=steps)
     for name, fields in (("watermarked-quickstart", dict(request=RED_CAR, seed=7, n=2)),
                          ("watermarked-gan-upscale-2", dict(request="a red car in the city", model="scenes-gan",
                                                             seed=1, upscale=2))):
