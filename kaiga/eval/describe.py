@@ -68,7 +68,8 @@ def scene_of(r: Reading) -> Scene:
     """The scene a reading describes (the inverse of `Reading.of_scene`)."""
     layout = Layout(r.layout)
     a = SceneObject(r.object_a, r.colour_a)
-    if layout is Layout.PAIR and r.object_b != NONE:
+    # a second object read without a colour is no pair a caption can name: the first object alone
+    if layout is Layout.PAIR and r.object_b != NONE and r.colour_b != NONE:
         b = SceneObject(r.object_b, r.colour_b)
         relation = "left of" if r.axis == "horizontal" else "above"
         return Scene((a, b), layout, r.scene, r.weather, r.time, r.style, relation)

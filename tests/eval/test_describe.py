@@ -53,3 +53,14 @@ def test_describe_then_generate_from_the_command_line(tmp_path):
     assert record.extra["style"]["mix"] == "neon:1" and record.extra["sref"]["read"] == "neon"
     r = run("generate", "a blue boat", "--sref", str(tmp_path / "ref.png"), "--style", "sketch")
     assert r.returncode == 2 and "give --style or --sref, not both" in r.stderr
+
+
+def test_a_pair_read_without_the_second_colour_is_described_as_its_first_object():
+    """The web UI's describe button once failed (KeyError 'none') on an image whose second object the readout
+    saw but gave no colour."""
+    from kaiga.data.captions import canonical_caption
+
+    reading = Reading(layout="pair", count=1, axis="horizontal", object_a="car", colour_a="red", object_b="tree",
+                      colour_b="none", scene="city", weather="clear", time="day", style="plain")
+    scene = scene_of(reading)
+    assert scene.layout is Layout.SINGLE and canonical_caption(scene).startswith("a red car")
