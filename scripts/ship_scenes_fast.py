@@ -72,6 +72,9 @@ def main() -> int:
     out.mkdir()
     for part in OWN:
         shutil.copytree(args.run / part, out / part)
+        config = out / part / "config.json"  # diffusers records where it loaded from: a path on this machine
+        config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
+                                      if k != "_name_or_path"}, indent=2) + "\n")
     for name in TOP_FILES:
         shutil.copy2(args.run / name, out / name)
     (out / "kaiga.json").write_text(json.dumps({**info, "shares_with": teacher_name}, indent=2))
